@@ -1,0 +1,112 @@
+"""Names users see (``../shared/conventions.md``): resource AVUs, task layout, states, contract.
+
+They are queried with ``imeta``/``iquest`` and set by administrators, so they live in one place
+and every part of the project imports them from here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from enum import Enum
+
+# --- resource AVUs (set by the administrator with `imeta add -R`) -------------------------------
+ROLE_ATTRIBUTE = "COMPUTE_RESOURCE_ROLE"
+GPUS_ATTRIBUTE = "COMPUTE_RESOURCE_GPUS"
+MAX_TASKS_ATTRIBUTE = "COMPUTE_RESOURCE_MAX_TASKS"
+
+ROLE_GPU_COMPUTE = "GPU_COMPUTE"
+ROLE_CPU_COMPUTE = "CPU_COMPUTE"
+ROLE_LONG_TERM_STORAGE = "LONG_TERM_STORAGE"
+ROLES = (ROLE_GPU_COMPUTE, ROLE_CPU_COMPUTE, ROLE_LONG_TERM_STORAGE)
+
+# --- the task collection -------------------------------------------------------------------------
+REPORT_FILE = "report.html"
+NOTEBOOK_FILE = "notebook.ipynb"
+PREDICTIONS_CSV = "predictions.csv"
+PREDICTIONS_JSON = "predictions.json"
+CONTAINER_LOG = "container.log"
+RUNNER_LOG = "runner.log"
+TASK_CONFIG_FILE = "task_config.json"
+
+# --- bookkeeping AVUs on the task collection -----------------------------------------------------
+PREFIX = "c2d::"
+A_TASK_ID = PREFIX + "task_id"
+A_TASK_TYPE = PREFIX + "task_type"
+A_STATE = PREFIX + "state"
+A_SUBMITTED_BY = PREFIX + "submitted_by"
+A_CREATED = PREFIX + "created"
+A_STARTED = PREFIX + "started"
+A_FINISHED = PREFIX + "finished"
+A_PROGRESS = PREFIX + "progress"
+A_ERROR = PREFIX + "error"
+A_COMPUTE_RESOURCE = PREFIX + "compute_resource"
+A_INPUT_COLLECTION = PREFIX + "input_collection"
+A_INPUTS = PREFIX + "inputs"
+A_REPLICATED_BYTES = PREFIX + "replicated_bytes"
+A_MODEL = PREFIX + "model"
+A_MODEL_CHECKSUM = PREFIX + "model_checksum"
+A_NOTEBOOK_CHECKSUM = PREFIX + "notebook_checksum"
+A_IMAGE = PREFIX + "image"
+A_IMAGE_DIGEST = PREFIX + "image_digest"
+A_PARAMETERS = PREFIX + "parameters"
+A_REPORT = PREFIX + "report"
+A_RUNNER = PREFIX + "runner"
+
+
+class TaskState(str, Enum):
+    """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+# --- results on the inputs -----------------------------------------------------------------------
+DEFAULT_CLASS_ATTRIBUTE = "predictedclass"
+DEFAULT_SCORE_ATTRIBUTE = "predictedscore"
+TASK_UNITS_PREFIX = "c2d:"
+
+VALIDATED = "validated"
+VALIDATED_CLASS = "validatedclass"
+VALIDATED_BY = "validatedby"
+VALIDATED_AT = "validatedat"
+
+# --- runner and container contract ---------------------------------------------------------------
+CONTAINER_INPUT_DIR = "/inputs"
+CONTAINER_OUTPUT_DIR = "/outputs"
+CONTAINER_TASK_DIR = "/task"
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+PROGRESS_FILE = ".progress"
+
+# --- server-side settings ------------------------------------------------------------------------
+DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
+SETTINGS_ENV = "C2D_SETTINGS"
+
+
+def task_units(task_id: str) -> str:
+    """Units of a prediction AVU: they point back to the task that made it."""
+    return TASK_UNITS_PREFIX + task_id
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_utc(moment: datetime | None = None) -> str:
+    """ISO 8601 UTC with a trailing ``Z``, second precision: what the state AVUs hold."""
+    moment = (moment or utc_now()).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_task_id(moment: datetime | None = None) -> str:
+    """Readable and sortable by time: ``20261122T020304Z-3f9a1c``."""
+    moment = (moment or utc_now()).astimezone(timezone.utc)
+    return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)

@@ -1,0 +1,286 @@
+"""The grid port: the iRODS operations a compute-to-data task needs, in iRODS terms.
+
+Task logic talks only to :class:`Grid`; adapters implement it on top of the Python rule engine
+plugin (inside the server), python-irodsclient (on a client) or the embedded LocalGrid (for
+development and tests). Nothing here needs rodsadmin rights when the caller is an ordinary user.
+
+Paths are logical iRODS paths (``/zone/home/alice/x.png``). Every adapter raises the project's
+typed errors (:mod:`compute_to_data.errors`), never its library's own exceptions.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from pathlib import Path
+
+
+class AccessLevel(IntEnum):
+    """iRODS permission levels; comparable because iRODS numbers them that way."""
+
+    NONE = 0
+    READ_METADATA = 1040
+    READ = 1050  # read_object
+    MODIFY = 1120  # modify_object
+    OWN = 1200
+
+    @property
+    def irods_name(self) -> str:
+        return {
+            AccessLevel.NONE: "null",
+            AccessLevel.READ_METADATA: "read_metadata",
+            AccessLevel.READ: "read_object",
+            AccessLevel.MODIFY: "modify_object",
+            AccessLevel.OWN: "own",
+        }[self]
+
+    @classmethod
+    def from_irods(cls, text: str) -> "AccessLevel":
+        """Accept the names iRODS 4.2 ("read object"), 4.3/5 ("read_object") and ichmod use."""
+        key = text.strip().lower().replace(" ", "_")
+        aliases = {
+            "null": cls.NONE,
+            "read_metadata": cls.READ_METADATA,
+            "read": cls.READ,
+            "read_object": cls.READ,
+            "write": cls.MODIFY,
+            "modify": cls.MODIFY,
+            "modify_object": cls.MODIFY,
+            "own": cls.OWN,
+        }
+        if key.isdigit():
+            return cls(int(key))
+        if key not in aliases:
+            raise ValueError(f"unknown iRODS access level {text!r}")
+        return aliases[key]
+
+
+class EntityType(str, Enum):
+    """What an AVU is attached to; the values are those of msi_atomic_apply_metadata_operations."""
+
+    DATA_OBJECT = "data_object"
+    COLLECTION = "collection"
+    RESOURCE = "resource"
+    USER = "user"
+
+    @property
+    def imeta_flag(self) -> str:
+        """The ``-d/-C/-R/-u`` flag ``imeta`` and ``msiModAVUMetadata`` use for this type."""
+        return {"data_object": "-d", "collection": "-C", "resource": "-R", "user": "-u"}[self.value]
+
+
+@dataclass(frozen=True)
+class AVU:
+    attribute: str
+    value: str
+    units: str = ""
+
+
+@dataclass(frozen=True)
+class MetadataOperation:
+    """One ``add`` or ``remove`` of one AVU on one entity (the atomic-metadata vocabulary)."""
+
+    operation: str  # "add" | "remove"
+    entity_type: EntityType
+    entity_name: str
+    avu: AVU
+
+    def __post_init__(self) -> None:
+        if self.operation not in ("add", "remove"):
+            raise ValueError(f"metadata operation must be 'add' or 'remove', not {self.operation!r}")
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    host: str
+    vault_path: str
+    type_name: str = "unixfilesystem"
+    avus: tuple[AVU, ...] = ()
+
+    def avu_values(self, attribute: str) -> list[str]:
+        return [a.value for a in self.avus if a.attribute == attribute]
+
+    def avu_int(self, attribute: str, default: int) -> int:
+        """An integer resource AVU (``COMPUTE_RESOURCE_GPUS`` ...); ``default`` if absent."""
+        values = self.avu_values(attribute)
+        if not values:
+            return default
+        try:
+            return int(values[0])
+        except ValueError as exc:
+            from ..errors import GridError
+
+            raise GridError(
+                f"resource {self.name!r} has {attribute}={values[0]!r}, which is not an integer; "
+                f"fix it with: imeta set -R {self.name} {attribute} <N>"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class Replica:
+    number: int
+    resource_name: str
+    physical_path: str
+    size: int
+    checksum: str = ""
+    good: bool = True
+
+
+@dataclass(frozen=True)
+class DataObject:
+    path: str
+    size: int
+    checksum: str = ""
+    replicas: tuple[Replica, ...] = ()
+    avus: tuple[AVU, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def collection(self) -> str:
+        return posixpath.dirname(self.path)
+
+    def good_replica_on(self, resource_name: str) -> Replica | None:
+        for replica in self.replicas:
+            if replica.resource_name == resource_name and replica.good:
+                return replica
+        return None
+
+    def avu_values(self, attribute: str) -> list[str]:
+        return [a.value for a in self.avus if a.attribute == attribute]
+
+
+@dataclass(frozen=True)
+class CollectionAVUs:
+    """A collection with (a selection of) its AVUs, as task listings need them."""
+
+    path: str
+    avus: tuple[AVU, ...] = field(default_factory=tuple)
+
+    def first(self, attribute: str, default: str = "") -> str:
+        for avu in self.avus:
+            if avu.attribute == attribute:
+                return avu.value
+        return default
+
+
+class Grid(ABC):
+    """Port to a data grid. One instance acts for one user (the caller)."""
+
+    #: registry name (``local``, ``rule_engine``, ``irods``).
+    kind: str = "abstract"
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def zone(self) -> str:
+        """Zone name, the first element of every logical path."""
+
+    @property
+    @abstractmethod
+    def user(self) -> str:
+        """The client user every operation is performed as."""
+
+    def home(self) -> str:
+        return f"/{self.zone}/home/{self.user}"
+
+    # --- resources ---------------------------------------------------------------------------------
+    @abstractmethod
+    def find_resources(self, attribute: str, value: str | None = None) -> list[Resource]:
+        """Resources carrying ``attribute`` (with ``value`` if given), with all their AVUs, by name."""
+
+    @abstractmethod
+    def get_resource(self, name: str) -> Resource:
+        """One resource with its AVUs; ObjectNotFoundError if there is none by that name."""
+
+    # --- namespace -------------------------------------------------------------------------------
+    @abstractmethod
+    def collection_exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def data_object_exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def get_data_object(self, path: str, avu_attributes: Sequence[str] = ()) -> DataObject:
+        """One object with its replicas (and those of its AVUs named in ``avu_attributes``)."""
+
+    @abstractmethod
+    def list_data_objects(
+        self, collection: str, recursive: bool = False, avu_attributes: Sequence[str] = ()
+    ) -> list[DataObject]:
+        """All objects the caller can see in ``collection`` with their replicas, sorted by path.
+
+        ``avu_attributes`` names the AVUs to return with each object (e.g. earlier predictions);
+        adapters fetch them in bulk, never with one query per object.
+        """
+
+    @abstractmethod
+    def list_collections(self, parent: str) -> list[str]:
+        """Direct sub-collections of ``parent`` (paths, sorted)."""
+
+    # --- permissions -----------------------------------------------------------------------------
+    @abstractmethod
+    def has_access(self, path: str, level: AccessLevel) -> bool:
+        """Whether the caller holds at least ``level`` on a data object or collection.
+
+        ObjectNotFoundError when the path does not exist or the caller cannot see it.
+        """
+
+    def paths_lacking_access(self, paths: Iterable[str], level: AccessLevel) -> list[str]:
+        """Paths on which the caller lacks ``level``; adapters may answer with one bulk query."""
+        return [p for p in paths if not self.has_access(p, level)]
+
+    # --- changes ---------------------------------------------------------------------------------
+    @abstractmethod
+    def replicate(self, path: str, resource: str) -> None:
+        """Make a good replica of ``path`` on ``resource`` (no-op when one is there)."""
+
+    @abstractmethod
+    def create_collection(self, path: str) -> None:
+        """Create ``path`` and missing parents; no error if it exists."""
+
+    @abstractmethod
+    def put_file(self, local_path: Path, logical_path: str, resource: str, overwrite: bool = False) -> DataObject:
+        """Bring a file produced on the resource's host into the catalog, owned by the caller."""
+
+    @abstractmethod
+    def apply_metadata(self, operations: Sequence[MetadataOperation]) -> None:
+        """Apply AVU operations; all-or-nothing for each entity at the least.
+
+        LocalGrid applies the whole sequence in one transaction. The rule-engine adapter uses
+        ``msi_atomic_apply_metadata_operations`` once per entity. Callers order operations so a
+        partially applied sequence still leaves every entity complete or untouched.
+        """
+
+    @abstractmethod
+    def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]: ...
+
+    @abstractmethod
+    def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
+        """Content of a small object (a task config, a labels file)."""
+
+    @abstractmethod
+    def find_collections_with_avu(
+        self, attribute: str, value: str | None = None, under: str | None = None
+    ) -> list[CollectionAVUs]:
+        """Collections carrying ``attribute`` (=``value``), optionally under a path, with all
+        their AVUs (used to list tasks by their ``c2d::`` AVUs)."""
+
+    # --- helpers built on the primitives ----------------------------------------------------------
+    def set_avus(self, entity_type: EntityType, name: str, avus: Sequence[AVU]) -> None:
+        """Replace every value of each given attribute with the new AVU, in one atomic batch."""
+        attributes = {a.attribute for a in avus}
+        current = [a for a in self.get_avus(entity_type, name) if a.attribute in attributes]
+        operations = [MetadataOperation("remove", entity_type, name, a) for a in current if a not in avus]
+        operations += [MetadataOperation("add", entity_type, name, a) for a in avus if a not in current]
+        if operations:
+            self.apply_metadata(operations)
+
+    def iter_data_objects(self, collection: str, recursive: bool = False) -> Iterator[DataObject]:
+        yield from self.list_data_objects(collection, recursive)

@@ -1,0 +1,89 @@
+"""The runner port: execute a parameterized notebook over staged inputs, report what happened.
+
+A runner never talks to the grid. It gets directories on the compute host laid out as the
+container contract says (``inputs/``, ``task/params.json``, ``outputs/``) and returns a
+:class:`RunResult`; the task turns that into catalog entries, tags and state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (images done, images total) while the notebook runs."""
+
+
+@dataclass
+class RunRequest:
+    task_id: str
+    notebook_name: str
+    #: host path of the notebook (in-process runner); containers use their baked-in copy.
+    notebook_path: Path
+    #: directory holding ``inputs/``, ``task/`` and ``outputs/`` for this task on the compute host.
+    workdir: Path
+    #: notebook parameters exactly as the container sees them in ``/task/params.json``.
+    parameters: dict[str, Any]
+    timeout_seconds: int
+    image: str | None = None
+    gpus: int = 0
+    resource_name: str = ""
+    max_concurrent: int = 1
+    progress: ProgressCallback | None = None
+
+    @property
+    def input_dir(self) -> Path:
+        return self.workdir / "inputs"
+
+    @property
+    def task_dir(self) -> Path:
+        return self.workdir / "task"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workdir / "outputs"
+
+
+@dataclass
+class RunResult:
+    status: str  # "succeeded" | "failed"
+    started: str
+    finished: str
+    duration_seconds: float
+    images_total: int = 0
+    images_done: int = 0
+    error: str | None = None
+    log: str = ""
+    log_name: str = "runner.log"
+    runner: str = ""
+    image: str | None = None
+    image_digest: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+class Runner(ABC):
+    """Executes one notebook run. Implementations register themselves by name."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def run(self, request: RunRequest) -> RunResult:
+        """Run to completion (or failure, timeout); never raise for a failing notebook.
+
+        Raise :class:`~compute_to_data.errors.RunnerError` only when the run could not be
+        started or supervised at all.
+        """
+
+    def describe(self) -> str:
+        return self.name
+
+    def cancel(self, task_id: str) -> bool:
+        """Stop the run of ``task_id`` if this runner is executing it; True if it was stopped."""
+        return False

@@ -1,0 +1,192 @@
+"""Server-side settings: what the administrator allows, which task configs can only choose from.
+
+The service account that starts containers is in the ``docker`` group, which is root-equivalent
+on the compute host; so images, limits, uid/gid and staging locations come from this file
+(``/etc/irods/compute_to_data.json`` or ``$C2D_SETTINGS``), never from a researcher's config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import conventions as names
+from .errors import NotAllowedError, SettingsError
+
+
+@dataclass(frozen=True)
+class AllowedImage:
+    name: str
+    digest: str | None = None  # "sha256:..." pins the exact image
+
+    def matches(self, reference: str) -> bool:
+        return reference == self.name
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    memory: str = "8g"
+    cpus: float = 2.0
+    pids: int = 512
+    shm_size: str = "1g"
+
+
+@dataclass(frozen=True)
+class Settings:
+    allowed_images: tuple[AllowedImage, ...] = ()
+    default_image: str | None = None
+    #: "uid:gid" for containers; None = the uid:gid of the process starting them (the service account).
+    container_user: str | None = None
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
+    #: staging directory (inputs as hard links, outputs) per compute host, and the fallback.
+    staging_directories: dict[str, str] = field(default_factory=dict)
+    staging_directory: str = "/var/lib/irods/c2d_staging"
+    default_timeout_seconds: int = 3600
+    max_timeout_seconds: int = 86400
+    #: runners tasks may use; "inprocess" runs notebooks unconfined and is for development only.
+    allowed_runners: tuple[str, ...] = ("docker",)
+    #: host names treated as "this host" besides what the resolver says (see grid/hosts.py).
+    local_host_names: tuple[str, ...] = ()
+    #: directory with the notebooks tasks may name; None = the notebooks shipped with the package.
+    notebook_directory: str | None = None
+    upload_trigger_enabled: bool = False
+    max_concurrent_tasks_default: int = 1
+    lock_directory: str | None = None
+    source: str = "built-in defaults"
+
+    # --- decisions ---------------------------------------------------------------------------
+    def check_image(self, reference: str | None) -> AllowedImage:
+        """The allowlist entry for ``reference`` (default image if None), or NotAllowedError."""
+        reference = reference or self.default_image
+        if not reference:
+            raise NotAllowedError(
+                "the task config names no container image and the server settings "
+                f"({self.source}) define no default_image"
+            )
+        for allowed in self.allowed_images:
+            if allowed.matches(reference):
+                return allowed
+        permitted = ", ".join(a.name for a in self.allowed_images) or "none"
+        raise NotAllowedError(
+            f"container image {reference!r} is not allowed by the server settings ({self.source}); "
+            f"allowed images: {permitted}. Ask your iRODS administrator to add it to allowed_images."
+        )
+
+    def check_runner(self, runner: str) -> None:
+        if runner not in self.allowed_runners:
+            raise NotAllowedError(
+                f"runner {runner!r} is not allowed by the server settings ({self.source}); "
+                f"allowed: {', '.join(self.allowed_runners)}"
+            )
+
+    def effective_timeout(self, requested: int | None) -> int:
+        return min(requested or self.default_timeout_seconds, self.max_timeout_seconds)
+
+    def staging_directory_for(self, host: str) -> Path:
+        return Path(self.staging_directories.get(host, self.staging_directory))
+
+    # --- loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], source: str) -> "Settings":
+        known = {
+            "allowed_images", "default_image", "container_user", "limits", "staging_directories",
+            "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
+            "local_host_names", "notebook_directory", "upload_trigger_enabled",
+            "max_concurrent_tasks_default", "lock_directory", "$comment",
+        }
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise SettingsError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            images = []
+            for entry in doc.get("allowed_images", []):
+                if isinstance(entry, str):
+                    images.append(AllowedImage(entry))
+                else:
+                    images.append(AllowedImage(str(entry["name"]), entry.get("digest")))
+            limits = ContainerLimits(**doc.get("limits", {}))
+            user = doc.get("container_user")
+            if user is not None and (not isinstance(user, str) or not all(p.isdigit() for p in user.split(":")) or user.count(":") != 1):
+                raise SettingsError(f"{source}: container_user must be 'uid:gid' with numbers, not {user!r}")
+            settings = cls(
+                allowed_images=tuple(images),
+                default_image=doc.get("default_image"),
+                container_user=user,
+                limits=limits,
+                staging_directories=dict(doc.get("staging_directories", {})),
+                staging_directory=str(doc.get("staging_directory", cls.staging_directory)),
+                default_timeout_seconds=int(doc.get("default_timeout_seconds", 3600)),
+                max_timeout_seconds=int(doc.get("max_timeout_seconds", 86400)),
+                allowed_runners=tuple(doc.get("allowed_runners", ("docker",))),
+                local_host_names=tuple(doc.get("local_host_names", ())),
+                notebook_directory=doc.get("notebook_directory"),
+                upload_trigger_enabled=bool(doc.get("upload_trigger_enabled", False)),
+                max_concurrent_tasks_default=int(doc.get("max_concurrent_tasks_default", 1)),
+                lock_directory=doc.get("lock_directory"),
+                source=source,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingsError(f"{source}: malformed setting: {exc}") from exc
+        if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
+            raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
+        return settings
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> "Settings":
+        """Read ``path``, else ``$C2D_SETTINGS``, else the default path; defaults if absent."""
+        explicit = path is not None or names.SETTINGS_ENV in os.environ
+        chosen = Path(path or os.environ.get(names.SETTINGS_ENV) or names.DEFAULT_SETTINGS_PATH)
+        if not chosen.exists():
+            if explicit:
+                raise SettingsError(f"server settings file {chosen} does not exist")
+            return cls()
+        try:
+            doc = json.loads(chosen.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"cannot read server settings {chosen}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise SettingsError(f"server settings {chosen} must hold a JSON object")
+        return cls.from_document(doc, str(chosen))
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "allowed_images": [
+                {"name": a.name, **({"digest": a.digest} if a.digest else {})} for a in self.allowed_images
+            ],
+            "default_image": self.default_image,
+            "container_user": self.container_user,
+            "limits": {
+                "memory": self.limits.memory, "cpus": self.limits.cpus,
+                "pids": self.limits.pids, "shm_size": self.limits.shm_size,
+            },
+            "staging_directories": self.staging_directories,
+            "staging_directory": self.staging_directory,
+            "default_timeout_seconds": self.default_timeout_seconds,
+            "max_timeout_seconds": self.max_timeout_seconds,
+            "allowed_runners": list(self.allowed_runners),
+            "local_host_names": list(self.local_host_names),
+            "notebook_directory": self.notebook_directory,
+            "upload_trigger_enabled": self.upload_trigger_enabled,
+            "max_concurrent_tasks_default": self.max_concurrent_tasks_default,
+            "lock_directory": self.lock_directory,
+        }
+
+
+def notebook_path(settings: Settings, name: str) -> Path:
+    """Resolve a notebook name (never a path) to the file the deployment ships."""
+    if "/" in name or name.startswith("."):
+        raise NotAllowedError(f"notebook must be a name, not a path: {name!r}")
+    if settings.notebook_directory:
+        directory = Path(settings.notebook_directory)
+    else:
+        directory = Path(__file__).resolve().parent / "notebooks"
+    candidate = directory / (name if name.endswith(".ipynb") else name + ".ipynb")
+    if not candidate.is_file():
+        available = sorted(p.stem for p in directory.glob("*.ipynb")) if directory.is_dir() else []
+        raise NotAllowedError(
+            f"notebook {name!r} is not available on this deployment; available: {', '.join(available) or 'none'}"
+        )
+    return candidate

@@ -1,0 +1,189 @@
+"""Task configs: validated against the JSON Schema first, then turned into a typed object.
+
+Validation reports *every* problem at once, each with its JSON path, so a researcher fixes the
+file in one go. Nothing in the catalog is touched before this passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import posixpath
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from . import conventions as names
+from .errors import ConfigError
+
+
+@lru_cache(maxsize=1)
+def task_config_schema() -> dict[str, Any]:
+    text = resources.files("compute_to_data").joinpath("schemas/task_config.schema.json").read_text()
+    return json.loads(text)
+
+
+def _json_path(error: jsonschema.ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _json_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        shown = ", ".join(f"{where}.{name}" for name in extra)
+        return f"{shown}: unknown field; allowed here: {', '.join(allowed)}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"{where}.{missing}: required field is missing"
+    if error.validator == "pattern":
+        hint = error.schema.get("description", f"must match {error.schema['pattern']}")
+        return f"{where}: {error.instance!r} is not valid: {hint}"
+    if error.validator == "enum":
+        choices = ", ".join(repr(c) for c in error.schema["enum"])
+        return f"{where}: {error.instance!r} is not one of {choices}"
+    return f"{where}: {error.message}"
+
+
+def _logical_path_problems(doc: dict[str, Any]) -> list[str]:
+    """What JSON Schema cannot say well: no '.'/'..' components, no doubled slashes."""
+    problems = []
+    candidates = {
+        "$.inputs.collection": doc.get("inputs", {}).get("collection"),
+        "$.output.collection": doc.get("output", {}).get("collection"),
+        "$.parameters.model": doc.get("parameters", {}).get("model"),
+        "$.parameters.labels": doc.get("parameters", {}).get("labels"),
+    }
+    for where, value in candidates.items():
+        if not isinstance(value, str):
+            continue
+        parts = value.split("/")[1:]
+        if any(p in ("", ".", "..") for p in parts):
+            problems.append(f"{where}: {value!r} is not a normalized logical path (no '//', '.' or '..')")
+    return problems
+
+
+def validate_document(doc: Any, *, source: str = "task config") -> None:
+    """Raise ConfigError listing every problem, or return quietly."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source} must be a JSON object, not {type(doc).__name__}")
+    validator = jsonschema.Draft202012Validator(task_config_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    problems = [_describe(e) for e in errors]
+    if not problems:
+        problems = _logical_path_problems(doc)
+    if problems:
+        raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):", problems)
+
+
+def parse_json(text: str | bytes, *, source: str = "task config") -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    validate_document(doc, source=source)
+    return doc
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A validated task config with defaults filled in."""
+
+    task_type: str
+    input_collection: str
+    output_collection: str
+    model: str
+    labels: str
+    pattern: str = "*"
+    recursive: bool = False
+    skip_tagged: bool = True
+    compute_role: str = names.ROLE_GPU_COMPUTE
+    compute_resource: str | None = None
+    archive_role: str | None = None
+    archive_resource: str | None = None
+    image: str | None = None
+    runner: str = "auto"
+    notebook: str = "classify_images"
+    batch_size: int = 64
+    score_threshold: float = 0.0
+    top_k: int = 3
+    image_size: int | None = None
+    num_workers: int = 0
+    class_attribute: str = names.DEFAULT_CLASS_ATTRIBUTE
+    score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
+    timeout_seconds: int = 3600
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], *, source: str = "task config") -> "TaskConfig":
+        validate_document(doc, source=source)
+        inputs, params = doc["inputs"], doc["parameters"]
+        compute = doc.get("compute", {})
+        archive = doc.get("archive")
+        container = doc.get("container", {})
+        tagging = doc.get("tagging", {})
+        config = cls(
+            task_type=doc["task_type"],
+            input_collection=inputs["collection"],
+            output_collection=doc["output"]["collection"],
+            model=params["model"],
+            labels=params["labels"],
+            pattern=inputs.get("pattern", "*"),
+            recursive=inputs.get("recursive", False),
+            skip_tagged=inputs.get("skip_tagged", True),
+            compute_role=compute.get("role", names.ROLE_GPU_COMPUTE),
+            compute_resource=compute.get("resource"),
+            archive_role=(archive or {}).get("role", names.ROLE_LONG_TERM_STORAGE) if archive is not None else None,
+            archive_resource=(archive or {}).get("resource"),
+            image=container.get("image"),
+            runner=container.get("runner", "auto"),
+            notebook=doc.get("notebook", "classify_images"),
+            batch_size=params.get("batch_size", 64),
+            score_threshold=float(params.get("score_threshold", 0.0)),
+            top_k=params.get("top_k", 3),
+            image_size=params.get("image_size"),
+            num_workers=params.get("num_workers", 0),
+            class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
+            score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
+            timeout_seconds=doc.get("timeout_seconds", 3600),
+            document=copy.deepcopy(doc),
+        )
+        if config.class_attribute == config.score_attribute:
+            raise ConfigError(
+                f"{source} is invalid (1 problem(s)):",
+                ["$.tagging: class_attribute and score_attribute must differ"],
+            )
+        return config
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "task config") -> "TaskConfig":
+        return cls.from_document(parse_json(text, source=source), source=source)
+
+    def notebook_parameters(self) -> dict[str, Any]:
+        """The researcher-chosen parameters recorded as provenance (``c2d::parameters``)."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "labels": self.labels,
+            "batch_size": self.batch_size,
+            "score_threshold": self.score_threshold,
+            "top_k": self.top_k,
+            "num_workers": self.num_workers,
+        }
+        if self.image_size is not None:
+            params["image_size"] = self.image_size
+        return params
+
+    def to_json(self) -> str:
+        return json.dumps(self.document, indent=2, sort_keys=True) + "\n"
+
+    def with_input_collection(self, collection: str) -> "TaskConfig":
+        doc = copy.deepcopy(self.document)
+        doc.setdefault("inputs", {})["collection"] = posixpath.normpath(collection)
+        return TaskConfig.from_document(doc)
