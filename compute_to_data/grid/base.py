@@ -273,10 +273,13 @@ class Grid(ABC):
         their AVUs (used to list tasks by their ``c2d::`` AVUs)."""
 
     # --- helpers built on the primitives ----------------------------------------------------------
-    def set_avus(self, entity_type: EntityType, name: str, avus: Sequence[AVU]) -> None:
-        """Replace every value of each given attribute with the new AVU, in one atomic batch."""
-        attributes = {a.attribute for a in avus}
-        current = [a for a in self.get_avus(entity_type, name) if a.attribute in attributes]
+    def set_avus(
+        self, entity_type: EntityType, name: str, avus: Sequence[AVU], clear: Iterable[str] = ()
+    ) -> None:
+        """Make ``avus`` the only values of their attributes, and drop every value of the
+        attributes in ``clear``, in one atomic batch (iRODS ``set`` semantics for many AVUs)."""
+        named = {a.attribute for a in avus} | set(clear)
+        current = [a for a in self.get_avus(entity_type, name) if a.attribute in named]
         operations = [MetadataOperation("remove", entity_type, name, a) for a in current if a not in avus]
         operations += [MetadataOperation("add", entity_type, name, a) for a in avus if a not in current]
         if operations:
