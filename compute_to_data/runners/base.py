@@ -72,6 +72,9 @@ class Runner(ABC):
     """Executes one notebook run. Implementations register themselves by name."""
 
     name: str = "abstract"
+    #: True when the notebook sees the contract's container paths (/inputs, /task, /outputs);
+    #: False when it runs on the host and params.json must hold the host paths.
+    uses_container_paths: bool = False
 
     @abstractmethod
     def run(self, request: RunRequest) -> RunResult:

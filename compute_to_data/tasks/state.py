@@ -1,0 +1,143 @@
+"""Task bookkeeping as ``c2d::`` AVUs on the task collection, readable with ``imeta ls -C``.
+
+Every write replaces the previous values of the attributes it names in one atomic batch, so a
+reader never sees two states at once. Callers write a state only after what it claims is true.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .. import conventions as names
+from ..conventions import TaskState
+from ..errors import ObjectNotFoundError, TaskStateError
+from ..grid.base import AVU, CollectionAVUs, EntityType, Grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What the catalog says about one task (all values as strings, as iRODS stores them)."""
+
+    collection: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def task_id(self) -> str:
+        return self.values.get(names.A_TASK_ID, posixpath.basename(self.collection))
+
+    @property
+    def state(self) -> TaskState | None:
+        raw = self.values.get(names.A_STATE)
+        try:
+            return TaskState(raw) if raw else None
+        except ValueError:
+            return None
+
+    def get(self, attribute: str, default: str = "") -> str:
+        return self.values.get(attribute, default)
+
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        raw = self.values.get(names.A_PROGRESS, "")
+        done, _, total = raw.partition("/")
+        if done.isdigit() and total.isdigit():
+            return int(done), int(total)
+        return None
+
+    @classmethod
+    def from_collection_avus(cls, item: CollectionAVUs) -> "TaskRecord":
+        values = {a.attribute: a.value for a in item.avus if a.attribute.startswith(names.PREFIX)}
+        return cls(item.path, values)
+
+
+class TaskStateStore:
+    """Reads and writes the bookkeeping AVUs of task collections through the grid port."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+
+    def write(self, collection: str, values: Mapping[str, object]) -> None:
+        """Replace the given ``c2d::`` attributes; ``None`` values remove the attribute."""
+        to_set = [AVU(k, _as_text(v)) for k, v in values.items() if v is not None]
+        to_clear = [k for k, v in values.items() if v is None]
+        self.grid.set_avus(EntityType.COLLECTION, collection, to_set, clear=to_clear)
+
+    def read(self, collection: str) -> TaskRecord:
+        if not self.grid.collection_exists(collection):
+            raise ObjectNotFoundError(f"task collection {collection} does not exist (or you cannot see it)")
+        avus = self.grid.get_avus(EntityType.COLLECTION, collection)
+        values = {a.attribute: a.value for a in avus if a.attribute.startswith(names.PREFIX)}
+        if names.A_TASK_ID not in values:
+            raise TaskStateError(f"{collection} is not a compute_to_data task collection (no {names.A_TASK_ID} AVU)")
+        return TaskRecord(collection, values)
+
+    def find(self, task: str) -> TaskRecord:
+        """A task by collection path or by task id (searched under the caller's whole zone)."""
+        if task.startswith("/"):
+            return self.read(task.rstrip("/"))
+        found = self.grid.find_collections_with_avu(names.A_TASK_ID, task)
+        if not found:
+            raise TaskStateError(
+                f"no task with id {task!r} is visible to {self.grid.user}; "
+                "give the task collection path instead, or check the id"
+            )
+        if len(found) > 1:
+            paths = ", ".join(c.path for c in found)
+            raise TaskStateError(f"task id {task!r} is ambiguous: {paths}")
+        return TaskRecord.from_collection_avus(found[0])
+
+    def list(self, under: str | None = None) -> list[TaskRecord]:
+        found = self.grid.find_collections_with_avu(names.A_TASK_ID, None, under)
+        records = [TaskRecord.from_collection_avus(c) for c in found]
+        return sorted(records, key=lambda r: r.task_id, reverse=True)
+
+
+class ProgressReporter:
+    """Writes ``c2d::progress`` from the runner's callbacks, at most every ``interval`` seconds.
+
+    The runner may call it often (every batch); the catalog sees one write per interval plus the
+    final count, which keeps progress visible (>= every 10 s) without flooding the catalog.
+    """
+
+    def __init__(self, store: TaskStateStore, collection: str, interval: float = 3.0) -> None:
+        self.store = store
+        self.collection = collection
+        self.interval = interval
+        self._last_write = 0.0
+        self._last_value: tuple[int, int] | None = None
+        self.listeners: list = []
+
+    def __call__(self, done: int, total: int) -> None:
+        for listener in self.listeners:
+            listener(done, total)
+        value = (done, total)
+        if value == self._last_value:
+            return
+        now = time.monotonic()
+        if now - self._last_write < self.interval and done < total:
+            return
+        self._write(value, now)
+
+    def _write(self, value: tuple[int, int], now: float) -> None:
+        try:
+            self.store.write(self.collection, {names.A_PROGRESS: f"{value[0]}/{value[1]}"})
+        except Exception as exc:  # progress is advisory: never fail a task for it
+            log.warning("could not record progress on %s: %s", self.collection, exc)
+            return
+        self._last_write = now
+        self._last_value = value
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, TaskState):
+        return value.value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
