@@ -1,1 +1,18 @@
+"""Task types (Template Method in ``base``) and the factory that picks one by name."""
 
+from __future__ import annotations
+
+from ..registry import task_types
+from ..taskconfig import TaskConfig
+from .base import ComputeToDataTask, TaskCancelled, TaskContext, TaskOutcome
+
+
+def create_task(
+    config: TaskConfig, context: TaskContext, *, task_id: str | None = None, submitted_by: str | None = None
+) -> ComputeToDataTask:
+    """The registered task type named by ``config.task_type``, ready to ``run()`` or ``submit()``."""
+    task_class = task_types.get(config.task_type)
+    return task_class(config, context, task_id=task_id, submitted_by=submitted_by)
+
+
+__all__ = ["ComputeToDataTask", "TaskCancelled", "TaskContext", "TaskOutcome", "create_task"]

@@ -1,0 +1,579 @@
+"""The Template Method every compute-to-data task follows, in a fixed order.
+
+``run()`` is final: validate -> select compute resource -> check permissions -> select inputs
+-> prepare the task collection -> stage inputs -> execute -> bring outputs into the catalog ->
+tag results -> finalize. Task types override the steps (and the two hooks
+:meth:`ComputeToDataTask.build_parameters` and :meth:`ComputeToDataTask.tag_results`), never
+the order.
+
+Two promises hold whatever fails: nothing in the catalog changes before the read-only steps
+(validation, selection, permission checks) have passed; and once the task collection exists,
+its ``c2d::state`` tells the truth — a state is written only after what it claims is true, a
+failure is recorded with its error, a report that was produced is registered, and inputs are
+either completely tagged or untouched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import posixpath
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, final
+
+from .. import conventions as names
+from ..conventions import TaskState
+from ..errors import (
+    AccessDeniedError,
+    ComputeToDataError,
+    ConfigError,
+    NoEligibleInputsError,
+    ObjectNotFoundError,
+    TaskStateError,
+)
+from ..grid.base import AccessLevel, DataObject, Grid, Resource
+from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
+from ..settings import Settings, notebook_path
+from ..taskconfig import TaskConfig
+from .selection import select_compute_resource
+from .slots import ResourceSlot
+from .staging import TaskWorkdir
+from .state import ProgressReporter, TaskStateStore
+
+log = logging.getLogger(__name__)
+
+StepListener = Callable[[str, str, float], None]
+"""Called with (step name, "start" | "done" | "failed", seconds) for progress displays."""
+
+Dispatcher = Callable[["ComputeToDataTask", Resource], bool]
+"""Given the chosen compute resource, run the task on that resource's host if this is not it.
+
+Returns True when the run was handed over (this process then stops after the read-only steps).
+"""
+
+
+@dataclass
+class TaskContext:
+    """Everything a task needs from its surroundings, injected (ports and adapters)."""
+
+    grid: Grid
+    settings: Settings
+    #: a runner instance, or None to choose one from the config and settings (runners.choose_runner).
+    runner: Runner | None = None
+    dispatch: Dispatcher | None = None
+    progress_listeners: list[ProgressCallback] = field(default_factory=list)
+    step_listeners: list[StepListener] = field(default_factory=list)
+    keep_workdir: bool = False
+    progress_interval: float = 3.0
+    tag_batch_size: int = 256
+
+
+@dataclass
+class TaskOutcome:
+    task_id: str
+    state: TaskState | None
+    collection: str
+    report_path: str | None = None
+    compute_resource: str | None = None
+    inputs: int = 0
+    skipped_already_tagged: int = 0
+    replicated_bytes: int = 0
+    tagged: int = 0
+    failed_images: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    runner: str | None = None
+    run_result: RunResult | None = None
+    dispatched: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == TaskState.SUCCEEDED
+
+
+class TaskCancelled(ComputeToDataError):
+    """The task was cancelled (``c2d_cancel``) before or while it ran."""
+
+
+class ComputeToDataTask(ABC):
+    """Base of all task types; subclasses are registered by name (``registry.task_types``)."""
+
+    task_type: ClassVar[str] = "abstract"
+
+    def __init__(
+        self,
+        config: TaskConfig,
+        context: TaskContext,
+        *,
+        task_id: str | None = None,
+        submitted_by: str | None = None,
+    ) -> None:
+        self.config = config
+        self.context = context
+        self.grid: Grid = context.grid
+        self.settings: Settings = context.settings
+        self.store = TaskStateStore(self.grid)
+        self.task_id = task_id or names.new_task_id()
+        self.resuming = task_id is not None
+        self.submitted_by = submitted_by or self.grid.user
+        self.collection = posixpath.join(config.output_collection, self.task_id)
+        # Filled in by the steps, in order.
+        self.runner: Runner | None = context.runner
+        self.notebook_file: Path | None = None
+        self.candidates: list[DataObject] = []
+        self.resource: Resource | None = None
+        self.inputs: list[DataObject] = []
+        self.skipped: list[DataObject] = []
+        self.model_object: DataObject | None = None
+        self.labels_object: DataObject | None = None
+        self.workdir: TaskWorkdir | None = None
+        self.replicated_bytes = 0
+        self.run_result: RunResult | None = None
+        self.collection_created = False
+        self.outcome = TaskOutcome(self.task_id, None, self.collection)
+
+    # ------------------------------------------------------------------ the template methods
+    @final
+    def run(self) -> TaskOutcome:
+        """Run every step in order. Raises before the task collection exists; after that,
+        failures are recorded and returned in the outcome (state ``failed``/``cancelled``)."""
+        self._step("validate", self.validate)
+        self._step("select_compute_resource", self.select_compute_resource)
+        assert self.resource is not None
+        if self.context.dispatch is not None and self.context.dispatch(self, self.resource):
+            self.outcome.dispatched = True
+            return self.outcome
+        self._step("check_permissions", self.check_permissions)
+        self._step("select_inputs", self.select_inputs)
+        self._step("prepare_task_collection", self.prepare_task_collection)
+        slot = self._slot()
+        try:
+            if not slot.acquire():
+                raise TaskCancelled("the task was cancelled while it waited for a free slot")
+            self._record_running()
+            self._step("stage_inputs", self.stage_inputs)
+            self._step("execute", self.execute)
+            self._step("ingest_outputs", self.ingest_outputs)
+            self._raise_if_cancelled()
+            assert self.run_result is not None
+            if not self.run_result.succeeded:
+                raise _RunFailed(self.run_result.error or "the notebook run failed")
+            self._step("tag_results", self.tag_results)
+            self._step("finalize", self.finalize)
+        except BaseException as exc:
+            self._record_failure(exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: recorded, then let them through
+        finally:
+            slot.release()
+            if self.workdir is not None and not self.context.keep_workdir:
+                self.workdir.remove()
+        return self.outcome
+
+    @final
+    def submit(self) -> TaskOutcome:
+        """Check everything a run would check, then record ``queued``; the caller queues the run."""
+        self._step("validate", self.validate)
+        self._step("select_compute_resource", self.select_compute_resource)
+        self._step("check_permissions", self.check_permissions)
+        self._step("select_inputs", self.select_inputs)
+        self._step("prepare_task_collection", self.prepare_task_collection)
+        return self.outcome
+
+    # ------------------------------------------------------------------ overridable steps
+    def validate(self) -> None:
+        """Everything that can be refused without touching the catalog, refused now."""
+        from ..runners import choose_runner
+
+        if self.config.task_type != self.task_type:
+            raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
+        self.notebook_file = notebook_path(self.settings, self.config.notebook)
+        if self.runner is None:
+            self.runner = choose_runner(self.config.runner, self.settings)
+        else:
+            self.settings.check_runner(self.runner.name)
+        if self.runner.uses_container_paths:
+            self.image = self.settings.check_image(self.config.image)
+        if not self.grid.collection_exists(self.config.input_collection):
+            raise ObjectNotFoundError(
+                f"input collection {self.config.input_collection} does not exist (or you cannot see it)"
+            )
+        for what, path in (("model", self.config.model), ("labels", self.config.labels)):
+            if not self.grid.data_object_exists(path):
+                raise ObjectNotFoundError(f"{what} data object {path} does not exist (or you cannot see it)")
+        self.model_object = self.grid.get_data_object(self.config.model)
+        self.labels_object = self.grid.get_data_object(self.config.labels)
+
+    def select_compute_resource(self) -> None:
+        self.candidates = self._list_candidates()
+        tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.compute_role)
+        self.resource = select_compute_resource(
+            tagged, self.candidates, self.config.compute_role, self.config.compute_resource
+        )
+        self.outcome.compute_resource = self.resource.name
+
+    def check_permissions(self) -> None:
+        """Read on every input, the model and the labels; write where the results go."""
+        readable = [o.path for o in self.candidates] + [self.config.model, self.config.labels]
+        lacking = self.grid.paths_lacking_access(readable, AccessLevel.READ)
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+            raise AccessDeniedError(f"{self.grid.user} cannot read {shown}; ask the owner for read access")
+        if not self.resuming:
+            self._check_can_create(self.config.output_collection)
+        if self.candidates:
+            # Tagging predictions needs write access on the images themselves.
+            unwritable = self.grid.paths_lacking_access([o.path for o in self.candidates], AccessLevel.MODIFY)
+            if unwritable:
+                shown = ", ".join(unwritable[:5]) + (
+                    f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else ""
+                )
+                raise AccessDeniedError(
+                    f"{self.grid.user} cannot write metadata on {shown}; predictions are stored as AVUs on "
+                    "the images, which needs modify_object (ichmod write) access"
+                )
+
+    def select_inputs(self) -> None:
+        class_attribute = self.config.class_attribute
+        if self.config.skip_tagged:
+            self.inputs = [o for o in self.candidates if not o.avu_values(class_attribute)]
+            self.skipped = [o for o in self.candidates if o.avu_values(class_attribute)]
+        else:
+            self.inputs = list(self.candidates)
+        self.outcome.inputs = len(self.inputs)
+        self.outcome.skipped_already_tagged = len(self.skipped)
+        if not self.inputs:
+            where = f"{self.config.input_collection} (pattern {self.config.pattern!r}"
+            where += ", recursive)" if self.config.recursive else ")"
+            if self.skipped:
+                raise NoEligibleInputsError(
+                    f"nothing to do: all {len(self.skipped)} matching data objects in {where} already carry "
+                    f"{class_attribute}; set inputs.skip_tagged to false (or use --force) to classify them again"
+                )
+            raise NoEligibleInputsError(f"no data object in {where} matches; check inputs.collection and inputs.pattern")
+
+    def prepare_task_collection(self) -> None:
+        """Create ``<output>/<task id>`` with its bookkeeping (or take over a queued one)."""
+        if self.resuming and self.grid.collection_exists(self.collection):
+            record = self.store.read(self.collection)
+            if record.state == TaskState.CANCELLED:
+                self.outcome.state = TaskState.CANCELLED
+                raise TaskCancelled(f"task {self.task_id} was cancelled; not running it")
+            if record.state != TaskState.QUEUED:
+                raise TaskStateError(
+                    f"task {self.task_id} is {record.state.value if record.state else 'in no known state'}; "
+                    "only a queued task can be started"
+                )
+            self.collection_created = True
+            return
+        if self.grid.collection_exists(self.collection):
+            raise TaskStateError(f"task collection {self.collection} exists already; not overwriting it")
+        self.grid.create_collection(self.collection)
+        self.collection_created = True
+        self.store.write(
+            self.collection,
+            {
+                names.A_TASK_ID: self.task_id,
+                names.A_TASK_TYPE: self.task_type,
+                names.A_SUBMITTED_BY: self.submitted_by,
+                names.A_CREATED: names.iso_utc(),
+                names.A_INPUT_COLLECTION: self.config.input_collection,
+                names.A_INPUTS: len(self.inputs),
+                names.A_COMPUTE_RESOURCE: self.resource.name if self.resource else None,
+                names.A_MODEL: self.config.model,
+                names.A_PARAMETERS: self.config.notebook_parameters(),
+                names.A_STATE: TaskState.QUEUED,
+            },
+        )
+        self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
+
+    def stage_inputs(self) -> None:
+        """Replicate what is not on the compute resource yet, then hard-link the replicas."""
+        assert self.resource is not None
+        resource = self.resource.name
+        needed = [o for o in self.inputs if o.good_replica_on(resource) is None]
+        for extra in (self.model_object, self.labels_object):
+            if extra is not None and extra.good_replica_on(resource) is None:
+                needed.append(extra)
+        for obj in needed:
+            self.grid.replicate(obj.path, resource)
+            self.replicated_bytes += obj.size
+        self.outcome.replicated_bytes = self.replicated_bytes
+        if needed:
+            log.info("replicated %d object(s), %d bytes, to %s", len(needed), self.replicated_bytes, resource)
+            fresh = {o.path: o for o in self._list_candidates()}
+            self.inputs = [fresh.get(o.path, o) for o in self.inputs]
+            self.model_object = self.grid.get_data_object(self.config.model)
+            self.labels_object = self.grid.get_data_object(self.config.labels)
+        self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
+
+        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host), self.task_id)
+        self.workdir.create()
+        for obj in self.inputs:
+            self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj))
+        assert self.model_object is not None and self.labels_object is not None
+        self.model_file = self.workdir.stage_model_file(self._physical_path(self.model_object), self.model_object.name)
+        self.labels_file = self.workdir.stage_model_file(self._physical_path(self.labels_object), self.labels_object.name)
+        self.outcome.notes.extend(self.workdir.report.notes)
+
+    def execute(self) -> None:
+        assert self.runner is not None and self.workdir is not None and self.notebook_file is not None
+        parameters = self.build_parameters()
+        params_file = self.workdir.task_dir / names.PARAMS_FILE
+        params_file.write_text(json.dumps(parameters, indent=2, sort_keys=True))
+        params_file.chmod(0o644)
+        reporter = ProgressReporter(self.store, self.collection, self.context.progress_interval)
+        reporter.listeners.extend(self.context.progress_listeners)
+        request = RunRequest(
+            task_id=self.task_id,
+            notebook_name=self.config.notebook,
+            notebook_path=self.notebook_file,
+            workdir=self.workdir.root,
+            parameters=parameters,
+            timeout_seconds=self.settings.effective_timeout(self.config.timeout_seconds),
+            image=getattr(self, "image", None).name if getattr(self, "image", None) else None,
+            gpus=self.resource.avu_int(names.GPUS_ATTRIBUTE, 0) if self.resource else 0,
+            resource_name=self.resource.name if self.resource else "",
+            max_concurrent=self._capacity(),
+            progress=reporter,
+        )
+        self.run_result = self.runner.run(request)
+        self.outcome.run_result = self.run_result
+        self.outcome.runner = self.run_result.runner or self.runner.name
+        if self.run_result.log:
+            log_file = self.workdir.output_dir / self.run_result.log_name
+            if not log_file.exists():
+                log_file.write_text(self.run_result.log)
+        self.outcome.timings.update({f"run.{k}": v for k, v in self.run_result.timings.items()})
+
+    def ingest_outputs(self) -> None:
+        """Every file the run produced becomes a data object in the task collection."""
+        assert self.workdir is not None and self.resource is not None
+        self._ingest_files(self.workdir.output_files())
+        self._archive_outputs()
+
+    @abstractmethod
+    def build_parameters(self) -> dict[str, Any]:
+        """``params.json`` for the notebook (contract keys + task-type specific ones)."""
+
+    @abstractmethod
+    def tag_results(self) -> None:
+        """Write results as AVUs on the inputs, in atomic batches, after outputs are ingested."""
+
+    def finalize(self) -> None:
+        assert self.run_result is not None
+        values: dict[str, object] = {
+            names.A_FINISHED: names.iso_utc(),
+            names.A_PROGRESS: f"{self.run_result.images_done}/{self.run_result.images_total}",
+            names.A_RUNNER: self.outcome.runner,
+            names.A_ERROR: None,
+        }
+        values.update(self._provenance())
+        values[names.A_STATE] = TaskState.SUCCEEDED
+        self.store.write(self.collection, values)
+        self.outcome.state = TaskState.SUCCEEDED
+
+    # ------------------------------------------------------------------ helpers for steps
+    def relative_path(self, obj: DataObject) -> str:
+        return posixpath.relpath(obj.path, self.config.input_collection)
+
+    def _list_candidates(self) -> list[DataObject]:
+        listing = self.grid.list_data_objects(
+            self.config.input_collection,
+            recursive=self.config.recursive,
+            avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+        )
+        excluded = {self.config.model, self.config.labels}
+        output_prefix = self.config.output_collection.rstrip("/") + "/"
+        return [
+            o
+            for o in listing
+            if fnmatch.fnmatchcase(o.name, self.config.pattern)
+            and o.path not in excluded
+            and not o.path.startswith(output_prefix)
+        ]
+
+    def _physical_path(self, obj: DataObject) -> str:
+        assert self.resource is not None
+        replica = obj.good_replica_on(self.resource.name)
+        if replica is None:
+            raise ComputeToDataError(
+                f"{obj.path} has no good replica on {self.resource.name} after replication"
+            )
+        return replica.physical_path
+
+    def _check_can_create(self, collection: str) -> None:
+        """Modify on the output collection, or on its nearest existing ancestor if it is new."""
+        path = collection
+        while not self.grid.collection_exists(path):
+            parent = posixpath.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        if not self.grid.has_access(path, AccessLevel.MODIFY):
+            raise AccessDeniedError(
+                f"{self.grid.user} cannot write to {path}, where the results ({collection}/<task id>) "
+                "would go; choose an output collection you own, or ask for write access"
+            )
+
+    def _capacity(self) -> int:
+        assert self.resource is not None
+        return self.resource.avu_int(names.MAX_TASKS_ATTRIBUTE, self.settings.max_concurrent_tasks_default)
+
+    def _slot(self) -> ResourceSlot:
+        assert self.resource is not None
+        lock_dir = Path(self.settings.lock_directory) if self.settings.lock_directory else (
+            self.settings.staging_directory_for(self.resource.host) / ".locks"
+        )
+        return ResourceSlot(
+            lock_dir,
+            self.resource.name,
+            self._capacity(),
+            should_stop=self._is_cancelled,
+        )
+
+    def _record_running(self) -> None:
+        self._raise_if_cancelled()
+        self.store.write(
+            self.collection,
+            {
+                names.A_STARTED: names.iso_utc(),
+                names.A_PROGRESS: f"0/{len(self.inputs)}",
+                names.A_INPUTS: len(self.inputs),
+                names.A_COMPUTE_RESOURCE: self.resource.name if self.resource else None,
+                names.A_RUNNER: self.runner.name if self.runner else None,
+                names.A_STATE: TaskState.RUNNING,
+            },
+        )
+        self.outcome.state = TaskState.RUNNING
+
+    def _is_cancelled(self) -> bool:
+        try:
+            return self.store.read(self.collection).state == TaskState.CANCELLED
+        except ComputeToDataError:
+            return False
+
+    def _raise_if_cancelled(self) -> None:
+        if self._is_cancelled():
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+
+    def _ingest_files(self, files: Sequence[Path]) -> None:
+        assert self.workdir is not None and self.resource is not None
+        for path in files:
+            relative = path.relative_to(self.workdir.output_dir).as_posix()
+            logical = posixpath.join(self.collection, relative)
+            parent = posixpath.dirname(logical)
+            if parent != self.collection:
+                self.grid.create_collection(parent)
+            self.grid.put_file(path, logical, self.resource.name, overwrite=True)
+        report = posixpath.join(self.collection, names.REPORT_FILE)
+        if any(p.name == names.REPORT_FILE and p.parent == self.workdir.output_dir for p in files):
+            self.outcome.report_path = report
+            self.store.write(self.collection, {names.A_REPORT: report})
+
+    def _archive_outputs(self) -> None:
+        """Copies of the results on long-term storage, when the task config asks for it."""
+        if self.config.archive_role is None:
+            return
+        tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
+        archive = select_compute_resource(tagged, [], self.config.archive_role, self.config.archive_resource)
+        for obj in self.grid.list_data_objects(self.collection, recursive=True):
+            self.grid.replicate(obj.path, archive.name)
+
+    def _put_text(self, name: str, text: str) -> None:
+        assert self.resource is not None
+        with tempfile.TemporaryDirectory(prefix="c2d-") as tmp:
+            local = Path(tmp) / name
+            local.write_text(text)
+            self.grid.put_file(local, posixpath.join(self.collection, name), self.resource.name, overwrite=True)
+
+    def _provenance(self) -> dict[str, object]:
+        values: dict[str, object] = {
+            names.A_TASK_TYPE: self.task_type,
+            names.A_MODEL: self.config.model,
+            names.A_PARAMETERS: self.config.notebook_parameters(),
+        }
+        if getattr(self, "model_file", None) is not None:
+            values[names.A_MODEL_CHECKSUM] = file_checksum(self.model_file)
+        if self.notebook_file is not None:
+            values[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
+        if self.run_result is not None:
+            if self.run_result.image:
+                values[names.A_IMAGE] = self.run_result.image
+            if self.run_result.image_digest:
+                values[names.A_IMAGE_DIGEST] = self.run_result.image_digest
+        return values
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Say truthfully how the task ended; never let bookkeeping hide the original error."""
+        cancelled = isinstance(exc, TaskCancelled) or self._is_cancelled()
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted (Ctrl-C) on the compute host"
+        else:
+            message = _one_line(exc)
+        self.outcome.error = message
+        self.outcome.state = TaskState.CANCELLED if cancelled else TaskState.FAILED
+        log.error("task %s %s: %s", self.task_id, self.outcome.state.value, message)
+        if not self.collection_created:
+            return
+        try:
+            if self.workdir is not None and self.outcome.report_path is None and self.workdir.output_dir.is_dir():
+                self._ingest_files(self.workdir.output_files())
+        except Exception as ingest_exc:  # keep the first error; say the second in the log
+            log.error("could not register the outputs of failed task %s: %s", self.task_id, ingest_exc)
+        try:
+            values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
+            values.update(self._provenance())
+            values[names.A_STATE] = self.outcome.state
+            self.store.write(self.collection, values)
+        except Exception as state_exc:
+            log.error("could not record the state of task %s: %s", self.task_id, state_exc)
+
+    def _step(self, name: str, step: Callable[[], None]) -> None:
+        for listener in self.context.step_listeners:
+            listener(name, "start", 0.0)
+        started = time.perf_counter()
+        try:
+            step()
+        except BaseException:
+            elapsed = time.perf_counter() - started
+            self.outcome.timings[name] = elapsed
+            for listener in self.context.step_listeners:
+                listener(name, "failed", elapsed)
+            raise
+        elapsed = time.perf_counter() - started
+        self.outcome.timings[name] = elapsed
+        log.debug("step %s took %.3f s", name, elapsed)
+        for listener in self.context.step_listeners:
+            listener(name, "done", elapsed)
+
+
+class _RunFailed(ComputeToDataError):
+    """The runner reported a failed run; its error is the task's error."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, ComputeToDataError):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def file_checksum(path: Path) -> str:
+    """iRODS-style SHA-256 checksum (``sha2:`` + base64), so it compares with ``ichksum``."""
+    import base64
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha2:" + base64.b64encode(digest.digest()).decode()
