@@ -978,43 +978,78 @@ class LocalGrid(Grid):
         if not ops:
             return
         with self._transaction(write=True) as conn:
+            self._apply_operations(conn, ops, {})
+
+    def set_avus(
+        self, entity_type: EntityType, name: str, avus: Sequence[AVU], clear: Iterable[str] = ()
+    ) -> None:
+        """As :meth:`Grid.set_avus`, but reading the current values inside the write transaction,
+        so concurrent writers setting the same attribute neither fail nor leave two values."""
+        entity_type = EntityType(entity_type)
+        wanted = [AVU(a.attribute, a.value, a.units or "") for a in avus]
+        named = {a.attribute for a in wanted} | set(clear)
+        with self._transaction(write=True) as conn:
             ids: dict[tuple[EntityType, str], int] = {}
-            for op in ops:
-                key = (EntityType(op.entity_type), op.entity_name)
-                if key not in ids:
-                    ids[key] = self._entity_id(conn, key[0], key[1], for_write=True)
-                code = _ENTITY_CODE[key[0]]
-                avu = op.avu
-                where = f"{key[0].value} {op.entity_name}"
-                if not isinstance(avu.attribute, str) or not avu.attribute or not isinstance(avu.value, str) or avu.value == "":
-                    raise GridError(
-                        f"invalid AVU {avu.attribute!r}={avu.value!r} for {where}: attribute and value must be non-empty",
-                        irods_code=SYS_INVALID_INPUT_PARAM,
-                    )
-                units = avu.units or ""
-                if op.operation == "add":
-                    try:
-                        conn.execute(
-                            "INSERT INTO avus (entity_type, entity_id, attribute, value, units) VALUES (?, ?, ?, ?, ?)",
-                            (code, ids[key], avu.attribute, avu.value, units),
-                        )
-                    except sqlite3.IntegrityError:
-                        raise GridError(
-                            f"{where} already has the AVU {avu.attribute!r}={avu.value!r} (units {units!r}); "
-                            "no operation of this batch was applied",
-                            irods_code=SYS_INVALID_INPUT_PARAM,
-                        ) from None
-                else:
-                    cur = conn.execute(
-                        "DELETE FROM avus WHERE entity_type = ? AND entity_id = ? AND attribute = ? AND value = ? AND units = ?",
+            entity_id = self._entity_id(conn, entity_type, name, for_write=True)
+            ids[(entity_type, name)] = entity_id
+            current = [
+                AVU(a, v, u)
+                for a, v, u in conn.execute(
+                    "SELECT attribute, value, units FROM avus WHERE entity_type = ? AND entity_id = ?",
+                    (_ENTITY_CODE[entity_type], entity_id),
+                )
+                if a in named
+            ]
+            ops = [MetadataOperation("remove", entity_type, name, a) for a in current if a not in wanted]
+            ops += [
+                MetadataOperation("add", entity_type, name, a)
+                for a in dict.fromkeys(wanted)
+                if a not in current
+            ]
+            self._apply_operations(conn, ops, ids)
+
+    def _apply_operations(
+        self,
+        conn: sqlite3.Connection,
+        ops: Sequence[MetadataOperation],
+        ids: dict[tuple[EntityType, str], int],
+    ) -> None:
+        for op in ops:
+            key = (EntityType(op.entity_type), op.entity_name)
+            if key not in ids:
+                ids[key] = self._entity_id(conn, key[0], key[1], for_write=True)
+            code = _ENTITY_CODE[key[0]]
+            avu = op.avu
+            where = f"{key[0].value} {op.entity_name}"
+            if not isinstance(avu.attribute, str) or not avu.attribute or not isinstance(avu.value, str) or avu.value == "":
+                raise GridError(
+                    f"invalid AVU {avu.attribute!r}={avu.value!r} for {where}: attribute and value must be non-empty",
+                    irods_code=SYS_INVALID_INPUT_PARAM,
+                )
+            units = avu.units or ""
+            if op.operation == "add":
+                try:
+                    conn.execute(
+                        "INSERT INTO avus (entity_type, entity_id, attribute, value, units) VALUES (?, ?, ?, ?, ?)",
                         (code, ids[key], avu.attribute, avu.value, units),
                     )
-                    if cur.rowcount == 0:
-                        raise GridError(
-                            f"{where} has no AVU {avu.attribute!r}={avu.value!r} (units {units!r}) to remove; "
-                            "no operation of this batch was applied",
-                            irods_code=SYS_INVALID_INPUT_PARAM,
-                        )
+                except sqlite3.IntegrityError:
+                    raise GridError(
+                        f"{where} already has the AVU {avu.attribute!r}={avu.value!r} (units {units!r}); "
+                        "no operation of this batch was applied",
+                        irods_code=SYS_INVALID_INPUT_PARAM,
+                    ) from None
+            else:
+                cur = conn.execute(
+                    "DELETE FROM avus WHERE entity_type = ? AND entity_id = ? AND attribute = ? AND value = ? AND units = ?",
+                    (code, ids[key], avu.attribute, avu.value, units),
+                )
+                if cur.rowcount == 0:
+                    raise GridError(
+                        f"{where} has no AVU {avu.attribute!r}={avu.value!r} (units {units!r}) to remove; "
+                        "no operation of this batch was applied",
+                        irods_code=SYS_INVALID_INPUT_PARAM,
+                    )
 
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         entity_type = EntityType(entity_type)
