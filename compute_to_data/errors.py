@@ -54,6 +54,12 @@ class GridError(ComputeToDataError):
         super().__init__(message, irods_code=irods_code)
 
 
+class AuthenticationError(GridError):
+    """The grid refused the user name or password (or no password was available)."""
+
+    irods_code = -826000  # CAT_INVALID_AUTHENTICATION
+
+
 class ObjectNotFoundError(GridError):
     """A data object, collection, resource or user does not exist (or the caller cannot see it)."""
 

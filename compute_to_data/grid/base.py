@@ -170,6 +170,80 @@ class CollectionAVUs:
         return default
 
 
+@dataclass(frozen=True)
+class PredictionQuery:
+    """Which images of a task to list: those whose prediction AVU points to ``task_id``.
+
+    A prediction belongs to a task through the units ``c2d:<task id>`` of its class and score
+    AVUs (conventions.md); only objects under ``input_collection`` count, so a stray AVU with
+    forged units elsewhere in the zone cannot smuggle objects into a task's view.
+    """
+
+    task_id: str
+    input_collection: str
+    class_attribute: str = "predictedclass"
+    score_attribute: str = "predictedscore"
+    #: only images predicted as this class (None: every class).
+    predicted_class: str | None = None
+    #: inclusive score range; an image without a score AVU is left out when either is set.
+    min_score: float | None = None
+    max_score: float | None = None
+    #: further AVUs returned with each image (e.g. ``validated``, ``validatedclass``).
+    extra_attributes: tuple[str, ...] = ()
+
+    @property
+    def units(self) -> str:
+        return "c2d:" + self.task_id
+
+    def score_matches(self, score: float | None) -> bool:
+        if self.min_score is None and self.max_score is None:
+            return True
+        if score is None:
+            return False
+        if self.min_score is not None and score < self.min_score:
+            return False
+        return self.max_score is None or score <= self.max_score
+
+
+@dataclass(frozen=True)
+class PredictedObject:
+    """One image with the prediction a task made for it."""
+
+    path: str
+    predicted_class: str
+    score: float | None = None
+    avus: tuple[AVU, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    def avu_value(self, attribute: str, default: str = "") -> str:
+        for avu in self.avus:
+            if avu.attribute == attribute:
+                return avu.value
+        return default
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """One page of a task's predicted images, sorted by path."""
+
+    items: tuple[PredictedObject, ...]
+    offset: int
+    limit: int
+    has_more: bool
+    #: how many images match in all; None when the adapter cannot count them cheaply.
+    total: int | None = None
+
+
+def parse_score(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
 class Grid(ABC):
     """Port to a data grid. One instance acts for one user (the caller)."""
 
@@ -287,3 +361,43 @@ class Grid(ABC):
 
     def iter_data_objects(self, collection: str, recursive: bool = False) -> Iterator[DataObject]:
         yield from self.list_data_objects(collection, recursive)
+
+    # --- optional: a task's predictions, paginated (web app, ``c2d`` client) -------------------
+    def query_predictions(self, query: PredictionQuery, offset: int = 0, limit: int = 50) -> PredictionPage:
+        """One page of the images carrying a prediction of ``query.task_id``, sorted by path.
+
+        This default lists the whole input collection (correct on any adapter, but it reads
+        every object); LocalGrid and the python-irodsclient adapter override it with queries
+        that touch only the page.
+        """
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, not {offset} and {limit}")
+        matches = self._all_predictions(query)
+        items = tuple(matches[offset : offset + limit])
+        return PredictionPage(items, offset, limit, offset + limit < len(matches), len(matches))
+
+    def count_predictions(self, query: PredictionQuery) -> dict[str, int]:
+        """Images per predicted class for ``query.task_id`` (class filter and score range apply)."""
+        counts: dict[str, int] = {}
+        for item in self._all_predictions(query):
+            counts[item.predicted_class] = counts.get(item.predicted_class, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def _all_predictions(self, query: PredictionQuery) -> list[PredictedObject]:
+        units = query.units
+        wanted = (query.class_attribute, query.score_attribute, *query.extra_attributes)
+        found: list[PredictedObject] = []
+        for obj in self.list_data_objects(query.input_collection, recursive=True, avu_attributes=wanted):
+            classes = [a.value for a in obj.avus if a.attribute == query.class_attribute and a.units == units]
+            if not classes:
+                continue
+            if query.predicted_class is not None and classes[0] != query.predicted_class:
+                continue
+            scores = [a.value for a in obj.avus if a.attribute == query.score_attribute and a.units == units]
+            score = parse_score(scores[0]) if scores else None
+            if not query.score_matches(score):
+                continue
+            extra = tuple(a for a in obj.avus if a.attribute in query.extra_attributes)
+            found.append(PredictedObject(obj.path, classes[0], score, extra))
+        found.sort(key=lambda item: item.path)
+        return found
