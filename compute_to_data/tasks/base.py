@@ -259,7 +259,10 @@ class ComputeToDataTask(ABC):
                     f"nothing to do: all {len(self.skipped)} matching data objects in {where} already carry "
                     f"{class_attribute}; set inputs.skip_tagged to false (or use --force) to classify them again"
                 )
-            raise NoEligibleInputsError(f"no data object in {where} matches; check inputs.collection and inputs.pattern")
+            raise NoEligibleInputsError(
+                f"no data object in {where} matches, or none that {self.grid.user} may read; "
+                "check inputs.collection, inputs.pattern and your access"
+            )
 
     def prepare_task_collection(self) -> None:
         """Create ``<output>/<task id>`` with its bookkeeping (or take over a queued one)."""
