@@ -1,0 +1,21 @@
+"""Runs the Grid contract suite (tests/grid_contract.py) against every adapter factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+try:  # tests/ may or may not be a package
+    from .grid_contract import *  # noqa: F401,F403  (the contract's test functions)
+    from .grid_factories import FACTORIES, GridSetup
+except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+    from grid_contract import *  # noqa: F401,F403
+    from grid_factories import FACTORIES, GridSetup
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def contract_grid(request: pytest.FixtureRequest, tmp_path: Path) -> GridSetup:
+    root = tmp_path / "contract"
+    root.mkdir()
+    return FACTORIES[request.param](root)
