@@ -1,0 +1,118 @@
+"""Task config validation: every problem named with its JSON path, examples kept valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compute_to_data.errors import ConfigError, NotAllowedError, SettingsError
+from compute_to_data.settings import Settings
+from compute_to_data.taskconfig import TaskConfig, parse_json
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {
+    "task_type": "image_classification",
+    "inputs": {"collection": "/tempZone/home/alice/imgs"},
+    "output": {"collection": "/tempZone/home/alice/out"},
+    "parameters": {"model": "/tempZone/home/alice/m.pt", "labels": "/tempZone/home/alice/l.txt"},
+}
+
+
+def problems(doc) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        TaskConfig.from_document(doc)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "config" / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_examples_are_valid(example: Path) -> None:
+    TaskConfig.from_json(example.read_text(), source=str(example))
+
+
+def test_defaults_are_filled_in() -> None:
+    config = TaskConfig.from_document(GOOD)
+    assert config.compute_role == "GPU_COMPUTE" and config.skip_tagged and config.notebook == "classify_images"
+    assert (config.class_attribute, config.score_attribute) == ("predictedclass", "predictedscore")
+    assert config.archive_role is None
+
+
+def test_every_problem_is_reported_with_its_path() -> None:
+    doc = json.loads(json.dumps(GOOD))
+    doc["inputs"]["colection"] = "typo"
+    doc["parameters"]["batch_size"] = 0
+    doc["output"]["collection"] = "relative/path"
+    doc["compute"] = {"role": "QUANTUM"}
+    found = problems(doc)
+    assert any(p.startswith("$.inputs.colection: unknown field") for p in found)
+    assert any(p.startswith("$.parameters.batch_size:") and "minimum" in p for p in found)
+    assert any(p.startswith("$.output.collection:") for p in found)
+    assert any(p.startswith("$.compute.role:") and "GPU_COMPUTE" in p for p in found)
+    assert len(found) == 4
+
+
+def test_missing_required_field_is_named() -> None:
+    doc = json.loads(json.dumps(GOOD))
+    del doc["parameters"]["labels"]
+    assert problems(doc) == ["$.parameters.labels: required field is missing"]
+
+
+@pytest.mark.parametrize("path", ["/tempZone/home/../x", "/tempZone//home/x", "/tempZone/home/./x"])
+def test_paths_must_be_normalized(path: str) -> None:
+    doc = json.loads(json.dumps(GOOD))
+    doc["inputs"]["collection"] = path
+    assert problems(doc)[0].startswith("$.inputs.collection:")
+
+
+def test_notebook_must_be_a_name_not_a_path() -> None:
+    doc = dict(GOOD, notebook="../../etc/evil")
+    assert problems(doc)[0].startswith("$.notebook:")
+
+
+def test_same_attribute_for_class_and_score_is_refused() -> None:
+    doc = dict(GOOD, tagging={"class_attribute": "x", "score_attribute": "x"})
+    assert "must differ" in problems(doc)[0]
+
+
+def test_bad_json_names_line_and_column() -> None:
+    with pytest.raises(ConfigError, match="line 1, column"):
+        parse_json('{"task_type": }')
+
+
+def test_paths_with_spaces_and_quotes_are_valid() -> None:
+    doc = json.loads(json.dumps(GOOD))
+    doc["inputs"]["collection"] = "/tempZone/home/alice/it's 100% cats"
+    assert TaskConfig.from_document(doc).input_collection.endswith("100% cats")
+
+
+def test_settings_allowlist_and_errors(tmp_path: Path) -> None:
+    settings = Settings.from_document({"allowed_images": ["a:1", {"name": "b:2", "digest": "sha256:x"}], "default_image": "a:1"}, "test")
+    assert settings.check_image(None).name == "a:1"
+    assert settings.check_image("b:2").digest == "sha256:x"
+    with pytest.raises(NotAllowedError, match="'evil:latest' is not allowed"):
+        settings.check_image("evil:latest")
+    with pytest.raises(SettingsError, match="unknown setting"):
+        Settings.from_document({"alowed_images": []}, "test")
+    with pytest.raises(SettingsError, match="uid:gid"):
+        Settings.from_document({"container_user": "root"}, "test")
+    missing = tmp_path / "nope.json"
+    with pytest.raises(SettingsError, match="does not exist"):
+        Settings.load(missing)
+
+
+def test_validate_command_lists_problems(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from compute_to_data.cli.main import app
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(GOOD, timeout_seconds=-1)))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(GOOD))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", str(good)])
+    assert ok.exit_code == 0 and "valid" in ok.output
+    failed = runner.invoke(app, ["validate", str(bad)])
+    assert failed.exit_code != 0
+    assert "$.timeout_seconds" in str(failed.exception)
