@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
@@ -361,6 +361,20 @@ class Grid(ABC):
 
     def iter_data_objects(self, collection: str, recursive: bool = False) -> Iterator[DataObject]:
         yield from self.list_data_objects(collection, recursive)
+
+    def add_new_avus(self, entity_type: EntityType, avus_by_entity: Mapping[str, Sequence[AVU]]) -> None:
+        """Add AVUs to entities that carry none of them yet (fast path for tagging many images).
+
+        All or nothing per entity, like :meth:`apply_metadata`; the caller guarantees that no
+        entity already has one of these AVUs (e.g. no earlier prediction). This default is one
+        ``apply_metadata`` batch; the rule-engine adapter overrides it with cheaper catalog calls
+        (measured ~300 objects/s against ~54 for atomic batches on iRODS 5.0.2).
+        """
+        operations = [
+            MetadataOperation("add", entity_type, name, avu) for name, avus in avus_by_entity.items() for avu in avus
+        ]
+        if operations:
+            self.apply_metadata(operations)
 
     # --- optional: a task's predictions, paginated (web app, ``c2d`` client) -------------------
     def query_predictions(self, query: PredictionQuery, offset: int = 0, limit: int = 50) -> PredictionPage:
