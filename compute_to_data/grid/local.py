@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
+from .local_predictions import LocalPredictionQueries
 from .base import (
     AVU,
     AccessLevel,
@@ -187,7 +188,7 @@ def _prefix_bounds(collection: str) -> tuple[str, str]:
     return collection + "/", collection + "0"
 
 
-class LocalGrid(Grid):
+class LocalGrid(LocalPredictionQueries, Grid):
     """The embedded grid, acting as one user. See the module docstring for what is modelled."""
 
     kind = "local"

@@ -1,0 +1,1009 @@
+"""IrodsClientGrid: the grid port on python-irodsclient (PRC), for laptops and login nodes.
+
+A researcher's ``c2d`` and the report browser talk to the zone through this adapter, as the
+researcher: it is configured like the icommands (``~/.irods/irods_environment.json`` or
+``$IRODS_ENVIRONMENT_FILE``, explicit options winning), and the password comes from the iRODS
+auth file (``iinit``) or from a prompt -- never from the command line.
+
+What it relies on (see ``shared/irods-facts.md``, "python-irodsclient"):
+
+* reads are GenQuery (``session.query``) with the columns named in the facts, batched so that
+  no listing costs a query per object; string values in conditions are quoted by doubling
+  single quotes (PRC itself does not quote them);
+* AVU changes go through ``session.metadata.apply_atomic_operations`` (all or nothing per
+  entity); objects are read with ``data_objects.open``; files arrive with ``data_objects.put``;
+* rules run by name through the native engine with
+  ``instance_name='irods_rule_engine_plugin-irods_rule_language-instance'`` and parameter
+  values *without* quotes; a rule that ends with ``msiExit`` raises the typed exception whose
+  ``str()`` is its message;
+* PRC's typed exceptions never leave this module: :func:`translate_error` turns them into the
+  project's errors with a message a researcher can act on.
+
+GenQuery returns one row per replica when replica columns are selected; the listing code groups
+them. Counting distinct objects is not possible in GenQuery 1 (``COUNT`` counts replica rows),
+so :meth:`IrodsClientGrid.count_predictions` streams distinct rows instead.
+"""
+
+from __future__ import annotations
+
+import getpass
+import itertools
+import json
+import logging
+import os
+import posixpath
+import re
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    AuthenticationError,
+    ComputeToDataError,
+    GridError,
+    NotAllowedError,
+    ObjectNotFoundError,
+)
+from .base import (
+    AVU,
+    AccessLevel,
+    CollectionAVUs,
+    DataObject,
+    EntityType,
+    Grid,
+    MetadataOperation,
+    PredictedObject,
+    PredictionPage,
+    PredictionQuery,
+    Replica,
+    Resource,
+    parse_score,
+)
+
+log = logging.getLogger(__name__)
+
+NATIVE_RULE_ENGINE = "irods_rule_engine_plugin-irods_rule_language-instance"
+DEFAULT_ENV_FILE = "~/.irods/irods_environment.json"
+DEFAULT_AUTH_FILE = "~/.irods/.irodsA"
+#: rows per IN (...) condition: keeps GenQuery condition strings short.
+IN_CHUNK = 50
+#: rows fetched per GenQuery round trip while scanning (the server's page size is 500).
+SCAN_CHUNK = 500
+
+_AUTH_ERRORS = {
+    "CAT_INVALID_AUTHENTICATION",
+    "CAT_INVALID_USER",
+    "CAT_INVALID_CLIENT_USER",
+    "CAT_PASSWORD_EXPIRED",
+    "PAM_AUTH_PASSWORD_FAILED",
+    "PAM_AUTH_NOT_BUILT_INTO_SERVER",
+    "AUTH_FILE_DOES_NOT_EXIST",
+    "CAT_PASSWORD_ENCODING_ERROR",
+}
+_NOT_FOUND_ERRORS = {
+    "CAT_UNKNOWN_FILE",
+    "CAT_UNKNOWN_COLLECTION",
+    "USER_FILE_DOES_NOT_EXIST",
+    "CAT_NO_ROWS_FOUND",
+    "CAT_INVALID_RESOURCE",
+    "SYS_RESC_DOES_NOT_EXIST",
+    "INVALID_OBJECT_TYPE",
+    "OBJ_PATH_DOES_NOT_EXIST",
+}
+_DENIED_ERRORS = {
+    "CAT_NO_ACCESS_PERMISSION",
+    "SYS_NO_API_PRIV",
+    "CAT_INSUFFICIENT_PRIVILEGE_LEVEL",
+    "USER_ACCESS_DENIED",
+}
+_EXISTS_ERRORS = {"CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME", "OVERWRITE_WITHOUT_FORCE_FLAG"}
+_NO_RULE_ERRORS = {"NO_RULE_FOUND_ERR", "NO_RULE_OR_MSI_FUNCTION_FOUND_ERR", "NO_MICROSERVICE_FOUND_ERR"}
+_NETWORK_ERRORS = {"SYS_SOCK_OPEN_ERR", "SYS_SOCK_READ_TIMEDOUT", "SYS_SOCK_CONNECT_ERR", "SYS_HEADER_READ_LEN_ERR"}
+
+#: project error class by the iRODS code a rule ended with (``msiExit``; see errors.py).
+_RULE_CODE_ERRORS: dict[int, type[ComputeToDataError]] = {
+    -13000: NotAllowedError,
+    -808000: ObjectNotFoundError,
+    -814000: ObjectNotFoundError,
+    -817000: ObjectNotFoundError,
+    -818000: AccessDeniedError,
+    -809000: AlreadyExistsError,
+}
+
+
+def quote(value: str) -> str:
+    """A string value for a GenQuery condition: a single quote is doubled (irods-facts)."""
+    return str(value).replace("'", "''")
+
+
+def _exception_text(exc: BaseException) -> str:
+    """The server's message of a PRC exception (``str()`` is ``'None'`` when there is none)."""
+    parts = [str(a) for a in getattr(exc, "args", ()) if a not in (None, "")]
+    text = " ".join(parts).strip()
+    # A rule error may carry the rule engine's stack text; keep its first meaningful line.
+    return text.splitlines()[0].strip() if text else ""
+
+
+def translate_error(exc: BaseException, what: str, *, endpoint: str = "", user: str = "") -> ComputeToDataError:
+    """PRC's exception -> the project's error, with ``what`` (the operation) in the message."""
+    from irods import exception as prc
+
+    if isinstance(exc, ComputeToDataError):
+        return exc
+    name = type(exc).__name__
+    text = _exception_text(exc)
+    code = getattr(exc, "code", None)
+    code = code if isinstance(code, int) and code < 0 else None
+    detail = f" ({name}{': ' + text if text else ''})"
+    if name == "NonAnonymousLoginWithoutPassword" or name in _AUTH_ERRORS:
+        return AuthenticationError(
+            f"iRODS{' at ' + endpoint if endpoint else ''} refused the login of {user or 'this user'}: "
+            f"wrong user name or password{detail}. Run iinit again, or check --user/--zone.",
+            irods_code=code,
+            irods_name=name,
+        )
+    if isinstance(exc, prc.NetworkException) or isinstance(exc, (OSError, socket.timeout)) or name in _NETWORK_ERRORS:
+        return GridError(
+            f"cannot reach the iRODS server{' ' + endpoint if endpoint else ''} while trying to {what}: "
+            f"{text or exc.__class__.__name__}. Check irods_host/irods_port and your network.",
+            irods_code=code,
+            irods_name=name,
+        )
+    if isinstance(exc, prc.DoesNotExist) or name in _NOT_FOUND_ERRORS:
+        return ObjectNotFoundError(f"cannot {what}: it does not exist or you cannot see it{detail}", irods_code=code, irods_name=name)
+    if name in _DENIED_ERRORS:
+        return AccessDeniedError(f"cannot {what}: permission denied{detail}", irods_code=code, irods_name=name)
+    if name in _EXISTS_ERRORS:
+        return AlreadyExistsError(f"cannot {what}: it exists already{detail}", irods_code=code, irods_name=name)
+    if isinstance(exc, prc.iRODSException):
+        return GridError(f"cannot {what}: iRODS error{detail}", irods_code=code, irods_name=name)
+    if isinstance(exc, prc.PycommandsException):
+        return GridError(f"cannot {what}: {name}{': ' + text if text else ''}")
+    return GridError(f"cannot {what}: {name}: {exc}")
+
+
+def rule_error(exc: BaseException, rule: str) -> ComputeToDataError:
+    """An error raised by running ``rule``: its ``msiExit`` message becomes the error message."""
+    from irods import exception as prc
+
+    if isinstance(exc, ComputeToDataError):
+        return exc
+    name = type(exc).__name__
+    text = _exception_text(exc)
+    code = getattr(exc, "code", None)
+    if name in _NO_RULE_ERRORS:
+        return GridError(
+            f"the iRODS server does not know the rule {rule}: is the compute_to_data rulebase installed "
+            f"(core.py importing compute_to_data.rules)? Ask your iRODS administrator. ({name})",
+            irods_code=code if isinstance(code, int) else None,
+            irods_name=name,
+        )
+    if isinstance(exc, prc.iRODSException) and name not in _AUTH_ERRORS and not isinstance(exc, prc.NetworkException):
+        cls = _RULE_CODE_ERRORS.get(prc.rounded_code(code) if isinstance(code, int) else 0, ComputeToDataError)
+        message = text or f"rule {rule} failed with {name}"
+        if cls is ComputeToDataError:
+            return ComputeToDataError(message, irods_code=code if isinstance(code, int) else None)
+        return cls(message, irods_code=code if isinstance(code, int) else None)  # type: ignore[call-arg]
+    return translate_error(exc, f"run rule {rule}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Connection settings, as the icommands read them
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class IrodsConnectionOptions:
+    """Where and as whom to connect; unset fields come from the iRODS environment file."""
+
+    env_file: str | None = None
+    host: str | None = None
+    port: int | None = None
+    zone: str | None = None
+    user: str | None = None
+    auth_file: str | None = None
+    default_resource: str | None = None
+    timeout: float = 30.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_env_file(self) -> Path:
+        chosen = self.env_file or os.environ.get("IRODS_ENVIRONMENT_FILE") or DEFAULT_ENV_FILE
+        return Path(os.path.expanduser(chosen))
+
+    def resolved_auth_file(self, env: dict[str, Any]) -> Path:
+        chosen = (
+            self.auth_file
+            or env.get("irods_authentication_file")
+            or os.environ.get("IRODS_AUTHENTICATION_FILE")
+            or DEFAULT_AUTH_FILE
+        )
+        return Path(os.path.expanduser(str(chosen)))
+
+    def environment(self) -> dict[str, Any]:
+        """The environment file (if any) with the explicit options laid over it."""
+        env: dict[str, Any] = {}
+        path = self.resolved_env_file()
+        explicit = bool(self.env_file or os.environ.get("IRODS_ENVIRONMENT_FILE"))
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise GridError(f"cannot read the iRODS environment file {path}: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise GridError(f"the iRODS environment file {path} must hold a JSON object")
+            env.update(loaded)
+        elif explicit:
+            raise GridError(f"the iRODS environment file {path} does not exist")
+        env.update(self.extra)
+        for key, value in (
+            ("irods_host", self.host),
+            ("irods_port", self.port),
+            ("irods_zone_name", self.zone),
+            ("irods_user_name", self.user),
+            ("irods_default_resource", self.default_resource),
+        ):
+            if value not in (None, ""):
+                env[key] = value
+        missing = [k for k in ("irods_host", "irods_port", "irods_zone_name", "irods_user_name") if not env.get(k)]
+        if missing:
+            raise GridError(
+                f"no iRODS connection settings: {', '.join(missing)} missing (looked in {path}); "
+                "run iinit, set IRODS_ENVIRONMENT_FILE, or give --host, --port, --zone and --user"
+            )
+        try:
+            env["irods_port"] = int(env["irods_port"])
+        except (TypeError, ValueError):
+            raise GridError(f"irods_port must be a number, not {env['irods_port']!r}") from None
+        return env
+
+    def stored_password(self, env: dict[str, Any]) -> str | None:
+        """The password ``iinit`` stored (obfuscated) for the environment's user, if any.
+
+        Only used when the user is the one the environment file names: the auth file belongs
+        to that user, not to whoever ``--user`` names.
+        """
+        path = self.resolved_auth_file(env)
+        if self.user and self.env_user() not in (None, self.user):
+            return None
+        if not path.is_file():
+            return None
+        from irods.password_obfuscation import decode
+
+        try:
+            text = path.read_text().rstrip("\n")
+            return decode(text, env.get("irods_authentication_uid")) or None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            log.warning("cannot read the iRODS auth file %s: %s", path, exc)
+            return None
+
+    def env_user(self) -> str | None:
+        path = self.resolved_env_file()
+        try:
+            return json.loads(path.read_text()).get("irods_user_name") if path.is_file() else None
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
+
+PasswordPrompt = Callable[[str], str]
+
+
+def terminal_prompt(label: str) -> str:
+    """Ask on the terminal without echo; refuses when there is no terminal (e.g. in CI)."""
+    import sys
+
+    if not sys.stdin or not sys.stdin.isatty():
+        raise AuthenticationError(
+            "no iRODS password available: run iinit (it stores one in ~/.irods/.irodsA) "
+            "or run this command in a terminal to be asked for it"
+        )
+    return getpass.getpass(label)
+
+
+# ------------------------------------------------------------------------------------------------
+# The adapter
+# ------------------------------------------------------------------------------------------------
+class IrodsClientGrid(Grid):
+    """The grid port over one python-irodsclient session, acting as its user."""
+
+    kind = "irods"
+
+    def __init__(self, session: Any, *, rule_class: Any = None, owns_session: bool = True) -> None:
+        self._session = session
+        self._rule_class = rule_class
+        self._owns_session = owns_session
+        self._my_ids: set[int] | None = None
+
+    # --- construction -----------------------------------------------------------------------------
+    @classmethod
+    def connect(
+        cls,
+        options: IrodsConnectionOptions | None = None,
+        *,
+        password: str | None = None,
+        prompt: PasswordPrompt | None = terminal_prompt,
+        session_factory: Callable[..., Any] | None = None,
+        verify: bool = True,
+    ) -> "IrodsClientGrid":
+        """Open a session as the icommands would, and (``verify``) log in right away so a wrong
+        password is reported here, once, as :class:`AuthenticationError`."""
+        options = options or IrodsConnectionOptions()
+        env = options.environment()
+        user, zone = str(env["irods_user_name"]), str(env["irods_zone_name"])
+        endpoint = f"{env['irods_host']}:{env['irods_port']}"
+        if password is None:
+            password = options.stored_password(env)
+        if password is None:
+            if prompt is None:
+                raise AuthenticationError(
+                    f"no iRODS password for {user}#{zone}: run iinit, or sign in with your password"
+                )
+            password = prompt(f"iRODS password for {user}#{zone} at {endpoint}: ")
+        if session_factory is None:
+            from irods.session import iRODSSession
+
+            session_factory = iRODSSession
+        kwargs = {k: v for k, v in env.items() if k.startswith("irods_")}
+        kwargs.pop("irods_authentication_file", None)
+        kwargs.pop("irods_authentication_uid", None)
+        kwargs["password"] = password
+        try:
+            session = session_factory(connection_timeout=options.timeout, **kwargs)
+        except Exception as exc:
+            raise translate_error(exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}") from None
+        grid = cls(session)
+        if verify:
+            grid.check_login()
+        return grid
+
+    def check_login(self) -> None:
+        """Authenticate now (PRC connects lazily); AuthenticationError for a wrong password."""
+        with self._errors("log in"):
+            with self._session.pool.get_connection():
+                pass
+
+    def close(self) -> None:
+        if self._owns_session:
+            try:
+                self._session.cleanup()
+            except Exception as exc:  # closing must never hide the real outcome
+                log.debug("closing the iRODS session failed: %s", exc)
+
+    def __enter__(self) -> "IrodsClientGrid":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"IrodsClientGrid({self.user}#{self.zone} at {self.endpoint})"
+
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    @property
+    def endpoint(self) -> str:
+        return f"{getattr(self._session, 'host', '?')}:{getattr(self._session, 'port', '?')}"
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ComputeToDataError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, what, endpoint=self.endpoint, user=self._who()) from None
+
+    def _who(self) -> str:
+        try:
+            return f"{self._session.username}#{self._session.zone}"
+        except Exception:
+            return "this user"
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    def zone(self) -> str:
+        return str(self._session.zone)
+
+    @property
+    def user(self) -> str:
+        return str(self._session.username)
+
+    # --- query helpers ----------------------------------------------------------------------------
+    def _query(self, *columns: Any) -> Any:
+        return self._session.query(*columns)
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str]:
+        if not path.startswith("/") or path.endswith("/") or "//" in path:
+            raise GridError(f"invalid logical path {path!r}: it must be absolute and normalized")
+        return posixpath.dirname(path), posixpath.basename(path)
+
+    @staticmethod
+    def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+
+    # --- resources --------------------------------------------------------------------------------
+    def _resources(self, names: Sequence[str]) -> list[Resource]:
+        from irods.column import In
+        from irods.models import Resource as R, ResourceMeta as RM
+
+        rows: dict[str, dict[str, Any]] = {}
+        avus: dict[str, list[AVU]] = {}
+        for chunk in self._chunks(sorted(set(names))):
+            cond = In(R.name, [quote(n) for n in chunk])
+            for row in self._query(R.name, R.location, R.vault_path, R.type).filter(cond):
+                rows[row[R.name]] = row
+            for row in self._query(R.name, RM.name, RM.value, RM.units).filter(cond):
+                avus.setdefault(row[R.name], []).append(AVU(row[RM.name], row[RM.value], row[RM.units] or ""))
+        return [
+            Resource(
+                name,
+                str(rows[name][R.location] or ""),
+                str(rows[name][R.vault_path] or ""),
+                str(rows[name][R.type] or ""),
+                tuple(sorted(avus.get(name, []), key=lambda a: (a.attribute, a.value))),
+            )
+            for name in sorted(rows)
+        ]
+
+    def find_resources(self, attribute: str, value: str | None = None) -> list[Resource]:
+        from irods.models import Resource as R, ResourceMeta as RM
+
+        with self._errors(f"find resources with {attribute}"):
+            conditions = [RM.name == quote(attribute)]
+            if value is not None:
+                conditions.append(RM.value == quote(value))
+            names = [row[R.name] for row in self._query(R.name).filter(*conditions)]
+            return self._resources(names) if names else []
+
+    def get_resource(self, name: str) -> Resource:
+        with self._errors(f"look up resource {name!r}"):
+            found = self._resources([name])
+        if not found:
+            raise ObjectNotFoundError(f"resource {name!r} does not exist in zone {self.zone}")
+        return found[0]
+
+    # --- namespace --------------------------------------------------------------------------------
+    def collection_exists(self, path: str) -> bool:
+        from irods.models import Collection
+
+        with self._errors(f"look up collection {path}"):
+            return self._query(Collection.id).filter(Collection.name == quote(path)).first() is not None
+
+    def data_object_exists(self, path: str) -> bool:
+        from irods.models import Collection, DataObject as D
+
+        coll, name = self._split(path)
+        with self._errors(f"look up data object {path}"):
+            row = self._query(D.id).filter(Collection.name == quote(coll), D.name == quote(name)).first()
+            return row is not None
+
+    _REPLICA_COLUMNS: tuple[str, ...] = (
+        "name", "size", "checksum", "replica_number", "resource_name", "path", "replica_status"
+    )
+
+    def _object_rows(self, conditions: Sequence[Any]) -> Iterator[dict]:
+        from irods.models import Collection, DataObject as D
+
+        columns = [Collection.name] + [getattr(D, c) for c in self._REPLICA_COLUMNS]
+        return iter(self._query(*columns).filter(*conditions))
+
+    def _avu_rows(self, conditions: Sequence[Any], attributes: Sequence[str]) -> dict[str, list[AVU]]:
+        """AVUs named ``attributes`` of the objects matching ``conditions``, by path."""
+        from irods.column import In
+        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+
+        found: dict[str, list[AVU]] = {}
+        attributes = list(dict.fromkeys(attributes))
+        if not attributes:
+            return found
+        for chunk in self._chunks(attributes):
+            name_cond = DM.name == quote(chunk[0]) if len(chunk) == 1 else In(DM.name, [quote(a) for a in chunk])
+            for row in self._query(Collection.name, D.name, DM.name, DM.value, DM.units).filter(*conditions, name_cond):
+                path = posixpath.join(row[Collection.name], row[D.name])
+                avu = AVU(row[DM.name], row[DM.value], row[DM.units] or "")
+                bucket = found.setdefault(path, [])
+                if avu not in bucket:
+                    bucket.append(avu)
+        return found
+
+    @staticmethod
+    def _build_objects(rows: Iterable[dict], avus: dict[str, list[AVU]]) -> list[DataObject]:
+        from irods.models import Collection, DataObject as D
+
+        replicas: dict[str, dict[int, Replica]] = {}
+        for row in rows:
+            path = posixpath.join(row[Collection.name], row[D.name])
+            number = int(row[D.replica_number])
+            replicas.setdefault(path, {})[number] = Replica(
+                number,
+                str(row[D.resource_name] or ""),
+                str(row[D.path] or ""),
+                int(row[D.size] or 0),
+                str(row[D.checksum] or ""),
+                str(row[D.replica_status]) == "1",
+            )
+        objects = []
+        for path in sorted(replicas):
+            reps = tuple(sorted(replicas[path].values(), key=lambda r: r.number))
+            good = [r for r in reps if r.good] or list(reps)
+            objects.append(
+                DataObject(
+                    path,
+                    good[0].size if good else 0,
+                    next((r.checksum for r in good if r.checksum), ""),
+                    reps,
+                    tuple(avus.get(path, ())),
+                )
+            )
+        return objects
+
+    def get_data_object(self, path: str, avu_attributes: Sequence[str] = ()) -> DataObject:
+        from irods.models import Collection, DataObject as D
+
+        coll, name = self._split(path)
+        with self._errors(f"read data object {path}"):
+            conditions = [Collection.name == quote(coll), D.name == quote(name)]
+            rows = list(self._object_rows(conditions))
+            if not rows:
+                raise ObjectNotFoundError(f"data object {path} does not exist or {self.user} cannot see it")
+            avus = self._avu_rows(conditions, avu_attributes)
+            return self._build_objects(rows, avus)[0]
+
+    def _collection_conditions(self, collection: str, recursive: bool) -> list[list[Any]]:
+        from irods.column import Like
+        from irods.models import Collection
+
+        sets = [[Collection.name == quote(collection)]]
+        if recursive:
+            sets.append([Like(Collection.name, quote(collection.rstrip("/")) + "/%")])
+        return sets
+
+    def list_data_objects(
+        self, collection: str, recursive: bool = False, avu_attributes: Sequence[str] = ()
+    ) -> list[DataObject]:
+        from irods.models import Collection
+
+        with self._errors(f"list collection {collection}"):
+            if not self.collection_exists(collection):
+                raise ObjectNotFoundError(f"collection {collection} does not exist or {self.user} cannot see it")
+            rows: list[dict] = []
+            avus: dict[str, list[AVU]] = {}
+            prefix = collection.rstrip("/") + "/"
+            for conditions in self._collection_conditions(collection, recursive):
+                # LIKE treats '_' and '%' in the path as wildcards: keep only what is really under it.
+                rows += [
+                    r for r in self._object_rows(conditions)
+                    if r[Collection.name] == collection or r[Collection.name].startswith(prefix)
+                ]
+                avus.update(self._avu_rows(conditions, avu_attributes))
+            return self._build_objects(rows, avus)
+
+    def list_collections(self, parent: str) -> list[str]:
+        from irods.models import Collection
+
+        with self._errors(f"list sub-collections of {parent}"):
+            rows = self._query(Collection.name).filter(Collection.parent_name == quote(parent))
+            return sorted({row[Collection.name] for row in rows if row[Collection.name] != parent})
+
+    # --- permissions ------------------------------------------------------------------------------
+    def _caller_ids(self) -> set[int]:
+        """The caller's user id and the ids of the groups it belongs to (``public`` included)."""
+        if self._my_ids is None:
+            from irods.models import Group, User
+
+            ids: set[int] = set()
+            user_cond = [User.name == quote(self.user), User.zone == quote(self.zone)]
+            for row in self._query(User.id).filter(*user_cond):
+                ids.add(int(row[User.id]))
+            for row in self._query(Group.id).filter(*user_cond):
+                ids.add(int(row[Group.id]))
+            for row in self._query(User.id).filter(User.name == "public"):
+                ids.add(int(row[User.id]))
+            self._my_ids = ids
+        return self._my_ids
+
+    def _held_levels(self, coll: str, names: Sequence[str]) -> dict[str, int]:
+        """Highest access the caller holds on each named object of ``coll`` (0 = none listed)."""
+        from irods.column import In
+        from irods.models import Collection, DataAccess, DataObject as D
+
+        mine = self._caller_ids()
+        held: dict[str, int] = {}
+        for chunk in self._chunks(list(names)):
+            name_cond = D.name == quote(chunk[0]) if len(chunk) == 1 else In(D.name, [quote(n) for n in chunk])
+            for row in self._query(D.name, DataAccess.user_id, DataAccess.type).filter(
+                Collection.name == quote(coll), name_cond
+            ):
+                held.setdefault(row[D.name], 0)
+                if int(row[DataAccess.user_id]) in mine:
+                    held[row[D.name]] = max(held[row[D.name]], int(row[DataAccess.type]))
+        return held
+
+    def has_access(self, path: str, level: AccessLevel) -> bool:
+        from irods.models import Collection, CollectionAccess
+
+        with self._errors(f"check access to {path}"):
+            if path != "/" and self.data_object_exists(path):
+                coll, name = self._split(path)
+                return self._held_levels(coll, [name]).get(name, 0) >= int(level)
+            if not self.collection_exists(path):
+                raise ObjectNotFoundError(f"{path} does not exist or {self.user} cannot see it")
+            mine = self._caller_ids()
+            best = 0
+            for row in self._query(Collection.name, CollectionAccess.user_id, CollectionAccess.type).filter(
+                Collection.name == quote(path)
+            ):
+                if int(row[CollectionAccess.user_id]) in mine:
+                    best = max(best, int(row[CollectionAccess.type]))
+            return best >= int(level)
+
+    def paths_lacking_access(self, paths: Iterable[str], level: AccessLevel) -> list[str]:
+        """One GenQuery per collection (and per 50 names) instead of one per path."""
+        wanted = list(paths)
+        by_coll: dict[str, list[str]] = {}
+        for p in wanted:
+            coll, name = self._split(p)
+            by_coll.setdefault(coll, []).append(name)
+        ok: set[str] = set()
+        with self._errors("check access"):
+            for coll, names in by_coll.items():
+                held = self._held_levels(coll, names)
+                ok.update(posixpath.join(coll, n) for n, lvl in held.items() if lvl >= int(level))
+            # Paths that are collections, not objects, are checked one by one (rare).
+            leftovers = [p for p in wanted if p not in ok]
+            for p in leftovers:
+                if not self.data_object_exists(p) and self.collection_exists(p) and self.has_access(p, level):
+                    ok.add(p)
+        return [p for p in wanted if p not in ok]
+
+    # --- changes ----------------------------------------------------------------------------------
+    def replicate(self, path: str, resource: str) -> None:
+        with self._errors(f"replicate {path} to {resource}"):
+            self._session.data_objects.replicate(path, resource=resource)
+
+    def create_collection(self, path: str) -> None:
+        self._split(path)
+        with self._errors(f"create collection {path}"):
+            if not self.collection_exists(path):
+                self._session.collections.create(path, recurse=True)
+
+    def put_file(self, local_path: Path, logical_path: str, resource: str, overwrite: bool = False) -> DataObject:
+        from irods import keywords as kw
+
+        self._split(logical_path)
+        source = Path(local_path)
+        if not source.is_file():
+            raise GridError(f"cannot upload {source}: it is not a readable file")
+        options: dict[str, str] = {}
+        if resource:
+            options[kw.DEST_RESC_NAME_KW] = resource
+        if overwrite:
+            options[kw.FORCE_FLAG_KW] = ""
+        with self._errors(f"upload {source} to {logical_path}"):
+            if not overwrite and self.data_object_exists(logical_path):
+                raise AlreadyExistsError(f"data object {logical_path} already exists; not overwriting it")
+            self._session.data_objects.put(str(source), logical_path, **options)
+        return self.get_data_object(logical_path)
+
+    _MODEL_BY_ENTITY = {
+        EntityType.DATA_OBJECT: "DataObject",
+        EntityType.COLLECTION: "Collection",
+        EntityType.RESOURCE: "Resource",
+        EntityType.USER: "User",
+    }
+
+    def _model(self, entity_type: EntityType) -> Any:
+        from irods import models
+
+        return getattr(models, self._MODEL_BY_ENTITY[EntityType(entity_type)])
+
+    def apply_metadata(self, operations: Sequence[MetadataOperation]) -> None:
+        """One atomic call per entity, in the order entities first appear."""
+        from irods.meta import AVUOperation, iRODSMeta
+
+        batches: dict[tuple[EntityType, str], list[MetadataOperation]] = {}
+        for op in operations:
+            batches.setdefault((EntityType(op.entity_type), op.entity_name), []).append(op)
+        for (entity_type, name), ops in batches.items():
+            prc_ops = [
+                AVUOperation(operation=op.operation, avu=iRODSMeta(op.avu.attribute, op.avu.value, op.avu.units or None))
+                for op in ops
+            ]
+            with self._errors(f"change metadata of {entity_type.value} {name}"):
+                self._session.metadata.apply_atomic_operations(self._model(entity_type), name, *prc_ops)
+
+    def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
+        entity_type = EntityType(entity_type)
+        with self._errors(f"read metadata of {entity_type.value} {name}"):
+            metas = self._session.metadata.get(self._model(entity_type), name)
+            if not metas and not self._entity_exists(entity_type, name):
+                raise ObjectNotFoundError(f"{entity_type.value} {name} does not exist or {self.user} cannot see it")
+            return [AVU(m.name, m.value, m.units or "") for m in metas]
+
+    def _entity_exists(self, entity_type: EntityType, name: str) -> bool:
+        if entity_type == EntityType.DATA_OBJECT:
+            return self.data_object_exists(name)
+        if entity_type == EntityType.COLLECTION:
+            return self.collection_exists(name)
+        if entity_type == EntityType.RESOURCE:
+            return bool(self._resources([name]))
+        from irods.models import User
+
+        return self._query(User.id).filter(User.name == quote(name)).first() is not None
+
+    def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
+        with self._errors(f"read {path}"):
+            with self._session.data_objects.open(path, "r") as handle:
+                chunks: list[bytes] = []
+                size = 0
+                while size <= max_bytes:
+                    chunk = handle.read(min(4 * 1024 * 1024, max_bytes + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+        if size > max_bytes:
+            raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
+        return b"".join(chunks)
+
+    def find_collections_with_avu(
+        self, attribute: str, value: str | None = None, under: str | None = None
+    ) -> list[CollectionAVUs]:
+        from irods.column import In, Like
+        from irods.models import Collection, CollectionMeta as CM
+
+        with self._errors(f"find collections with {attribute}"):
+            conditions = [CM.name == quote(attribute)]
+            if value is not None:
+                conditions.append(CM.value == quote(value))
+            scopes: list[list[Any]] = [[]]
+            if under is not None:
+                scopes = [[Collection.name == quote(under)], [Like(Collection.name, quote(under.rstrip("/")) + "/%")]]
+            paths: set[str] = set()
+            prefix = (under or "").rstrip("/") + "/"
+            for scope in scopes:
+                for row in self._query(Collection.name).filter(*conditions, *scope):
+                    name = row[Collection.name]
+                    if under is None or name == under or name.startswith(prefix):
+                        paths.add(name)
+            avus: dict[str, list[AVU]] = {p: [] for p in paths}
+            for chunk in self._chunks(sorted(paths)):
+                cond = Collection.name == quote(chunk[0]) if len(chunk) == 1 else In(Collection.name, [quote(p) for p in chunk])
+                for row in self._query(Collection.name, CM.name, CM.value, CM.units).filter(cond):
+                    avu = AVU(row[CM.name], row[CM.value], row[CM.units] or "")
+                    if avu not in avus[row[Collection.name]]:
+                        avus[row[Collection.name]].append(avu)
+            return [
+                CollectionAVUs(p, tuple(sorted(avus[p], key=lambda a: (a.attribute, a.value)))) for p in sorted(paths)
+            ]
+
+    # --- rules ------------------------------------------------------------------------------------
+    def run_rule(self, rule: str, params: dict[str, str] | None = None) -> str:
+        """Call rule ``rule`` by name through the native engine; its stdout (``writeLine``).
+
+        ``params`` maps native variable names (``*config``) to values, sent unquoted.
+        """
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rule):
+            raise GridError(f"invalid rule name {rule!r}")
+        params = dict(params or {})
+        for key in params:
+            if not re.fullmatch(r"\*[A-Za-z_][A-Za-z0-9_]*", key):
+                raise GridError(f"invalid rule parameter name {key!r}: it must look like *name")
+        rule_class = self._rule_class
+        if rule_class is None:
+            from irods.rule import Rule
+
+            rule_class = Rule
+        body = f"{rule}({', '.join(params)})"
+        try:
+            out = rule_class(
+                self._session,
+                body=body,
+                params=params,
+                output="ruleExecOut",
+                instance_name=NATIVE_RULE_ENGINE,
+            ).execute(session_cleanup=False)
+        except Exception as exc:
+            raise rule_error(exc, rule) from None
+        return rule_stdout(out)
+
+    # --- predictions (efficient override of the port's default) -----------------------------------
+    def _prediction_conditions(self, query: PredictionQuery, attribute: str) -> list[Any]:
+        from irods.column import Like
+        from irods.models import Collection, DataObjectMeta as DM
+
+        return [
+            DM.name == quote(attribute),
+            DM.units == quote(query.units),
+            Like(Collection.name, quote(query.input_collection.rstrip("/")) + "%"),
+        ]
+
+    def _under_input(self, query: PredictionQuery, coll: str) -> bool:
+        root = query.input_collection.rstrip("/")
+        return coll == root or coll.startswith(root + "/")
+
+    def _page_avus(self, ids: Sequence[int], attributes: Sequence[str], units: str) -> dict[int, list[AVU]]:
+        """AVUs named ``attributes`` of the objects with these ids (one query per 50 ids)."""
+        from irods.column import In
+        from irods.models import DataObject as D, DataObjectMeta as DM
+
+        found: dict[int, list[AVU]] = {}
+        attributes = list(dict.fromkeys(attributes))
+        if not ids or not attributes:
+            return found
+        name_cond = DM.name == quote(attributes[0]) if len(attributes) == 1 else In(DM.name, [quote(a) for a in attributes])
+        for chunk in self._chunks(list(ids)):
+            id_cond = D.id == str(chunk[0]) if len(chunk) == 1 else In(D.id, [str(i) for i in chunk])
+            for row in self._query(D.id, DM.name, DM.value, DM.units).filter(id_cond, name_cond):
+                avu = AVU(row[DM.name], row[DM.value], row[DM.units] or "")
+                bucket = found.setdefault(int(row[D.id]), [])
+                if avu not in bucket:
+                    bucket.append(avu)
+        return found
+
+    def _scan(self, query: PredictionQuery, attribute: str, extra: Sequence[Any] = ()) -> Iterator[tuple[int, str, str]]:
+        """(id, path, value) of the prediction AVU ``attribute``, sorted by path, streamed."""
+        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+
+        q = (
+            self._query(Collection.name, D.name, D.id, DM.value)
+            .filter(*self._prediction_conditions(query, attribute), *extra)
+            .order_by(Collection.name)
+            .order_by(D.name)
+        )
+        seen: set[int] = set()
+        for row in q:
+            data_id = int(row[D.id])
+            if data_id in seen or not self._under_input(query, row[Collection.name]):
+                continue
+            seen.add(data_id)
+            yield data_id, posixpath.join(row[Collection.name], row[D.name]), row[DM.value]
+
+    def _score_condition(self, query: PredictionQuery) -> list[Any]:
+        """Scores are stored as ``%.4f`` text, so a string BETWEEN is a numeric range."""
+        from irods.column import Between
+        from irods.models import DataObjectMeta as DM
+
+        if query.min_score is None and query.max_score is None:
+            return []
+        low = "%.4f" % max(0.0, query.min_score) if query.min_score is not None else "0"
+        high = "%.4f" % query.max_score if query.max_score is not None else "9"
+        return [Between(DM.value, [low, high])]
+
+    def query_predictions(self, query: PredictionQuery, offset: int = 0, limit: int = 50) -> PredictionPage:
+        """GenQuery over the prediction AVUs; touches only the page unless both a class and a
+        score range are asked for (GenQuery 1 cannot join two AVUs of one object; then the
+        class's rows are scanned up to the page, 500 per round trip)."""
+        from irods.models import DataObjectMeta as DM
+
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must be >= 0, not {offset} and {limit}")
+        scored = query.min_score is not None or query.max_score is not None
+        with self._errors(f"list the images of task {query.task_id}"):
+            if not scored or query.predicted_class is None:
+                primary = query.score_attribute if scored else query.class_attribute
+                extra = self._score_condition(query) if scored else []
+                if query.predicted_class is not None:
+                    extra.append(DM.value == quote(query.predicted_class))
+                rows = self._page_of_scan(query, primary, extra, offset, limit + 1)
+                has_more = len(rows) > limit
+                rows = rows[:limit]
+                others = [query.class_attribute if scored else query.score_attribute, *query.extra_attributes]
+                avus = self._page_avus([r[0] for r in rows], others, query.units)
+                items = []
+                for data_id, path, value in rows:
+                    got = avus.get(data_id, [])
+                    if scored:
+                        cls = next((a.value for a in got if a.attribute == query.class_attribute and a.units == query.units), "")
+                        score = parse_score(value)
+                    else:
+                        cls = value
+                        score = parse_score(
+                            next((a.value for a in got if a.attribute == query.score_attribute and a.units == query.units), None)
+                        )
+                    extras = tuple(a for a in got if a.attribute in query.extra_attributes)
+                    items.append(PredictedObject(path, cls, score, extras))
+                return PredictionPage(tuple(items), offset, limit, has_more, None)
+            # Class and score range: scan the class's rows, check their scores in bulk.
+            wanted = itertools.islice(self._iter_predictions(query), offset, offset + limit + 1)
+            items = list(wanted)
+            return PredictionPage(tuple(items[:limit]), offset, limit, len(items) > limit, None)
+
+    def _iter_predictions(self, query: PredictionQuery) -> Iterator[PredictedObject]:
+        """Every match, sorted by path, streamed 50 objects at a time (scan of the primary AVU)."""
+        from irods.models import DataObjectMeta as DM
+
+        scored = query.min_score is not None or query.max_score is not None
+        if scored and query.predicted_class is None:
+            primary, extra = query.score_attribute, self._score_condition(query)
+            others = [query.class_attribute, *query.extra_attributes]
+        else:
+            primary, extra = query.class_attribute, []
+            if query.predicted_class is not None:
+                extra.append(DM.value == quote(query.predicted_class))
+            others = [query.score_attribute, *query.extra_attributes]
+        batch: list[tuple[int, str, str]] = []
+
+        def resolve(batch: list[tuple[int, str, str]]) -> Iterator[PredictedObject]:
+            avus = self._page_avus([b[0] for b in batch], others, query.units)
+            for data_id, path, value in batch:
+                got = avus.get(data_id, [])
+                mine = {a.attribute: a.value for a in got if a.units == query.units}
+                if primary == query.class_attribute:
+                    cls, score = value, parse_score(mine.get(query.score_attribute))
+                else:
+                    cls, score = mine.get(query.class_attribute, ""), parse_score(value)
+                if query.score_matches(score):
+                    yield PredictedObject(path, cls, score, tuple(a for a in got if a.attribute in query.extra_attributes))
+
+        for row in self._scan(query, primary, extra):
+            batch.append(row)
+            if len(batch) >= IN_CHUNK:
+                yield from resolve(batch)
+                batch = []
+        if batch:
+            yield from resolve(batch)
+
+    def _page_of_scan(
+        self, query: PredictionQuery, attribute: str, extra: Sequence[Any], offset: int, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """Rows ``offset .. offset+limit`` of :meth:`_scan`, with the server skipping the offset."""
+        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+
+        q = (
+            self._query(Collection.name, D.name, D.id, DM.value)
+            .filter(*self._prediction_conditions(query, attribute), *extra)
+            .order_by(Collection.name)
+            .order_by(D.name)
+            .offset(offset)
+            .limit(limit)
+        )
+        rows = []
+        seen: set[int] = set()
+        for row in q.execute():
+            data_id = int(row[D.id])
+            if data_id in seen or not self._under_input(query, row[Collection.name]):
+                continue
+            seen.add(data_id)
+            rows.append((data_id, posixpath.join(row[Collection.name], row[D.name]), row[DM.value]))
+        return rows
+
+    def count_predictions(self, query: PredictionQuery) -> dict[str, int]:
+        """Distinct images per class, streamed (GenQuery 1 ``COUNT`` would count replicas)."""
+        from irods.models import DataObjectMeta as DM
+
+        counts: dict[str, int] = {}
+        with self._errors(f"count the images of task {query.task_id}"):
+            if query.min_score is None and query.max_score is None:
+                extra = [DM.value == quote(query.predicted_class)] if query.predicted_class is not None else []
+                for _, _, cls in self._scan(query, query.class_attribute, extra):
+                    counts[cls] = counts.get(cls, 0) + 1
+            else:
+                for item in self._iter_predictions(query):
+                    counts[item.predicted_class] = counts.get(item.predicted_class, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def rule_stdout(out: Any) -> str:
+    """What a rule wrote with ``writeLine('stdout', ...)``: ``MsParam_PI[0].inOutStruct.stdoutBuf.buf``."""
+    try:
+        params = out.MsParam_PI
+    except AttributeError:
+        return ""
+    for param in params or ():
+        try:
+            buf = param.inOutStruct.stdoutBuf.buf
+        except AttributeError:
+            continue
+        if buf is None:
+            continue
+        if isinstance(buf, bytes):
+            buf = buf.decode("utf-8", "replace")
+        return str(buf).rstrip("\x00")
+    return ""
