@@ -385,6 +385,25 @@ def test_concurrent_processes_and_threads_lose_no_writes(alice: LocalGrid, tmp_p
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
+def test_handle_survives_fork(alice: LocalGrid, tmp_path: Path) -> None:
+    """A handle opened before fork() (multiprocessing's default on Linux) works in the children."""
+    alice.put_file(write(tmp_path, b"x"), f"{HOME}/x.png", "lts_resc")
+    assert alice.get_avus(EntityType.DATA_OBJECT, f"{HOME}/x.png") == []  # parent connection is open
+    ctx = multiprocessing.get_context("fork")
+
+    def child(i: int) -> None:
+        alice.apply_metadata([add(f"{HOME}/x.png", "child", str(i))])
+
+    procs = [ctx.Process(target=child, args=(i,)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    alice.apply_metadata([add(f"{HOME}/x.png", "parent", "1")])  # the parent's connection still works
+    assert sorted(a.value for a in alice.get_avus(EntityType.DATA_OBJECT, f"{HOME}/x.png")) == ["0", "1", "1", "2"]
+
+
 def test_concurrent_replication_makes_one_replica(alice: LocalGrid, tmp_path: Path) -> None:
     obj = alice.put_file(write(tmp_path, os.urandom(200_000)), f"{HOME}/big.bin", "lts_resc")
     errors: list[BaseException] = []

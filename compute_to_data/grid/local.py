@@ -67,6 +67,11 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 _COPY_CHUNK = 1024 * 1024
 
+# Connections inherited through fork(): never used again and never closed in the child, since
+# closing one there could checkpoint or delete the parent's WAL (SQLite: do not carry a
+# connection across fork). Keeping a reference stops the garbage collector from closing them.
+_INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
+
 # iRODS error codes used on the errors we raise, so rules can hand them back unchanged.
 CAT_UNKNOWN_COLLECTION = -814000
 CAT_UNKNOWN_FILE = -817000
@@ -290,8 +295,10 @@ class LocalGrid(LocalPredictionQueries, Grid):
     def _connect(self) -> sqlite3.Connection:
         """One connection per thread and process (SQLite connections must not cross a fork)."""
         conn = getattr(self._tls, "conn", None)
-        if conn is not None and getattr(self._tls, "pid", None) == os.getpid():
-            return conn
+        if conn is not None:
+            if getattr(self._tls, "pid", None) == os.getpid():
+                return conn
+            _INHERITED_CONNECTIONS.append(conn)
         conn = sqlite3.connect(
             self.catalog_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
         )
