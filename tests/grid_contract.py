@@ -483,3 +483,94 @@ def test_invalid_paths_are_rejected(contract_grid: GridSetup) -> None:
         with pytest.raises(GridError):
             g.create_collection(bad)
     assert posixpath.isabs(g.home())
+
+
+# --- bulk tagging and a task's predictions ----------------------------------------------------------------------
+def test_add_new_avus(contract_grid: GridSetup) -> None:
+    s, g = contract_grid, contract_grid.grid
+    paths = [f"{s.home}/imgs/{i}.png" for i in range(4)]
+    for p in paths:
+        s.put(p, b"x")
+    g.add_new_avus(
+        EntityType.DATA_OBJECT,
+        {p: [AVU("predictedclass", str(i), "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1")] for i, p in enumerate(paths)},
+    )
+    for i, p in enumerate(paths):
+        assert sorted(g.get_avus(EntityType.DATA_OBJECT, p), key=lambda a: a.attribute) == [
+            AVU("predictedclass", str(i), "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1"),
+        ]
+    g.add_new_avus(EntityType.DATA_OBJECT, {})  # nothing to do
+    readonly = f"{s.bob_home()}/ro.png"
+    s.put(readonly, b"r", owner=BOB)
+    s.chmod("read", ALICE, readonly)
+    with pytest.raises(GridError):
+        g.add_new_avus(EntityType.DATA_OBJECT, {readonly: [AVU("predictedclass", "1", "c2d:t1")]})
+    assert g.get_avus(EntityType.DATA_OBJECT, readonly) == []
+
+
+def _predictions_world(s: GridSetup) -> str:
+    """Six images under imgs/ (one unreadable to alice), tagged by tasks t1 and t2."""
+    from compute_to_data.grid.base import MetadataOperation as Op
+
+    root = f"{s.home}/imgs"
+    tags = {  # name -> (class, score) for task t1
+        "a.png": ("3", "0.9500"),
+        "b.png": ("7", "0.4000"),
+        "sub/c.png": ("3", "0.6000"),
+        "d.png": ("7", None),  # no score AVU
+        "e.png": None,  # not classified by t1
+    }
+    for name in tags:
+        s.put(f"{root}/{name}", b"x")
+    ops = []
+    for name, tag in tags.items():
+        if tag is None:
+            continue
+        ops.append(Op("add", EntityType.DATA_OBJECT, f"{root}/{name}", AVU("predictedclass", tag[0], "c2d:t1")))
+        if tag[1] is not None:
+            ops.append(Op("add", EntityType.DATA_OBJECT, f"{root}/{name}", AVU("predictedscore", tag[1], "c2d:t1")))
+    ops.append(Op("add", EntityType.DATA_OBJECT, f"{root}/e.png", AVU("predictedclass", "1", "c2d:t2")))
+    ops.append(Op("add", EntityType.DATA_OBJECT, f"{root}/a.png", AVU("validated", "true")))
+    s.admin.apply_metadata(ops)
+    # bob's image inside alice's collection, tagged by t1, that alice cannot read
+    s.chmod("own", BOB, root)
+    s.put(f"{root}/bobs.png", b"b", owner=BOB)
+    s.tag(EntityType.DATA_OBJECT, f"{root}/bobs.png", AVU("predictedclass", "3", "c2d:t1"))
+    # the same units outside the input collection do not count
+    s.put(f"{s.home}/imgs_other/z.png", b"z")
+    s.tag(EntityType.DATA_OBJECT, f"{s.home}/imgs_other/z.png", AVU("predictedclass", "3", "c2d:t1"))
+    return root
+
+
+def test_query_and_count_predictions(contract_grid: GridSetup) -> None:
+    from compute_to_data.grid.base import Grid, PredictionQuery
+
+    s, g = contract_grid, contract_grid.grid
+    root = _predictions_world(s)
+    q = PredictionQuery("t1", root, extra_attributes=("validated",))
+    page = g.query_predictions(q, offset=0, limit=10)
+    assert [(i.path, i.predicted_class, i.score) for i in page.items] == [
+        (f"{root}/a.png", "3", 0.95), (f"{root}/b.png", "7", 0.4),
+        (f"{root}/d.png", "7", None), (f"{root}/sub/c.png", "3", 0.6),
+    ]
+    assert page.items[0].avu_value("validated") == "true" and page.items[1].avus == ()
+    assert not page.has_more and page.total in (4, None)
+    first = g.query_predictions(q, offset=0, limit=2)
+    assert [i.name for i in first.items] == ["a.png", "b.png"] and first.has_more
+    rest = g.query_predictions(q, offset=2, limit=2)
+    assert [i.name for i in rest.items] == ["d.png", "c.png"] and not rest.has_more
+    threes = g.query_predictions(PredictionQuery("t1", root, predicted_class="3"))
+    assert [i.name for i in threes.items] == ["a.png", "c.png"]
+    ranged = g.query_predictions(PredictionQuery("t1", root, min_score=0.5, max_score=0.95))
+    assert [i.name for i in ranged.items] == ["a.png", "c.png"]  # inclusive; d.png has no score
+    assert g.count_predictions(q) == {"3": 2, "7": 2}
+    assert g.count_predictions(PredictionQuery("t1", root, min_score=0.5)) == {"3": 2}
+    assert g.count_predictions(PredictionQuery("t2", root)) == {"1": 1}
+    assert g.count_predictions(PredictionQuery("t9", root)) == {}
+    assert g.query_predictions(PredictionQuery("t9", root)).items == ()
+    # an override answers exactly as the port's generic version does
+    for query in (q, PredictionQuery("t1", root, predicted_class="7"), PredictionQuery("t1", root, max_score=0.6)):
+        assert g.query_predictions(query, 1, 2).items == Grid.query_predictions(g, query, 1, 2).items
+        assert g.count_predictions(query) == Grid.count_predictions(g, query)
+    with pytest.raises((ValueError, GridError)):
+        g.query_predictions(q, offset=-1)
