@@ -9,7 +9,7 @@ import typer
 
 from .. import __version__
 from ..errors import ComputeToDataError
-from . import image_cmds, local_cmds, task_cmds
+from . import client_cmds, image_cmds, local_cmds, task_cmds
 
 app = typer.Typer(
     name="c2d",
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 task_cmds.register(app)
+client_cmds.register(app)
 app.add_typer(local_cmds.app, name="local")
 app.add_typer(image_cmds.app, name="image")
 

@@ -289,6 +289,9 @@ class IrodsConnectionOptions:
 
 PasswordPrompt = Callable[[str], str]
 
+#: what ``IrodsClientGrid.connect`` calls to make a session when none is given (tests swap it).
+SESSION_FACTORY: Callable[..., Any] | None = None
+
 
 def terminal_prompt(label: str) -> str:
     """Ask on the terminal without echo; refuses when there is no terminal (e.g. in CI)."""
@@ -341,6 +344,8 @@ class IrodsClientGrid(Grid):
                     f"no iRODS password for {user}#{zone}: run iinit, or sign in with your password"
                 )
             password = prompt(f"iRODS password for {user}#{zone} at {endpoint}: ")
+        if session_factory is None:
+            session_factory = SESSION_FACTORY
         if session_factory is None:
             from irods.session import iRODSSession
 
@@ -634,14 +639,7 @@ class IrodsClientGrid(Grid):
                 return self._held_levels(coll, [name]).get(name, 0) >= int(level)
             if not self.collection_exists(path):
                 raise ObjectNotFoundError(f"{path} does not exist or {self.user} cannot see it")
-            mine = self._caller_ids()
-            best = 0
-            for row in self._query(Collection.name, CollectionAccess.user_id, CollectionAccess.type).filter(
-                Collection.name == quote(path)
-            ):
-                if int(row[CollectionAccess.user_id]) in mine:
-                    best = max(best, int(row[CollectionAccess.type]))
-            return best >= int(level)
+            return path in self._collections_with_access([path], level)
 
     def paths_lacking_access(self, paths: Iterable[str], level: AccessLevel) -> list[str]:
         """One GenQuery per collection (and per 50 names) instead of one per path."""
@@ -655,12 +653,24 @@ class IrodsClientGrid(Grid):
             for coll, names in by_coll.items():
                 held = self._held_levels(coll, names)
                 ok.update(posixpath.join(coll, n) for n, lvl in held.items() if lvl >= int(level))
-            # Paths that are collections, not objects, are checked one by one (rare).
+            # What is not an object may be a collection (task listings check collections).
             leftovers = [p for p in wanted if p not in ok]
-            for p in leftovers:
-                if not self.data_object_exists(p) and self.collection_exists(p) and self.has_access(p, level):
-                    ok.add(p)
+            ok.update(self._collections_with_access(leftovers, level))
         return [p for p in wanted if p not in ok]
+
+    def _collections_with_access(self, paths: Sequence[str], level: AccessLevel) -> set[str]:
+        from irods.column import In
+        from irods.models import Collection, CollectionAccess
+
+        mine = self._caller_ids()
+        held: dict[str, int] = {}
+        for chunk in self._chunks(sorted(set(paths))):
+            cond = Collection.name == quote(chunk[0]) if len(chunk) == 1 else In(Collection.name, [quote(p) for p in chunk])
+            for row in self._query(Collection.name, CollectionAccess.user_id, CollectionAccess.type).filter(cond):
+                if int(row[CollectionAccess.user_id]) in mine:
+                    name = row[Collection.name]
+                    held[name] = max(held.get(name, 0), int(row[CollectionAccess.type]))
+        return {p for p, lvl in held.items() if lvl >= int(level)}
 
     # --- changes ----------------------------------------------------------------------------------
     def replicate(self, path: str, resource: str) -> None:

@@ -1,0 +1,287 @@
+"""Client commands: ``c2d submit/status/list/wait/cancel/report/serve``.
+
+They work against a zone through python-irodsclient, configured like the icommands
+(``~/.irods/irods_environment.json`` or ``$IRODS_ENVIRONMENT_FILE``; ``--host/--port/--zone/
+--user`` override it; the password comes from ``iinit``'s auth file or a prompt, never from the
+command line), or against a LocalGrid with ``--local DIR``.
+"""
+
+from __future__ import annotations
+
+import time
+import webbrowser
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .. import conventions as names
+from ..client.connect import ClientOptions, open_client, open_grid
+from ..client.tasks import EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
+from ..conventions import TaskState
+from ..grid.client import IrodsConnectionOptions
+from ..tasks.state import TaskRecord
+
+console = Console()
+err_console = Console(stderr=True)
+
+LocalOpt = Annotated[
+    Optional[Path],
+    typer.Option("--local", envvar="C2D_LOCAL_GRID", help="Work on this LocalGrid directory instead of an iRODS zone."),
+]
+UserOpt = Annotated[
+    Optional[str],
+    typer.Option("--user", envvar="C2D_USER", help="iRODS user (default: irods_user_name of the environment; 'rods' with --local)."),
+]
+EnvOpt = Annotated[
+    Optional[Path],
+    typer.Option("--irods-env", envvar="IRODS_ENVIRONMENT_FILE", help="iRODS environment file (default ~/.irods/irods_environment.json)."),
+]
+HostOpt = Annotated[Optional[str], typer.Option("--host", help="iRODS server host (overrides the environment file).")]
+PortOpt = Annotated[Optional[int], typer.Option("--port", help="iRODS server port.")]
+ZoneOpt = Annotated[Optional[str], typer.Option("--zone", help="iRODS zone.")]
+SettingsOpt = Annotated[
+    Optional[Path], typer.Option("--settings", help="With --local: server-side settings JSON (else $C2D_SETTINGS).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit)
+    app.command("status")(status)
+    app.command("list")(list_tasks)
+    app.command("wait")(wait)
+    app.command("cancel")(cancel)
+    app.command("report")(report)
+    app.command("serve")(serve)
+
+
+def _options(
+    local: Path | None, user: str | None, irods_env: Path | None, host: str | None, port: int | None,
+    zone: str | None, settings: Path | None = None,
+) -> ClientOptions:
+    return ClientOptions(
+        local=local,
+        user=user,
+        settings=settings,
+        irods=IrodsConnectionOptions(
+            env_file=str(irods_env) if irods_env else None, host=host, port=port, zone=zone
+        ),
+    )
+
+
+def _client(*args: object, **kwargs: object) -> TaskClient:
+    return open_client(_options(*args, **kwargs))  # type: ignore[arg-type]
+
+
+# --- presentation -----------------------------------------------------------------------------------
+STATE_STYLE = {"queued": "cyan", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
+
+
+def _state_text(record: TaskRecord) -> Text:
+    state = record.state.value if record.state else (record.get(names.A_STATE) or "unknown")
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def _progress_text(record: TaskRecord) -> str:
+    progress = record.progress
+    if progress is None:
+        return record.get(names.A_INPUTS) and f"0/{record.get(names.A_INPUTS)}" or "-"
+    return f"{progress[0]}/{progress[1]}"
+
+
+def print_record(record: TaskRecord) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("task", record.task_id),
+        ("state", _state_text(record)),
+        ("images", _progress_text(record)),
+        ("elapsed", format_duration(elapsed(record))),
+        ("submitted by", record.get(names.A_SUBMITTED_BY)),
+        ("created", record.get(names.A_CREATED)),
+        ("started", record.get(names.A_STARTED)),
+        ("finished", record.get(names.A_FINISHED)),
+        ("collection", record.collection),
+        ("inputs", f"{record.get(names.A_INPUT_COLLECTION)} ({record.get(names.A_INPUTS) or '?'} images)"),
+        ("compute resource", record.get(names.A_COMPUTE_RESOURCE)),
+        ("model", record.get(names.A_MODEL)),
+        ("container image", record.get(names.A_IMAGE)),
+        ("report", record.get(names.A_REPORT)),
+        ("error", Text(record.get(names.A_ERROR), style="red")),
+    ]
+    for label, value in rows:
+        if value:
+            table.add_row(label, value)
+    console.print(table)
+
+
+# --- commands ----------------------------------------------------------------------------------------
+def submit(
+    config: Annotated[str, typer.Argument(help="Task config: a local JSON file (uploaded first) or a logical path in the grid.")],
+    logical: Annotated[bool, typer.Option("--logical", help="CONFIG is a logical path even if a local file has that name.")] = False,
+    wait_for_it: Annotated[bool, typer.Option("--wait", help="Then follow it as `c2d wait` does.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+) -> None:
+    """Submit a task (through the c2d_submit rule on a zone); prints the task id."""
+    client = _client(local, user, irods_env, host, port, zone, settings)
+    submission = client.submit(config, logical=True if logical else None)
+    console.print(submission.task_id, highlight=False)
+    if submission.record is not None:
+        err_console.print(f"[dim]task collection: {submission.record.collection}[/]")
+    err_console.print(f"[dim]follow it with: c2d wait {submission.task_id}[/]")
+    if wait_for_it:
+        raise typer.Exit(_follow(client, submission.task_id, 2.0, None))
+
+
+def status(
+    task: Annotated[Optional[str], typer.Argument(help="Task id or task collection (default: your newest task).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the task's c2d:: AVUs as JSON.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Show a task's state, progress and provenance."""
+    import json
+
+    record = _client(local, user, irods_env, host, port, zone).status(task)
+    if as_json:
+        console.print_json(json.dumps({"collection": record.collection, **dict(record.values)}))
+    else:
+        print_record(record)
+
+
+def list_tasks(
+    state: Annotated[Optional[TaskState], typer.Option("--state", help="Only tasks in this state.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only tasks created since: 2026-11-22, 2026-11-22T10:00Z, or an age: 30m, 2h, 3d.")] = None,
+    everyone: Annotated[bool, typer.Option("--all", help="Also tasks other users submitted (that you can read).")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """List your tasks, newest first."""
+    client = _client(local, user, irods_env, host, port, zone)
+    records = client.list(state=state, since=parse_since(since) if since else None, mine_only=not everyone)
+    if not records:
+        err_console.print("no tasks match")
+        return
+    table = Table(show_edge=False)
+    for column in ("task", "state", "images", "submitted by", "created", "elapsed", "collection"):
+        table.add_column(column, no_wrap=column != "collection")
+    for record in records:
+        table.add_row(
+            record.task_id, _state_text(record), _progress_text(record), record.get(names.A_SUBMITTED_BY),
+            record.get(names.A_CREATED), format_duration(elapsed(record)), record.collection,
+        )
+    console.print(table)
+
+
+def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -> int:
+    began = time.monotonic()
+
+    def line(record: TaskRecord) -> Text:
+        text = Text()
+        text.append(f"{record.task_id}  ")
+        text.append_text(_state_text(record))
+        progress = record.progress
+        if progress:
+            done, total = progress
+            percent = f" ({100 * done / total:.0f}%)" if total else ""
+            text.append(f"  images {done}/{total}{percent}")
+        shown = elapsed(record) if record.get(names.A_STARTED) else None
+        seconds = shown.total_seconds() if shown is not None else time.monotonic() - began
+        text.append(f"  elapsed {format_duration(timedelta(seconds=seconds))}")
+        return text
+
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            result = client.wait(task, poll_seconds=poll, timeout=timeout, on_update=lambda r: live.update(line(r)))
+    else:
+        last: list[str] = []
+
+        def plain(record: TaskRecord) -> None:
+            key = f"{record.get(names.A_STATE)} {record.get(names.A_PROGRESS)}"
+            if not last or last[-1] != key:
+                last.append(key)
+                console.print(line(record), highlight=False)
+
+        result = client.wait(task, poll_seconds=poll, timeout=timeout, on_update=plain)
+    record = result.record
+    if result.timed_out:
+        err_console.print(f"still {record.get(names.A_STATE)} after {timeout:g} s; stopped waiting (the task goes on)")
+    elif record.state == TaskState.FAILED:
+        err_console.print(f"[red]task failed:[/] {record.get(names.A_ERROR) or 'no error recorded'}")
+    elif record.state == TaskState.SUCCEEDED:
+        err_console.print(f"[green]done.[/] report: c2d report {record.task_id} --open")
+    return result.exit_code
+
+
+def wait(
+    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
+    poll: Annotated[float, typer.Option("--poll", min=0.2, help="Seconds between looks at the task's state.")] = 2.0,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0, help=f"Stop waiting after this many seconds (exit {EXIT_TIMEOUT}).")] = None,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Follow a task until it ends. Exit code: 0 succeeded, 1 failed, 2 cancelled, 3 timed out."""
+    client = _client(local, user, irods_env, host, port, zone)
+    raise typer.Exit(_follow(client, task, poll, timeout))
+
+
+def cancel(
+    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+) -> None:
+    """Cancel a queued or running task (through the c2d_cancel rule on a zone)."""
+    record = _client(local, user, irods_env, host, port, zone, settings).cancel(task)
+    console.print(Text.assemble(f"{record.task_id}: ", _state_text(record)))
+
+
+def report(
+    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File or directory to write (default ./<task id>-report.html).")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open it in the web browser.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Download a task's HTML report (the rendered notebook)."""
+    path = _client(local, user, irods_env, host, port, zone).download_report(task, output)
+    console.print(str(path), highlight=False)
+    if open_it:
+        webbrowser.open(path.resolve().as_uri())
+
+
+def serve(
+    bind: Annotated[str, typer.Option("--bind", help="Address to listen on (keep 127.0.0.1 unless a TLS proxy is in front).")] = "127.0.0.1",
+    listen_port: Annotated[int, typer.Option("--listen-port", help="Port to listen on.")] = 8750,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Thumbnail cache (default ~/.cache/c2d/thumbnails).")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open the browser.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Report browser: tasks, reports, images by class, validation. Sign in with your iRODS account
+    (with --local: no sign-in, acting as --user)."""
+    import uvicorn
+
+    from ..web.app import WebConfig, create_app
+
+    options = _options(local, user, irods_env, host, port, zone)
+    if options.is_local:
+        open_grid(options)  # fail now, with a clear message, if the grid or user does not exist
+        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir)  # type: ignore[arg-type]
+    else:
+        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir)
+    if bind not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]warning:[/] listening on {bind}: passwords travel in clear text unless a TLS proxy is in front"
+        )
+    url = f"http://{'127.0.0.1' if bind in ('0.0.0.0', '::') else bind}:{listen_port}/"
+    err_console.print(f"report browser on {url}  (Ctrl-C stops it)")
+    if open_it:
+        webbrowser.open(url)
+    uvicorn.run(create_app(config), host=bind, port=listen_port, log_level="warning")

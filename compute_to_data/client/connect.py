@@ -1,0 +1,49 @@
+"""Choosing the grid a client command talks to: a zone (python-irodsclient) or a LocalGrid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..grid.base import Grid
+from ..grid.client import IrodsClientGrid, IrodsConnectionOptions, PasswordPrompt, terminal_prompt
+from .submitters import LocalSubmitter, RuleSubmitter, Submitter
+from .tasks import TaskClient
+
+DEFAULT_LOCAL_USER = "rods"
+
+
+@dataclass
+class ClientOptions:
+    """What the ``c2d`` client commands accept (``--local`` or the iRODS connection options)."""
+
+    local: Path | None = None
+    user: str | None = None
+    settings: Path | None = None
+    irods: IrodsConnectionOptions = field(default_factory=IrodsConnectionOptions)
+
+    @property
+    def is_local(self) -> bool:
+        return self.local is not None
+
+
+def open_grid(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> Grid:
+    if options.local is not None:
+        from ..grid.local import LocalGrid
+
+        return LocalGrid(options.local, user=options.user or DEFAULT_LOCAL_USER)
+    irods = options.irods
+    if options.user:
+        irods.user = options.user
+    return IrodsClientGrid.connect(irods, prompt=prompt)
+
+
+def make_submitter(grid: Grid, options: ClientOptions) -> Submitter:
+    if grid.kind == "local":
+        return LocalSubmitter(grid, settings_file=options.settings)
+    return RuleSubmitter(grid)
+
+
+def open_client(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> TaskClient:
+    grid = open_grid(options, prompt)
+    return TaskClient(grid, make_submitter(grid, options))

@@ -1,0 +1,55 @@
+"""Runs one queued task on a LocalGrid: what the delay server does for ``c2d_submit`` on a zone.
+
+``python -m compute_to_data.client.local_worker --grid DIR --user U --task COLLECTION``
+reads the config the task recorded (``task_config.json`` in its collection) and runs the
+engine with that task id, so the run takes the queued task over (or stops if it was cancelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import posixpath
+import sys
+from pathlib import Path
+
+from .. import conventions as names
+from ..errors import ComputeToDataError
+
+
+def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path | None = None) -> int:
+    from ..grid.local import LocalGrid
+    from ..settings import Settings
+    from ..taskconfig import TaskConfig
+    from ..tasks import TaskContext, create_task
+    from ..tasks.state import TaskStateStore
+
+    grid = LocalGrid(grid_dir, user=user)
+    record = TaskStateStore(grid).read(collection)
+    config_path = posixpath.join(collection, names.TASK_CONFIG_FILE)
+    config = TaskConfig.from_json(grid.read_data_object(config_path), source=config_path)
+    context = TaskContext(grid=grid, settings=Settings.load(settings_file))
+    outcome = create_task(
+        config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or user
+    ).run()
+    logging.getLogger(__name__).info("task %s ended %s", outcome.task_id, outcome.state)
+    return 0 if outcome.succeeded else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", required=True, type=Path)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--task", required=True, help="task collection (logical path)")
+    parser.add_argument("--settings", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_queued(args.grid, args.user, args.task, args.settings)
+    except ComputeToDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

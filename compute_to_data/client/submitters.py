@@ -1,0 +1,125 @@
+"""How a task config becomes a queued task: through the rulebase on a zone, or the engine locally.
+
+On a zone the client never runs the engine itself: ``c2d_submit`` (a Python rule called by name
+through the native rule engine) validates, records ``queued`` and queues the run on the server,
+as the caller. On a LocalGrid there is no server, so :class:`LocalSubmitter` does what the rule
+does (the engine's ``submit()``) and starts the run in a detached worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from .. import conventions as names
+from ..conventions import TaskState
+from ..errors import GridError, TaskStateError
+from ..grid.base import Grid
+from ..tasks.state import TaskRecord, TaskStateStore
+
+log = logging.getLogger(__name__)
+
+#: ``20261122T020304Z-3f9a1c`` (conventions.new_task_id).
+TASK_ID_RE = re.compile(r"\b(\d{8}T\d{6}Z-[0-9a-f]{6})\b")
+
+SUBMIT_RULE = "c2d_submit"
+CANCEL_RULE = "c2d_cancel"
+
+
+class Submitter(Protocol):
+    def submit(self, config_path: str) -> str:
+        """Queue the task described by the config at logical path ``config_path``; its id."""
+
+    def cancel(self, record: TaskRecord) -> None:
+        """Ask for the task to stop (queued: never runs; running: stops, ends ``cancelled``)."""
+
+
+class RuleSubmitter:
+    """Submits and cancels through the rulebase (``c2d_submit`` / ``c2d_cancel``) as the caller."""
+
+    def __init__(self, grid: Grid) -> None:
+        if not hasattr(grid, "run_rule"):
+            raise GridError(f"the {grid.kind} grid cannot run rules; use an iRODS connection or --local")
+        self.grid = grid
+
+    def submit(self, config_path: str) -> str:
+        out = self.grid.run_rule(SUBMIT_RULE, {"*config": config_path})  # type: ignore[attr-defined]
+        found = TASK_ID_RE.search(out or "")
+        if not found:
+            shown = (out or "").strip() or "nothing"
+            raise GridError(f"{SUBMIT_RULE} did not report a task id; it printed: {shown[:500]}")
+        return found.group(1)
+
+    def cancel(self, record: TaskRecord) -> None:
+        self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+
+
+Launcher = Callable[[Grid, str], None]
+"""Starts the run of the queued task whose collection is given."""
+
+
+def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = None) -> Launcher:
+    """Start ``python -m compute_to_data.client.local_worker`` detached from this process."""
+
+    def launch(grid: Grid, collection: str) -> None:
+        root = Path(getattr(grid, "root"))
+        logs = log_dir or root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_file = logs / f"{posixpath.basename(collection)}.log"
+        command = [
+            sys.executable, "-m", "compute_to_data.client.local_worker",
+            "--grid", str(root), "--user", grid.user, "--task", collection,
+        ]
+        if settings_file is not None:
+            command += ["--settings", str(settings_file)]
+        with open(log_file, "ab") as out:
+            subprocess.Popen(  # noqa: S603 - our own module, arguments are not shell-parsed
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=dict(os.environ),
+            )
+        log.info("started the run of %s (log: %s)", collection, log_file)
+
+    return launch
+
+
+class LocalSubmitter:
+    """Does on a LocalGrid what ``c2d_submit``/``c2d_cancel`` do on a zone."""
+
+    def __init__(self, grid: Grid, settings_file: Path | None = None, launcher: Launcher | None = None,
+                 context_factory: Callable[[Grid], object] | None = None) -> None:
+        self.grid = grid
+        self.settings_file = settings_file
+        self.launcher = launcher or worker_launcher(settings_file)
+        self.context_factory = context_factory
+
+    def _context(self) -> object:
+        from ..settings import Settings
+        from ..tasks import TaskContext
+
+        if self.context_factory is not None:
+            return self.context_factory(self.grid)
+        return TaskContext(grid=self.grid, settings=Settings.load(self.settings_file))
+
+    def submit(self, config_path: str) -> str:
+        from ..taskconfig import TaskConfig
+        from ..tasks import create_task
+
+        text = self.grid.read_data_object(config_path, max_bytes=1024 * 1024)
+        config = TaskConfig.from_json(text, source=config_path)
+        outcome = create_task(config, self._context()).submit()  # type: ignore[arg-type]
+        self.launcher(self.grid, outcome.collection)
+        return outcome.task_id
+
+    def cancel(self, record: TaskRecord) -> None:
+        store = TaskStateStore(self.grid)
+        current = store.read(record.collection)
+        if current.state is not None and current.state.is_final:
+            raise TaskStateError(f"task {current.task_id} is already {current.state.value}; nothing to cancel")
+        store.write(record.collection, {names.A_STATE: TaskState.CANCELLED})

@@ -1,0 +1,277 @@
+"""Following tasks through the grid port: the logic behind ``c2d submit/status/list/wait/...``.
+
+Everything here reads the ``c2d::`` AVUs of task collections (``tasks.state``) through the
+:class:`~compute_to_data.grid.base.Grid` port, so it works the same against a zone
+(IrodsClientGrid) and against a LocalGrid. Only submitting and cancelling differ, and those go
+through a :class:`~compute_to_data.client.submitters.Submitter`.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .. import conventions as names
+from ..conventions import TaskState
+from ..errors import ComputeToDataError, ConfigError, GridError, ObjectNotFoundError, TaskStateError
+from ..grid.base import AccessLevel, Grid, PredictionQuery
+from ..taskconfig import TaskConfig, parse_json
+from ..tasks.state import TaskRecord, TaskStateStore
+from .submitters import Submitter
+
+#: where uploaded configs go, under the caller's home collection.
+SUBMISSIONS = ".c2d/submissions"
+#: reports may embed many images; read at most this much.
+MAX_REPORT_BYTES = 512 * 1024 * 1024
+
+#: ``c2d wait`` exit codes: only ``succeeded`` is 0.
+EXIT_CODES = {TaskState.SUCCEEDED: 0, TaskState.FAILED: 1, TaskState.CANCELLED: 2}
+EXIT_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    config_path: str
+    record: TaskRecord | None = None
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    record: TaskRecord
+    timed_out: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.timed_out:
+            return EXIT_TIMEOUT
+        state = self.record.state
+        return EXIT_CODES.get(state, 1) if state is not None else 1
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: an ISO date/time (``2026-11-22``, ``2026-11-22T10:00Z``) or an age
+    (``30m``, ``2h``, ``3d``, ``1w``), in UTC."""
+    now = now or datetime.now(timezone.utc)
+    text = text.strip()
+    age = re.fullmatch(r"(\d+)\s*([smhdw])", text)
+    if age:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
+        return now - timedelta(**{unit: int(age.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r} is neither a date/time (2026-11-22, 2026-11-22T10:00Z) nor an age (30m, 2h, 3d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_time(value: str) -> datetime | None:
+    """A ``c2d::created``-style timestamp, or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class TaskClient:
+    """The task operations of one user against one grid."""
+
+    def __init__(self, grid: Grid, submitter: Submitter | None = None) -> None:
+        self.grid = grid
+        self.submitter = submitter
+        self.store = TaskStateStore(grid)
+
+    # --- reading ----------------------------------------------------------------------------------
+    def find(self, task: str) -> TaskRecord:
+        """A task by id or collection path, if the caller may read its collection."""
+        record = self.store.find(task)
+        if self.grid.paths_lacking_access([record.collection], AccessLevel.READ):
+            raise ObjectNotFoundError(f"task {task} does not exist or {self.grid.user} cannot read it")
+        return record
+
+    def list(
+        self,
+        state: TaskState | None = None,
+        since: datetime | None = None,
+        mine_only: bool = False,
+        under: str | None = None,
+    ) -> list[TaskRecord]:
+        """Tasks the caller can read, newest first."""
+        records = self.store.list(under)
+        if records:
+            hidden = set(self.grid.paths_lacking_access([r.collection for r in records], AccessLevel.READ))
+            records = [r for r in records if r.collection not in hidden]
+        if state is not None:
+            records = [r for r in records if r.state == state]
+        if since is not None:
+            records = [r for r in records if (parse_time(r.get(names.A_CREATED)) or since) >= since]
+        if mine_only:
+            records = [r for r in records if r.get(names.A_SUBMITTED_BY) == self.grid.user]
+        return records
+
+    def status(self, task: str | None = None) -> TaskRecord:
+        """One task; without ``task``, the newest task the caller submitted."""
+        if task:
+            return self.find(task)
+        mine = self.list(mine_only=True)
+        if not mine:
+            raise TaskStateError(f"{self.grid.user} has no tasks yet; submit one with: c2d submit CONFIG")
+        return mine[0]
+
+    def wait(
+        self,
+        task: str,
+        *,
+        poll_seconds: float = 2.0,
+        timeout: float | None = None,
+        on_update: Callable[[TaskRecord], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> WaitResult:
+        """Poll the task's state AVUs until a final state (or ``timeout`` seconds)."""
+        record = self.find(task)
+        collection = record.collection
+        started = clock()
+        while True:
+            if on_update is not None:
+                on_update(record)
+            if record.state is not None and record.state.is_final:
+                return WaitResult(record)
+            if timeout is not None and clock() - started >= timeout:
+                return WaitResult(record, timed_out=True)
+            sleep(poll_seconds)
+            record = self.store.read(collection)
+
+    def report_path(self, record: TaskRecord) -> str:
+        return record.get(names.A_REPORT) or posixpath.join(record.collection, names.REPORT_FILE)
+
+    def download_report(self, task: str, destination: Path | None = None) -> Path:
+        record = self.find(task)
+        logical = self.report_path(record)
+        if not self.grid.data_object_exists(logical):
+            state = record.state.value if record.state else "unknown"
+            raise ObjectNotFoundError(
+                f"task {record.task_id} has no report yet ({logical} does not exist; the task is {state})"
+            )
+        data = self.grid.read_data_object(logical, max_bytes=MAX_REPORT_BYTES)
+        target = destination or Path(f"{record.task_id}-report.html")
+        if target.is_dir():
+            target = target / f"{record.task_id}-report.html"
+        target.write_bytes(data)
+        return target
+
+    def class_attribute_names(self, record: TaskRecord) -> tuple[str, str]:
+        """(class attribute, score attribute) the task tagged with, from its recorded config."""
+        path = posixpath.join(record.collection, names.TASK_CONFIG_FILE)
+        try:
+            doc = json.loads(self.grid.read_data_object(path, max_bytes=1024 * 1024))
+            tagging = doc.get("tagging", {}) if isinstance(doc, dict) else {}
+        except (ComputeToDataError, ValueError):
+            tagging = {}
+        return (
+            tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
+            tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
+        )
+
+    def prediction_query(self, record: TaskRecord, **filters: object) -> PredictionQuery:
+        class_attribute, score_attribute = self.class_attribute_names(record)
+        return PredictionQuery(
+            task_id=record.task_id,
+            input_collection=record.get(names.A_INPUT_COLLECTION),
+            class_attribute=class_attribute,
+            score_attribute=score_attribute,
+            **filters,  # type: ignore[arg-type]
+        )
+
+    # --- changing ---------------------------------------------------------------------------------
+    def _require_submitter(self) -> Submitter:
+        if self.submitter is None:
+            raise GridError("this connection cannot submit or cancel tasks")
+        return self.submitter
+
+    def upload_config(self, local_file: Path) -> str:
+        """Validate a local config (all problems at once) and store it in the caller's home."""
+        try:
+            text = local_file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {local_file}: {exc.strerror}") from None
+        TaskConfig.from_document(parse_json(text, source=str(local_file)), source=str(local_file))
+        folder = posixpath.join(self.grid.home(), SUBMISSIONS)
+        self.grid.create_collection(folder)
+        stamp = names.new_task_id().split("-")[0] + "-" + secrets.token_hex(2)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", local_file.name) or "task_config.json"
+        logical = posixpath.join(folder, f"{stamp}-{safe}")
+        self.grid.put_file(local_file, logical, self._upload_resource())
+        return logical
+
+    def _upload_resource(self) -> str:
+        """Where an uploaded config goes: the zone's default on iRODS ("" lets the server
+        decide); on a LocalGrid, long-term storage if tagged, else any resource."""
+        if self.grid.kind == "irods":
+            return ""
+        for role in (names.ROLE_LONG_TERM_STORAGE, names.ROLE_CPU_COMPUTE, names.ROLE_GPU_COMPUTE):
+            found = self.grid.find_resources(names.ROLE_ATTRIBUTE, role)
+            if found:
+                return found[0].name
+        listing = getattr(self.grid, "list_resources", None)
+        if listing is not None and listing():
+            return listing()[0].name
+        raise GridError("this grid has no resource to store the task config on")
+
+    def submit(self, config: str, *, logical: bool | None = None) -> Submission:
+        """Submit a local config file (uploaded first) or a config already in the grid.
+
+        ``logical`` None: a path naming an existing local file is local, otherwise logical.
+        """
+        is_local = Path(config).is_file() if logical is None else not logical
+        if is_local:
+            config_path = self.upload_config(Path(config))
+        else:
+            if not config.startswith("/"):
+                raise ConfigError(f"{config} is neither a local file nor an absolute logical path")
+            if not self.grid.data_object_exists(config):
+                raise ObjectNotFoundError(f"task config {config} does not exist in the grid (or you cannot read it)")
+            config_path = config
+        task_id = self._require_submitter().submit(config_path)
+        try:
+            record = self.store.find(task_id)
+        except ComputeToDataError:
+            record = None
+        return Submission(task_id, config_path, record)
+
+    def cancel(self, task: str) -> TaskRecord:
+        record = self.find(task)
+        if record.state is not None and record.state.is_final:
+            raise TaskStateError(f"task {record.task_id} is already {record.state.value}; nothing to cancel")
+        self._require_submitter().cancel(record)
+        return self.store.read(record.collection)
+
+
+def elapsed(record: TaskRecord, now: datetime | None = None) -> timedelta | None:
+    """How long the task has been running (or ran): started -> finished (or now)."""
+    start = parse_time(record.get(names.A_STARTED)) or parse_time(record.get(names.A_CREATED))
+    if start is None:
+        return None
+    end = parse_time(record.get(names.A_FINISHED)) or now or datetime.now(timezone.utc)
+    return max(end - start, timedelta(0))
+
+
+def format_duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return "-"
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
