@@ -32,7 +32,6 @@ import hashlib
 import logging
 import os
 import posixpath
-import shutil
 import sqlite3
 import tempfile
 import threading
