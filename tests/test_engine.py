@@ -423,3 +423,27 @@ def test_access_levels_enforced_for_owner_only_destinations(tmp_path, grid):
     alice.set_acl("read", "bob", IMAGES, recursive=True)
     assert alice.has_access(IMAGES, AccessLevel.OWN)
     assert not admin.as_user("bob").has_access(IMAGES, AccessLevel.MODIFY)
+
+
+def test_tagging_is_batched_and_adds_only_where_no_prediction_exists(tmp_path, grid):
+    admin, alice = grid
+    calls: list[tuple[str, int]] = []
+
+    class Spy(type(alice)):
+        def add_new_avus(self, entity_type, avus_by_entity):
+            calls.append(("add_new", len(avus_by_entity)))
+            return super().add_new_avus(entity_type, avus_by_entity)
+
+        def apply_metadata(self, operations):
+            if operations and operations[0].entity_type == EntityType.DATA_OBJECT:
+                calls.append(("apply", len({op.entity_name for op in operations})))
+            return super().apply_metadata(operations)
+
+    spy = Spy(alice.root, user="alice")
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4)
+    create_task(make_config(), context).run()
+    assert calls == [("add_new", 4), ("add_new", 2)]
+    calls.clear()
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4)
+    create_task(make_config(inputs__skip_tagged=False), context).run()
+    assert calls == [("apply", 4), ("apply", 2)]

@@ -71,7 +71,8 @@ class ImageClassificationTask(ComputeToDataTask):
                 avu_attributes=(self.config.class_attribute, self.config.score_attribute),
             )
         }
-        planned: list[list[MetadataOperation]] = []
+        fresh: dict[str, list[AVU]] = {}  # no earlier prediction: the cheap add-only path
+        replacing: list[list[MetadataOperation]] = []  # earlier predictions: remove + add, atomically
         counts: Counter[str] = Counter()
         failed = 0
         for entry in images:
@@ -87,21 +88,30 @@ class ImageClassificationTask(ComputeToDataTask):
             counts[label] += 1
             if score < self.config.score_threshold:
                 continue
-            planned.append(self._operations_for(current.get(obj.path, obj), label, score))
-        for batch in _batches(planned, self.context.tag_batch_size):
-            self.grid.apply_metadata([op for group in batch for op in group])
-        self.outcome.tagged = len(planned)
+            known = current.get(obj.path, obj)
+            new = self._prediction_avus(label, score)
+            if any(a.attribute in (self.config.class_attribute, self.config.score_attribute) for a in known.avus):
+                replacing.append(self._operations_for(known, new))
+            else:
+                fresh[obj.path] = new
+        batch = max(1, self.context.tag_batch_size)
+        paths = list(fresh)
+        for start in range(0, len(paths), batch):
+            self.grid.add_new_avus(EntityType.DATA_OBJECT, {p: fresh[p] for p in paths[start : start + batch]})
+        for group in _batches(replacing, batch):
+            self.grid.apply_metadata([op for ops in group for op in ops])
+        self.outcome.tagged = len(fresh) + len(replacing)
         self.outcome.failed_images = failed
         self.outcome.class_counts = dict(sorted(counts.items()))
 
-    def _operations_for(self, obj: DataObject, label: str, score: float) -> list[MetadataOperation]:
-        """Replace earlier predictions of this object: removes first, then the new pair.
-
-        The units point to this task, so every prediction says which task made it.
-        """
+    def _prediction_avus(self, label: str, score: float) -> list[AVU]:
+        """The units point to this task, so every prediction says which task made it."""
         units = names.task_units(self.task_id)
+        return [AVU(self.config.class_attribute, label, units), AVU(self.config.score_attribute, f"{score:.4f}", units)]
+
+    def _operations_for(self, obj: DataObject, new: list[AVU]) -> list[MetadataOperation]:
+        """Replace earlier predictions of this object: removes first, then the new pair."""
         attributes = (self.config.class_attribute, self.config.score_attribute)
-        new = [AVU(attributes[0], label, units), AVU(attributes[1], f"{score:.4f}", units)]
         old = [a for a in obj.avus if a.attribute in attributes]
         operations = [
             MetadataOperation("remove", EntityType.DATA_OBJECT, obj.path, a) for a in old if a not in new
