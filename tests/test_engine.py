@@ -430,12 +430,18 @@ def test_tagging_is_batched_and_adds_only_where_no_prediction_exists(tmp_path, g
     calls: list[tuple[str, int]] = []
 
     class Spy(type(alice)):
+        inside_add_new = False
+
         def add_new_avus(self, entity_type, avus_by_entity):
             calls.append(("add_new", len(avus_by_entity)))
-            return super().add_new_avus(entity_type, avus_by_entity)
+            self.inside_add_new = True
+            try:
+                return super().add_new_avus(entity_type, avus_by_entity)
+            finally:
+                self.inside_add_new = False
 
         def apply_metadata(self, operations):
-            if operations and operations[0].entity_type == EntityType.DATA_OBJECT:
+            if not self.inside_add_new and operations and operations[0].entity_type == EntityType.DATA_OBJECT:
                 calls.append(("apply", len({op.entity_name for op in operations})))
             return super().apply_metadata(operations)
 
