@@ -95,7 +95,28 @@ def local_factory(tmp_path: Path) -> GridSetup:
     )
 
 
-#: name -> factory(tmp_path) -> GridSetup. Helper D adds "rule_engine" here.
+def rule_engine_factory(tmp_path: Path) -> GridSetup:
+    """RuleEngineGrid over a fake rule-engine callback (tests/fakes) backed by the same catalog."""
+    try:
+        from .fakes.irods_server import FakeIrodsServer
+    except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+        from fakes.irods_server import FakeIrodsServer
+    from compute_to_data.grid.rule_engine import RuleEngineGrid
+
+    admin = LocalGrid.create(tmp_path / "grid", zone=ZONE)
+    populate(admin)
+    server = FakeIrodsServer(admin.root)
+
+    def port_for(user: str) -> Grid:
+        return RuleEngineGrid(*server.session(user))
+
+    setup = GridSetup(grid=port_for(ALICE), admin=admin, port_for=port_for, tmp_path=tmp_path, name="rule_engine")
+    setup.server = server  # type: ignore[attr-defined]  # for tests that look at the calls made
+    return setup
+
+
+#: name -> factory(tmp_path) -> GridSetup.
 FACTORIES: dict[str, Callable[[Path], GridSetup]] = {
     "local": local_factory,
+    "rule_engine": rule_engine_factory,
 }

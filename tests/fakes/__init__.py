@@ -1,0 +1,10 @@
+"""Fakes of the iRODS rule engine environment (callback, genquery, session_vars, irods_types).
+
+They follow ``/work/shared/irods-facts.md`` and are backed by a LocalGrid catalog, so the
+rule-engine adapter and the rule entry points run in tests exactly as the server would run them.
+"""
+
+from .irods_modules import install
+from .irods_server import FakeCallback, FakeIrodsServer, FakeRei, RuleRun, irods_error
+
+__all__ = ["FakeCallback", "FakeIrodsServer", "FakeRei", "RuleRun", "install", "irods_error"]

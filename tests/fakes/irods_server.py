@@ -1,0 +1,617 @@
+"""A fake iRODS server for the Python rule engine: ``callback``, ``rei``, irule, the delay queue.
+
+Backed by a LocalGrid catalog so state is real: every microservice acts through LocalGrid's
+public methods *as the client user* (permissions enforced by LocalGrid), and GenQuery reads the
+catalog (read-only) through :mod:`.irods_catalog`. Behaviour follows
+``/work/shared/irods-facts.md``:
+
+* ``callback.NAME(*args)`` returns ``{'status': True, 'code': 0, 'arguments': [...]}`` with the
+  output slots updated; errors raise ``RuntimeError('[iRods__Error__Code:N] [-]\\t<C++ stack>')``
+  except CAT_NO_ROWS_FOUND, which comes back as ``{'status': False, 'code': -808000, ...}``
+  (also ``msiDataObjRepl`` on a missing object);
+* only ``str``, ``int``, ``float`` and ``irods_types`` instances cross the boundary;
+* ``msiCheckAccess`` takes underscored permission names (others: -130000) and raises -1105000
+  for a path that is missing or that the caller cannot see; result 1/0 in ``arguments[2]``;
+* ``msiCollCreate(p, "0", 0)`` on an existing collection raises -809000;
+* ``msi_atomic_apply_metadata_operations`` is all or nothing (LocalGrid transaction), an invalid
+  operation raises -130000;
+* ``msiExit(code, message)`` fails the rule with that code, and irule shows the message;
+  ``writeLine('stdout', ...)`` is shown only when the rule succeeds;
+* ``delayExec`` queues a Python body (wrapped into ``def expressionFcn(rule_args, callback,
+  rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`); delay and
+  remote rule text is limited to 2,700 characters;
+* ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule on
+  ``host`` (which must be a resource host or the server itself).
+
+What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import posixpath
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compute_to_data.errors import ComputeToDataError, GridError, ObjectNotFoundError
+from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.grid.irods_errors import error_name, parse_error_code
+from compute_to_data.grid.local import LocalGrid
+
+from . import irods_modules
+from .irods_catalog import run_genquery
+from .irods_genquery_parser import GenQueryError
+
+CAT_NO_ROWS_FOUND = -808000
+SYS_INVALID_INPUT_PARAM = -130000
+INVALID_OBJECT_TYPE = -1105000
+MAX_RULE_TEXT = 2700
+PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
+NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
+
+_PERMISSIONS = {
+    "null": AccessLevel.NONE,
+    "read_metadata": AccessLevel.READ_METADATA,
+    "read_object": AccessLevel.READ,
+    "modify_object": AccessLevel.MODIFY,
+    "delete_object": AccessLevel.OWN,  # 1130 in iRODS; LocalGrid knows no level between modify and own
+    "own": AccessLevel.OWN,
+}
+_FLAGS = {"-d": EntityType.DATA_OBJECT, "-C": EntityType.COLLECTION, "-R": EntityType.RESOURCE, "-u": EntityType.USER}
+
+
+def irods_error(code: int, message: str) -> RuntimeError:
+    """The exception ``callback`` raises: the code first, then C++ locations nobody should show."""
+    return RuntimeError(
+        f"[iRods__Error__Code:{code}] [-]\t/irods_source/server/re/src/irods_re_plugin.cpp:317:"
+        f"irods::error irods::rule_engine_context_manager::exec_microservice_adapter :  "
+        f"status [{error_name(code)}]  errno [] -- message [{message}]\n"
+        "\t[-]\t/irods_source/plugins/rule_engines/python/irods_rule_engine_plugin-python.cxx:1214:"
+        "boost::python::object callback_wrapper :  status [RULE_ENGINE_ERROR]"
+    )
+
+
+def _code_of(exc: ComputeToDataError) -> int:
+    """The iRODS code LocalGrid put on its error (each typed error has a default)."""
+    return int(exc.irods_code)
+
+
+def _parse_options(text: str) -> dict[str, str]:
+    """``key=value++++key2=`` -> dict; a part without '=' is malformed (INVALID_KVP_STRING)."""
+    options: dict[str, str] = {}
+    if not text:
+        return options
+    for part in text.split("++++"):
+        if "=" not in part:
+            raise irods_error(-1826000, f"malformed option string {text!r}")
+        key, _, value = part.partition("=")
+        options[key] = value
+    return options
+
+
+@dataclass
+class DelayedRule:
+    id: int
+    user: str
+    zone: str
+    hints: str
+    body: str
+    instance: str
+
+
+@dataclass
+class RuleRun:
+    """What ``irule`` would show: exit status, stdout (only on success) and the error text."""
+
+    code: int
+    stdout: str
+    error: str = ""
+    rule_args: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.code >= 0
+
+    @property
+    def error_name(self) -> str:
+        return error_name(self.code) if self.code < 0 else ""
+
+
+class FakeRei:
+    """The rule execution instance: session variables, this execution's stdout."""
+
+    def __init__(self, user: str, zone: str, user_type: str, host: str, data_object: Mapping[str, str] | None = None):
+        client = {"user_name": user, "irods_zone": zone, "user_type": user_type}
+        self.session: dict[str, Any] = {
+            "client_user": dict(client),
+            "proxy_user": dict(client),
+            "plugin_instance_name": PYTHON_INSTANCE,
+        }
+        if data_object is not None:
+            self.session["data_object"] = dict(data_object)
+        self.host = host
+        self.stdout: list[str] = []
+        self.exit: tuple[int, str] | None = None
+
+
+@dataclass
+class _Open:
+    mode: str
+    path: str
+    resource: str = ""
+    force: bool = False
+    data: bytes = b""
+    position: int = 0
+    spool: Any = None
+
+
+class FakeIrodsServer:
+    """One zone's server as the rule engine sees it. ``host`` is where rules run by default."""
+
+    def __init__(
+        self,
+        grid_root: str | Path,
+        rulebase: Mapping[str, Callable[..., Any]] | None = None,
+        *,
+        host: str = "irods-provider",
+        acl_policy: str = "open",
+    ) -> None:
+        irods_modules.install()
+        self.root = Path(grid_root)
+        self.admin = LocalGrid(self.root, "rods")
+        self.catalog = self.admin.catalog_path
+        self.zone = self.admin.zone
+        self.host = host
+        self.acl_policy = acl_policy
+        self.rules: dict[str, Callable[..., Any]] = dict(rulebase or {})
+        self.delay_queue: list[DelayedRule] = []
+        self.server_log: list[str] = []
+        self.remote_calls: list[tuple[str, str]] = []
+        self.calls: Counter[str] = Counter()
+        self.queries: list[tuple[str, str]] = []
+        self._ids = itertools.count(10001)
+        self._fds = itertools.count(3)
+        self._open: dict[int, _Open] = {}
+        self._cursors: dict[int, tuple[list[tuple[str, ...]], int]] = {}
+        self.host_stack: list[str] = []
+
+    # --- rulebase -------------------------------------------------------------------------------
+    def load_rulebase(self, module: Any, names: list[str] | None = None) -> None:
+        """What ``from module import *`` in core.py makes callable by name."""
+        for name in names or getattr(module, "__all__"):
+            self.rules[name] = getattr(module, name)
+
+    # --- sessions -------------------------------------------------------------------------------
+    def user_type(self, user: str) -> str:
+        for name, kind in self.admin.list_users():
+            if name == user:
+                return kind
+        raise KeyError(f"no user {user!r} in the fake zone")
+
+    def rei(self, user: str, host: str | None = None, data_object: Mapping[str, str] | None = None) -> FakeRei:
+        return FakeRei(user, self.zone, self.user_type(user), host or self.host, data_object)
+
+    def callback(self, user: str = "alice", host: str | None = None, rei: FakeRei | None = None) -> "FakeCallback":
+        rei = rei or self.rei(user, host)
+        return FakeCallback(self, rei)
+
+    def session(self, user: str = "alice", host: str | None = None) -> tuple["FakeCallback", FakeRei]:
+        """(callback, rei) of a rule running as ``user`` on ``host``, for code that takes both."""
+        rei = self.rei(user, host)
+        return FakeCallback(self, rei), rei
+
+    def current_host(self) -> str:
+        """The host the innermost running rule executes on."""
+        return self.host_stack[-1] if self.host_stack else self.host
+
+    def known_hosts(self) -> set[str]:
+        return {self.host} | {r.host for r in self.admin.list_resources()}
+
+    # --- running rules as irule and the delay server would ------------------------------------------
+    def _execute(self, fn: Callable[..., Any], rule_args: list[str], rei: FakeRei) -> RuleRun:
+        callback = FakeCallback(self, rei)
+        self.host_stack.append(rei.host)
+        try:
+            result = fn(rule_args, callback, rei)
+        except Exception as exc:  # noqa: BLE001 - what the plugin does with any exception
+            code = parse_error_code(exc)
+            if code is None:
+                code = -1
+            message = rei.exit[1] if rei.exit else ("Unknown iRODS error" if code == -1 else error_name(code))
+            return RuleRun(code, "", message, rule_args)
+        finally:
+            self.host_stack.pop()
+        if isinstance(result, int) and not isinstance(result, bool) and result < 0:
+            return RuleRun(result, "", error_name(result), rule_args)
+        return RuleRun(0, "".join(rei.stdout), "", rule_args)
+
+    def irule(self, rule: str, *args: str, user: str = "alice", host: str | None = None) -> RuleRun:
+        """``irule -r irods_rule_engine_plugin-irods_rule_language-instance -F rule.r "*arg='...'"``:
+        the Python rule gets its arguments as a list of unquoted strings."""
+        if rule not in self.rules:
+            return RuleRun(-1097000, "", f"no rule {rule}")
+        return self._execute(self.rules[rule], [str(a) for a in args], self.rei(user, host))
+
+    def run_delay_queue(self, limit: int | None = None) -> list[RuleRun]:
+        """Run queued rules in order, as the delay server does (as their submitting user)."""
+        runs = []
+        while self.delay_queue and (limit is None or len(runs) < limit):
+            entry = self.delay_queue.pop(0)
+            if entry.instance != PYTHON_INSTANCE:
+                raise AssertionError(f"fake delay server runs Python bodies only, not {entry.instance}")
+            source = "def expressionFcn(rule_args, callback, rei):\n" + "\n".join(
+                "    " + line for line in entry.body.splitlines()
+            )
+            namespace: dict[str, Any] = {}
+            exec(compile(source, f"<delayed rule {entry.id}>", "exec"), namespace)  # noqa: S102 - the plugin does this
+            runs.append(self._execute(namespace["expressionFcn"], [], self.rei(entry.user)))
+        return runs
+
+    def put(
+        self, local: Path, logical: str, user: str = "alice", resource: str = "lts_resc", pep: str = "acPostProcForPut"
+    ) -> RuleRun | None:
+        """``iput``: the object is created, then the PEP (if the rulebase defines it) runs."""
+        LocalGrid(self.root, user).put_file(Path(local), logical, resource)
+        if pep not in self.rules:
+            return None
+        replica = self.admin.get_data_object(logical).good_replica_on(resource)
+        rei = self.rei(user, data_object={
+            "object_path": logical, "resource_name": resource,
+            "file_path": replica.physical_path if replica else "",
+        })
+        return self._execute(self.rules[pep], [], rei)
+
+
+class FakeCallback:
+    """``callback`` of one rule execution: microservices, rules by name, GenQuery."""
+
+    def __init__(self, server: FakeIrodsServer, rei: FakeRei) -> None:
+        self._server = server
+        self._rei = rei
+        self._user = rei.session["client_user"]["user_name"]
+
+    @property
+    def grid(self) -> LocalGrid:
+        return LocalGrid(self._server.root, self._user)
+
+    def __getattr__(self, name: str) -> Callable[..., dict]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(type(self), "msi_" + name, None)
+        if method is not None:
+            def call(*args: Any) -> dict:
+                self._check_args(name, args)
+                self._server.calls[name] += 1
+                return method(self, *args)
+            return call
+        if name in self._server.rules:
+            return lambda *args: self._call_rule(name, args)
+        def missing(*args: Any) -> dict:
+            raise irods_error(-1097000, f"no rule or microservice named {name}")
+        return missing
+
+    @staticmethod
+    def _check_args(name: str, args: tuple) -> None:
+        allowed = (
+            str, int, float, irods_modules.BytesBuf, irods_modules.KeyValPair, irods_modules.RodsObjStat,
+            irods_modules.GenQueryInp, irods_modules.GenQueryOut,
+        )
+        for i, arg in enumerate(args):
+            if isinstance(arg, bool) or not isinstance(arg, allowed):
+                raise TypeError(
+                    f"fake callback: argument {i} of {name} is a {type(arg).__name__}; the rule engine "
+                    "takes str, int, float and irods_types instances only"
+                )
+
+    @staticmethod
+    def _ok(args: list[Any]) -> dict:
+        return {"status": True, "code": 0, "arguments": args}
+
+    @staticmethod
+    def _no_rows(args: list[Any]) -> dict:
+        return {"status": False, "code": CAT_NO_ROWS_FOUND, "arguments": args}
+
+    def _fail(self, exc: ComputeToDataError, args: list[Any] | None = None) -> dict:
+        code = _code_of(exc)
+        if code == CAT_NO_ROWS_FOUND:
+            return self._no_rows(list(args or []))
+        raise irods_error(code, str(exc))
+
+    def _call_rule(self, name: str, args: tuple) -> dict:
+        rule_args = [str(a) for a in args]
+        self._server.host_stack.append(self._rei.host)
+        try:
+            result = self._server.rules[name](rule_args, self, self._rei)
+        except RuntimeError as exc:
+            if parse_error_code(exc) is None:
+                raise irods_error(-1828000, f"rule {name} failed: {exc}") from None
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise irods_error(-1828000, f"rule {name} raised {type(exc).__name__}: {exc}") from None
+        finally:
+            self._server.host_stack.pop()
+        if isinstance(result, int) and not isinstance(result, bool) and result < 0:
+            raise irods_error(result, f"rule {name} returned {result}")
+        return self._ok(rule_args)
+
+    # --- output -----------------------------------------------------------------------------------
+    def msi_writeLine(self, stream: str, text: str) -> dict:
+        if stream == "stdout":
+            self._rei.stdout.append(f"{text}\n")
+        elif stream == "serverLog":
+            self._server.server_log.append(text)
+        else:
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"unknown stream {stream!r}")
+        return self._ok([stream, text])
+
+    def msi_msiExit(self, code: str, message: str) -> dict:
+        value = int(code)
+        self._rei.exit = (value, message)
+        raise irods_error(value, message)
+
+    # --- access -------------------------------------------------------------------------------------
+    def msi_msiCheckAccess(self, path: str, permission: str, result: Any) -> dict:
+        if permission not in _PERMISSIONS:
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"invalid permission name {permission!r}")
+        try:
+            allowed = self.grid.has_access(path, _PERMISSIONS[permission])
+        except ObjectNotFoundError:
+            raise irods_error(INVALID_OBJECT_TYPE, f"{path} is neither a data object nor a collection") from None
+        except GridError as exc:
+            return self._fail(exc)
+        return self._ok([path, permission, 1 if allowed else 0])
+
+    # --- collections and replicas ----------------------------------------------------------------
+    def msi_msiCollCreate(self, path: str, parents: str, status: Any) -> dict:
+        grid = self.grid
+        try:
+            if parents != "1":
+                if self._server.admin.collection_exists(path):
+                    raise irods_error(-809000, f"collection {path} exists")
+                if not self._server.admin.collection_exists(posixpath.dirname(path)):
+                    raise irods_error(-814000, f"parent of {path} does not exist")
+            grid.create_collection(path)
+        except ComputeToDataError as exc:
+            return self._fail(exc)
+        return self._ok([path, parents, 0])
+
+    def msi_msiDataObjRepl(self, path: str, options: str, status: Any) -> dict:
+        opts = _parse_options(options)
+        resource = opts.get("destRescName")
+        if not resource:
+            raise irods_error(SYS_INVALID_INPUT_PARAM, "msiDataObjRepl needs destRescName")
+        if resource not in {r.name for r in self._server.admin.list_resources()}:
+            raise irods_error(-78000, f"resource {resource} does not exist")
+        try:
+            self.grid.replicate(path, resource)
+        except ObjectNotFoundError:
+            return self._no_rows([path, options, status])  # observed: no exception, status False
+        except ComputeToDataError as exc:
+            return self._fail(exc, [path, options, status])
+        return self._ok([path, options, 0])
+
+    # --- data objects -------------------------------------------------------------------------------
+    def msi_msiDataObjCreate(self, path: str, options: str, fd: Any) -> dict:
+        opts = _parse_options(options)
+        resource = opts.get("destRescName", "")
+        force = "forceFlag" in opts
+        admin = self._server.admin
+        if resource not in {r.name for r in admin.list_resources()}:
+            raise irods_error(-78000, f"resource {resource!r} does not exist")
+        grid = self.grid
+        parent = posixpath.dirname(path)
+        try:
+            if admin.collection_exists(path):
+                raise irods_error(-833000, f"{path} is a collection")
+            if not grid.collection_exists(parent):
+                raise irods_error(-814000, f"collection {parent} does not exist")
+            if not grid.has_access(parent, AccessLevel.MODIFY):
+                raise irods_error(-818000, f"no permission to create in {parent}")
+            if admin.data_object_exists(path):
+                if not force:
+                    raise irods_error(-312000, f"{path} exists and no forceFlag was given")
+                if not grid.data_object_exists(path) or not grid.has_access(path, AccessLevel.MODIFY):
+                    raise irods_error(-818000, f"no permission to overwrite {path}")
+        except ComputeToDataError as exc:
+            return self._fail(exc)
+        number = next(self._server._fds)
+        spool = tempfile.NamedTemporaryFile(prefix="fake-irods-", delete=False)
+        self._server._open[number] = _Open("w", path, resource, force, spool=spool)
+        return self._ok([path, options, number])
+
+    def msi_msiDataObjWrite(self, fd: int, data: Any, written: Any) -> dict:
+        handle = self._handle(fd, "w")
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+        elif isinstance(data, irods_modules.BytesBuf):
+            payload = data.get_bytes()
+        else:
+            raise TypeError(f"msiDataObjWrite takes a str or a BytesBuf, not {type(data).__name__}")
+        handle.spool.write(payload)
+        return self._ok([fd, data, len(payload)])
+
+    def msi_msiDataObjOpen(self, spec: str, fd: Any) -> dict:
+        opts = _parse_options(spec) if "=" in spec else {"objPath": spec}
+        path = opts.get("objPath", "")
+        try:
+            size = self.grid.get_data_object(path).size
+            data = self.grid.read_data_object(path, max_bytes=max(size, 1))
+        except ComputeToDataError as exc:
+            return self._fail(exc)
+        number = next(self._server._fds)
+        self._server._open[number] = _Open("r", path, data=data)
+        return self._ok([spec, number])
+
+    def msi_msiDataObjRead(self, fd: int, length: Any, buffer: Any) -> dict:
+        handle = self._handle(fd, "r")
+        count = int(length)
+        chunk = handle.data[handle.position : handle.position + count]
+        handle.position += len(chunk)
+        out = irods_modules.BytesBuf()
+        out.set_buffer(chunk)
+        return self._ok([fd, length, out])
+
+    def msi_msiDataObjClose(self, fd: int, status: Any) -> dict:
+        handle = self._handle(fd, None)
+        del self._server._open[int(fd)]
+        if handle.mode == "w":
+            handle.spool.close()
+            try:
+                self.grid.put_file(Path(handle.spool.name), handle.path, handle.resource, overwrite=handle.force)
+            except ComputeToDataError as exc:
+                return self._fail(exc)
+            finally:
+                Path(handle.spool.name).unlink(missing_ok=True)
+        return self._ok([fd, 0])
+
+    def msi_msiDataObjUnlink(self, spec: str, status: Any) -> dict:
+        raise irods_error(-66000, "the fake server (LocalGrid) does not model deletion")
+
+    def msi_msiDataObjChksum(self, path: str, flags: str, checksum: Any) -> dict:
+        try:
+            obj = self.grid.get_data_object(path)
+        except ComputeToDataError as exc:
+            return self._fail(exc)
+        return self._ok([path, flags, obj.checksum])
+
+    def msi_msiObjStat(self, path: str, stat: Any) -> dict:
+        try:
+            obj = self.grid.get_data_object(path)
+        except ComputeToDataError as exc:
+            return self._fail(exc)
+        out = irods_modules.RodsObjStat()
+        out.objSize = obj.size
+        return self._ok([path, out])
+
+    def _handle(self, fd: Any, mode: str | None) -> _Open:
+        handle = self._server._open.get(int(fd))
+        if handle is None or (mode is not None and handle.mode != mode):
+            raise irods_error(-23000, f"bad file descriptor {fd}")
+        return handle
+
+    # --- metadata -------------------------------------------------------------------------------------
+    def msi_msi_atomic_apply_metadata_operations(self, text: str, output: str) -> dict:
+        try:
+            doc = json.loads(text)
+            kind = EntityType(doc["entity_type"])
+            name = doc["entity_name"]
+            operations = [
+                MetadataOperation(op["operation"], kind, name, AVU(op["attribute"], op["value"], op.get("units", "")))
+                for op in doc["operations"]
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"invalid atomic metadata request: {exc}") from None
+        for op in operations:
+            if not op.avu.attribute or not op.avu.value:
+                raise irods_error(SYS_INVALID_INPUT_PARAM, "attribute and value must not be empty")
+        try:
+            self.grid.apply_metadata(operations)
+        except ComputeToDataError as exc:
+            return self._fail(exc, [text, output])
+        return self._ok([text, "{}"])
+
+    def msi_msiModAVUMetadata(self, flag: str, name: str, operation: str, attribute: str, value: str, units: str) -> dict:
+        args = [flag, name, operation, attribute, value, units]
+        if "null" in args or flag not in _FLAGS or not attribute or not value:
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"invalid msiModAVUMetadata arguments {args!r}")
+        kind = _FLAGS[flag]
+        avu = AVU(attribute, value, units)
+        try:
+            if operation == "add":
+                self.grid.apply_metadata([MetadataOperation("add", kind, name, avu)])
+            elif operation == "rm":
+                self.grid.apply_metadata([MetadataOperation("remove", kind, name, avu)])
+            elif operation == "set":
+                self.grid.set_avus(kind, name, [avu])
+            else:
+                raise irods_error(SYS_INVALID_INPUT_PARAM, f"unknown operation {operation!r}")
+        except ComputeToDataError as exc:
+            return self._fail(exc, args)
+        return self._ok(args)
+
+    # --- GenQuery (used by the fake genquery module) ----------------------------------------------
+    def msi_msiMakeGenQuery(self, columns: str, conditions: str, inp: Any) -> dict:
+        gqi = irods_modules.GenQueryInp()
+        gqi.columns = [c.strip() for c in columns.split(",") if c.strip()]
+        gqi.conditions = conditions
+        return self._ok([columns, conditions, gqi])
+
+    def msi_msiExecGenQuery(self, gqi: Any, out: Any) -> dict:
+        self._server.queries.append((", ".join(gqi.columns), gqi.conditions))
+        try:
+            rows = run_genquery(self._server.catalog, self._user, gqi.columns, gqi.conditions, self._server.acl_policy)
+        except GenQueryError as exc:
+            raise irods_error(exc.code, str(exc)) from None
+        rows = rows[gqi.rowOffset :]
+        if not rows:
+            return self._no_rows([gqi, irods_modules.GenQueryOut()])
+        return self._ok([gqi, self._page(rows, gqi, len(rows))])
+
+    def msi_msiGetMoreRows(self, gqi: Any, gqo: Any, index: Any) -> dict:
+        cursor = self._server._cursors.pop(gqo.continueInx, None)
+        if cursor is None:
+            return self._ok([gqi, irods_modules.GenQueryOut(), 0])
+        rows, total = cursor
+        if gqi.options & irods_modules.AUTO_CLOSE:
+            page = self._page(rows, gqi, total)
+            self._server._cursors.pop(page.continueInx, None)
+            page.continueInx = 0
+            return self._ok([gqi, page, 0])
+        page = self._page(rows, gqi, total)
+        return self._ok([gqi, page, page.continueInx])
+
+    def _page(self, rows: list[tuple[str, ...]], gqi: Any, total: int) -> Any:
+        size = max(1, min(int(gqi.maxRows or irods_modules.MAX_SQL_ROWS), irods_modules.MAX_SQL_ROWS))
+        head, rest = rows[:size], rows[size:]
+        index = 0
+        if rest:
+            index = next(self._server._ids)
+            self._server._cursors[index] = (rest, total)
+        return irods_modules.GenQueryOut().fill(head, len(gqi.columns), index, total)
+
+    # --- delayed and remote execution --------------------------------------------------------------
+    def msi_delayExec(self, hints: str, body: str, recovery: str) -> dict:
+        match = re.search(r"<INST_NAME>(.*?)</INST_NAME>", hints)
+        if match is None:
+            raise AssertionError("fake server: delayExec without INST_NAME would be offered to every engine")
+        if len(hints) + len(body) > MAX_RULE_TEXT:
+            raise irods_error(-1205000, f"delayed rule text is {len(hints) + len(body)} characters, over {MAX_RULE_TEXT}")
+        if match.group(1) == PYTHON_INSTANCE:
+            compile("def expressionFcn(rule_args, callback, rei):\n" + "\n".join("    " + l for l in body.splitlines()),
+                    "<delayed>", "exec")
+        entry = DelayedRule(next(self._server._ids), self._user, self._server.zone, hints, body, match.group(1))
+        self._server.delay_queue.append(entry)
+        return self._ok([hints, body, recovery])
+
+    _NATIVE_CALL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*;?\s*')
+    _NATIVE_ARG = re.compile(r'\s*"([A-Za-z0-9_=./:@+-]*)"\s*')
+
+    def msi_remoteExec(self, host: str, hints: str, rule_text: str, recovery: str) -> dict:
+        if host not in self._server.known_hosts():
+            raise irods_error(-21000, f"host {host!r} is not a server of this zone")
+        if len(rule_text) > MAX_RULE_TEXT:
+            raise irods_error(-1205000, f"remote rule text is {len(rule_text)} characters, over {MAX_RULE_TEXT}")
+        match = self._NATIVE_CALL.fullmatch(rule_text)
+        if match is None:
+            raise irods_error(-1201000, f"cannot parse native rule text {rule_text!r}")
+        name, raw_args = match.groups()
+        args = []
+        for part in raw_args.split(",") if raw_args.strip() else []:
+            arg = self._NATIVE_ARG.fullmatch(part)
+            if arg is None:
+                raise irods_error(-1201000, f"fake server: argument {part!r} is not a plain string literal")
+            args.append(arg.group(1))
+        if name not in self._server.rules:
+            raise irods_error(-1097000, f"no rule named {name} on {host}")
+        self._server.remote_calls.append((host, rule_text))
+        rei = FakeRei(self._user, self._server.zone, self._rei.session["client_user"]["user_type"], host)
+        run = self._server._execute(self._server.rules[name], args, rei)
+        if not run.ok:
+            raise irods_error(run.code, run.error or f"remote rule {name} failed on {host}")
+        return self._ok([host, hints, rule_text, recovery])
