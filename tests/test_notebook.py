@@ -1,0 +1,189 @@
+"""classify_images.ipynb through the notebook entrypoint, as the container and the runners run it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+from compute_to_data import conventions as names
+from compute_to_data.demo import data
+from tests.notebook_support import (
+    CLASSIFY_NOTEBOOK, CONTRACT_KEYS, LOGICAL_ROOT, make_inputs, parameters, tiny_model, write_params,
+)
+
+ENTRYPOINT = [sys.executable, "-m", "compute_to_data.notebook.entrypoint"]
+
+
+def run_entrypoint(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*ENTRYPOINT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory, model):
+    """One successful run over 40 digits + a corrupt file (one digit in a sub-directory)."""
+    workdir = tmp_path_factory.mktemp("classify")
+    truth = make_inputs(workdir / "inputs", 40)
+    params_path = write_params(workdir, parameters(workdir, model))
+    started = time.perf_counter()
+    proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", workdir / "outputs")
+    return SimpleNamespace(workdir=workdir, out=workdir / "outputs", truth=truth, proc=proc,
+                           seconds=time.perf_counter() - started)
+
+
+def test_parameters_cell_has_a_default_for_every_contract_key():
+    nb = nbformat.read(CLASSIFY_NOTEBOOK, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    defaults: dict = {}
+    exec(tagged[0].source, {}, defaults)
+    assert set(defaults) == CONTRACT_KEYS
+    assert defaults["image_size"] is None and defaults["device"] == "auto"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+
+
+@pytest.mark.slow
+def test_run_succeeds_and_writes_every_contract_file(classified):
+    assert classified.proc.returncode == 0, classified.proc.stderr[-3000:]
+    out = classified.out
+    for name in (names.NOTEBOOK_FILE, names.REPORT_FILE, names.PREDICTIONS_JSON, names.PREDICTIONS_CSV,
+                 names.RESULT_FILE, names.PROGRESS_FILE, "timings.json"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / names.RESULT_FILE).read_text())
+    assert result["status"] == "succeeded" and result["error"] is None
+    assert result["images_total"] == result["images_done"] == 41
+    assert result["started"] <= result["finished"] and result["finished"].endswith("Z")
+    assert set(result["timings"]) >= {"papermill_seconds", "inference_seconds", "render_seconds"}
+    assert 0 < result["timings"]["inference_seconds"] < result["timings"]["papermill_seconds"]
+    assert (out / names.PROGRESS_FILE).read_text() == "41/41"
+    assert json.loads((out / "timings.json").read_text())["inference_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_predictions_json_lists_every_file_with_sorted_top_k_and_the_corrupt_one_as_error(classified):
+    doc = json.loads((classified.out / names.PREDICTIONS_JSON).read_text())
+    assert doc["task_id"] == "20261122T020304Z-abcdef"
+    assert doc["model"] == Path(tiny_model()["model"]).name
+    assert doc["labels"] == [str(d) for d in range(10)] and doc["top_k"] == 3
+    files = [e["file"] for e in doc["images"]]
+    assert files == sorted(files) and len(files) == 41
+    assert set(files) == set(classified.truth) | {"broken.png"}
+    assert any(f.startswith("sub/") for f in files)
+    for entry in doc["images"]:
+        assert entry["path"] == f"{LOGICAL_ROOT}/{entry['file']}"
+        if entry["file"] == "broken.png":
+            assert "classifications" not in entry
+            assert "cannot identify image file" in entry["error"]
+            continue
+        scores = [c["score"] for c in entry["classifications"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+        assert len({c["class"] for c in entry["classifications"]}) == 3
+        assert entry["below_threshold"] is (scores[0] < 0.9)
+    accuracy, counted = data.accuracy(doc, classified.truth)
+    assert counted == 40 and accuracy >= 0.85
+
+
+@pytest.mark.slow
+def test_predictions_csv_matches_the_json(classified):
+    doc = json.loads((classified.out / names.PREDICTIONS_JSON).read_text())
+    with open(classified.out / names.PREDICTIONS_CSV, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["path", "class", "score", "top_k"]
+    by_path = {r["path"]: r for r in rows}
+    assert len(rows) == len(by_path) == 41
+    for entry in doc["images"]:
+        row = by_path[entry["path"]]
+        if "error" in entry:
+            assert row["class"] == row["score"] == ""
+            continue
+        best = entry["classifications"][0]
+        assert row["class"] == best["class"] and row["score"] == f"{best['score']:.4f}"
+        assert row["top_k"] == ";".join(f"{c['class']}:{c['score']:.4f}" for c in entry["classifications"])
+
+
+@pytest.mark.slow
+def test_report_shows_counts_errors_and_figures(classified):
+    report = (classified.out / names.REPORT_FILE).read_text()
+    assert "<table>" in report and "mean score" in report
+    assert "Unreadable files (1)" in report and "broken.png" in report
+    assert report.count("data:image/png;base64") >= 2  # score histogram and sample grid
+    assert "An Exception was encountered" not in report
+
+
+@pytest.mark.slow
+def test_failing_notebook_gives_exit_1_a_readable_error_and_still_a_report(tmp_path, model):
+    (tmp_path / "inputs").mkdir()
+    data.write_images(tmp_path / "inputs", 3)
+    missing = tmp_path / "no_such_model.pt"
+    params_path = write_params(tmp_path, parameters(tmp_path, model, model_path=str(missing)))
+    proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "outputs" / names.RESULT_FILE).read_text())
+    assert result["status"] == "failed"
+    assert result["error"] == f"FileNotFoundError: model file {missing} does not exist"
+    assert result["images_total"] == 3 and result["images_done"] == 0
+    report = (tmp_path / "outputs" / names.REPORT_FILE).read_text()
+    assert "An Exception was encountered" in report and f"model file {missing} does not exist" in report
+    assert (tmp_path / "outputs" / names.NOTEBOOK_FILE).is_file()
+    assert not (tmp_path / "outputs" / names.PREDICTIONS_JSON).exists()
+
+
+def test_missing_notebook_still_renders_an_error_report(tmp_path):
+    params_path = write_params(tmp_path, {"input_dir": str(tmp_path / "inputs"), "output_dir": str(tmp_path / "out")})
+    proc = run_entrypoint("--params", params_path, "--notebook", tmp_path / "nope.ipynb", "--output-dir", tmp_path / "out")
+    assert proc.returncode == 1
+    result = json.loads((tmp_path / "out" / names.RESULT_FILE).read_text())
+    assert result["status"] == "failed"
+    assert result["error"] == f"FileNotFoundError: notebook {tmp_path / 'nope.ipynb'} does not exist"
+    assert "The task failed:" in (tmp_path / "out" / names.REPORT_FILE).read_text()
+
+
+def test_interrupted_run_renders_what_was_saved_and_records_progress(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# partial run, cell 1 saved")])
+    nbformat.write(nb, out / names.NOTEBOOK_FILE)
+    (out / names.PROGRESS_FILE).write_text("5/12")
+    proc = run_entrypoint("--output-dir", out, "--interrupted", "timed out after 60 s", "--started", "2026-11-22T02:03:04Z")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    result = json.loads((out / names.RESULT_FILE).read_text())
+    assert (result["status"], result["error"], result["started"]) == ("failed", "timed out after 60 s", "2026-11-22T02:03:04Z")
+    assert (result["images_done"], result["images_total"]) == (5, 12)
+    report = (out / names.REPORT_FILE).read_text()
+    assert "timed out after 60 s" in report and "partial run, cell 1 saved" in report
+
+
+def test_error_messages_are_one_readable_line():
+    from papermill.exceptions import PapermillExecutionError
+
+    from compute_to_data.notebook.execute import describe_exception, one_line
+
+    exc = PapermillExecutionError(3, 3, "x", "ValueError", "\x1b[0;31mbad\nvalue\x1b[0m", ["Traceback ...", "long"])
+    assert describe_exception(exc) == "ValueError: bad value"
+    assert describe_exception(TimeoutError("Cell execution timed out"), timeout=30) == (
+        "timed out: a notebook cell ran longer than 30 s"
+    )
+    assert describe_exception(KeyError("x")) == "KeyError: 'x'"
+    assert len(one_line("word " * 1000)) == 500
+
+
+def test_server_side_modules_do_not_import_notebook_machinery():
+    code = (
+        "import sys, compute_to_data.runners, compute_to_data.runners.inprocess, compute_to_data.notebook\n"
+        "heavy = {'papermill', 'nbconvert', 'nbformat', 'torch', 'numpy', 'PIL', 'sklearn'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
