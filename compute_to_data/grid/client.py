@@ -143,7 +143,7 @@ def translate_error(exc: BaseException, what: str, *, endpoint: str = "", user: 
     if name == "NonAnonymousLoginWithoutPassword" or name in _AUTH_ERRORS:
         return AuthenticationError(
             f"iRODS{' at ' + endpoint if endpoint else ''} refused the login of {user or 'this user'}: "
-            f"wrong user name or password{detail}. Run iinit again, or check --user/--zone.",
+            f"wrong user name or password{detail}",
             irods_code=code,
             irods_name=name,
         )
@@ -222,8 +222,11 @@ class IrodsConnectionOptions:
         )
         return Path(os.path.expanduser(str(chosen)))
 
-    def environment(self) -> dict[str, Any]:
-        """The environment file (if any) with the explicit options laid over it."""
+    def environment(self, require_user: bool = True) -> dict[str, Any]:
+        """The environment file (if any) with the explicit options laid over it.
+
+        ``require_user`` False: for the report browser, whose users sign in with their own name.
+        """
         env: dict[str, Any] = {}
         path = self.resolved_env_file()
         explicit = bool(self.env_file or os.environ.get("IRODS_ENVIRONMENT_FILE"))
@@ -247,7 +250,8 @@ class IrodsConnectionOptions:
         ):
             if value not in (None, ""):
                 env[key] = value
-        missing = [k for k in ("irods_host", "irods_port", "irods_zone_name", "irods_user_name") if not env.get(k)]
+        needed = ("irods_host", "irods_port", "irods_zone_name") + (("irods_user_name",) if require_user else ())
+        missing = [k for k in needed if not env.get(k)]
         if missing:
             raise GridError(
                 f"no iRODS connection settings: {', '.join(missing)} missing (looked in {path}); "
@@ -336,8 +340,10 @@ class IrodsClientGrid(Grid):
         env = options.environment()
         user, zone = str(env["irods_user_name"]), str(env["irods_zone_name"])
         endpoint = f"{env['irods_host']}:{env['irods_port']}"
+        stored = False
         if password is None:
             password = options.stored_password(env)
+            stored = password is not None
         if password is None:
             if prompt is None:
                 raise AuthenticationError(
@@ -360,7 +366,14 @@ class IrodsClientGrid(Grid):
             raise translate_error(exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}") from None
         grid = cls(session)
         if verify:
-            grid.check_login()
+            try:
+                grid.check_login()
+            except AuthenticationError as exc:
+                if stored:
+                    raise AuthenticationError(
+                        f"{exc}; the password iinit stored may be outdated: run iinit again", irods_code=exc.irods_code
+                    ) from None
+                raise
         return grid
 
     def check_login(self) -> None:
@@ -631,8 +644,6 @@ class IrodsClientGrid(Grid):
         return held
 
     def has_access(self, path: str, level: AccessLevel) -> bool:
-        from irods.models import Collection, CollectionAccess
-
         with self._errors(f"check access to {path}"):
             if path != "/" and self.data_object_exists(path):
                 coll, name = self._split(path)

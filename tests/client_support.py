@@ -1,0 +1,202 @@
+"""Building blocks for the client and web tests: a LocalGrid with a finished task in it.
+
+``make_task`` lays a task out exactly as the engine leaves it (conventions.md): the task
+collection with its ``c2d::`` AVUs, ``report.html``, ``task_config.json``, and prediction AVUs
+(units ``c2d:<task id>``) on real PNG images, written through the Grid port only. Tests that
+need a task run by the engine itself use ``tests/engine_support.py`` instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from compute_to_data import conventions as names
+from compute_to_data.conventions import TaskState
+from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.tasks.state import TaskStateStore
+
+ZONE = "tempZone"
+STORAGE = "lts_resc"
+COMPUTE = "gpu_resc"
+LABELS = ["cat", "dog", "owl"]
+
+#: a report whose script tries to reach the app: it writes what it could do into the page.
+HOSTILE_REPORT = """<!doctype html><html><head><title>report</title></head><body>
+<h1>Classification report</h1>
+<p>Images per class: cat, dog, owl.</p>
+<pre id="probe">probing</pre>
+<script>
+var out = [];
+try { out.push("cookie:" + JSON.stringify(document.cookie)); } catch (e) { out.push("cookie-blocked:" + e.name); }
+try { out.push("parent:" + window.parent.document.title); } catch (e) { out.push("parent-blocked:" + e.name); }
+try { out.push("storage:" + typeof window.localStorage.length); } catch (e) { out.push("storage-blocked:" + e.name); }
+document.getElementById("probe").textContent = out.join("\\n");
+try {
+  fetch("/tasks", {credentials: "include"}).then(function (r) { return r.text(); })
+    .then(function (t) { document.getElementById("probe").textContent += "\\nfetch:" + t.length; },
+          function (e) { document.getElementById("probe").textContent += "\\nfetch-blocked:" + e.name; });
+} catch (e) { document.getElementById("probe").textContent += "\\nfetch-blocked:" + e.name; }
+</script>
+</body></html>
+"""
+
+
+def png(value: int, size: int = 28) -> bytes:
+    """A small grey-level PNG (a digit-like square with a bright block), unique per value."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(image)
+    offset = value % (size - 10)
+    draw.rectangle([offset, 4, offset + 8, size - 4], fill=255)
+    draw.point((value % size, (value // size) % size), fill=128)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass
+class MadeTask:
+    task_id: str
+    collection: str
+    input_collection: str
+    images: list[str]
+    classes: dict[str, str]  # path -> predicted class
+    scores: dict[str, float]
+
+
+def make_grid(root: Path) -> LocalGrid:
+    admin = LocalGrid.create(root, zone=ZONE)
+    admin.make_resource(STORAGE)
+    admin.make_resource(COMPUTE)
+    admin.apply_metadata([
+        MetadataOperation("add", EntityType.RESOURCE, STORAGE, AVU(names.ROLE_ATTRIBUTE, names.ROLE_LONG_TERM_STORAGE)),
+        MetadataOperation("add", EntityType.RESOURCE, COMPUTE, AVU(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE)),
+    ])
+    for user in ("alice", "bob"):
+        admin.add_user(user)
+    return admin
+
+
+def make_task(
+    admin: LocalGrid,
+    tmp: Path,
+    owner: str = "alice",
+    n_images: int = 12,
+    task_id: str = "20261122T020304Z-3f9a1c",
+    state: TaskState = TaskState.SUCCEEDED,
+    report: str = HOSTILE_REPORT,
+    with_files: bool = True,
+) -> MadeTask:
+    grid = admin.as_user(owner)
+    home = f"/{ZONE}/home/{owner}"
+    inputs = f"{home}/images"
+    results = f"{home}/results"
+    collection = posixpath.join(results, task_id)
+    tmp.mkdir(parents=True, exist_ok=True)
+    if with_files:
+        grid.create_collection(inputs)
+        for i in range(n_images):
+            local = tmp / f"img_{i:03d}.png"
+            local.write_bytes(png(i))
+            sub = "sub/" if i % 4 == 3 else ""
+            if sub:
+                grid.create_collection(f"{inputs}/sub")
+            grid.put_file(local, f"{inputs}/{sub}img_{i:03d}.png", STORAGE)
+        labels = tmp / "labels.txt"
+        labels.write_text("\n".join(LABELS) + "\n")
+        grid.create_collection(f"{home}/models")
+        grid.put_file(labels, f"{home}/models/labels.txt", STORAGE)
+    grid.create_collection(collection)
+    images = sorted(o.path for o in grid.list_data_objects(inputs, recursive=True))
+    classes = {p: LABELS[i % 3] for i, p in enumerate(images)}
+    scores = {p: round(0.35 + 0.6 * ((i * 7) % 10) / 10, 4) for i, p in enumerate(images)}
+    units = names.task_units(task_id)
+    ops = []
+    for p in images:
+        ops.append(MetadataOperation("add", EntityType.DATA_OBJECT, p, AVU(names.DEFAULT_CLASS_ATTRIBUTE, classes[p], units)))
+        ops.append(MetadataOperation("add", EntityType.DATA_OBJECT, p, AVU(names.DEFAULT_SCORE_ATTRIBUTE, "%.4f" % scores[p], units)))
+    grid.apply_metadata(ops)
+    for name, content in (
+        (names.REPORT_FILE, report),
+        (names.TASK_CONFIG_FILE, json.dumps({
+            "task_type": "image_classification",
+            "inputs": {"collection": inputs, "recursive": True},
+            "output": {"collection": results},
+            "parameters": {"model": f"{home}/models/model.pt", "labels": f"{home}/models/labels.txt"},
+        })),
+        (names.PREDICTIONS_CSV, "path,class,score,top_k\n" + "".join(f"{p},{classes[p]},{scores[p]:.4f},\n" for p in images)),
+    ):
+        local = tmp / f"{task_id}-{name}"
+        local.write_text(content)
+        grid.put_file(local, posixpath.join(collection, name), STORAGE)
+    values = {
+        names.A_TASK_ID: task_id,
+        names.A_TASK_TYPE: "image_classification",
+        names.A_STATE: state,
+        names.A_SUBMITTED_BY: owner,
+        names.A_CREATED: "2026-11-22T02:03:04Z",
+        names.A_STARTED: "2026-11-22T02:03:10Z",
+        names.A_INPUT_COLLECTION: inputs,
+        names.A_INPUTS: len(images),
+        names.A_PROGRESS: f"{len(images)}/{len(images)}",
+        names.A_COMPUTE_RESOURCE: COMPUTE,
+        names.A_MODEL: f"{home}/models/model.pt",
+        names.A_PARAMETERS: {"labels": f"{home}/models/labels.txt", "model": f"{home}/models/model.pt", "top_k": 3},
+        names.A_REPORT: posixpath.join(collection, names.REPORT_FILE),
+    }
+    if state.is_final:
+        values[names.A_FINISHED] = "2026-11-22T02:04:10Z"
+    TaskStateStore(grid).write(collection, values)
+    return MadeTask(task_id, collection, inputs, images, classes, scores)
+
+
+# --- a zone for the python-irodsclient adapter (tests/prc_fake.py) ------------------------------
+PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
+
+
+def make_fake_zone(n_images: int = 12, task_id: str = "20261122T020304Z-3f9a1c", report: str = HOSTILE_REPORT):
+    """A FakeCatalog holding alice's finished task, laid out as make_task lays it out."""
+    try:
+        from .prc_fake import FakeCatalog
+    except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+        from prc_fake import FakeCatalog
+
+    catalog = FakeCatalog(ZONE)
+    for user, password in PASSWORDS.items():
+        catalog.add_user(user, password)
+    catalog.add_resource(COMPUTE, "gpu.example.org", "/gpu/vault", COMPUTE_RESOURCE_ROLE="GPU_COMPUTE")
+    home = f"/{ZONE}/home/alice"
+    inputs = f"{home}/images"
+    results = f"{home}/results"
+    collection = f"{results}/{task_id}"
+    units = names.task_units(task_id)
+    images, classes, scores = [], {}, {}
+    for i in range(n_images):
+        path = f"{inputs}/img_{i:03d}.png"
+        classes[path] = LABELS[i % 3]
+        scores[path] = round(0.35 + 0.6 * ((i * 7) % 10) / 10, 4)
+        catalog.mkobj(path, "alice", png(i), "demoResc",
+                      predictedclass=(classes[path], units), predictedscore=("%.4f" % scores[path], units))
+        images.append(path)
+    catalog.mkobj(f"{home}/models/labels.txt", "alice", ("\n".join(LABELS) + "\n").encode())
+    catalog.mkobj(f"{collection}/{names.REPORT_FILE}", "alice", report.encode())
+    catalog.mkobj(f"{collection}/{names.TASK_CONFIG_FILE}", "alice", json.dumps({
+        "task_type": "image_classification", "inputs": {"collection": inputs}, "output": {"collection": results},
+        "parameters": {"model": f"{home}/models/model.pt", "labels": f"{home}/models/labels.txt"},
+    }).encode())
+    avus = {
+        names.A_TASK_ID: task_id, names.A_TASK_TYPE: "image_classification", names.A_STATE: "succeeded",
+        names.A_SUBMITTED_BY: "alice", names.A_CREATED: "2026-11-22T02:03:04Z", names.A_STARTED: "2026-11-22T02:03:10Z",
+        names.A_FINISHED: "2026-11-22T02:04:10Z", names.A_INPUT_COLLECTION: inputs, names.A_INPUTS: str(n_images),
+        names.A_PROGRESS: f"{n_images}/{n_images}", names.A_COMPUTE_RESOURCE: COMPUTE,
+        names.A_PARAMETERS: json.dumps({"labels": f"{home}/models/labels.txt", "model": f"{home}/models/model.pt"}),
+        names.A_REPORT: f"{collection}/{names.REPORT_FILE}",
+    }
+    catalog.collections[collection].avus = [(k, v, "") for k, v in avus.items()]
+    return catalog, MadeTask(task_id, collection, inputs, images, classes, scores)
