@@ -295,6 +295,8 @@ PasswordPrompt = Callable[[str], str]
 
 #: what ``IrodsClientGrid.connect`` calls to make a session when none is given (tests swap it).
 SESSION_FACTORY: Callable[..., Any] | None = None
+#: the class that runs rules when an adapter was given none (``irods.rule.Rule``; tests swap it).
+RULE_CLASS: Any = None
 
 
 def terminal_prompt(label: str) -> str:
@@ -816,7 +818,7 @@ class IrodsClientGrid(Grid):
         for key in params:
             if not re.fullmatch(r"\*[A-Za-z_][A-Za-z0-9_]*", key):
                 raise GridError(f"invalid rule parameter name {key!r}: it must look like *name")
-        rule_class = self._rule_class
+        rule_class = self._rule_class or RULE_CLASS
         if rule_class is None:
             from irods.rule import Rule
 
