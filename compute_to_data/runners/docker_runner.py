@@ -1,0 +1,561 @@
+"""Run the notebook in a locked-down Docker container on the compute resource's host.
+
+The service account that starts containers is in the ``docker`` group, which is
+root-equivalent; so everything that decides how powerful a container is comes from the
+administrator's server settings (:mod:`compute_to_data.settings`) or the resource's AVUs, never
+from a researcher's task config:
+
+* the image must be on the settings' allowlist (and match its pinned digest, if any), and must
+  already be on this host (it is never pulled);
+* no network (``network_mode="none"``), all capabilities dropped, ``no-new-privileges``,
+  read-only root filesystem with a tmpfs ``/tmp``, memory / CPU / pids limits;
+* it runs as the service account's uid:gid (or ``container_user`` from the settings) and never
+  as root;
+* it sees only this task's workdir: ``inputs/`` (hard links to the replicas) read-only at
+  ``/inputs``, ``task/`` read-only at ``/task``, ``outputs/`` writable at ``/outputs``;
+* GPUs only when the compute resource declares them (``COMPUTE_RESOURCE_GPUS``);
+* a wall-clock timeout kills it; it is always removed, also on Ctrl-C or an exception.
+
+The docker SDK is imported only when a runner is created; the code works with docker SDK 5.0.3
+(Debian 12's ``python3-docker``, which the iRODS server's Python uses) as well as 7.x.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import conventions as names
+from ..errors import NotAllowedError, RunnerError
+from ..settings import AllowedImage, Settings
+from .base import RunRequest, RunResult, Runner
+
+log = logging.getLogger(__name__)
+
+#: where the image bakes the notebooks (containers/classifier/Dockerfile).
+CONTAINER_NOTEBOOK_DIR = "/opt/c2d/notebooks"
+LABEL_TASK_ID = "c2d.task_id"
+LABEL_RESOURCE = "c2d.resource"
+LABEL_ROLE = "c2d.role"
+MAX_LOG_BYTES = 2_000_000
+_NOTEBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The image a run will use, resolved on this host."""
+
+    reference: str  # the allowlisted name, e.g. compute-to-data/classifier:0.1.0
+    id: str  # "sha256:..." content digest of the image: what goes into c2d::image_digest
+    allowed: AllowedImage
+
+
+@dataclass
+class _Run:
+    container_id: str
+    stop_reason: str | None = None
+
+
+def parse_user(spec: str) -> tuple[int, int]:
+    uid, _, gid = spec.partition(":")
+    return int(uid), int(gid or uid)
+
+
+class DockerRunner(Runner):
+    """Executes the image's entrypoint with the task's mounts and the administrator's limits."""
+
+    name = "docker"
+    uses_container_paths = True
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: Any = None,
+        poll_interval: float = 0.5,
+        finalize_timeout: float = 300.0,
+        api_timeout: int = 120,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.load()
+        self._client = client
+        self.poll_interval = poll_interval
+        self.finalize_timeout = finalize_timeout
+        self.api_timeout = api_timeout
+        self._runs: dict[str, _Run] = {}
+        self._runs_lock = threading.Lock()
+
+    # --- the docker client ------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import docker
+            except ImportError as exc:
+                raise RunnerError(
+                    "the docker runner needs the docker Python package (pip install docker, or "
+                    "Debian's python3-docker) in the Python that runs the tasks"
+                ) from exc
+            try:
+                client = docker.from_env(timeout=self.api_timeout)
+                client.ping()
+            except Exception as exc:
+                raise RunnerError(
+                    f"no Docker daemon answers on this host ({exc}); start Docker, and make sure the "
+                    "account running the tasks (the iRODS service account) is in the docker group"
+                ) from exc
+            self._client = client
+        return self._client
+
+    def describe(self) -> str:
+        return f"docker (image {self.settings.default_image or 'from the task config'}, no network)"
+
+    # --- decisions, all from the server settings --------------------------------------------
+    def check_image(self, reference: str | None) -> ImageInfo:
+        """Allowlisted, present on this host, and the pinned digest if the settings pin one.
+
+        The task engine calls :meth:`Settings.check_image` before replicating anything; this
+        repeats the check where the container is created (defence in depth) and adds what only
+        the daemon can tell.
+        """
+        allowed = self.settings.check_image(reference)
+        try:
+            import docker.errors
+
+            not_found: tuple[type[BaseException], ...] = (docker.errors.ImageNotFound,)
+        except ImportError:  # a fake client in unit tests
+            not_found = ()
+        try:
+            image = self.client.images.get(allowed.name)
+        except not_found:
+            raise RunnerError(
+                f"container image {allowed.name} is allowed but not present on this host; the administrator "
+                "builds it with `c2d image build` (images are never pulled by tasks)"
+            ) from None
+        image_id = str(image.id)
+        if allowed.digest:
+            repo_digests = [d.split("@", 1)[-1] for d in (image.attrs.get("RepoDigests") or [])]
+            if allowed.digest != image_id and allowed.digest not in repo_digests:
+                raise NotAllowedError(
+                    f"container image {allowed.name} on this host is {image_id}, but the server settings "
+                    f"({self.settings.source}) pin {allowed.digest}; the administrator must rebuild or re-pin it"
+                )
+        return ImageInfo(allowed.name, image_id, allowed)
+
+    def container_user(self) -> tuple[int, int]:
+        """The uid:gid containers run as: settings' ``container_user``, else ours; never root."""
+        spec = self.settings.container_user or f"{os.getuid()}:{os.getgid()}"
+        uid, gid = parse_user(spec)
+        if uid == 0 or gid == 0:
+            where = (
+                f"container_user {spec!r} in the server settings ({self.settings.source})"
+                if self.settings.container_user
+                else f"this process's uid:gid {spec} (no container_user in {self.settings.source})"
+            )
+            raise NotAllowedError(
+                f"refusing to run a task container as root ({where}); set container_user to the iRODS "
+                "service account's uid:gid"
+            )
+        return uid, gid
+
+    def container_kwargs(self, request: RunRequest, image: ImageInfo, user: tuple[int, int]) -> dict[str, Any]:
+        """Everything ``containers.create`` gets; a pure function of settings and request."""
+        if not _NOTEBOOK_NAME.match(request.notebook_name):
+            raise NotAllowedError(f"notebook must be a name, not a path: {request.notebook_name!r}")
+        notebook = request.notebook_name if request.notebook_name.endswith(".ipynb") else request.notebook_name + ".ipynb"
+        limits = self.settings.limits
+        cpus = float(limits.cpus)
+        host_cpus = os.cpu_count() or 1
+        if cpus > host_cpus:
+            log.info("limits.cpus %.2f exceeds this host's %d CPUs; using %d", cpus, host_cpus, host_cpus)
+            cpus = float(host_cpus)
+        kwargs: dict[str, Any] = {
+            "command": [
+                "--params", f"{names.CONTAINER_TASK_DIR}/{names.PARAMS_FILE}",
+                "--notebook", f"{CONTAINER_NOTEBOOK_DIR}/{notebook}",
+                "--output-dir", names.CONTAINER_OUTPUT_DIR,
+            ],
+            "user": f"{user[0]}:{user[1]}",
+            "network_mode": "none",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "privileged": False,
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,nosuid,nodev,size=2g"},
+            "ipc_mode": "private",
+            "mem_limit": limits.memory,
+            "memswap_limit": limits.memory,  # no swap: over the limit means OOM, not thrashing
+            "nano_cpus": int(cpus * 1e9),
+            "pids_limit": int(limits.pids),
+            "shm_size": limits.shm_size,
+            "volumes": {
+                str(request.input_dir.resolve()): {"bind": names.CONTAINER_INPUT_DIR, "mode": "ro"},
+                str(request.task_dir.resolve()): {"bind": names.CONTAINER_TASK_DIR, "mode": "ro"},
+                str(request.output_dir.resolve()): {"bind": names.CONTAINER_OUTPUT_DIR, "mode": "rw"},
+            },
+            "working_dir": "/tmp",
+            "hostname": "c2d-task",
+            "environment": {
+                "HOME": "/tmp",
+                "C2D_TASK_ID": request.task_id,
+                # torch and BLAS size their thread pools from the host's cores, not the CPU quota.
+                "OMP_NUM_THREADS": str(max(1, int(cpus))),
+                "MKL_NUM_THREADS": str(max(1, int(cpus))),
+            },
+            "labels": {
+                LABEL_TASK_ID: request.task_id,
+                LABEL_RESOURCE: request.resource_name,
+                LABEL_ROLE: "task",
+            },
+        }
+        if request.gpus > 0:
+            from docker.types import DeviceRequest
+
+            kwargs["device_requests"] = [DeviceRequest(count=int(request.gpus), capabilities=[["gpu"]])]
+        return kwargs
+
+    # --- the run ----------------------------------------------------------------------------
+    def run(self, request: RunRequest) -> RunResult:
+        image = self.check_image(request.image)
+        user = self.container_user()
+        kwargs = self.container_kwargs(request, image, user)
+        self._prepare_directories(request, user)
+
+        timings: dict[str, float] = {}
+        started, started_at = names.iso_utc(), time.monotonic()
+        run: _Run | None = None
+        container = None
+        state: dict[str, Any] = {}
+        logs = ""
+        exited_at: float | None = None
+        try:
+            t0 = time.perf_counter()
+            try:
+                container = self.client.containers.create(image.id, **kwargs)
+            except Exception as exc:
+                raise RunnerError(f"cannot create the task container from {image.reference}: {exc}") from exc
+            t1 = time.perf_counter()
+            run = _Run(container.id)
+            with self._runs_lock:
+                if request.task_id in self._runs:
+                    raise RunnerError(f"task {request.task_id} is already running in this runner")
+                self._runs[request.task_id] = run
+            try:
+                container.start()
+            except Exception as exc:
+                raise RunnerError(f"cannot start the task container from {image.reference}: {exc}") from exc
+            t2 = time.perf_counter()
+            timings["docker_create_seconds"] = round(t1 - t0, 3)
+            timings["docker_start_seconds"] = round(t2 - t1, 3)
+            log.info("task %s: container %s started from %s as %d:%d", request.task_id, container.short_id,
+                     image.reference, *user)
+            try:
+                self._supervise(request, run, container, started_at)
+            except BaseException:  # Ctrl-C while waiting: kill now; the finally removes it
+                run.stop_reason = run.stop_reason or "interrupted"
+                _kill(container)
+                raise
+            exited_at = time.perf_counter()
+            timings["container_seconds"] = round(exited_at - t2, 3)
+            container.reload()
+            state = dict(container.attrs.get("State") or {})
+            logs = _decode_log(container.logs(stdout=True, stderr=True))
+        finally:
+            teardown_from = exited_at if exited_at is not None else time.perf_counter()
+            if container is not None:
+                _remove(container)
+            # inspect + logs + remove: what Docker adds after the notebook has finished
+            timings["docker_teardown_seconds"] = round(time.perf_counter() - teardown_from, 3)
+            if run is not None:
+                with self._runs_lock:
+                    self._runs.pop(request.task_id, None)
+            self._restore_ownership(request)
+
+        killed = run.stop_reason if run is not None else None  # timeout, cancel
+        exit_code = int(state.get("ExitCode", -1))
+        oom = None
+        if bool(state.get("OOMKilled")):
+            oom = (
+                f"out of memory: the run exceeded the container's memory limit ({self.settings.limits.memory}) "
+                f"and was killed (container exit code {exit_code}); use fewer workers or a smaller batch_size, "
+                "or ask the administrator for a larger memory limit"
+            )
+        result_doc = _read_json(request.output_dir / names.RESULT_FILE)
+        if killed is not None or result_doc is None:
+            # Killed, or crashed before writing result.json: render what ran, in the same confinement.
+            message = killed or oom or (
+                f"the container exited with code {exit_code} without writing {names.RESULT_FILE}" + _last_line(logs)
+            )
+            logs += self._finalize(request, image, user, kwargs, message, started)
+            result_doc = _read_json(request.output_dir / names.RESULT_FILE)
+        reason = killed or oom
+        result = self._result(request, image, result_doc, reason, exit_code, logs, started, started_at, timings)
+        log.info("task %s: %s%s", request.task_id, result.status, f" ({result.error})" if result.error else "")
+        return result
+
+    def _supervise(self, request: RunRequest, run: _Run, container: Any, started_at: float) -> None:
+        """Wait for the container, report progress, kill it at the deadline or on cancel."""
+        deadline = started_at + request.timeout_seconds
+        last: tuple[int, int] | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            exited = False
+            if run.stop_reason is None and remaining > 0:
+                try:
+                    container.wait(timeout=max(0.05, min(self.poll_interval, remaining)))
+                    exited = True
+                except Exception as exc:  # requests' ReadTimeout/ConnectionError: still running
+                    if not _is_timeout(exc):
+                        raise RunnerError(f"lost track of the task container: {exc}") from exc
+            last = _report_progress(request, last)
+            if exited:
+                return
+            if run.stop_reason is None and time.monotonic() >= deadline:
+                run.stop_reason = f"timed out after {request.timeout_seconds} s"
+            if run.stop_reason is not None:
+                log.warning("task %s: %s; killing container %s", request.task_id, run.stop_reason,
+                            container.short_id)
+                _kill(container)
+                try:
+                    container.wait(timeout=60)
+                except Exception as exc:
+                    log.warning("task %s: container did not stop after kill: %s", request.task_id, exc)
+                _report_progress(request, last)
+                return
+
+    def _finalize(self, request: RunRequest, image: ImageInfo, user: tuple[int, int], kwargs: dict[str, Any],
+                  message: str, started: str) -> str:
+        """In a second container (same confinement): render the partial notebook, write result.json."""
+        finalize_kwargs = dict(kwargs)
+        finalize_kwargs["command"] = [
+            "--output-dir", names.CONTAINER_OUTPUT_DIR, "--interrupted", message,
+            "--input-dir", names.CONTAINER_INPUT_DIR, "--started", started,
+        ]
+        finalize_kwargs["labels"] = {**kwargs["labels"], LABEL_ROLE: "finalize"}
+        finalize_kwargs.pop("device_requests", None)
+        self._prepare_output_dir(request, user)
+        container = None
+        try:
+            container = self.client.containers.create(image.id, **finalize_kwargs)
+            container.start()
+            try:
+                container.wait(timeout=self.finalize_timeout)
+            except Exception as exc:
+                log.warning("task %s: rendering the interrupted report did not finish: %s", request.task_id, exc)
+                _kill(container)
+            text = _decode_log(container.logs(stdout=True, stderr=True))
+            return f"\n[docker runner] {message}; rendering the partial report\n{text}"
+        except Exception as exc:
+            log.warning("task %s: could not render the interrupted report: %s", request.task_id, exc)
+            return f"\n[docker runner] {message}; could not render the partial report: {exc}\n"
+        finally:
+            if container is not None:
+                _remove(container)
+            self._restore_ownership(request)
+
+    def _result(self, request: RunRequest, image: ImageInfo, doc: dict[str, Any] | None, reason: str | None,
+                exit_code: int, logs: str, started: str, started_at: float, timings: dict[str, float]) -> RunResult:
+        progress = _read_progress(request.output_dir)
+        all_timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
+        all_timings.update(timings)
+        base = dict(
+            started=started, finished=names.iso_utc(), duration_seconds=round(time.monotonic() - started_at, 3),
+            log=logs, log_name=names.CONTAINER_LOG, runner=self.name, image=image.reference,
+            image_digest=image.id, timings=all_timings,
+            images_total=int((doc or {}).get("images_total") or (progress[1] if progress else 0)),
+            images_done=int((doc or {}).get("images_done") or (progress[0] if progress else 0)),
+        )
+        if reason is not None:
+            return RunResult(status="failed", error=reason, **base)
+        if doc is None:
+            return RunResult(status="failed", error=(
+                f"the container exited with code {exit_code} without writing {names.RESULT_FILE}{_last_line(logs)}"),
+                **base)
+        status = "succeeded" if doc.get("status") == "succeeded" else "failed"
+        error = doc.get("error") or None
+        if status == "succeeded" and exit_code != 0:
+            status, error = "failed", f"the container exited with code {exit_code} after reporting success"
+        elif status == "failed" and not error:
+            error = f"the notebook run failed (container exit code {exit_code}); see {names.CONTAINER_LOG}"
+        return RunResult(status=status, error=error, **base)
+
+    # --- files on the host ------------------------------------------------------------------
+    def _prepare_directories(self, request: RunRequest, user: tuple[int, int]) -> None:
+        for directory in (request.input_dir, request.task_dir):
+            if not directory.is_dir():
+                raise RunnerError(f"the task workdir has no {directory.name}/ directory ({directory})")
+        if not (request.task_dir / names.PARAMS_FILE).is_file():
+            raise RunnerError(f"{request.task_dir / names.PARAMS_FILE} is missing: the task wrote no parameters")
+        problem = _first_unreadable([request.input_dir, request.task_dir], *user)
+        if problem is not None:
+            raise RunnerError(
+                f"{problem} is not readable by the container user {user[0]}:{user[1]}; the container runs as "
+                "container_user from the server settings (default: the service account), which must be able to "
+                "read the replicas in the vault"
+            )
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (names.RESULT_FILE, names.PROGRESS_FILE):  # never report an earlier attempt's
+            (request.output_dir / stale).unlink(missing_ok=True)
+        self._prepare_output_dir(request, user)
+
+    @staticmethod
+    def _prepare_output_dir(request: RunRequest, user: tuple[int, int]) -> None:
+        """Make /outputs writable for the container's uid without opening it to anyone else."""
+        output = request.output_dir
+        uid, gid = user
+        if os.geteuid() == 0:
+            for path in [output, *output.rglob("*")]:
+                os.lchown(path, uid, gid)
+            return
+        info = output.stat()
+        writable = (
+            (info.st_uid == uid and info.st_mode & stat.S_IWUSR)
+            or (info.st_gid == gid and info.st_mode & stat.S_IWGRP)
+            or info.st_mode & stat.S_IWOTH
+        )
+        if not writable:
+            raise RunnerError(
+                f"the output directory {output} (owner {info.st_uid}:{info.st_gid}, mode {stat.filemode(info.st_mode)}) "
+                f"is not writable by the container user {uid}:{gid}; leave container_user unset to run containers "
+                "as the service account itself"
+            )
+
+    @staticmethod
+    def _restore_ownership(request: RunRequest) -> None:
+        """When we are root, hand the outputs back to us: the vault never keeps the container's uid."""
+        if os.geteuid() != 0 or not request.output_dir.is_dir():
+            return
+        uid, gid = os.getuid(), os.getgid()
+        for path in [request.output_dir, *request.output_dir.rglob("*")]:
+            try:
+                os.lchown(path, uid, gid)
+            except OSError as exc:
+                log.warning("cannot hand %s back to %d:%d: %s", path, uid, gid, exc)
+
+    # --- cancel -----------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> bool:
+        """Kill the container(s) of ``task_id`` on this host (found by label); True if any ran."""
+        with self._runs_lock:
+            run = self._runs.get(task_id)
+            if run is not None:
+                run.stop_reason = run.stop_reason or "cancelled on request"
+        try:
+            containers = self.client.containers.list(filters={"label": f"{LABEL_TASK_ID}={task_id}"})
+        except Exception as exc:
+            raise RunnerError(f"cannot list the containers of task {task_id}: {exc}") from exc
+        for container in containers:
+            _kill(container)
+        if containers:
+            log.info("task %s: cancelled (%d container(s) killed)", task_id, len(containers))
+        return bool(containers) or run is not None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _is_timeout(exc: Exception) -> bool:
+    """A read timeout of ``container.wait`` (requests raises ReadTimeout or ConnectionError)."""
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with the docker SDK
+        return "timed out" in str(exc).lower()
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    return isinstance(exc, requests.exceptions.ConnectionError) and "timed out" in str(exc).lower()
+
+
+def _kill(container: Any) -> None:
+    try:
+        container.kill()
+    except Exception as exc:  # already gone, or exited between poll and kill
+        log.debug("kill %s: %s", getattr(container, "short_id", "?"), exc)
+
+
+def _remove(container: Any) -> None:
+    """Always remove the container; ``force`` kills it first if it still runs."""
+    for attempt in range(3):
+        try:
+            container.remove(force=True)
+            return
+        except Exception as exc:
+            if "No such container" in str(exc) or "is already in progress" in str(exc):
+                return
+            if attempt == 2:
+                log.error("could not remove container %s: %s", getattr(container, "short_id", "?"), exc)
+            time.sleep(0.5)
+
+
+def _last_line(logs: str) -> str:
+    line = next((line for line in reversed(logs.splitlines()) if line.strip()), "")
+    return f"; last output: {line.strip()[:300]}" if line else ""
+
+
+def _decode_log(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > MAX_LOG_BYTES:
+        half = MAX_LOG_BYTES // 2
+        data = data[:half] + b"\n[... log truncated ...]\n" + data[-half:]
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _read_progress(output_dir: Path) -> tuple[int, int] | None:
+    try:
+        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
+        return int(done), int(total)
+    except (OSError, ValueError):
+        return None
+
+
+def _report_progress(request: RunRequest, last: tuple[int, int] | None) -> tuple[int, int] | None:
+    current = _read_progress(request.output_dir)
+    if current is None:
+        return last
+    if current != last and request.progress is not None:
+        try:
+            request.progress(*current)
+        except Exception:  # a failing progress report must not end the computation
+            log.exception("task %s: progress callback failed", request.task_id)
+    return current
+
+
+def _readable(info: os.stat_result, uid: int, gid: int, directory: bool) -> bool:
+    need = (stat.S_IRUSR | stat.S_IXUSR, stat.S_IRGRP | stat.S_IXGRP, stat.S_IROTH | stat.S_IXOTH) if directory \
+        else (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+    mode = info.st_mode
+    if info.st_uid == uid:
+        return mode & need[0] == need[0]
+    if info.st_gid == gid:
+        return mode & need[1] == need[1]
+    return mode & need[2] == need[2]
+
+
+def _first_unreadable(roots: list[Path], uid: int, gid: int) -> str | None:
+    """The first file or directory under ``roots`` the container's uid:gid could not read."""
+    for root in roots:
+        for current, dirs, files in os.walk(root):
+            here = Path(current)
+            if not _readable(here.stat(), uid, gid, True):
+                return str(here)
+            for name in files:
+                path = here / name
+                try:
+                    info = path.stat()
+                except OSError:
+                    return str(path)
+                if not _readable(info, uid, gid, False):
+                    return str(path)
+    return None
