@@ -222,7 +222,7 @@ def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -
 
 def wait(
     task: Annotated[str, typer.Argument(help="Task id or task collection.")],
-    poll: Annotated[float, typer.Option("--poll", min=0.2, help="Seconds between looks at the task's state.")] = 2.0,
+    poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between looks at the task's state.")] = 2.0,
     timeout: Annotated[Optional[float], typer.Option("--timeout", min=0, help=f"Stop waiting after this many seconds (exit {EXIT_TIMEOUT}).")] = None,
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
     port: PortOpt = None, zone: ZoneOpt = None,

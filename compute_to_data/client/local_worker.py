@@ -12,26 +12,36 @@ import logging
 import posixpath
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import conventions as names
 from ..errors import ComputeToDataError
+
+if TYPE_CHECKING:
+    from ..tasks import TaskOutcome
+
+
+def run_queued_task(grid, collection: str, context) -> "TaskOutcome":  # noqa: ANN001
+    """Run the queued task recorded in ``collection`` with ``context`` (a TaskContext)."""
+    from ..taskconfig import TaskConfig
+    from ..tasks import create_task
+    from ..tasks.state import TaskStateStore
+
+    record = TaskStateStore(grid).read(collection)
+    config_path = posixpath.join(collection, names.TASK_CONFIG_FILE)
+    config = TaskConfig.from_json(grid.read_data_object(config_path), source=config_path)
+    submitted_by = record.get(names.A_SUBMITTED_BY) or grid.user
+    return create_task(config, context, task_id=record.task_id, submitted_by=submitted_by).run()
 
 
 def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path | None = None) -> int:
     from ..grid.local import LocalGrid
     from ..settings import Settings
-    from ..taskconfig import TaskConfig
-    from ..tasks import TaskContext, create_task
-    from ..tasks.state import TaskStateStore
+    from ..tasks import TaskContext
 
     grid = LocalGrid(grid_dir, user=user)
-    record = TaskStateStore(grid).read(collection)
-    config_path = posixpath.join(collection, names.TASK_CONFIG_FILE)
-    config = TaskConfig.from_json(grid.read_data_object(config_path), source=config_path)
     context = TaskContext(grid=grid, settings=Settings.load(settings_file))
-    outcome = create_task(
-        config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or user
-    ).run()
+    outcome = run_queued_task(grid, collection, context)
     logging.getLogger(__name__).info("task %s ended %s", outcome.task_id, outcome.state)
     return 0 if outcome.succeeded else 1
 

@@ -122,4 +122,7 @@ class LocalSubmitter:
         current = store.read(record.collection)
         if current.state is not None and current.state.is_final:
             raise TaskStateError(f"task {current.task_id} is already {current.state.value}; nothing to cancel")
-        store.write(record.collection, {names.A_STATE: TaskState.CANCELLED})
+        values: dict[str, object] = {names.A_STATE: TaskState.CANCELLED}
+        if current.state == TaskState.QUEUED:  # it will never run: it ends now
+            values[names.A_FINISHED] = names.iso_utc()
+        store.write(record.collection, values)
