@@ -118,6 +118,7 @@ def test_report_shows_counts_errors_and_figures(classified):
     report = (classified.out / names.REPORT_FILE).read_text()
     assert "<table>" in report and "mean score" in report
     assert "Unreadable files (1)" in report and "broken.png" in report
+    assert "runner-up" in report and "digit_" in report  # least certain predictions, by file
     assert report.count("data:image/png;base64") >= 2  # score histogram and sample grid
     assert "An Exception was encountered" not in report
 
