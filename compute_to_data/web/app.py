@@ -129,6 +129,15 @@ def create_app(config: WebConfig) -> Starlette:
         if origin and origin != "null" and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
             raise HTTPException(403, "cross-site form submission refused")
 
+    def prediction_query(session: UserSession, client: TaskClient, record: TaskRecord, **filters: Any) -> PredictionQuery:
+        """The task's PredictionQuery; the tagging attribute names (from its recorded config)
+        are read once per task and session."""
+        attributes = session.cached(f"attributes:{record.collection}", 3600, lambda: client.class_attribute_names(record))
+        return PredictionQuery(
+            task_id=record.task_id, input_collection=record.get(names.A_INPUT_COLLECTION),
+            class_attribute=attributes[0], score_attribute=attributes[1], **filters,
+        )
+
     def task_of(session: UserSession, task_id: str) -> tuple[TaskClient, TaskRecord]:
         if not TASK_ID_RE.fullmatch(task_id):
             raise HTTPException(404, f"{task_id!r} is not a task id")
@@ -220,7 +229,7 @@ def create_app(config: WebConfig) -> Starlette:
     def _task(request: Request, task_id: str) -> Response:
         session = user_session(request)
         client, record = task_of(session, task_id)
-        query = client.prediction_query(record)
+        query = prediction_query(session, client, record)
         counts = _counts(session, client, record, query)
         parameters = record.get(names.A_PARAMETERS)
         try:
@@ -318,11 +327,11 @@ def create_app(config: WebConfig) -> Starlette:
         filters, keep, error = _filters(params)
         per_page = _int(params.get("per_page"), config.page_size, 1, MAX_PER_PAGE)
         page = _int(params.get("page"), 1, 1, 10**9)
-        query = client.prediction_query(record, extra_attributes=VALIDATION_ATTRIBUTES, **filters)
+        query = prediction_query(session, client, record, extra_attributes=VALIDATION_ATTRIBUTES, **filters)
         result = session.grid.query_predictions(query, (page - 1) * per_page, per_page)
         hidden = set(session.grid.paths_lacking_access([i.path for i in result.items], AccessLevel.READ)) if result.items else set()
         items = [i for i in result.items if i.path not in hidden]
-        counts = _counts(session, client, record, client.prediction_query(record))
+        counts = _counts(session, client, record, prediction_query(session, client, record))
         pages = math.ceil(result.total / per_page) if result.total is not None else None
         if per_page != config.page_size:
             keep["per_page"] = str(per_page)
@@ -340,7 +349,7 @@ def create_app(config: WebConfig) -> Starlette:
 
     def _task_image(session: UserSession, client: TaskClient, record: TaskRecord, path: str):  # noqa: ANN202
         """The task's image at ``path`` with its prediction and validation AVUs, or 404."""
-        query = client.prediction_query(record)
+        query = prediction_query(session, client, record)
         root = query.input_collection.rstrip("/")
         if not path.startswith(root + "/") or posixpath.normpath(path) != path:
             raise HTTPException(404, "that object is not an image of this task")
@@ -382,7 +391,7 @@ def create_app(config: WebConfig) -> Starlette:
                         return labels
             except (ComputeToDataError, ValueError, AttributeError):
                 pass
-            return sorted(_counts(session, client, record, client.prediction_query(record)))
+            return sorted(_counts(session, client, record, prediction_query(session, client, record)))
 
         return session.cached(f"labels:{record.task_id}", 3600, load)
 
