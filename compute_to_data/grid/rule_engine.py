@@ -374,7 +374,7 @@ class RuleEngineGrid(Grid):
             path = posixpath.join(row["COLL_NAME"], row["DATA_NAME"])
             level = int(row["DATA_ACCESS_TYPE"] or 0)
             levels[path] = max(levels.get(path, 0), level)
-        return {p: lvl for p, lvl in levels.items() if lvl >= int(minimum)}
+        return {p: lvl for p, lvl in levels.items() if lvl >= int(minimum) and lvl > 0}
 
     def list_data_objects(
         self, collection: str, recursive: bool = False, avu_attributes: Sequence[str] = ()
@@ -427,12 +427,15 @@ class RuleEngineGrid(Grid):
         else:
             ancestor = posixpath.commonpath(parents)
             alternatives = gq.under_collection("COLL_NAME", ancestor)
-        granted = self._readable_objects(level, alternatives)
-        lacking = [p for p in wanted if p not in granted]
-        # What is not a data object may be a collection: ask the server about those few.
+        held = self._readable_objects(AccessLevel.NONE, alternatives)
+        lacking = [p for p in wanted if held.get(p, 0) < int(level)]
+        # A path the caller holds nothing on as a data object may be a collection: find those
+        # in one query per 20 paths, and ask the server about them (few in practice).
+        unknown = [p for p in lacking if p not in held]
+        collections = {r["COLL_NAME"] for r in self._query(["COLL_NAME"], (), gq.one_of("COLL_NAME", unknown))} if unknown else set()
         still = []
         for path in lacking:
-            if self._collection_row(path):
+            if path in collections:
                 try:
                     if self.has_access(path, level):
                         continue

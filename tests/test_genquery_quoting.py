@@ -1,0 +1,169 @@
+"""GenQuery quoting with hostile values: never a broken query, never a widened result.
+
+Conditions built by ``compute_to_data.grid.genquery_quote`` are read by the same two parsers a
+real iRODS 5 server applies (tests/fakes/irods_genquery_parser.py: the client-side GenQuery1
+parser, then the catalog's SQL generator) and evaluated against decoy values; rows of widened
+conditions are filtered exactly as the adapter filters them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+
+try:
+    from .fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+    from .fakes.irods_catalog import KNOWN_COLUMNS
+    from .grid_factories import rule_engine_factory
+except ImportError:  # pragma: no cover
+    from fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+    from fakes.irods_catalog import KNOWN_COLUMNS
+    from grid_factories import rule_engine_factory
+
+HOSTILE = [
+    "it's a cat.png",
+    "50%_off.png",
+    "a_b",
+    "a%",
+    "%",
+    "_",
+    "''",
+    "'",
+    "x' || like '%",
+    "x' and DATA_NAME like '%",
+    "a||b",
+    "a&&b",
+    "it's a||b",
+    "back\\slash",
+    "\\x27 literally",
+    "trailing\\",
+    "in ('a', 'b')",
+    "between 'a' 'z'",
+    "tab\there",
+    "new\nline",
+    "ünïcødé ✓",
+    "[brackets] (parens) \"double\"",
+]
+DECOYS = ["", "x", "a", "ab", "aXb", "a%b", "50Xoff.png", "50%_off.pngX", "it's", "its a cat.png",
+          "back/slash", "backXslash", "a|b", "a&b", "anything at all"]
+
+
+def matches(condition: gq.Condition, value: str) -> bool:
+    """What the server returns for this value, then the adapter's exact check on the row."""
+    [parsed] = parse_conditions(condition.text, KNOWN_COLUMNS)
+    assert parsed.column == condition.column
+    server_says = compile_condition(parsed.text)(value)
+    return server_says and (condition.exact or condition.keep(value))
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_equals_matches_exactly_the_value(value: str) -> None:
+    condition = gq.equals("DATA_NAME", value)
+    assert matches(condition, value)
+    for other in DECOYS + [v for v in HOSTILE if v != value]:
+        assert not matches(condition, other), (value, other)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_under_collection_matches_the_collection_and_below_only(value: str) -> None:
+    collection = f"/tempZone/home/alice/{value}"
+    conditions = gq.under_collection("COLL_NAME", collection)
+    inside = [collection, f"{collection}/sub", f"{collection}/sub/deeper/x"]
+    outside = [f"/tempZone/home/alice/{d}" for d in DECOYS] + [collection + "X", collection + "_2/sub",
+                                                                "/tempZone/home/alice", "/tempZone/home/alice/" + value[:-1]]
+    for path in inside:
+        assert any(matches(c, path) for c in conditions), path
+    for path in outside:
+        if path in inside:
+            continue
+        assert not any(matches(c, path) for c in conditions), (collection, path)
+
+
+def test_one_of_matches_exactly_the_values() -> None:
+    values = [f"v{i}" for i in range(45)] + HOSTILE
+    conditions = gq.one_of("META_DATA_ATTR_NAME", values)
+    assert len([c for c in conditions if " in (" in c.text]) == 3  # 45 plain values, 20 a list
+    for value in values:
+        assert sum(matches(c, value) for c in conditions) >= 1, value
+    for decoy in DECOYS + ["v45", "v1 "]:
+        if decoy not in values:
+            assert not any(matches(c, decoy) for c in conditions), decoy
+
+
+def test_literal_doubles_quotes_and_refuses_what_the_parser_could_misread() -> None:
+    assert gq.literal("it's") == "'it''s'"
+    assert gq.literal("50%_off") == "'50%_off'"
+    for bad in ("back\\slash", "it's||x", "new\nline"):
+        with pytest.raises(gq.UnquotableValue):
+            gq.literal(bad)
+    with pytest.raises(gq.UnquotableValue):
+        gq.plain_literal("it's")
+    assert gq.like_pattern("it's a\\b|c&d%e_f") == "it_s a_b_c_d%e_f"
+
+
+def test_the_fake_parser_reads_literals_as_the_real_server_does() -> None:
+    """Observed on iRODS 5.0.2 (irods-facts.md), reproduced by the fake."""
+    [doubled] = parse_conditions("DATA_NAME = 'it''s a cat.png'", KNOWN_COLUMNS)
+    assert compile_condition(doubled.text)("it's a cat.png")
+    [hexed] = parse_conditions("DATA_NAME = 'it\\x27s a cat.png'", KNOWN_COLUMNS)
+    assert compile_condition(hexed.text)("it's a cat.png")
+    with pytest.raises(GenQueryError) as escaped:
+        parse_conditions("DATA_NAME = 'it\\'s a cat.png'", KNOWN_COLUMNS)
+    assert escaped.value.code == -1084000  # INPUT_ARG_NOT_WELL_FORMED_ERR
+    [percent] = parse_conditions("DATA_NAME = '50%'", KNOWN_COLUMNS)
+    assert compile_condition(percent.text)("50%") and not compile_condition(percent.text)("50 percent")
+    [wild] = parse_conditions("DATA_NAME like '50%'", KNOWN_COLUMNS)
+    assert compile_condition(wild.text)("50 percent")
+    with pytest.raises(GenQueryError) as unknown:
+        parse_conditions("NO_SUCH_COLUMN = 'x'", KNOWN_COLUMNS)
+    assert unknown.value.code == -1107000  # NO_COLUMN_NAME_FOUND
+
+
+@pytest.mark.parametrize("naive, value, decoy", [
+    ("DATA_NAME = 'x' || like '%'", "x' || like '%", "anything"),  # unquoted value: a wildcard
+    ("DATA_NAME like 'a_b%'", "a_b", "aXb"),  # a LIKE prefix keeps '_' as a wildcard
+    ("DATA_NAME = 'it''s||x'", "it's||x", "it"),  # doubled quote, then split as a compound
+    ("DATA_NAME = 'it\\'s'", "it's", "it"),  # backslash-escaped quote
+])
+def test_naive_quoting_would_be_caught(naive: str, value: str, decoy: str) -> None:
+    """The fake is strict enough that quoting bugs show up: each naive form errors or misreads."""
+    try:
+        [parsed] = parse_conditions(naive, KNOWN_COLUMNS)
+        predicate = compile_condition(parsed.text)
+        wrong = predicate(decoy) or not predicate(value)
+    except GenQueryError:
+        wrong = True  # a broken query
+    assert wrong
+    assert matches(gq.equals("DATA_NAME", value), value) and not matches(gq.equals("DATA_NAME", value), decoy)
+
+
+def test_hostile_names_through_the_rule_engine_adapter(tmp_path) -> None:
+    """Objects, collections and AVUs with hostile names, next to decoys that a widened query
+    would also return: every listing and lookup returns exactly the right entities."""
+    setup = rule_engine_factory(tmp_path)
+    g, home = setup.grid, setup.home
+    names = ["it's", "50%_x", "a||b", "q' || like '%", "back\\slash", "\\x27", "in ('a')"]
+    decoys = ["its", "50Xyx", "a|b", "q", "backXslash", "x27", "in (_a_)"]
+    for name in names + decoys:
+        setup.put(f"{home}/{name}/img {name}.png", name.encode())
+        setup.put(f"{home}/{name}/sub/deep.png", b"d")
+    for name in names:
+        coll = f"{home}/{name}"
+        flat = g.list_data_objects(coll)
+        assert [o.path for o in flat] == [f"{coll}/img {name}.png"], name
+        deep = g.list_data_objects(coll, recursive=True)
+        assert [o.path for o in deep] == sorted([f"{coll}/img {name}.png", f"{coll}/sub/deep.png"]), name
+        assert g.collection_exists(coll) and g.data_object_exists(f"{coll}/img {name}.png")
+        assert g.read_data_object(f"{coll}/img {name}.png") == name.encode()
+        g.apply_metadata([MetadataOperation("add", EntityType.COLLECTION, coll, AVU("c2d::task_id", name, name))])
+    for name in names:
+        found = g.find_collections_with_avu("c2d::task_id", name)
+        assert [c.path for c in found] == [f"{home}/{name}"], name
+        assert found[0].avus == (AVU("c2d::task_id", name, name),)
+        under = g.find_collections_with_avu("c2d::task_id", under=f"{home}/{name}")
+        assert [c.path for c in under] == [f"{home}/{name}"], name
+    assert g.list_collections(f"{home}/{names[0]}") == [f"{home}/{names[0]}/sub"]
+    queries = setup.server.queries  # type: ignore[attr-defined]
+    assert queries and all("\\" not in conditions for _, conditions in queries)  # never a backslash sent
