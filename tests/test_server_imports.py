@@ -34,3 +34,27 @@ def test_importing_the_rulebase_pulls_in_no_heavy_package() -> None:
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     # the plugin's own modules are imported only when a rule runs inside the server
     assert not loaded & {"genquery", "session_vars", "irods_types"}
+
+
+def test_installation_examples_are_consistent() -> None:
+    """config/*.example: what docs/install-irods.md tells the administrator to install."""
+    from pathlib import Path
+
+    from compute_to_data.settings import Settings
+
+    config = Path(__file__).resolve().parent.parent / "config"
+    settings = Settings.from_document(json.loads((config / "compute_to_data.json.example").read_text()), "example")
+    assert settings.default_image and settings.allowed_runners == ("docker",) and not settings.upload_trigger_enabled
+    core = (config / "core.py.example").read_text()
+    compile(core, "core.py", "exec")
+    assert "from compute_to_data.rules import *" in core.splitlines()
+    engines = json.loads((config / "server_config.rule_engines.json.example").read_text())
+    order = [e["instance_name"] for e in engines["plugin_configuration"]["rule_engines"]]
+    assert order.index("irods_rule_engine_plugin-irods_rule_language-instance") < order.index(
+        "irods_rule_engine_plugin-python-instance"
+    )
+    docs = (config.parent / "docs" / "install-irods.md").read_text()
+    for heading in ("# Install on an iRODS zone", "# Run a task"):
+        assert heading in docs.splitlines()
+    for rule in ("c2d_run.r", "c2d_submit.r", "c2d_status.r", "c2d_cancel.r", "iqstat"):
+        assert rule in docs
