@@ -200,3 +200,78 @@ def make_fake_zone(n_images: int = 12, task_id: str = "20261122T020304Z-3f9a1c",
     }
     catalog.collections[collection].avus = [(k, v, "") for k, v in avus.items()]
     return catalog, MadeTask(task_id, collection, inputs, images, classes, scores)
+
+
+# --- a task run for real: c2d submit -> detached worker -> notebook (in-process runner) ----------
+@dataclass
+class RealRun:
+    root: Path  # the LocalGrid directory
+    task_id: str
+    collection: str
+    inputs: str
+    submit: "subprocess.CompletedProcess[str]"
+    wait: "subprocess.CompletedProcess[str]"
+    truth: dict[str, str]  # logical path -> true digit
+
+
+def c2d(*args: str, timeout: float = 600) -> "subprocess.CompletedProcess[str]":
+    """The real command, in its own process (as a researcher runs it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("C2D_LOCAL_GRID", None)
+    return subprocess.run([sys.executable, "-m", "compute_to_data", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+_REAL_RUN: list[RealRun] = []
+
+
+def real_run() -> RealRun:
+    """Once per test process: a LocalGrid with 40 real digit images and a small trained model,
+    a task submitted with ``c2d submit --local`` and followed with ``c2d wait``."""
+    if _REAL_RUN:
+        return _REAL_RUN[0]
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        from .notebook_support import make_inputs, tiny_model
+    except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+        from notebook_support import make_inputs, tiny_model
+
+    base = Path(tempfile.mkdtemp(prefix="c2d-real-run-"))
+    atexit.register(shutil.rmtree, base, True)
+    admin = make_grid(base / "grid")
+    alice = admin.as_user("alice")
+    home = f"/{ZONE}/home/alice"
+    truth_rel = make_inputs(base / "digits", 40)
+    (base / "digits" / "broken.png").unlink()
+    alice.put_tree(base / "digits", f"{home}/digits", STORAGE)
+    model = tiny_model()
+    alice.create_collection(f"{home}/models")
+    alice.put_file(Path(model["model"]), f"{home}/models/digits.pt", STORAGE)
+    alice.put_file(Path(model["labels"]), f"{home}/models/labels.txt", STORAGE)
+    settings = base / "settings.json"
+    settings.write_text(json.dumps({"allowed_runners": ["inprocess"], "staging_directory": str(base / "staging")}))
+    config = base / "classify.json"
+    config.write_text(json.dumps({
+        "task_type": "image_classification",
+        "inputs": {"collection": f"{home}/digits", "pattern": "*.png", "recursive": True},
+        "output": {"collection": f"{home}/results"},
+        "container": {"runner": "inprocess"},
+        "parameters": {"model": f"{home}/models/digits.pt", "labels": f"{home}/models/labels.txt", "batch_size": 8},
+    }))
+    local = ["--local", str(base / "grid"), "--user", "alice"]
+    submitted = c2d("submit", str(config), *local, "--settings", str(settings))
+    if submitted.returncode != 0:
+        raise AssertionError(f"c2d submit failed: {submitted.stderr}")
+    task_id = submitted.stdout.strip()
+    waited = c2d("wait", task_id, *local, "--poll", "0.5", "--timeout", "600")
+    run = RealRun(base / "grid", task_id, f"{home}/results/{task_id}", f"{home}/digits", submitted, waited,
+                  {f"{home}/digits/{rel}": label for rel, label in truth_rel.items()})
+    _REAL_RUN.append(run)
+    return run
