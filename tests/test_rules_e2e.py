@@ -224,6 +224,21 @@ def test_run_is_dispatched_to_the_compute_resource_host(tmp_path: Path, monkeypa
     assert zone.runner_hosts == ["gpu-node-1", "gpu-node-1"]
 
 
+def test_cancel_of_a_running_task_on_another_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zone = build_zone(tmp_path, monkeypatch, compute_host="gpu-node-1")
+    seen = []
+    zone.runner.before_return = lambda request: seen.append(zone.irule("c2d_cancel", request.task_id))
+    task_id = fields(zone.irule("c2d_submit", CONFIG).stdout)["task_id"]
+    [delayed] = zone.server.run_delay_queue()
+    [cancel] = seen
+    assert cancel.ok, cancel.error
+    assert "stopped: requested on gpu-node-1" in cancel.stdout
+    assert [host for host, text in zone.server.remote_calls if text.startswith("c2d_cancel_here(")] == ["gpu-node-1"]
+    assert zone.runner.stopped == {task_id}
+    assert zone.runner_hosts == ["gpu-node-1", "gpu-node-1"]  # the run, then the cancel: both there
+    assert zone.record(f"{RESULTS}/{task_id}")[names.A_STATE] == "cancelled"
+
+
 def test_unreachable_or_unrecognised_compute_host_fails_the_task_readably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     zone = build_zone(tmp_path, monkeypatch, compute_host="gpu-node-1")
     from compute_to_data.grid import hosts
