@@ -18,10 +18,10 @@ from compute_to_data.grid.rule_engine import RuleEngineGrid
 
 try:
     from .fakes.irods_server import FakeIrodsServer, irods_error
-    from .grid_factories import ALICE, BOB, COMPUTE, STORAGE, GridSetup, rule_engine_factory
+    from .grid_factories import ALICE, BOB, COMPUTE, GridSetup, rule_engine_factory
 except ImportError:  # pragma: no cover
     from fakes.irods_server import FakeIrodsServer, irods_error
-    from grid_factories import ALICE, BOB, COMPUTE, STORAGE, GridSetup, rule_engine_factory
+    from grid_factories import ALICE, BOB, COMPUTE, GridSetup, rule_engine_factory
 
 #: what a rodsuser's rules may call: no admin-only microservice, no registration, no server policy.
 ALLOWED_CALLS = {

@@ -17,7 +17,6 @@ import pytest
 
 from compute_to_data import conventions as names
 from compute_to_data import rules
-from compute_to_data.conventions import TaskState
 from compute_to_data.grid.base import AccessLevel, EntityType
 
 try:
@@ -168,7 +167,7 @@ def test_cancel_of_a_running_task_stops_its_container(zone: Zone) -> None:
 # --- refusals before any change --------------------------------------------------------------------
 def test_caller_without_write_on_the_destination_is_refused_before_any_change(zone: Zone) -> None:
     bob = zone.admin.as_user("bob")
-    bob.create_collection(f"/tempZone/home/bob/results")
+    bob.create_collection("/tempZone/home/bob/results")
     zone.admin.set_acl("read", "alice", "/tempZone/home/bob/results")
     zone.put_config(config_doc(output={"collection": "/tempZone/home/bob/results"}))
     vault_before = sorted(p for p in (zone.root / "grid" / "vaults" / "gpu_resc").rglob("*"))
