@@ -199,7 +199,8 @@ def test_wait_exit_codes(local, capsys, monkeypatch):
     # cancelled -> 2
     code, out, _ = run_cli(capsys, monkeypatch, *local.args("cancel", queued))
     assert code == 0 and "cancelled" in out
-    assert TaskStateStore(local.alice).find(queued).get(names.A_FINISHED)
+    cancelled = TaskStateStore(local.alice).find(queued)
+    assert cancelled.get(names.A_FINISHED) and cancelled.get(names.A_ERROR) == "cancelled by alice"
     code, out, _ = run_cli(capsys, monkeypatch, *local.args("wait", queued))
     assert code == 2 and "cancelled" in out
 
@@ -376,3 +377,16 @@ def test_task_client_wait_polls_until_final(tmp_path):
     assert result.exit_code == 0 and seen[:3] == ["queued"] * 3 and "running" in seen and seen[-1] == "succeeded"
     timed = client.wait(outcome.task_id, timeout=0)
     assert timed.exit_code == 0  # already final: a timeout does not matter
+
+
+def test_uploaded_configs_never_fire_the_upload_trigger(tmp_path):
+    admin, alice = make_grid(tmp_path)
+    config = tmp_path / "classify birds.c2d.json"
+    config.write_text(json.dumps({
+        "task_type": "image_classification", "inputs": {"collection": IMAGES}, "output": {"collection": RESULTS},
+        "parameters": {"model": f"{HOME}/models/model.pt", "labels": f"{HOME}/models/labels.txt"},
+    }))
+    logical = TaskClient(alice).upload_config(config)
+    assert logical.startswith(f"{HOME}/.c2d/submissions/") and logical.endswith("-classify_birds.json")
+    assert not logical.endswith(".c2d.json")
+    assert alice.read_data_object(logical) == config.read_bytes()

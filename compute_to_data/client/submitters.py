@@ -122,7 +122,8 @@ class LocalSubmitter:
         current = store.read(record.collection)
         if current.state is not None and current.state.is_final:
             raise TaskStateError(f"task {current.task_id} is already {current.state.value}; nothing to cancel")
-        values: dict[str, object] = {names.A_STATE: TaskState.CANCELLED}
-        if current.state == TaskState.QUEUED:  # it will never run: it ends now
-            values[names.A_FINISHED] = names.iso_utc()
+        # As the rule c2d_cancel records it: who cancelled; a task that never ran ends now.
+        values: dict[str, object] = {names.A_ERROR: f"cancelled by {self.grid.user}", names.A_STATE: TaskState.CANCELLED}
+        if current.state != TaskState.RUNNING:
+            values = {names.A_FINISHED: names.iso_utc(), **values}
         store.write(record.collection, values)

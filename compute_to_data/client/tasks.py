@@ -28,6 +28,8 @@ from .submitters import Submitter
 
 #: where uploaded configs go, under the caller's home collection.
 SUBMISSIONS = ".c2d/submissions"
+#: names the rulebase's optional upload trigger submits by itself (rules.UPLOAD_SUFFIX).
+UPLOAD_TRIGGER_SUFFIX = ".c2d.json"
 #: reports may embed many images; read at most this much.
 MAX_REPORT_BYTES = 512 * 1024 * 1024
 
@@ -212,6 +214,8 @@ class TaskClient:
         self.grid.create_collection(folder)
         stamp = names.new_task_id().split("-")[0] + "-" + secrets.token_hex(2)
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", local_file.name) or "task_config.json"
+        if safe.endswith(UPLOAD_TRIGGER_SUFFIX):  # the upload trigger would submit it a second time
+            safe = safe[: -len(UPLOAD_TRIGGER_SUFFIX)] + ".json"
         logical = posixpath.join(folder, f"{stamp}-{safe}")
         self.grid.put_file(local_file, logical, self._upload_resource())
         return logical
