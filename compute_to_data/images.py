@@ -68,6 +68,28 @@ def default_tag(version: str = __version__) -> str:
     return f"{IMAGE_REPOSITORY}:{version}"
 
 
+def default_cache_dir() -> Path:
+    """Where scripts/docker-env keeps the wheelhouse: the same place, so both reuse it."""
+    if os.environ.get("C2D_CACHE_DIR"):
+        return Path(os.environ["C2D_CACHE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/lib/c2d")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c2d"
+
+
+def choose_base_image(client: Any) -> str:
+    """The upstream slim image if this host has it, else the local debootstrap one if built."""
+    import docker.errors
+
+    for candidate in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
+        try:
+            client.images.get(candidate)
+            return candidate
+        except docker.errors.ImageNotFound:
+            continue
+    return DEFAULT_BASE_IMAGE  # build_image then says how to get one
+
+
 def source_root() -> Path:
     """The checkout this package was imported from; building the image needs the sources."""
     root = Path(__file__).resolve().parent.parent

@@ -96,10 +96,12 @@ def build_test_image(client: Any, base_tag: str, tag: str = TEST_IMAGE) -> str:
     for path in notebooks:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     wanted = digest.hexdigest()[:20]
+    previous_id = None
     try:
         existing = client.images.get(tag)
         if (existing.labels or {}).get("org.c2d.test-hash") == wanted:
             return tag
+        previous_id = existing.id
     except Exception:  # not built yet
         pass
     with tempfile.TemporaryDirectory(prefix="c2d-test-image-") as tmp:
@@ -109,8 +111,13 @@ def build_test_image(client: Any, base_tag: str, tag: str = TEST_IMAGE) -> str:
         (context / "Dockerfile").write_text(
             f"FROM {base_tag}\nCOPY *.ipynb /opt/c2d/notebooks/\n"
         )
-        client.images.build(path=str(context), tag=tag, labels={"org.c2d.test-hash": wanted},
-                            rm=True, forcerm=True, pull=False, network_mode="none")
+        image, _ = client.images.build(path=str(context), tag=tag, labels={"org.c2d.test-hash": wanted},
+                                       rm=True, forcerm=True, pull=False, network_mode="none")
+    if previous_id and previous_id != image.id:
+        try:  # the outdated test image, now untagged
+            client.images.remove(previous_id)
+        except Exception:
+            pass
     return tag
 
 

@@ -290,9 +290,7 @@ class DockerRunner(Runner):
         result_doc = _read_json(request.output_dir / names.RESULT_FILE)
         if killed is not None or result_doc is None:
             # Killed, or crashed before writing result.json: render what ran, in the same confinement.
-            message = killed or oom or (
-                f"the container exited with code {exit_code} without writing {names.RESULT_FILE}" + _last_line(logs)
-            )
+            message = killed or oom or _exit_message(exit_code, logs)
             logs += self._finalize(request, image, user, kwargs, message, started)
             result_doc = _read_json(request.output_dir / names.RESULT_FILE)
         reason = killed or oom
@@ -375,9 +373,7 @@ class DockerRunner(Runner):
         if reason is not None:
             return RunResult(status="failed", error=reason, **base)
         if doc is None:
-            return RunResult(status="failed", error=(
-                f"the container exited with code {exit_code} without writing {names.RESULT_FILE}{_last_line(logs)}"),
-                **base)
+            return RunResult(status="failed", error=_exit_message(exit_code, logs), **base)
         status = "succeeded" if doc.get("status") == "succeeded" else "failed"
         error = doc.get("error") or None
         if status == "succeeded" and exit_code != 0:
@@ -488,6 +484,13 @@ def _remove(container: Any) -> None:
             if attempt == 2:
                 log.error("could not remove container %s: %s", getattr(container, "short_id", "?"), exc)
             time.sleep(0.5)
+
+
+def _exit_message(exit_code: int, logs: str) -> str:
+    """Why a container ended without a result.json."""
+    if exit_code == 137:
+        return "the container was killed (exit code 137): cancelled, or stopped on the compute host"
+    return f"the container exited with code {exit_code} without writing {names.RESULT_FILE}" + _last_line(logs)
 
 
 def _last_line(logs: str) -> str:
