@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,15 +210,14 @@ class RealRun:
     task_id: str
     collection: str
     inputs: str
-    submit: "subprocess.CompletedProcess[str]"
-    wait: "subprocess.CompletedProcess[str]"
+    submit: subprocess.CompletedProcess[str]
+    wait: subprocess.CompletedProcess[str]
     truth: dict[str, str]  # logical path -> true digit
 
 
-def c2d(*args: str, timeout: float = 600) -> "subprocess.CompletedProcess[str]":
+def c2d(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """The real command, in its own process (as a researcher runs it)."""
     import os
-    import subprocess
     import sys
 
     env = {**os.environ, "COLUMNS": "200"}

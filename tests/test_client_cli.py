@@ -390,3 +390,29 @@ def test_uploaded_configs_never_fire_the_upload_trigger(tmp_path):
     assert logical.startswith(f"{HOME}/.c2d/submissions/") and logical.endswith("-classify_birds.json")
     assert not logical.endswith(".c2d.json")
     assert alice.read_data_object(logical) == config.read_bytes()
+
+
+def test_serve_builds_the_app_for_local_and_zone(local, zone, capsys, monkeypatch):
+    import uvicorn
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*httpx.*")
+    from starlette.testclient import TestClient
+
+    started: list[tuple] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: started.append((app, host, port)))
+    code, _, err = run_cli(capsys, monkeypatch, *local.args("serve", "--listen-port", "8799"))
+    assert code == 0 and "http://127.0.0.1:8799/" in err
+    app, host, port = started[-1]
+    assert (host, port) == ("127.0.0.1", 8799)
+    page = TestClient(app).get("/tasks")
+    assert page.status_code == 200 and ">alice<" in page.text
+
+    code, _, err = run_cli(capsys, monkeypatch, "serve", "--bind", "0.0.0.0")
+    assert code == 0 and "clear text" in err  # warned: passwords need TLS off the loopback
+    app, host, _ = started[-1]
+    signin = TestClient(app).get("/tasks")
+    assert "Sign in" in signin.text and "tempZone at irods.example.org:1247" in signin.text
+
+    code, _, err = run_cli(capsys, monkeypatch, "serve", "--local", str(local.tmp / "nowhere"))
+    assert code == 1 and "no LocalGrid at" in err and len(started) == 2

@@ -7,7 +7,6 @@ bulk queries and error translation are checked as the server would see them.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -35,9 +34,9 @@ from compute_to_data.grid.client import (
 )
 
 try:
-    from .prc_fake import OWN, READ, FakeCatalog, FakeRule, FakeSession
+    from .prc_fake import READ, FakeCatalog, FakeRule, FakeSession
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from prc_fake import OWN, READ, FakeCatalog, FakeRule, FakeSession
+    from prc_fake import READ, FakeCatalog, FakeRule, FakeSession
 
 Z = "/tempZone"
 HOME = f"{Z}/home/alice"

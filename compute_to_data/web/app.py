@@ -255,7 +255,9 @@ def create_app(config: WebConfig) -> Starlette:
         if not query.input_collection:
             return {}
         key = f"counts:{record.task_id}:{record.get(names.A_STATE)}:{record.get(names.A_PROGRESS)}"
-        return session.cached(key, config.counts_ttl, lambda: session.grid.count_predictions(query))
+        # A finished task's predictions change only when a later task or a person changes them.
+        ttl = config.counts_ttl * (5 if record.state is not None and record.state.is_final else 1)
+        return session.cached(key, ttl, lambda: session.grid.count_predictions(query))
 
     # --- the report -------------------------------------------------------------------------------
     def _report_page(request: Request, task_id: str) -> Response:
