@@ -27,8 +27,8 @@ from ..conventions import TaskState
 from ..grid.client import IrodsConnectionOptions
 from ..tasks.state import TaskRecord
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 LocalOpt = Annotated[
     Optional[Path],
@@ -96,8 +96,8 @@ def _progress_text(record: TaskRecord) -> str:
 
 def print_record(record: TaskRecord) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     rows = [
         ("task", record.task_id),
         ("state", _state_text(record)),
