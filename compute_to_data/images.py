@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 IMAGE_REPOSITORY = "compute-to-data/classifier"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 LOCAL_BASE_IMAGE = "c2d/bookworm-python:local"
+#: the same Debian system plus binutils: the virtualenv is made there and its libraries stripped.
+LOCAL_BUILD_IMAGE = "c2d/bookworm-python-build:local"
 #: torch exactly: a bare "torch" would make pip fetch a multi-GB CUDA build from the index.
 DEFAULT_TORCH_REQUIREMENT = "torch==2.13.0"
 TORCH_REQUIREMENT_ENV = "C2D_TORCH_REQUIREMENT"
@@ -53,6 +55,7 @@ LABEL_CONTENT_HASH = "org.c2d.content-hash"
 LABEL_VERSION = "org.c2d.version"
 LABEL_BASE_IMAGE = "org.c2d.base-image"
 LABEL_BASE_IMAGE_ID = "org.c2d.base-image-id"
+LABEL_BUILD_IMAGE = "org.c2d.build-image"
 LABEL_WHEELHOUSE_KEY = "org.c2d.wheelhouse-key"
 
 WHEELHOUSE_STAMP = ".c2d-wheelhouse.json"
@@ -79,15 +82,27 @@ def default_cache_dir() -> Path:
 
 def choose_base_image(client: Any) -> str:
     """The upstream slim image if this host has it, else the local debootstrap one if built."""
+    for candidate in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
+        if _image_exists(client, candidate):
+            return candidate
+    return DEFAULT_BASE_IMAGE  # build_image then says how to get one
+
+
+def choose_build_image(client: Any, base_image: str) -> str:
+    """Where the virtualenv is built: the binutils twin of the local base if there is one."""
+    if base_image == LOCAL_BASE_IMAGE and _image_exists(client, LOCAL_BUILD_IMAGE):
+        return LOCAL_BUILD_IMAGE
+    return base_image
+
+
+def _image_exists(client: Any, reference: str) -> bool:
     import docker.errors
 
-    for candidate in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
-        try:
-            client.images.get(candidate)
-            return candidate
-        except docker.errors.ImageNotFound:
-            continue
-    return DEFAULT_BASE_IMAGE  # build_image then says how to get one
+    try:
+        client.images.get(reference)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
 
 
 def source_root() -> Path:
@@ -258,7 +273,7 @@ def _notebook_files(directories: list[Path]) -> list[tuple[str, Path]]:
 
 
 def content_hash(root: Path, dockerfile: Path, requirements: list[str], wheelhouse: str,
-                 base_image_id: str, notebooks: list[tuple[str, Path]]) -> str:
+                 base_image_id: str, notebooks: list[tuple[str, Path]], build_image_id: str = "") -> str:
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
@@ -268,6 +283,8 @@ def content_hash(root: Path, dockerfile: Path, requirements: list[str], wheelhou
     add("requirements", "\n".join(requirements).encode())
     add("wheelhouse", wheelhouse.encode())
     add("base", base_image_id.encode())
+    if build_image_id and build_image_id != base_image_id:
+        add("build", build_image_id.encode())
     for name, path in _package_files(root):
         add("src:" + name, path.read_bytes())
     for name, path in notebooks:
@@ -354,6 +371,7 @@ def docker_client(timeout: int = 600) -> Any:
 def build_image(
     *,
     base_image: str = DEFAULT_BASE_IMAGE,
+    build_image_ref: str | None = None,
     wheelhouse: Path,
     tag: str | None = None,
     if_stale: bool = False,
@@ -361,7 +379,11 @@ def build_image(
     client: Any = None,
     work_dir: Path | None = None,
 ) -> BuiltImage:
-    """Build the classifier image (wheelhouse first, if needed); reuse it when nothing changed."""
+    """Build the classifier image (wheelhouse first, if needed); reuse it when nothing changed.
+
+    ``build_image_ref`` is where the virtualenv is made (default: chosen by
+    :func:`choose_build_image`); it must be the same system as ``base_image`` (same python3 path).
+    """
     import docker.errors
 
     root = source_root()
@@ -376,9 +398,14 @@ def build_image(
             f"base image {base_image} is not on this host and cannot be pulled here; run "
             f"bash scripts/docker-env (it builds {LOCAL_BASE_IMAGE} with debootstrap) and pass --base {LOCAL_BASE_IMAGE}"
         ) from None
+    build_ref = build_image_ref or choose_build_image(client, base_image)
+    try:
+        build_base = client.images.get(build_ref)
+    except docker.errors.ImageNotFound:
+        raise ImageBuildError(f"build image {build_ref} is not on this host") from None
     key = ensure_wheelhouse(wheelhouse, probe_base_python(client, base_image), requirements)
     notebooks = _notebook_files([root / "notebooks", *(extra_notebook_dirs or [])])
-    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks)
+    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks, build_base.id)
 
     previous_id: str | None = None
     try:
@@ -401,12 +428,13 @@ def build_image(
             LABEL_VERSION: __version__,
             LABEL_BASE_IMAGE: base_image,
             LABEL_BASE_IMAGE_ID: base.id,
+            LABEL_BUILD_IMAGE: build_ref,
             LABEL_WHEELHOUSE_KEY: key,
         }
         log.info("building %s from %s (context %s)", tag, base_image, context)
         output: list[str] = []
         for chunk in client.api.build(
-            path=str(context), tag=tag, buildargs={"BASE_IMAGE": base_image}, labels=labels,
+            path=str(context), tag=tag, buildargs={"BASE_IMAGE": base_image, "BUILD_IMAGE": build_ref}, labels=labels,
             rm=True, forcerm=True, pull=False, network_mode="none", decode=True,
         ):
             if "stream" in chunk:
@@ -459,12 +487,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ensure = sub.add_parser("ensure", help="wheelhouse + image, reusing what is up to date")
     ensure.add_argument("--base", default=DEFAULT_BASE_IMAGE)
+    ensure.add_argument("--build-base", default=None, help="image the virtualenv is made in (default: see choose_build_image)")
     ensure.add_argument("--wheelhouse", type=Path, required=True)
     ensure.add_argument("--tag", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[docker-env] %(message)s", stream=sys.stderr)
     try:
-        built = build_image(base_image=args.base, wheelhouse=args.wheelhouse, tag=args.tag, if_stale=True)
+        built = build_image(base_image=args.base, build_image_ref=args.build_base, wheelhouse=args.wheelhouse,
+                            tag=args.tag, if_stale=True)
     except ComputeToDataError as exc:
         print(f"[docker-env] ERROR: {exc}", file=sys.stderr)
         return 1
