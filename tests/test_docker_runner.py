@@ -393,3 +393,16 @@ def test_cancel_kills_the_running_container(docker_env, tmp_path):
     assert result.status == "failed"
     assert result.error.startswith("the container was killed (exit code 137)")
     assert docker_env.client.containers.list(all=True, filters={"label": f"{LABEL_TASK_ID}=cancelme"}) == []
+
+
+def test_the_same_task_cannot_run_twice_at_once(tmp_path):
+    workdir = make_workdir(tmp_path, "t1", "classify_images")
+    client = FakeClient()
+    runner = DockerRunner(settings_for(), client=client)
+    from compute_to_data.runners.docker_runner import _Run
+
+    runner._runs["t1"] = _Run("other")  # a run of t1 in progress
+    with pytest.raises(RunnerError, match="already running"):
+        runner.run(make_request(workdir, "t1", "classify_images"))
+    assert runner._runs["t1"].container_id == "other"  # the running one is not forgotten
+    assert client.events == ["create", "remove"]

@@ -242,11 +242,10 @@ class DockerRunner(Runner):
             except Exception as exc:
                 raise RunnerError(f"cannot create the task container from {image.reference}: {exc}") from exc
             t1 = time.perf_counter()
-            run = _Run(container.id)
             with self._runs_lock:
                 if request.task_id in self._runs:
                     raise RunnerError(f"task {request.task_id} is already running in this runner")
-                self._runs[request.task_id] = run
+                run = self._runs[request.task_id] = _Run(container.id)
             try:
                 container.start()
             except Exception as exc:
