@@ -1,7 +1,7 @@
 """Docker for the tests: run ``scripts/docker-env`` once per session, hand out a client and images.
 
-A test that needs Docker takes the ``docker_env`` fixture (import it into the test module:
-``from tests.docker_env import docker_env  # noqa: F401``). When Docker cannot be made
+A test that needs Docker takes a fixture returning :func:`get_docker_env` (or imports the
+``docker_env`` fixture from here). When Docker cannot be made
 available, the test **fails** under CI (``$CI`` set) with the script's message, and is skipped
 elsewhere (a laptop without Docker can still run the rest of the suite).
 

@@ -11,9 +11,15 @@ from typer.testing import CliRunner
 from compute_to_data import __version__, images
 from compute_to_data.cli.main import app
 from tests import docker_env as docker_env_module
-from tests.docker_env import docker_env  # noqa: F401
+from tests.docker_env import DockerEnv, get_docker_env
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def docker_env() -> DockerEnv:
+    """Docker and the images (tests/docker_env.py): fails under CI, skips elsewhere if unavailable."""
+    return get_docker_env()
 
 
 def test_image_requirements_pin_torch_and_cover_the_notebook_extra():
@@ -86,7 +92,7 @@ def test_docker_unavailable_fails_in_ci_and_skips_elsewhere(monkeypatch):
 
 
 @pytest.mark.docker
-def test_image_commands_report_the_built_image(docker_env):  # noqa: F811
+def test_image_commands_report_the_built_image(docker_env):
     listing = CliRunner().invoke(app, ["image", "ls"])
     assert listing.exit_code == 0, listing.output
     assert f"compute-to-data/classifier:{__version__}" in listing.output
