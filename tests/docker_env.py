@@ -80,8 +80,10 @@ def _run_script() -> tuple[str | None, str]:
     except subprocess.TimeoutExpired:
         return None, f"{SCRIPT} did not finish within {SCRIPT_TIMEOUT} s"
     if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-25:])
-        return None, f"{SCRIPT} exited with {done.returncode}:\n{tail}"
+        lines = done.stderr.strip().splitlines()
+        errors = [line for line in lines if "ERROR" in line][-3:]
+        tail = "\n".join(lines[-15:])
+        return None, f"{SCRIPT} exited with {done.returncode}: {' '.join(errors)}\n--- last output ---\n{tail}"
     lines = done.stdout.strip().splitlines()
     if not lines:
         return None, f"{SCRIPT} printed no image tag"
