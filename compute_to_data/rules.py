@@ -242,6 +242,9 @@ class DeferredRunner(Runner):
             self._real = choose_runner(self.requested, self.settings)
         return self._real
 
+    def preflight(self, image: str | None) -> None:
+        self.resolve().preflight(image)
+
     def run(self, request: RunRequest) -> RunResult:
         return self.resolve().run(request)
 

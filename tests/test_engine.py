@@ -453,3 +453,25 @@ def test_tagging_is_batched_and_adds_only_where_no_prediction_exists(tmp_path, g
     context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4)
     create_task(make_config(inputs__skip_tagged=False), context).run()
     assert calls == [("apply", 4), ("apply", 2)]
+
+
+def test_runner_preflight_refusal_replicates_nothing(tmp_path, grid):
+    admin, alice = grid
+    from compute_to_data.errors import RunnerError
+
+    class NotBuilt(ScriptedRunner):
+        def preflight(self, image):
+            raise RunnerError("container image x is allowed but not present on this host")
+
+    before = vault_files(tmp_path)
+    task, outcome = run_task(tmp_path, alice, NotBuilt())
+    assert outcome.state == TaskState.FAILED and "not present on this host" in outcome.error
+    assert [f for f in vault_files(tmp_path) if f.startswith("gpu_resc/home/alice/images")] == []
+    assert TaskStateStore(alice).read(task.collection).state == TaskState.FAILED
+    assert len(before) <= len(vault_files(tmp_path))
+
+
+def test_uploaded_task_configs_are_not_inputs(tmp_path):
+    admin, alice = make_grid(tmp_path, {"a.png": b"1", "run.c2d.json": b"{}"})
+    _, outcome = run_task(tmp_path, alice, config=make_config(inputs__pattern="*"))
+    assert outcome.inputs == 1

@@ -84,6 +84,10 @@ class Runner(ABC):
         started or supervised at all.
         """
 
+    def preflight(self, image: str | None) -> None:
+        """Refuse, before any input is replicated, what this runner cannot run on this host
+        (e.g. an allowed image that is not built here). Called on the compute host."""
+
     def describe(self) -> str:
         return self.name
 

@@ -149,6 +149,9 @@ class DockerRunner(Runner):
                 )
         return ImageInfo(allowed.name, image_id, allowed)
 
+    def preflight(self, image: str | None) -> None:
+        self.check_image(image)
+
     def container_user(self) -> tuple[int, int]:
         """The uid:gid containers run as: settings' ``container_user``, else ours; never root."""
         spec = self.settings.container_user or f"{os.getuid()}:{os.getgid()}"

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..grid.base import AccessLevel, DataObject, Grid, Resource
 from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
-from ..settings import Settings, notebook_path
+from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
 from .selection import select_compute_resource
 from .slots import ResourceSlot
@@ -48,6 +48,9 @@ from .staging import TaskWorkdir
 from .state import ProgressReporter, TaskStateStore
 
 log = logging.getLogger(__name__)
+
+#: Task configs uploaded next to the images (upload trigger) are never inputs themselves.
+TASK_CONFIG_SUFFIX = ".c2d.json"
 
 StepListener = Callable[[str, str, float], None]
 """Called with (step name, "start" | "done" | "failed", seconds) for progress displays."""
@@ -128,6 +131,7 @@ class ComputeToDataTask(ABC):
         self.collection = posixpath.join(config.output_collection, self.task_id)
         # Filled in by the steps, in order.
         self.runner: Runner | None = context.runner
+        self.image: AllowedImage | None = None
         self.notebook_file: Path | None = None
         self.candidates: list[DataObject] = []
         self.resource: Resource | None = None
@@ -301,7 +305,8 @@ class ComputeToDataTask(ABC):
 
     def stage_inputs(self) -> None:
         """Replicate what is not on the compute resource yet, then hard-link the replicas."""
-        assert self.resource is not None
+        assert self.resource is not None and self.runner is not None
+        self.runner.preflight(self.image.name if self.image is not None else None)
         resource = self.resource.name
         needed = [o for o in self.inputs if o.good_replica_on(resource) is None]
         for extra in (self.model_object, self.labels_object):
@@ -343,7 +348,7 @@ class ComputeToDataTask(ABC):
             workdir=self.workdir.root,
             parameters=parameters,
             timeout_seconds=self.settings.effective_timeout(self.config.timeout_seconds),
-            image=getattr(self, "image", None).name if getattr(self, "image", None) else None,
+            image=self.image.name if self.image is not None else None,
             gpus=self.resource.avu_int(names.GPUS_ATTRIBUTE, 0) if self.resource else 0,
             resource_name=self.resource.name if self.resource else "",
             max_concurrent=self._capacity(),
@@ -402,6 +407,7 @@ class ComputeToDataTask(ABC):
             for o in listing
             if fnmatch.fnmatchcase(o.name, self.config.pattern)
             and o.path not in excluded
+            and not o.name.endswith(TASK_CONFIG_SUFFIX)
             and not o.path.startswith(output_prefix)
         ]
 
