@@ -37,7 +37,7 @@ def test_importing_the_rulebase_pulls_in_no_heavy_package() -> None:
 
 
 def test_installation_examples_are_consistent() -> None:
-    """config/*.example: what docs/install-irods.md tells the administrator to install."""
+    """config/*.example: what the README tells the administrator to install."""
     from pathlib import Path
 
     from compute_to_data.settings import Settings
@@ -53,8 +53,8 @@ def test_installation_examples_are_consistent() -> None:
     assert order.index("irods_rule_engine_plugin-irods_rule_language-instance") < order.index(
         "irods_rule_engine_plugin-python-instance"
     )
-    docs = (config.parent / "docs" / "install-irods.md").read_text()
-    for heading in ("# Install on an iRODS zone", "# Run a task"):
+    docs = (config.parent / "README.md").read_text()
+    for heading in ("## Install on an iRODS zone", "## Run a task"):
         assert heading in docs.splitlines()
     for rule in ("c2d_run.r", "c2d_submit.r", "c2d_status.r", "c2d_cancel.r", "iqstat"):
         assert rule in docs

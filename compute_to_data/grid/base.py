@@ -244,6 +244,38 @@ def parse_score(text: str | None) -> float | None:
         return None
 
 
+USER_INPUT_PATH_ERR = -317000
+
+
+def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
+    """Reject relative, unnormalized or out-of-zone paths with a message naming the path.
+
+    Every adapter checks paths the same way before they reach a catalog query.
+    """
+    from ..errors import GridError
+
+    def refuse(why: str) -> GridError:
+        return GridError(f"invalid logical path {path!r}: {why}", irods_code=USER_INPUT_PATH_ERR)
+
+    if not isinstance(path, str) or not path:
+        raise refuse("it must be a non-empty string")
+    if "\x00" in path:
+        raise refuse("it contains a NUL character")
+    if not path.startswith("/"):
+        raise refuse(f"it must be absolute, e.g. /{zone}/home/{user}/...")
+    if posixpath.normpath(path) != path or path.startswith("//"):
+        raise refuse(
+            f"write it normalized, as {posixpath.normpath(path)!r} (no trailing '/', '//', '.' or '..')"
+        )
+    zone_root = f"/{zone}"
+    if path != zone_root and not path.startswith(zone_root + "/"):
+        raise GridError(
+            f"logical path {path!r} is outside the zone {zone!r}; paths start with {zone_root}/",
+            irods_code=USER_INPUT_PATH_ERR,
+        )
+    return path
+
+
 class Grid(ABC):
     """Port to a data grid. One instance acts for one user (the caller)."""
 

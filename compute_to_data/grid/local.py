@@ -44,6 +44,7 @@ from pathlib import Path
 from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
 from .local_predictions import LocalPredictionQueries
 from .base import (
+    check_logical_path,
     AVU,
     AccessLevel,
     CollectionAVUs,
@@ -353,29 +354,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
 
     # --- paths ------------------------------------------------------------------------------------
     def _check_path(self, path: str) -> str:
-        """Reject relative, unnormalized or out-of-zone paths with a message naming the path."""
-        if not isinstance(path, str) or not path:
-            raise GridError(f"invalid logical path {path!r}: it must be a non-empty string", irods_code=USER_INPUT_PATH_ERR)
-        if "\x00" in path:
-            raise GridError(f"invalid logical path {path!r}: it contains a NUL character", irods_code=USER_INPUT_PATH_ERR)
-        if not path.startswith("/"):
-            raise GridError(
-                f"invalid logical path {path!r}: it must be absolute, e.g. /{self._zone}/home/{self._user}/...",
-                irods_code=USER_INPUT_PATH_ERR,
-            )
-        if posixpath.normpath(path) != path or path.startswith("//"):
-            raise GridError(
-                f"invalid logical path {path!r}: write it normalized, as {posixpath.normpath(path)!r} "
-                "(no trailing '/', '//', '.' or '..')",
-                irods_code=USER_INPUT_PATH_ERR,
-            )
-        zone_root = f"/{self._zone}"
-        if path != zone_root and not path.startswith(zone_root + "/"):
-            raise GridError(
-                f"logical path {path!r} is outside the zone {self._zone!r}; paths start with {zone_root}/",
-                irods_code=USER_INPUT_PATH_ERR,
-            )
-        return path
+        return check_logical_path(path, self._zone, self._user)
 
     def _relative_to_zone(self, path: str) -> str:
         return path[len(self._zone) + 2 :]
@@ -851,20 +830,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
                     )
                 os.replace(temp, final)
                 now = time.time()
-                if row is not None:
-                    conn.execute(
-                        "UPDATE replicas SET phys_path = ?, size = ?, checksum = ?, good = 1, modified = ? "
-                        "WHERE data_id = ? AND repl_num = ?",
-                        (str(final), size, checksum, now, data_id, row[0]),
-                    )
-                else:
-                    number = conn.execute(
-                        "SELECT COALESCE(MAX(repl_num), -1) + 1 FROM replicas WHERE data_id = ?", (data_id,)
-                    ).fetchone()[0]
-                    conn.execute(
-                        "INSERT INTO replicas VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                        (data_id, number, resc_id, str(final), size, checksum, now),
-                    )
+                _write_good_replica(conn, data_id, resc_id, row[0] if row is not None else None, final, size, checksum, now)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -941,20 +907,9 @@ class LocalGrid(LocalPredictionQueries, Grid):
                     here = conn.execute(
                         "SELECT repl_num FROM replicas WHERE data_id = ? AND resc_id = ?", (data_id, resc_id)
                     ).fetchone()
-                    if here is not None:
-                        conn.execute(
-                            "UPDATE replicas SET phys_path = ?, size = ?, checksum = ?, good = 1, modified = ? "
-                            "WHERE data_id = ? AND repl_num = ?",
-                            (str(final), size, checksum, now, data_id, here[0]),
-                        )
-                    else:
-                        number = conn.execute(
-                            "SELECT COALESCE(MAX(repl_num), -1) + 1 FROM replicas WHERE data_id = ?", (data_id,)
-                        ).fetchone()[0]
-                        conn.execute(
-                            "INSERT INTO replicas VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                            (data_id, number, resc_id, str(final), size, checksum, now),
-                        )
+                    _write_good_replica(
+                        conn, data_id, resc_id, here[0] if here is not None else None, final, size, checksum, now
+                    )
                 os.replace(temp, final)
                 return self._objects(conn, "d.id = ?", (data_id,), ())[0]
         finally:
@@ -1138,3 +1093,30 @@ class LocalGrid(LocalPredictionQueries, Grid):
             for name in sorted(filenames):
                 made.append(self.put_file(Path(dirpath) / name, posixpath.join(coll, name), resource, overwrite))
         return made
+
+
+def _write_good_replica(
+    conn: sqlite3.Connection,
+    data_id: int,
+    resc_id: int,
+    replica_number: int | None,
+    final: Path,
+    size: int,
+    checksum: str,
+    now: float,
+) -> None:
+    """Refresh replica ``replica_number`` on the resource, or add the next number when None."""
+    if replica_number is not None:
+        conn.execute(
+            "UPDATE replicas SET phys_path = ?, size = ?, checksum = ?, good = 1, modified = ? "
+            "WHERE data_id = ? AND repl_num = ?",
+            (str(final), size, checksum, now, data_id, replica_number),
+        )
+        return
+    number = conn.execute(
+        "SELECT COALESCE(MAX(repl_num), -1) + 1 FROM replicas WHERE data_id = ?", (data_id,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO replicas VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+        (data_id, number, resc_id, str(final), size, checksum, now),
+    )

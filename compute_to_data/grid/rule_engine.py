@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
 from . import genquery_quote as gq
-from .base import AVU, AccessLevel, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation, Replica, Resource
+from .base import AVU, AccessLevel, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation, Replica, Resource
 from .irods_errors import (
     CAT_INVALID_RESOURCE,
     CAT_NO_ROWS_FOUND,
@@ -189,20 +189,7 @@ class RuleEngineGrid(Grid):
         return rows
 
     def _check_path(self, path: str) -> str:
-        if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
-            raise GridError(f"invalid logical path {path!r}: it must be absolute", irods_code=USER_INPUT_PATH_ERR)
-        if posixpath.normpath(path) != path or path.startswith("//"):
-            raise GridError(
-                f"invalid logical path {path!r}: write it normalized, as {posixpath.normpath(path)!r}",
-                irods_code=USER_INPUT_PATH_ERR,
-            )
-        zone_root = f"/{self._zone}"
-        if path != zone_root and not path.startswith(zone_root + "/"):
-            raise GridError(
-                f"logical path {path!r} is outside the zone {self._zone!r}; paths start with {zone_root}/",
-                irods_code=USER_INPUT_PATH_ERR,
-            )
-        return path
+        return check_logical_path(path, self._zone, self.user)
 
     @staticmethod
     def _check_option_value(kind: str, value: str) -> str:
