@@ -74,3 +74,24 @@ def test_demo_command_prints_a_summary(first_run, demo_dir):
     result = CliRunner().invoke(app, ["demo", str(demo_dir), "--runner", "inprocess"])
     assert result.exit_code == 0, result.output
     assert "already carry predictedclass" in result.output
+
+
+def test_a_notebook_that_raises_fails_the_task_registers_the_report_and_tags_nothing(tmp_path):
+    """The real notebook through the in-process runner, with a model file that is not TorchScript."""
+    from compute_to_data.runners.inprocess import InProcessRunner
+    from compute_to_data.tasks import TaskContext, create_task
+
+    from .engine_support import IMAGES, make_config, make_grid, make_settings
+
+    admin, alice = make_grid(tmp_path)  # its model.pt holds garbage bytes
+    settings = make_settings(tmp_path)
+    context = TaskContext(grid=alice, settings=settings, runner=InProcessRunner(settings=settings))
+    task = create_task(make_config(), context)
+    outcome = task.run()
+    assert outcome.state == TaskState.FAILED
+    record = TaskStateStore(alice).read(task.collection)
+    assert record.state == TaskState.FAILED and record.get(names.A_ERROR)
+    report = alice.read_data_object(f"{task.collection}/report.html").decode()
+    assert "Error" in report or "error" in report
+    for obj in alice.list_data_objects(IMAGES, avu_attributes=("predictedclass", "predictedscore")):
+        assert obj.avus == ()
