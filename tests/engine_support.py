@@ -66,16 +66,23 @@ class ScriptedRunner(Runner):
         )
 
 
-def make_grid(root: Path, images: dict[str, bytes] | None = None) -> tuple[LocalGrid, LocalGrid]:
+def make_grid(
+    root: Path,
+    images: dict[str, bytes] | None = None,
+    *,
+    compute_host: str = "localhost",
+    users: tuple[str, ...] = ("alice",),
+) -> tuple[LocalGrid, LocalGrid]:
     """(admin, alice) on a grid with lts_resc (LONG_TERM_STORAGE) and gpu_resc (GPU_COMPUTE)."""
     admin = LocalGrid.create(root / "grid", zone=ZONE)
     admin.make_resource("lts_resc")
-    admin.make_resource("gpu_resc")
+    admin.make_resource("gpu_resc", host=compute_host)
     admin.apply_metadata([
         MetadataOperation("add", EntityType.RESOURCE, "lts_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_LONG_TERM_STORAGE)),
         MetadataOperation("add", EntityType.RESOURCE, "gpu_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE)),
     ])
-    admin.add_user("alice")
+    for user in users:
+        admin.add_user(user)
     alice = admin.as_user("alice")
     source = root / "src"
     source.mkdir()

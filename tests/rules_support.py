@@ -17,16 +17,16 @@ import pytest
 from compute_to_data import conventions as names
 from compute_to_data import rules
 from compute_to_data.grid import hosts
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.grid.base import AVU, EntityType
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.registry import runners
 from compute_to_data.runners.base import RunRequest, RunResult
 
 try:  # tests/ may or may not be a package
-    from .engine_support import ScriptedRunner
+    from .engine_support import ScriptedRunner, make_grid
     from .fakes.irods_server import FakeIrodsServer, RuleRun
 except ImportError:  # pragma: no cover
-    from engine_support import ScriptedRunner
+    from engine_support import ScriptedRunner, make_grid
     from fakes.irods_server import FakeIrodsServer, RuleRun
 
 ZONE = "tempZone"
@@ -116,28 +116,7 @@ def config_doc(**sections: Any) -> dict[str, Any]:
 
 def build_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, compute_host: str = "localhost",
                images: dict[str, bytes] | None = None, settings: dict[str, Any] | None = None) -> Zone:
-    admin = LocalGrid.create(tmp_path / "grid", zone=ZONE)
-    admin.make_resource("lts_resc")
-    admin.make_resource("gpu_resc", host=compute_host)
-    admin.apply_metadata([
-        MetadataOperation("add", EntityType.RESOURCE, "lts_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_LONG_TERM_STORAGE)),
-        MetadataOperation("add", EntityType.RESOURCE, "gpu_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE)),
-    ])
-    admin.add_user("alice")
-    admin.add_user("bob")
-    alice = admin.as_user("alice")
-    source = tmp_path / "src"
-    source.mkdir()
-    files = images if images is not None else {f"img_{i:02d}.png": str(i % 3).encode() for i in range(6)}
-    for name, content in files.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_bytes(content)
-    alice.put_tree(source, IMAGES, "lts_resc")
-    (tmp_path / "model.pt").write_bytes(b"torchscript")
-    (tmp_path / "labels.txt").write_text("0\n1\n2\n")
-    alice.create_collection(f"{HOME}/models")
-    alice.put_file(tmp_path / "model.pt", MODEL, "lts_resc")
-    alice.put_file(tmp_path / "labels.txt", LABELS, "lts_resc")
+    admin, alice = make_grid(tmp_path, images, compute_host=compute_host, users=("alice", "bob"))
 
     doc = {
         "allowed_runners": ["inprocess"],
