@@ -22,6 +22,7 @@ from typing import Any
 import nbformat
 
 from .. import conventions as names
+from ..runners.base import read_progress
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,6 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
-
-def read_progress(output_dir: Path) -> tuple[int, int] | None:
-    """``(done, total)`` from ``.progress``, or None if absent or unreadable."""
-    try:
-        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
-        return int(done), int(total)
-    except (OSError, ValueError):
-        return None
 
 
 def count_images(output_dir: Path, input_dir: Path | None, *, finished: bool = True) -> tuple[int, int]:

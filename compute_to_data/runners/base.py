@@ -7,11 +7,16 @@ container contract says (``inputs/``, ``task/params.json``, ``outputs/``) and re
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .. import conventions as names
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (images done, images total) while the notebook runs."""
@@ -94,3 +99,30 @@ class Runner(ABC):
     def cancel(self, task_id: str) -> bool:
         """Stop the run of ``task_id`` if this runner is executing it; True if it was stopped."""
         return False
+
+
+def read_progress(output_dir: Path) -> tuple[int, int] | None:
+    """``(done, total)`` from the notebook's ``.progress`` file, or None if absent or unreadable."""
+    try:
+        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
+        return int(done), int(total)
+    except (OSError, ValueError):
+        return None
+
+
+def report_progress(
+    request: RunRequest, last: tuple[int, int] | None, output_dir: Path | None = None
+) -> tuple[int, int] | None:
+    """Call ``request.progress`` when ``.progress`` changed since ``last``; return the current value.
+
+    Runners poll this while the notebook runs; a failing callback never ends the computation.
+    """
+    current = read_progress(output_dir if output_dir is not None else request.output_dir)
+    if current is None:
+        return last
+    if current != last and request.progress is not None:
+        try:
+            request.progress(*current)
+        except Exception:
+            log.exception("task %s: progress callback failed", request.task_id)
+    return current

@@ -36,7 +36,7 @@ from typing import Any
 from .. import conventions as names
 from ..errors import NotAllowedError, RunnerError
 from ..settings import AllowedImage, Settings
-from .base import RunRequest, RunResult, Runner
+from .base import RunRequest, RunResult, Runner, read_progress, report_progress
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class DockerRunner(Runner):
                 except Exception as exc:  # requests' ReadTimeout/ConnectionError: still running
                     if not _is_timeout(exc):
                         raise RunnerError(f"lost track of the task container: {exc}") from exc
-            last = _report_progress(request, last)
+            last = report_progress(request, last)
             if exited:
                 return
             if run.stop_reason is None and time.monotonic() >= deadline:
@@ -327,7 +327,7 @@ class DockerRunner(Runner):
                     container.wait(timeout=60)
                 except Exception as exc:
                     log.warning("task %s: container did not stop after kill: %s", request.task_id, exc)
-                _report_progress(request, last)
+                report_progress(request, last)
                 return
 
     def _finalize(self, request: RunRequest, image: ImageInfo, user: tuple[int, int], kwargs: dict[str, Any],
@@ -362,7 +362,7 @@ class DockerRunner(Runner):
 
     def _result(self, request: RunRequest, image: ImageInfo, doc: dict[str, Any] | None, reason: str | None,
                 exit_code: int, logs: str, started: str, started_at: float, timings: dict[str, float]) -> RunResult:
-        progress = _read_progress(request.output_dir)
+        progress = read_progress(request.output_dir)
         all_timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
         all_timings.update(timings)
         base = dict(
@@ -515,26 +515,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _read_progress(output_dir: Path) -> tuple[int, int] | None:
-    try:
-        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
-        return int(done), int(total)
-    except (OSError, ValueError):
-        return None
-
-
-def _report_progress(request: RunRequest, last: tuple[int, int] | None) -> tuple[int, int] | None:
-    current = _read_progress(request.output_dir)
-    if current is None:
-        return last
-    if current != last and request.progress is not None:
-        try:
-            request.progress(*current)
-        except Exception:  # a failing progress report must not end the computation
-            log.exception("task %s: progress callback failed", request.task_id)
-    return current
 
 
 def _readable(info: os.stat_result, uid: int, gid: int, directory: bool) -> bool:

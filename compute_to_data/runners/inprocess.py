@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import conventions as names
 from ..errors import RunnerError
-from .base import RunRequest, RunResult, Runner
+from .base import RunRequest, RunResult, Runner, read_progress, report_progress
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class InProcessRunner(Runner):
                 exited = True
             except subprocess.TimeoutExpired:
                 exited = False
-            last = self._report_progress(request, output_dir, last)
+            last = report_progress(request, last, output_dir)
             if exited:
                 return
             if time.monotonic() >= deadline:
@@ -216,21 +216,8 @@ class InProcessRunner(Runner):
                     run.stop_reason = run.stop_reason or f"timed out after {request.timeout_seconds} s"
                 kill_tree(run.process.pid)
                 run.process.wait()
-                self._report_progress(request, output_dir, last)
+                report_progress(request, last, output_dir)
                 return
-
-    @staticmethod
-    def _report_progress(request: RunRequest, output_dir: Path, last: tuple[int, int] | None) -> tuple[int, int] | None:
-        """Call ``request.progress`` when ``.progress`` changed since ``last``; return the current value."""
-        current = _progress(output_dir)
-        if current is None:
-            return last
-        if current != last and request.progress is not None:
-            try:
-                request.progress(*current)
-            except Exception:  # a failing progress report must not end the computation
-                log.exception("task %s: progress callback failed", request.task_id)
-        return current
 
     def _finalize(self, python: str, reason: str, request: RunRequest, output_dir: Path, started: str,
                   log_path: Path) -> None:
@@ -258,7 +245,7 @@ class InProcessRunner(Runner):
                 doc = None
         except (OSError, ValueError):
             doc = None
-        progress = _progress(output_dir)
+        progress = read_progress(output_dir)
         timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
 
         if run.stop_reason is not None:
@@ -314,14 +301,6 @@ class InProcessRunner(Runner):
             env["PYTHONPATH"] = package_parent + (os.pathsep + existing if existing else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
-
-
-def _progress(output_dir: Path) -> tuple[int, int] | None:
-    try:
-        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
-        return int(done), int(total)
-    except (OSError, ValueError):
-        return None
 
 
 def _read_log(path: Path) -> str:
