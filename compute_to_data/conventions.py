@@ -52,10 +52,24 @@ A_IMAGE_DIGEST = PREFIX + "image_digest"
 A_PARAMETERS = PREFIX + "parameters"
 A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
+# liveness and cost (the lifecycle, tasks/lifecycle.py)
+A_HEARTBEAT = PREFIX + "heartbeat"
+A_RUN_HOST = PREFIX + "run_host"
+A_RUN_HANDLE = PREFIX + "run_handle"
+A_IMAGES_FAILED = PREFIX + "images_failed"
+A_RESUMED = PREFIX + "resumed"
+
+#: what readers show for a running task whose heartbeat is older than the lease (never written).
+STALE = "stale"
+#: the sub-collection of a task collection holding the tagged parts and the task's input selection;
+#: the report browser lists only the task collection's own files, so it stays out of sight.
+TASK_PARTS_COLLECTION = "parts"
+TASK_SELECTION_FILE = "inputs.json"
 
 
 class TaskState(str, Enum):
-    """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``."""
+    """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``; ``failed`` |
+    ``cancelled`` -> ``queued`` by resume only (``tasks/lifecycle.py`` holds the table)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -85,10 +99,30 @@ CONTAINER_TASK_DIR = "/task"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = ".progress"
+#: predictions in parts, written while the notebook runs: ``/outputs/.parts/part-000001.json``,
+#: each renamed into place when complete (a reader never sees half a part), holding
+#: ``{"task_id", "part", "images": [entries as in predictions.json]}``. The engine tags each
+#: part while the notebook works on the next one.
+PARTS_DIR = ".parts"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".json"
+DEFAULT_PART_SIZE = 1000
+DEFAULT_PART_SECONDS = 60.0
+#: a resumed run's notebook gets the earlier runs' predictions here (read-only, in /task) and
+#: covers them in its predictions.json/.csv and report.
+PREVIOUS_PREDICTIONS_FILE = "previous_predictions.json"
+#: every process of a run carries this environment variable (value: the task id), inherited by
+#: all its descendants, so what is left of a dead run can be found and stopped.
+TASK_ID_ENV = "C2D_TASK_ID"
 
 # --- server-side settings ------------------------------------------------------------------------
 DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
 SETTINGS_ENV = "C2D_SETTINGS"
+
+
+def part_name(index: int) -> str:
+    """``part-000001.json``: the file name of part ``index`` (1-based) in ``.parts``."""
+    return f"{PART_PREFIX}{index:06d}{PART_SUFFIX}"
 
 
 def task_units(task_id: str) -> str:
@@ -104,6 +138,17 @@ def iso_utc(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a trailing ``Z``, second precision: what the state AVUs hold."""
     moment = (moment or utc_now()).astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_utc(value: str) -> datetime | None:
+    """A timestamp as the state AVUs hold it (``2026-11-22T02:03:04Z``), or None if unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def new_task_id(moment: datetime | None = None) -> str:

@@ -26,7 +26,7 @@ from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.conventions import TaskState
 from compute_to_data.errors import ConfigError
 from compute_to_data.grid import client as client_module
-from compute_to_data.tasks import TaskContext
+from compute_to_data.tasks import TaskContext, TaskLifecycle
 from compute_to_data.tasks.state import TaskStateStore
 
 try:
@@ -366,11 +366,13 @@ def test_task_client_wait_polls_until_final(tmp_path):
     seen: list[str] = []
     ticks = iter(range(100))
 
+    lifecycle = TaskLifecycle(alice, context.settings)
+
     def fake_sleep(seconds: float) -> None:
         if len(seen) == 3:
-            TaskStateStore(alice).write(outcome.collection, {names.A_STATE: TaskState.RUNNING, names.A_PROGRESS: "2/6"})
+            lifecycle.begin_run(outcome.collection, {names.A_PROGRESS: "2/6"})
         if len(seen) == 5:
-            TaskStateStore(alice).write(outcome.collection, {names.A_STATE: TaskState.SUCCEEDED})
+            lifecycle.transition(outcome.collection, TaskState.SUCCEEDED)
 
     result = client.wait(outcome.task_id, poll_seconds=1, on_update=lambda r: seen.append(r.get(names.A_STATE)),
                          sleep=fake_sleep, clock=lambda: float(next(ticks)))

@@ -310,7 +310,10 @@ def test_upload_trigger_is_off_unless_enabled(zone: Zone) -> None:
 
 
 def test_rulebase_exports_the_user_rules_but_not_the_upload_pep() -> None:
-    assert set(rules.__all__) == {"c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_run_task", "c2d_cancel_here"}
+    assert set(rules.__all__) == {
+        "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume", "c2d_run_task", "c2d_cancel_here",
+        "c2d_reap_here",
+    }
     assert "acPostProcForPut" not in rules.__all__
 
 
@@ -320,6 +323,7 @@ RULE_FILES = Path(__file__).resolve().parent.parent / "rules"
 
 @pytest.mark.parametrize("name, variable", [
     ("c2d_run", "config"), ("c2d_submit", "config"), ("c2d_status", "task"), ("c2d_cancel", "task"),
+    ("c2d_resume", "task"),
 ])
 def test_native_rule_files(name: str, variable: str) -> None:
     text = (RULE_FILES / f"{name}.r").read_text()

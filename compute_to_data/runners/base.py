@@ -8,6 +8,8 @@ container contract says (``inputs/``, ``task/params.json``, ``outputs/``) and re
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,14 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (images done, images total) while the notebook runs."""
+
+StartedCallback = Callable[[str], None]
+"""Called once the run started, with its handle: ``docker:<container id>``, ``pid:<pid>``..."""
+
+PollCallback = Callable[[], None]
+"""Called from the runner's supervise loop (the caller's thread) at every poll while the run
+goes on: the task writes its heartbeat and tags finished parts there. An exception it raises
+stops the run (the runner kills what it started) and propagates to the caller."""
 
 
 @dataclass
@@ -38,6 +48,8 @@ class RunRequest:
     resource_name: str = ""
     max_concurrent: int = 1
     progress: ProgressCallback | None = None
+    on_started: StartedCallback | None = None
+    on_poll: PollCallback | None = None
 
     @property
     def input_dir(self) -> Path:
@@ -99,6 +111,94 @@ class Runner(ABC):
     def cancel(self, task_id: str) -> bool:
         """Stop the run of ``task_id`` if this runner is executing it; True if it was stopped."""
         return False
+
+    # --- runs of other processes (a dead engine's leftovers, a cancel from another rule) ----
+    def is_alive(self, handle: str) -> bool:
+        """Whether the run with this handle (from ``on_started``) still runs on this host."""
+        return False
+
+    def stop(self, handle: str, task_id: str) -> bool:
+        """Stop whatever is left of a run on this host, also when another (dead) process started
+        it: by its handle, and every process marked with the task id. True if anything ran.
+        This default cancels the run if this runner object executes it, and kills the marked
+        processes."""
+        cancelled = self.cancel(task_id)
+        return bool(stop_marked_processes(task_id)) or cancelled
+
+
+def report_started(request: RunRequest, handle: str) -> None:
+    """Tell the task the run's handle; a failing callback never stops the computation."""
+    if request.on_started is not None:
+        try:
+            request.on_started(handle)
+        except Exception:
+            log.exception("task %s: recording the run handle %s failed", request.task_id, handle)
+
+
+def poll(request: RunRequest) -> None:
+    """The task's poll hook; its exceptions propagate (they stop the run)."""
+    if request.on_poll is not None:
+        request.on_poll()
+
+
+def marked_environment(task_id: str) -> dict[str, str]:
+    """The environment for a run's processes: ours plus the task marker, inherited by all of
+    the run's descendants (Jupyter starts its kernel in a new session; reparenting does not
+    lose an environment variable)."""
+    return {**os.environ, names.TASK_ID_ENV: task_id}
+
+
+def marked_processes(task_id: str) -> list[int]:
+    """Processes on this host carrying ``C2D_TASK_ID=<task_id>`` (same user, or any as root)."""
+    wanted = f"{names.TASK_ID_ENV}={task_id}".encode()
+    found = []
+    own = {os.getpid(), os.getppid()}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) in own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:  # gone, or another user's
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def stop_marked_processes(task_id: str) -> list[int]:
+    """Freeze every process marked with ``task_id`` (SIGSTOP, until no new one appears, so none
+    can fork one we would miss), then SIGKILL them all. The killed pids."""
+    frozen: list[int] = []
+    for _ in range(5):
+        new = [pid for pid in marked_processes(task_id) if pid not in frozen]
+        if not new:
+            break
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                continue
+            frozen.append(pid)
+    return kill_processes(frozen)
+
+
+def kill_processes(pids: list[int]) -> list[int]:
+    """SIGKILL ``pids``; the ones that were there to kill."""
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if killed:
+        log.info("killed %d process(es) of a run: %s", len(killed), ", ".join(map(str, killed)))
+    return killed
 
 
 def read_progress(output_dir: Path) -> tuple[int, int] | None:

@@ -36,7 +36,16 @@ from typing import Any
 from .. import conventions as names
 from ..errors import NotAllowedError, RunnerError
 from ..settings import AllowedImage, Settings
-from .base import RunRequest, RunResult, Runner, read_progress, report_progress
+from .base import (
+    RunRequest,
+    RunResult,
+    Runner,
+    poll,
+    read_progress,
+    report_progress,
+    report_started,
+    stop_marked_processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +268,7 @@ class DockerRunner(Runner):
             log.info("task %s: container %s started from %s as %d:%d", request.task_id, container.short_id,
                      image.reference, *user)
             try:
+                report_started(request, f"docker:{container.id}")
                 self._supervise(request, run, container, started_at)
             except BaseException:  # Ctrl-C while waiting: kill now; the finally removes it
                 run.stop_reason = run.stop_reason or "interrupted"
@@ -317,6 +327,8 @@ class DockerRunner(Runner):
             last = report_progress(request, last)
             if exited:
                 return
+            if run.stop_reason is None:
+                poll(request)
             if run.stop_reason is None and time.monotonic() >= deadline:
                 run.stop_reason = f"timed out after {request.timeout_seconds} s"
             if run.stop_reason is not None:
@@ -453,6 +465,45 @@ class DockerRunner(Runner):
         if containers:
             log.info("task %s: cancelled (%d container(s) killed)", task_id, len(containers))
         return bool(containers) or run is not None
+
+
+    # --- runs of other processes (a dead engine's container) ---------------------------------
+    def is_alive(self, handle: str) -> bool:
+        kind, _, container_id = handle.partition(":")
+        if kind != "docker" or not container_id:
+            return False
+        try:
+            container = self.client.containers.get(container_id)
+            container.reload()
+        except Exception:  # gone, or no daemon: nothing of it runs here
+            return False
+        return str(container.status) in ("created", "running", "restarting", "paused")
+
+    def stop(self, handle: str, task_id: str) -> bool:
+        """Kill and remove the task's containers (by handle and by label, exited ones too)."""
+        found: dict[str, Any] = {}
+        kind, _, container_id = handle.partition(":")
+        try:
+            if kind == "docker" and container_id:
+                try:
+                    found[container_id] = self.client.containers.get(container_id)
+                except Exception as exc:  # already removed
+                    log.debug("container %s: %s", container_id[:12], exc)
+            for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"}):
+                found.setdefault(container.id, container)
+        except RunnerError as exc:
+            log.warning("task %s: cannot look for its containers: %s", task_id, exc)
+        ran = False
+        for container in found.values():
+            try:
+                container.reload()
+                ran = ran or str(container.status) in ("created", "running", "restarting", "paused")
+            except Exception:
+                pass
+            _remove(container)  # force: kills it first
+        if found:
+            log.info("task %s: removed %d leftover container(s)", task_id, len(found))
+        return bool(stop_marked_processes(task_id)) or ran
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -26,7 +26,17 @@ from typing import Any
 
 from .. import conventions as names
 from ..errors import RunnerError
-from .base import RunRequest, RunResult, Runner, read_progress, report_progress
+from .base import (
+    RunRequest,
+    RunResult,
+    Runner,
+    marked_environment,
+    poll,
+    read_progress,
+    report_progress,
+    report_started,
+    stop_marked_processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +128,7 @@ def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[
         names.CONTAINER_TASK_DIR: request.task_dir,
     }
     translated = dict(parameters)
-    for key in ("input_dir", "output_dir", "model_path", "labels_path"):
+    for key in ("input_dir", "output_dir", "model_path", "labels_path", "previous_predictions"):
         value = translated.get(key)
         if not isinstance(value, str):
             continue
@@ -143,6 +153,9 @@ class InProcessRunner(Runner):
 
     name = "inprocess"
 
+    #: the module the child runs (``python -m``); tests substitute a lighter stand-in.
+    entrypoint_module = ENTRYPOINT_MODULE
+
     def __init__(self, settings: object | None = None, *, python: str | None = None,
                  poll_interval: float = 1.0, finalize_timeout: float = 120.0) -> None:
         """``settings`` is accepted for symmetry with other runners and not needed here."""
@@ -166,15 +179,15 @@ class InProcessRunner(Runner):
         params_path = workdir / PARAMS_FILE
         params_path.write_text(json.dumps(to_host_parameters(request.parameters, request), indent=2) + "\n")
         log_path = workdir / names.RUNNER_LOG
-        command = [python, "-m", ENTRYPOINT_MODULE, "--params", str(params_path),
+        command = [python, "-m", self.entrypoint_module, "--params", str(params_path),
                    "--notebook", str(Path(request.notebook_path).resolve()), "--output-dir", str(output_dir)]
 
         started_at, started = time.monotonic(), names.iso_utc()
         with open(log_path, "wb") as log_file:
             try:
                 process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, cwd=workdir, env=self._child_env(),
-                                           start_new_session=True)
+                                           stdin=subprocess.DEVNULL, cwd=workdir,
+                                           env=self._child_env(request.task_id), start_new_session=True)
             except OSError as exc:
                 raise RunnerError(f"cannot start the notebook runner {python!r}: {exc}") from exc
             run = _Run(process)
@@ -186,7 +199,15 @@ class InProcessRunner(Runner):
                 self._runs[request.task_id] = run
             log.info("task %s: started %s (pid %d)", request.task_id, " ".join(command), process.pid)
             try:
+                report_started(request, f"pid:{process.pid}")
                 self._supervise(request, run, started_at, output_dir)
+            except BaseException:  # the task's poll hook raised, Ctrl-C, SIGTERM: nothing outlives us
+                with run.lock:
+                    run.stop_reason = run.stop_reason or "interrupted"
+                kill_tree(process.pid)
+                process.wait()
+                stop_marked_processes(request.task_id)
+                raise
             finally:
                 with self._runs_lock:
                     self._runs.pop(request.task_id, None)
@@ -211,6 +232,7 @@ class InProcessRunner(Runner):
             last = report_progress(request, last, output_dir)
             if exited:
                 return
+            poll(request)
             if time.monotonic() >= deadline:
                 with run.lock:
                     run.stop_reason = run.stop_reason or f"timed out after {request.timeout_seconds} s"
@@ -229,7 +251,7 @@ class InProcessRunner(Runner):
             log_file.flush()
             try:
                 subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=self._child_env(), timeout=self.finalize_timeout, check=False)
+                               env=self._child_env(request.task_id), timeout=self.finalize_timeout, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.warning("task %s: could not render the interrupted report: %s", request.task_id, exc)
 
@@ -290,17 +312,52 @@ class InProcessRunner(Runner):
         with self._runs_lock:
             return sorted(self._runs)
 
+    # --- runs of other processes -------------------------------------------------------------
+    def is_alive(self, handle: str) -> bool:
+        pid = _pid_of(handle)
+        if pid is None:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+                return fh.read().rpartition(")")[2].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    def stop(self, handle: str, task_id: str) -> bool:
+        """The child's tree (if it is still ours to find) and every process marked with the task."""
+        stopped = False
+        pid = _pid_of(handle)
+        if pid is not None and self.is_alive(handle) and _carries_marker(pid, task_id):
+            kill_tree(pid)
+            stopped = True
+        return bool(stop_marked_processes(task_id)) or stopped
+
     # --- helpers ----------------------------------------------------------------------------
     @staticmethod
-    def _child_env() -> dict[str, str]:
-        """Our environment, plus our own package location when it is not installed site-wide."""
-        env = dict(os.environ)
+    def _child_env(task_id: str) -> dict[str, str]:
+        """Our environment, the task marker (``C2D_TASK_ID``), and our own package location when
+        it is not installed site-wide."""
+        env = marked_environment(task_id)
         package_parent = str(Path(__file__).resolve().parents[2])
         if "site-packages" not in package_parent and "dist-packages" not in package_parent:
             existing = env.get("PYTHONPATH")
             env["PYTHONPATH"] = package_parent + (os.pathsep + existing if existing else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
+
+
+def _pid_of(handle: str) -> int | None:
+    kind, _, value = handle.partition(":")
+    return int(value) if kind == "pid" and value.isdigit() else None
+
+
+def _carries_marker(pid: int, task_id: str) -> bool:
+    """A recorded pid may have been reused by an unrelated process since: check the marker."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"{names.TASK_ID_ENV}={task_id}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _read_log(path: Path) -> str:
