@@ -124,6 +124,32 @@ def test_report_shows_counts_errors_and_figures(classified):
 
 
 @pytest.mark.slow
+def test_predictions_are_written_in_parts_and_a_resumed_run_covers_the_earlier_ones(tmp_path, model):
+    """Parts of part_size images as the notebook goes (what the engine tags while it runs); with
+    previous_predictions, the files and the report cover the earlier runs' images too."""
+    make_inputs(tmp_path / "inputs", 20)
+    earlier = {"file": "earlier/done.png", "path": f"{LOGICAL_ROOT}/earlier/done.png",
+               "classifications": [{"class": "7", "score": 0.99}], "below_threshold": False}
+    previous = tmp_path / "task" / "previous_predictions.json"
+    previous.parent.mkdir(parents=True)
+    previous.write_text(json.dumps({"images": [earlier]}))
+    params = write_params(tmp_path, parameters(tmp_path, model, batch_size=4, part_size=8,
+                                               previous_predictions=str(previous)))
+    proc = run_entrypoint("--params", params, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "outputs"
+    parts = sorted((out / ".parts").iterdir())
+    assert [p.name for p in parts] == ["part-000001.json", "part-000002.json", "part-000003.json"]
+    in_parts = [e for p in parts for e in json.loads(p.read_text())["images"]]
+    assert [len(json.loads(p.read_text())["images"]) for p in parts] == [8, 8, 5]  # 21 files, 8 per part
+    final = json.loads((out / names.PREDICTIONS_JSON).read_text())["images"]
+    assert sorted(e["file"] for e in in_parts) == sorted(e["file"] for e in final if e["file"] != "earlier/done.png")
+    assert earlier in final and len(final) == 22
+    assert "earlier/done.png" in (out / names.PREDICTIONS_CSV).read_text().replace(LOGICAL_ROOT + "/", "")
+    assert "<strong>21</strong> classified" in (out / names.REPORT_FILE).read_text()  # 20 + the earlier one
+
+
+@pytest.mark.slow
 def test_failing_notebook_gives_exit_1_a_readable_error_and_still_a_report(tmp_path, model):
     (tmp_path / "inputs").mkdir()
     data.write_images(tmp_path / "inputs", 3)

@@ -56,6 +56,19 @@ class PartWriter:
     close = flush
 
 
+def prediction_entry(relative: str, logical: str, result: Any, score_threshold: float) -> dict[str, Any]:
+    """An entry of ``predictions.json`` and of the parts: the image (path relative to the inputs
+    and its logical path) and its ranked classifications, or the error that kept it from being
+    read. ``result`` is a list of ``(class, score)``, best first, or an error string."""
+    entry: dict[str, Any] = {"file": relative, "path": logical}
+    if isinstance(result, str) or result is None:
+        entry["error"] = result or "not classified"
+    else:
+        entry["classifications"] = [{"class": c, "score": round(float(s), 6)} for c, s in result]
+        entry["below_threshold"] = bool(result[0][1] < score_threshold)
+    return entry
+
+
 def previous_entries(path: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
     """A resumed run's earlier predictions (``/task/previous_predictions.json``), or none."""
     if not path or not Path(path).is_file():
