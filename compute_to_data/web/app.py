@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..grid.base import AVU, AccessLevel, EntityType, PredictionQuery
 from ..grid.client import IrodsConnectionOptions
+from ..settings import Settings
 from ..tasks.state import TaskRecord
 from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
 from .sessions import Authenticator, IrodsAuthenticator, LocalAuthenticator, SessionStore, UserSession
@@ -95,6 +96,9 @@ def create_app(config: WebConfig) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(q=lambda s: quote(str(s), safe=""), sandbox=REPORT_SANDBOX)
     templates.env.filters["duration"] = lambda record: format_duration(elapsed(record))
+    # "stale": a running task with no sign of life for longer than the heartbeat lease (never written)
+    lease = Settings().heartbeat_lease_seconds
+    templates.env.filters["shown_state"] = lambda record: record.display_state(lease)
     store = SessionStore(config.idle_seconds)
     thumbs = ThumbnailCache(config.cache_dir, config.thumbnail_size)
     auth = config.authenticator
