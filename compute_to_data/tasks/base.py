@@ -477,6 +477,22 @@ class ComputeToDataTask(ABC):
         """Hook, called while the notebook runs: store and tag the parts it finished so far.
         Task types whose notebooks write no parts keep this default (nothing to do)."""
 
+    def salvage_parts(self, output_dir: Path) -> int:
+        """Hook for a run that ended without its tag step (it failed, or died and is being
+        reaped): store and tag the parts it finished, which are valid results. Default: none."""
+        return 0
+
+    @classmethod
+    def for_salvage(cls, config: TaskConfig, context: TaskContext, record: TaskRecord, resource: Resource
+                    ) -> "ComputeToDataTask | None":
+        """The task of a dead run, rebuilt far enough to salvage its parts (None: nothing to do)."""
+        task = cls(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None)
+        task.resource = resource
+        task.run_index = record.int_value(names.A_RESUMED)
+        task.candidates = task._list_candidates()
+        task.select_inputs()
+        return task if task.selection is not None else None
+
     def finalize(self) -> None:
         assert self.run_result is not None
         done = self.outcome.done_before + self.run_result.images_done
@@ -696,6 +712,11 @@ class ComputeToDataTask(ABC):
             log.warning("task %s: not recording %s over what was recorded meanwhile (%s)", self.task_id,
                         "cancelled" if cancelled else "failed", current.state.value if current and current.state else "?")
             return
+        if not cancelled and self.workdir is not None and self.context.parts and self.started is not None:
+            try:  # what the notebook finished before the failure is a valid result: keep it
+                self.salvage_parts(self.workdir.output_dir)
+            except Exception as salvage_exc:
+                log.error("could not tag the finished parts of failed task %s: %s", self.task_id, salvage_exc)
         try:
             if self.workdir is not None and self.outcome.report_path is None and self.workdir.output_dir.is_dir():
                 self._ingest_files(self.workdir.output_files())

@@ -15,6 +15,7 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import conventions as names
@@ -70,17 +71,27 @@ class ImageClassificationTask(ComputeToDataTask):
     # ------------------------------------------------------------------ parts, while the notebook runs
     def tag_finished_parts(self) -> None:
         assert self.workdir is not None
+        self._tag_parts(self.workdir.output_dir, check=True)
+
+    def salvage_parts(self, output_dir: Path) -> int:
+        return self._tag_parts(output_dir, check=False)
+
+    def _tag_parts(self, output_dir: Path, *, check: bool) -> int:
         if self._reader is None:
-            self._reader = task_parts.PartReader(self.workdir.output_dir)
+            self._reader = task_parts.PartReader(output_dir)
+        count = 0
         for part in self._reader.new_parts():
             started = time.perf_counter()
-            self._check_ours()  # a cancelled or reaped run tags nothing more
+            if check:
+                self._check_ours()  # a cancelled or reaped run tags nothing more
             tagged = self._store_and_tag(part.index, part.images)
+            count += 1
             self.outcome.parts_tagged += 1
             log.info("task %s: part %d stored and tagged (%d images, %d tagged) in %.2f s", self.task_id,
                      part.index, len(part.images), tagged, time.perf_counter() - started)
             for listener in self.context.part_listeners:
                 listener(part.index, len(part.images))
+        return count
 
     # ------------------------------------------------------------------ the tag step
     def tag_results(self) -> None:

@@ -392,8 +392,11 @@ class TaskLifecycle:
             if current.state != TaskState.RUNNING or not current.is_stale(self.lease_seconds):
                 return current
             self.stop_run(current)
+            salvaged = self.salvage(current, resource)
             self.remove_staging(current, resource)
             message = self.death_message(current, resource)
+            if salvaged:
+                message += f"; {salvaged} part(s) it had finished are tagged now"
             try:
                 return self.transition(
                     current.collection, TaskState.FAILED,
@@ -449,6 +452,29 @@ class TaskLifecycle:
             log.debug("no runner %r here to stop a run with: %s", name, exc)
             runner = None
         return runner if runner is not None and hasattr(runner, "stop") else _MarkerOnlyRunner()
+
+    def salvage(self, record: TaskRecord, resource: Resource) -> int:
+        """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
+        a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
+        from ..registry import task_types
+        from ..taskconfig import TaskConfig
+        from . import TaskContext
+
+        output_dir = self.settings.staging_directory_for(resource.host) / record.task_id / "outputs"
+        if not (output_dir / names.PARTS_DIR).is_dir():
+            return 0
+        try:
+            config_path = posixpath.join(record.collection, names.TASK_CONFIG_FILE)
+            config = TaskConfig.from_json(self.grid.read_data_object(config_path, max_bytes=1024 * 1024), source=config_path)
+            task_class = task_types.get(config.task_type)
+            task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
+            salvaged = task.salvage_parts(output_dir) if task is not None else 0
+        except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does
+            log.warning("task %s: could not salvage the parts its dead run finished: %s", record.task_id, exc)
+            return 0
+        if salvaged:
+            log.info("task %s: stored and tagged %d part(s) its dead run had finished", record.task_id, salvaged)
+        return salvaged
 
     def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
         root = self.settings.staging_directory_for(resource.host) / record.task_id

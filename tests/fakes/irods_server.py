@@ -174,6 +174,9 @@ class FakeIrodsServer:
         self.server_log: list[str] = []
         self.remote_calls: list[tuple[str, str]] = []
         self.calls: Counter[str] = Counter()
+        #: fault injection: microservice name -> calls that succeed before every later one fails
+        #: (SYS_INTERNAL_ERR -154000, as an agent losing its database connection would answer)
+        self.faults: dict[str, int] = {}
         self.queries: list[tuple[str, str]] = []
         self._ids = itertools.count(10001)
         self._fds = itertools.count(3)
@@ -288,6 +291,8 @@ class FakeCallback:
             def call(*args: Any) -> dict:
                 self._check_args(name, args)
                 self._server.calls[name] += 1
+                if name in self._server.faults and self._server.calls[name] > self._server.faults[name]:
+                    raise irods_error(-154000, f"{name} failed (injected fault)")
                 return method(self, *args)
             return call
         if name in self._server.rules:
