@@ -108,6 +108,8 @@ class TaskOutcome:
     failed_images: int = 0
     #: images a resumed run found done by earlier runs of the task
     done_before: int = 0
+    #: images of the whole task with a result (classified or reported unreadable), when known
+    images_done: int | None = None
     parts_tagged: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -495,7 +497,9 @@ class ComputeToDataTask(ABC):
 
     def finalize(self) -> None:
         assert self.run_result is not None
-        done = self.outcome.done_before + self.run_result.images_done
+        done = self.outcome.images_done
+        if done is None:
+            done = self.outcome.done_before + self.run_result.images_done
         values: dict[str, object] = {
             names.A_FINISHED: names.iso_utc(),
             names.A_PROGRESS: f"{done}/{max(self.total_inputs, done)}",

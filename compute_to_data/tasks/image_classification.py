@@ -112,6 +112,7 @@ class ImageClassificationTask(ComputeToDataTask):
         self._store_and_tag(None, [e for e in images if isinstance(e, dict)])
         self._tag_owed()
         everything = {**self.previous, **self.processed}
+        self.outcome.images_done = len(everything)
         self.outcome.failed_images = sum(1 for e in everything.values() if _best(e) is None)
         self.outcome.class_counts = dict(sorted(Counter(
             best[0] for best in map(_best, everything.values()) if best is not None
@@ -125,8 +126,8 @@ class ImageClassificationTask(ComputeToDataTask):
         accepted: list[task_parts.Entry] = []
         for entry in images:
             name = str(entry.get("file", ""))
-            if name in self.processed or (index is None and name in self.previous):
-                continue  # tagged from a part already; an earlier run's entry (the notebook merged it)
+            if name in self.processed or name in self.previous:
+                continue  # tagged from a part already; done by an earlier run (the notebook merged it)
             if name not in staged:
                 log.warning("ignoring a prediction for %r: not an input of this task", entry.get("file"))
                 continue

@@ -138,7 +138,8 @@ class FaultZone:
     def assert_complete(self, task_id: str) -> None:
         record = self.lifecycle.status(task_id).record
         assert record.state == TaskState.SUCCEEDED, record.get(names.A_ERROR)
-        assert record.get(names.A_PROGRESS) == f"{len(FILES)}/{len(FILES)}" and record.get(names.A_IMAGES_FAILED) == "1"
+        assert record.get(names.A_PROGRESS) == f"{len(FILES)}/{len(FILES)}", record.values
+        assert record.get(names.A_IMAGES_FAILED) == "1", record.values
         assert_tagged_once_by(self.alice, task_id, IMAGES, expect=READABLE)
         predictions = json.loads(self.alice.read_data_object(f"{record.collection}/{names.PREDICTIONS_JSON}"))
         assert sorted(e["file"] for e in predictions["images"]) == sorted(FILES)

@@ -124,3 +124,25 @@ def test_a_full_staging_filesystem(tmp_path, monkeypatch) -> None:
         zone.resume_and_complete(task.task_id)
     finally:
         subprocess.run(["umount", "-l", str(staging)], capture_output=True)
+
+
+def test_sigkill_during_a_real_notebook(tmp_path, monkeypatch) -> None:
+    """papermill and a Jupyter kernel in its own session (the in-process runner as deployed):
+    after the engine's death the kernel is no longer in the tree of the child it started."""
+    from compute_to_data.registry import runners
+
+    from ..docker_env import TEST_NOTEBOOKS
+    from . import fault_runner
+    from .support import build
+
+    monkeypatch.setitem(runners._items, fault_runner.NAME, fault_runner.FaultRunner)
+    zone = build(tmp_path, allowed_runners=["inprocess"], notebook_directory=str(TEST_NOTEBOOKS))
+    monkeypatch.setenv(names.SETTINGS_ENV, str(zone.settings_file))
+    task = zone.submit(container={"runner": "inprocess"}, notebook="parts")
+    run = zone.drive(task.collection, kill="progress:4")
+    assert run.code == -9, run.log[-3000:]
+    kernel = int((zone.staging(task.task_id) / "outputs" / "kernel.pid").read_text())
+    assert __import__("os").path.exists(f"/proc/{kernel}")  # what kill -9 leaves: the kernel goes on
+    zone.truthful_within_two_leases(task.task_id, run.ended_at)
+    zone.assert_nothing_left(task.task_id)
+    zone.resume_and_complete(task.task_id)
