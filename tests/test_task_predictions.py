@@ -24,6 +24,14 @@ except ImportError:  # pragma: no cover - depends on how pytest imports tests/
 LATER = "20261123T000000Z-aaaaaa"
 
 
+def local_task(tmp_path: Path, n_images: int):  # noqa: ANN201
+    """(alice's LocalGrid, the task make_task laid out, its record)."""
+    admin = make_grid(tmp_path / "grid")
+    made = make_task(admin, tmp_path / "files", n_images=n_images)
+    alice = admin.as_user("alice")
+    return alice, made, TaskStateStore(alice).read(made.collection)
+
+
 def query_of(made) -> PredictionQuery:  # noqa: ANN001
     return PredictionQuery(task_id=made.task_id, input_collection=made.input_collection)
 
@@ -55,10 +63,7 @@ def test_validation_avus_round_trip_and_name_their_task():
 
 
 def test_the_predictions_file_is_read_as_untrusted_output(tmp_path: Path):
-    admin = make_grid(tmp_path / "grid")
-    made = make_task(admin, tmp_path / "files", n_images=6)
-    alice = admin.as_user("alice")
-    record = TaskStateStore(alice).read(made.collection)
+    alice, made, record = local_task(tmp_path, 6)
     # make_task writes predictions.csv only: the CSV is read when there is no JSON.
     csv_read = load_predictions(alice, record, made.input_collection)
     assert csv_read.source.endswith("/" + names.PREDICTIONS_CSV)
@@ -86,10 +91,7 @@ def test_the_predictions_file_is_read_as_untrusted_output(tmp_path: Path):
 
 
 def test_superseded_predictions_are_counted_by_later_task_on_local_grid(tmp_path: Path):
-    admin = make_grid(tmp_path / "grid")
-    made = make_task(admin, tmp_path / "files", n_images=8)
-    alice = admin.as_user("alice")
-    record = TaskStateStore(alice).read(made.collection)
+    alice, made, record = local_task(tmp_path, 8)
     own = load_predictions(alice, record, made.input_collection)
     query = query_of(made)
     intact = supersession(alice, query, own, current=8)
@@ -125,9 +127,7 @@ def test_superseded_predictions_on_a_zone(tmp_path: Path):
 
 @pytest.mark.parametrize("units", ["", "c2d:", "other:x"])
 def test_prediction_owners_ignore_avus_that_name_no_task(tmp_path: Path, units: str):
-    admin = make_grid(tmp_path / "grid")
-    made = make_task(admin, tmp_path / "files", n_images=2)
-    alice = admin.as_user("alice")
+    alice, made, _ = local_task(tmp_path, 2)
     path = made.images[0]
     alice.apply_metadata([MetadataOperation("remove", EntityType.DATA_OBJECT, path, a) for a in alice.get_avus(EntityType.DATA_OBJECT, path)]
                          + [MetadataOperation("add", EntityType.DATA_OBJECT, path, AVU(names.DEFAULT_CLASS_ATTRIBUTE, "cat", units))])

@@ -488,7 +488,7 @@ def test_a_superseded_task_says_so_and_keeps_browsing_its_own_predictions(world)
     assert shown == [q(p) for p in sorted(made.images)]  # all 12, from predictions.csv
     classes = re.findall(r'<td class="cls">([^<]+)</td>', own.text)
     assert classes == [made.classes[p] for p in sorted(made.images)]
-    assert own.text.count(f'replaced by task <a href="/tasks/{later}">') == 5 and own.text.count("this prediction") == 7
+    assert own.text.count(f'replaced by task <a href="/tasks/{later}">') == 5 and own.text.count("still on the image") == 7
     dogs = client.get(f"/tasks/{made.task_id}/predictions?cls=dog").text
     assert re.findall(r'thumbnail\?path=([^"]+)"', dogs) == [q(p) for p in sorted(made.images) if made.classes[p] == "dog"]
     last = client.get(f"/tasks/{made.task_id}/predictions?per_page=5&page=3").text

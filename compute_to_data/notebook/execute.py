@@ -245,15 +245,18 @@ _PROVENANCE_ROWS = (
 )
 
 
+_LEFT = ' style="margin-left:0"'  # nbconvert centres markdown tables
+
+
 def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> nbformat.NotebookNode:
     """The table at the top of the report; every value escaped (it holds user-chosen paths)."""
     import html
 
-    from ..tasks.state import format_seconds, timing_rows
+    from ..tasks.state import format_seconds, run_timing_name, timing_rows
 
-    def row(label: str, value: object, cls: str = "") -> str:
-        return f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>' \
-               f'<td{cls}>{html.escape(_show(value))}</td></tr>'
+    def row(label: str, value: object) -> str:
+        return (f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'
+                f"<td>{html.escape(_show(value))}</td></tr>")
 
     task_id = provenance.get("task_id", "")
     rows = [row(label, provenance[key]) for key, label in _PROVENANCE_ROWS if provenance.get(key) not in (None, "")]
@@ -264,7 +267,7 @@ def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) 
     before = provenance.get("timings")
     if isinstance(before, dict):
         timings.update({str(k): float(v) for k, v in before.items() if isinstance(v, (int, float))})
-    timings.update({f"run.{k.removesuffix('_seconds')}": v for k, v in run_timings.items()})
+    timings.update({run_timing_name(k): v for k, v in run_timings.items()})
     timing_html = "".join(
         f'<tr><td style="padding-left:{1 + 1.5 * r.depth}em">{html.escape(r.name)}</td>'
         f'<td style="text-align:right">{html.escape(format_seconds(r.seconds))}</td></tr>'
@@ -277,10 +280,10 @@ def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) 
         f"(<code>{names.NOTEBOOK_FILE}</code> in the task collection) has the code and every output.</p>",
     ]
     if rows:
-        parts.append("<table>" + "".join(rows) + "</table>")
+        parts.append(f"<table{_LEFT}>" + "".join(rows) + "</table>")
     if timing_html:
         parts.append("<h3>Timings</h3><p style=\"color:#666\">Steps of the task up to the notebook run, "
-                     "and the run itself (seconds).</p><table>" + timing_html + "</table>")
+                     "and the run itself (seconds).</p>" + f"<table{_LEFT}>" + timing_html + "</table>")
     parts.append("</div>")
     cell = nbformat.v4.new_markdown_cell("".join(parts))
     cell.metadata["tags"] = ["c2d-provenance"]

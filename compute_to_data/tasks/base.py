@@ -47,7 +47,7 @@ from ..taskconfig import TaskConfig
 from .selection import select_compute_resource
 from .slots import ResourceSlot
 from .staging import TaskWorkdir
-from .state import ProgressReporter, TaskStateStore, timings_text
+from .state import ProgressReporter, TaskStateStore, run_timing_name, timings_text
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class ComputeToDataTask(ABC):
             if not log_file.exists():
                 log_file.write_text(self.run_result.log)
         # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
-        self.outcome.timings.update({f"run.{k.removesuffix('_seconds')}": v for k, v in self.run_result.timings.items()})
+        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
 
     def ingest_outputs(self) -> None:
         """Every file the run produced becomes a data object in the task collection."""

@@ -145,6 +145,12 @@ class ProgressReporter:
 SUB_TIMING_PARENTS = {"run": "execute"}
 
 
+def run_timing_name(key: str) -> str:
+    """A runner's sub-timing (``kernel_start_seconds`` in ``result.json``) as ``c2d::timings`` names it:
+    ``run.kernel_start``, shown under the ``execute`` step."""
+    return "run." + key.removesuffix("_seconds")
+
+
 def timings_text(timings: Mapping[str, float]) -> str:
     """The ``c2d::timings`` value: a JSON object in the order the steps ran, milliseconds kept."""
     return json.dumps({k: round(float(v), 3) for k, v in timings.items()}, separators=(",", ":"))

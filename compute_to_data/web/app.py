@@ -246,7 +246,8 @@ def create_app(config: WebConfig) -> Starlette:
             files = session.grid.list_data_objects(record.collection)
         except ObjectNotFoundError:
             files = []
-        provenance = sorted((k, v) for k, v in record.values.items() if k != names.A_PARAMETERS)
+        shown_apart = (names.A_PARAMETERS, names.A_TIMINGS)  # shown as their own sections
+        provenance = sorted((k, v) for k, v in record.values.items() if k not in shown_apart)
         report_path = client.report_path(record)
         return render(request, "task.html", {
             "record": record, "counts": counts, "total_predicted": sum(counts.values()),
