@@ -52,6 +52,9 @@ A_IMAGE_DIGEST = PREFIX + "image_digest"
 A_PARAMETERS = PREFIX + "parameters"
 A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
+#: JSON object, step name -> seconds (``stage_inputs``, ``execute``, ``run.kernel_start`` ...),
+#: written with every state and refreshed as steps finish.
+A_TIMINGS = PREFIX + "timings"
 
 
 class TaskState(str, Enum):
@@ -73,6 +76,8 @@ DEFAULT_CLASS_ATTRIBUTE = "predictedclass"
 DEFAULT_SCORE_ATTRIBUTE = "predictedscore"
 TASK_UNITS_PREFIX = "c2d:"
 
+#: a person's verdict on a prediction (web app); each carries the units ``c2d:<task id>`` of the
+#: prediction that was confirmed or corrected, so a later task's prediction is never mistaken for it.
 VALIDATED = "validated"
 VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
@@ -85,6 +90,9 @@ CONTAINER_TASK_DIR = "/task"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = ".progress"
+#: key of ``params.json`` holding what the report shows about the task (provenance, timings so
+#: far, how to show host paths); the entrypoint takes it out before the notebook sees the rest.
+REPORT_CONTEXT_PARAMETER = "c2d_report"
 
 # --- server-side settings ------------------------------------------------------------------------
 DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
@@ -94,6 +102,13 @@ SETTINGS_ENV = "C2D_SETTINGS"
 def task_units(task_id: str) -> str:
     """Units of a prediction AVU: they point back to the task that made it."""
     return TASK_UNITS_PREFIX + task_id
+
+
+def task_id_of_units(units: str) -> str | None:
+    """The task a prediction or validation AVU points to (``c2d:<task id>``), or None."""
+    if units.startswith(TASK_UNITS_PREFIX) and len(units) > len(TASK_UNITS_PREFIX):
+        return units[len(TASK_UNITS_PREFIX):]
+    return None
 
 
 def utc_now() -> datetime:

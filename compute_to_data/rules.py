@@ -60,7 +60,7 @@ from .registry import runners as runner_registry
 from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
-from .tasks.state import TaskRecord, TaskStateStore
+from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +440,7 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
         ("compute_resource", record.get(names.A_COMPUTE_RESOURCE)),
         ("runner", record.get(names.A_RUNNER)),
         ("error", record.get(names.A_ERROR)),
+        ("timings", timings_summary(record.timings)),
     ])
 
 

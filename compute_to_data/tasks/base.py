@@ -16,9 +16,11 @@ either completely tagged or untouched.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import tempfile
 import time
@@ -45,7 +47,7 @@ from ..taskconfig import TaskConfig
 from .selection import select_compute_resource
 from .slots import ResourceSlot
 from .staging import TaskWorkdir
-from .state import ProgressReporter, TaskStateStore
+from .state import ProgressReporter, TaskStateStore, run_timing_name, timings_text
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,10 @@ class ComputeToDataTask(ABC):
         self._step("prepare_task_collection", self.prepare_task_collection)
         slot = self._slot()
         try:
-            if not slot.acquire():
+            waiting = time.perf_counter()
+            acquired = slot.acquire()
+            self.outcome.timings["wait_for_slot"] = time.perf_counter() - waiting
+            if not acquired:
                 raise TaskCancelled("the task was cancelled while it waited for a free slot")
             self._record_running()
             self._step("stage_inputs", self.stage_inputs)
@@ -281,13 +286,15 @@ class ComputeToDataTask(ABC):
                     "only a queued task can be started"
                 )
             self.collection_created = True
+            # The checks made when it was submitted keep their times, as submit.<step>.
+            submitted = {k if "." in k else f"submit.{k}": v for k, v in record.timings.items()}
+            self.outcome.timings = {**submitted, **self.outcome.timings}
             return
         if self.grid.collection_exists(self.collection):
             raise TaskStateError(f"task collection {self.collection} exists already; not overwriting it")
         self.grid.create_collection(self.collection)
         self.collection_created = True
-        self.store.write(
-            self.collection,
+        self._write_state(
             {
                 names.A_TASK_ID: self.task_id,
                 names.A_TASK_TYPE: self.task_type,
@@ -361,7 +368,8 @@ class ComputeToDataTask(ABC):
             log_file = self.workdir.output_dir / self.run_result.log_name
             if not log_file.exists():
                 log_file.write_text(self.run_result.log)
-        self.outcome.timings.update({f"run.{k}": v for k, v in self.run_result.timings.items()})
+        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
+        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
 
     def ingest_outputs(self) -> None:
         """Every file the run produced becomes a data object in the task collection."""
@@ -387,7 +395,7 @@ class ComputeToDataTask(ABC):
         }
         values.update(self._provenance())
         values[names.A_STATE] = TaskState.SUCCEEDED
-        self.store.write(self.collection, values)
+        self._write_state(values)
         self.outcome.state = TaskState.SUCCEEDED
 
     # ------------------------------------------------------------------ helpers for steps
@@ -452,8 +460,7 @@ class ComputeToDataTask(ABC):
 
     def _record_running(self) -> None:
         self._raise_if_cancelled()
-        self.store.write(
-            self.collection,
+        self._write_state(
             {
                 names.A_STARTED: names.iso_utc(),
                 names.A_PROGRESS: f"0/{len(self.inputs)}",
@@ -543,9 +550,20 @@ class ComputeToDataTask(ABC):
             values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
             values.update(self._provenance())
             values[names.A_STATE] = self.outcome.state
-            self.store.write(self.collection, values)
+            self._write_state(values)
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)
+
+    def _write_state(self, values: dict[str, object]) -> None:
+        """Write bookkeeping that includes a state, with the step timings so far (``c2d::timings``)."""
+        self.store.write(self.collection, {**values, names.A_TIMINGS: timings_text(self.outcome.timings)})
+
+    def _record_timings(self) -> None:
+        """Refresh ``c2d::timings`` after a step; advisory, so a failed write never fails the task."""
+        try:
+            self.store.write(self.collection, {names.A_TIMINGS: timings_text(self.outcome.timings)})
+        except Exception as exc:
+            log.warning("could not record the timings of task %s: %s", self.task_id, exc)
 
     def _step(self, name: str, step: Callable[[], None]) -> None:
         for listener in self.context.step_listeners:
@@ -562,6 +580,8 @@ class ComputeToDataTask(ABC):
         elapsed = time.perf_counter() - started
         self.outcome.timings[name] = elapsed
         log.debug("step %s took %.3f s", name, elapsed)
+        if self.collection_created:
+            self._record_timings()
         for listener in self.context.step_listeners:
             listener(name, "done", elapsed)
 
@@ -578,7 +598,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def file_checksum(path: Path) -> str:
-    """iRODS-style SHA-256 checksum (``sha2:`` + base64), so it compares with ``ichksum``."""
+    """iRODS-style SHA-256 checksum (``sha2:`` + base64), so it compares with ``ichksum``.
+
+    Remembered per (path, size, mtime): the report's provenance and the final state both need
+    the model's checksum, and a model can be large.
+    """
+    stat = os.stat(path)
+    return _file_checksum(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_checksum(path: str, size: int, mtime_ns: int) -> str:
     import base64
 
     digest = hashlib.sha256()
