@@ -19,6 +19,7 @@ from compute_to_data.errors import (
     AuthenticationError,
     ComputeToDataError,
     GridError,
+    GridUnreachableError,
     NotAllowedError,
     ObjectNotFoundError,
 )
@@ -354,9 +355,10 @@ def test_translate_error_never_leaks_prc_types():
         (prc.CAT_UNKNOWN_COLLECTION(None), ObjectNotFoundError),
         (prc.DataObjectDoesNotExist(), ObjectNotFoundError),
         (prc.OVERWRITE_WITHOUT_FORCE_FLAG(), AlreadyExistsError),
-        (prc.NetworkException("Could not connect"), GridError),
-        (ConnectionRefusedError(111, "Connection refused"), GridError),
+        (prc.NetworkException("Could not connect"), GridUnreachableError),
+        (ConnectionRefusedError(111, "Connection refused"), GridUnreachableError),
         (prc.SYS_INTERNAL_NULL_INPUT_ERR("boom"), GridError),
+        (prc.CAT_INVALID_USER(None), ObjectNotFoundError),  # the table's meaning: no such user
     ]
     for exc, expected in cases:
         translated = translate_error(exc, "do it", endpoint="h:1247", user="alice#z")
@@ -364,6 +366,56 @@ def test_translate_error_never_leaks_prc_types():
         assert "do it" in str(translated) or expected is AuthenticationError
     assert translate_error(prc.CAT_NO_ACCESS_PERMISSION(None), "x").irods_code == -818000
     assert isinstance(rule_error(prc.CAT_INVALID_AUTHENTICATION(None), "r"), AuthenticationError)
+    # while logging in, an unknown user name is a refused login
+    assert type(translate_error(prc.CAT_INVALID_USER(None), "log in", login=True)) is AuthenticationError
+
+
+def test_login_as_an_unknown_user_is_a_refused_login(catalog, tmp_path, monkeypatch):
+    def unknown_user(**kwargs):
+        session = catalog.session_factory(**kwargs)
+
+        def refuse() -> None:
+            raise prc.CAT_INVALID_USER(None)
+
+        session._connect = refuse  # what the server answers a login naming an unknown user
+        return session
+
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"irods_host": "h", "irods_port": 1247, "irods_zone_name": "tempZone",
+                               "irods_user_name": "nobody"}))
+    with pytest.raises(AuthenticationError, match="refused the login"):
+        IrodsClientGrid.connect(IrodsConnectionOptions(env_file=str(env)), password="x", session_factory=unknown_user)
+
+
+def test_rule_exit_codes_pick_the_class_from_the_one_error_table(catalog, alice):
+    from compute_to_data.errors import TaskFailedError
+    from compute_to_data.grid import irods_errors
+
+    def exits(code: int):
+        def handler(session, params):
+            raise prc.get_exception_by_code(code, f"c2d_run: ended with {code}")
+        return handler
+
+    for code, expected in ((irods_errors.CAT_UNKNOWN_COLLECTION, ObjectNotFoundError),
+                           (irods_errors.CAT_UNKNOWN_FILE, ObjectNotFoundError),
+                           (irods_errors.CAT_NO_ACCESS_PERMISSION, AccessDeniedError),
+                           (irods_errors.ACTION_FAILED_ERR, TaskFailedError),
+                           (irods_errors.SYS_NO_API_PRIV, NotAllowedError)):
+        catalog.rules["c2d_run"] = exits(code)
+        with pytest.raises(expected, match=f"ended with {code}") as caught:
+            alice.run_rule("c2d_run", {"*config": "/x"})
+        assert caught.value.irods_code == code
+        assert irods_errors.error_class(code) is expected
+
+
+def test_the_error_table_agrees_with_python_irodsclient():
+    """Every code both know has the same name in PRC's irods.exception as in the project's table."""
+    from compute_to_data.grid import irods_errors
+
+    known = [row for row in irods_errors.TABLE if hasattr(prc, row.name)]
+    assert len(known) > 50
+    for row in known:
+        assert getattr(prc, row.name).code == row.code, row.name
 
 
 # --- predictions ---------------------------------------------------------------------------------------

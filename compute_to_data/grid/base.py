@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
 
+from .irods_errors import USER_INPUT_PATH_ERR
+
 
 class AccessLevel(IntEnum):
     """iRODS permission levels; comparable because iRODS numbers them that way."""
@@ -242,9 +244,6 @@ def parse_score(text: str | None) -> float | None:
         return float(text) if text not in (None, "") else None
     except ValueError:
         return None
-
-
-USER_INPUT_PATH_ERR = -317000
 
 
 def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:

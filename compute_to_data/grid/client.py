@@ -5,7 +5,7 @@ researcher: it is configured like the icommands (``~/.irods/irods_environment.js
 ``$IRODS_ENVIRONMENT_FILE``, explicit options winning), and the password comes from the iRODS
 auth file (``iinit``) or from a prompt -- never from the command line.
 
-What it relies on (see ``shared/irods-facts.md``, "python-irodsclient"):
+What it relies on (docs/irods-behaviour.md, "python-irodsclient"):
 
 * reads are GenQuery (``session.query``) with the columns named in the facts, batched so that
   no listing costs a query per object; string values in conditions are quoted by doubling
@@ -46,9 +46,11 @@ from ..errors import (
     AuthenticationError,
     ComputeToDataError,
     GridError,
+    GridUnreachableError,
     NotAllowedError,
     ObjectNotFoundError,
 )
+from . import irods_errors
 from .base import (
     AVU,
     AccessLevel,
@@ -75,47 +77,6 @@ IN_CHUNK = 50
 #: rows fetched per GenQuery round trip while scanning (the server's page size is 500).
 SCAN_CHUNK = 500
 
-_AUTH_ERRORS = {
-    "CAT_INVALID_AUTHENTICATION",
-    "CAT_INVALID_USER",
-    "CAT_INVALID_CLIENT_USER",
-    "CAT_PASSWORD_EXPIRED",
-    "PAM_AUTH_PASSWORD_FAILED",
-    "PAM_AUTH_NOT_BUILT_INTO_SERVER",
-    "AUTH_FILE_DOES_NOT_EXIST",
-    "CAT_PASSWORD_ENCODING_ERROR",
-}
-_NOT_FOUND_ERRORS = {
-    "CAT_UNKNOWN_FILE",
-    "CAT_UNKNOWN_COLLECTION",
-    "USER_FILE_DOES_NOT_EXIST",
-    "CAT_NO_ROWS_FOUND",
-    "CAT_INVALID_RESOURCE",
-    "SYS_RESC_DOES_NOT_EXIST",
-    "INVALID_OBJECT_TYPE",
-    "OBJ_PATH_DOES_NOT_EXIST",
-}
-_DENIED_ERRORS = {
-    "CAT_NO_ACCESS_PERMISSION",
-    "SYS_NO_API_PRIV",
-    "CAT_INSUFFICIENT_PRIVILEGE_LEVEL",
-    "USER_ACCESS_DENIED",
-}
-_EXISTS_ERRORS = {"CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME", "OVERWRITE_WITHOUT_FORCE_FLAG"}
-_NO_RULE_ERRORS = {"NO_RULE_FOUND_ERR", "NO_RULE_OR_MSI_FUNCTION_FOUND_ERR", "NO_MICROSERVICE_FOUND_ERR"}
-_NETWORK_ERRORS = {"SYS_SOCK_OPEN_ERR", "SYS_SOCK_READ_TIMEDOUT", "SYS_SOCK_CONNECT_ERR", "SYS_HEADER_READ_LEN_ERR"}
-
-#: project error class by the iRODS code a rule ended with (``msiExit``; see errors.py).
-_RULE_CODE_ERRORS: dict[int, type[ComputeToDataError]] = {
-    -13000: NotAllowedError,
-    -808000: ObjectNotFoundError,
-    -814000: ObjectNotFoundError,
-    -817000: ObjectNotFoundError,
-    -818000: AccessDeniedError,
-    -809000: AlreadyExistsError,
-}
-
-
 def quote(value: str) -> str:
     """A string value for a GenQuery condition: a single quote is doubled (irods-facts)."""
     return str(value).replace("'", "''")
@@ -129,67 +90,85 @@ def _exception_text(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else ""
 
 
-def translate_error(exc: BaseException, what: str, *, endpoint: str = "", user: str = "") -> ComputeToDataError:
-    """PRC's exception -> the project's error, with ``what`` (the operation) in the message."""
+def _code(exc: BaseException) -> int | None:
+    """The iRODS code a PRC exception carries (None for PRC's own, code-less exceptions)."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) and code < 0 else None
+
+
+def translate_error(
+    exc: BaseException, what: str, *, endpoint: str = "", user: str = "", login: bool = False
+) -> ComputeToDataError:
+    """PRC's exception -> the project's error, with ``what`` (the operation) in the message.
+
+    The class comes from the project's one error table (:mod:`.irods_errors`); ``login`` says
+    the error was met while logging in, where an unknown user name is a refused login.
+    """
     from irods import exception as prc
 
     if isinstance(exc, ComputeToDataError):
         return exc
     name = type(exc).__name__
     text = _exception_text(exc)
-    code = getattr(exc, "code", None)
-    code = code if isinstance(code, int) and code < 0 else None
+    code = _code(exc)
     detail = f" ({name}{': ' + text if text else ''})"
-    if name == "NonAnonymousLoginWithoutPassword" or name in _AUTH_ERRORS:
-        return AuthenticationError(
-            f"iRODS{' at ' + endpoint if endpoint else ''} refused the login of {user or 'this user'}: "
-            f"wrong user name or password{detail}",
-            irods_code=code,
-            irods_name=name,
-        )
-    if isinstance(exc, prc.NetworkException) or isinstance(exc, (OSError, socket.timeout)) or name in _NETWORK_ERRORS:
-        return GridError(
+    if name == "NonAnonymousLoginWithoutPassword":
+        cls: type[ComputeToDataError] = AuthenticationError
+    elif isinstance(exc, (prc.NetworkException, OSError, socket.timeout)):
+        cls = GridUnreachableError
+    elif isinstance(exc, prc.DoesNotExist):
+        cls = ObjectNotFoundError
+    else:
+        cls = irods_errors.login_error_class(code) if login else irods_errors.error_class(code)
+    where = f" at {endpoint}" if endpoint else ""
+    if cls is AuthenticationError:
+        message = f"iRODS{where} refused the login of {user or 'this user'}: wrong user name or password{detail}"
+    elif cls is GridUnreachableError:
+        message = (
             f"cannot reach the iRODS server{' ' + endpoint if endpoint else ''} while trying to {what}: "
-            f"{text or exc.__class__.__name__}. Check irods_host/irods_port and your network.",
-            irods_code=code,
-            irods_name=name,
+            f"{text or name}. Check irods_host/irods_port and your network."
         )
-    if isinstance(exc, prc.DoesNotExist) or name in _NOT_FOUND_ERRORS:
-        return ObjectNotFoundError(f"cannot {what}: it does not exist or you cannot see it{detail}", irods_code=code, irods_name=name)
-    if name in _DENIED_ERRORS:
-        return AccessDeniedError(f"cannot {what}: permission denied{detail}", irods_code=code, irods_name=name)
-    if name in _EXISTS_ERRORS:
-        return AlreadyExistsError(f"cannot {what}: it exists already{detail}", irods_code=code, irods_name=name)
-    if isinstance(exc, prc.iRODSException):
-        return GridError(f"cannot {what}: iRODS error{detail}", irods_code=code, irods_name=name)
-    if isinstance(exc, prc.PycommandsException):
-        return GridError(f"cannot {what}: {name}{': ' + text if text else ''}")
-    return GridError(f"cannot {what}: {name}: {exc}")
+    elif cls is ObjectNotFoundError:
+        message = f"cannot {what}: it does not exist or you cannot see it{detail}"
+    elif cls is AccessDeniedError:
+        message = f"cannot {what}: permission denied{detail}"
+    elif cls is AlreadyExistsError:
+        message = f"cannot {what}: it exists already{detail}"
+    elif cls is NotAllowedError:
+        message = f"cannot {what}: {user or 'this user'} is not allowed to{detail}"
+    elif isinstance(exc, prc.iRODSException):
+        message = f"cannot {what}: iRODS error{detail}"
+    elif isinstance(exc, prc.PycommandsException):
+        message = f"cannot {what}: {name}{': ' + text if text else ''}"
+    else:
+        message = f"cannot {what}: {name}: {exc}"
+    if issubclass(cls, GridError):
+        return cls(message, irods_code=code, irods_name=name)
+    return cls(message, irods_code=code)
 
 
 def rule_error(exc: BaseException, rule: str) -> ComputeToDataError:
-    """An error raised by running ``rule``: its ``msiExit`` message becomes the error message."""
+    """An error raised by running ``rule``: its ``msiExit`` message becomes the error message,
+    its code picks the class from the project's error table."""
     from irods import exception as prc
 
     if isinstance(exc, ComputeToDataError):
         return exc
     name = type(exc).__name__
     text = _exception_text(exc)
-    code = getattr(exc, "code", None)
-    if name in _NO_RULE_ERRORS:
+    code = _code(exc)
+    base = prc.rounded_code(code) if code is not None else None
+    if base in irods_errors.NO_RULE_CODES:
         return GridError(
             f"the iRODS server does not know the rule {rule}: is the compute_to_data rulebase installed "
             f"(core.py importing compute_to_data.rules)? Ask your iRODS administrator. ({name})",
-            irods_code=code if isinstance(code, int) else None,
+            irods_code=code,
             irods_name=name,
         )
-    if isinstance(exc, prc.iRODSException) and name not in _AUTH_ERRORS and not isinstance(exc, prc.NetworkException):
-        cls = _RULE_CODE_ERRORS.get(prc.rounded_code(code) if isinstance(code, int) else 0, ComputeToDataError)
-        message = text or f"rule {rule} failed with {name}"
-        if cls is ComputeToDataError:
-            return ComputeToDataError(message, irods_code=code if isinstance(code, int) else None)
-        return cls(message, irods_code=code if isinstance(code, int) else None)  # type: ignore[call-arg]
-    return translate_error(exc, f"run rule {rule}")
+    cls = irods_errors.error_class(base)
+    if code is None or cls in (AuthenticationError, GridUnreachableError) or isinstance(exc, prc.NetworkException):
+        return translate_error(exc, f"run rule {rule}")
+    return irods_errors.make_error(code, text or f"rule {rule} failed with {name}", irods_name=name)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -365,7 +344,9 @@ class IrodsClientGrid(Grid):
         try:
             session = session_factory(connection_timeout=options.timeout, **kwargs)
         except Exception as exc:
-            raise translate_error(exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}") from None
+            raise translate_error(
+                exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}", login=True
+            ) from None
         grid = cls(session)
         if verify:
             try:
@@ -380,7 +361,7 @@ class IrodsClientGrid(Grid):
 
     def check_login(self) -> None:
         """Authenticate now (PRC connects lazily); AuthenticationError for a wrong password."""
-        with self._errors("log in"):
+        with self._errors("log in", login=True):
             with self._session.pool.get_connection():
                 pass
 
@@ -409,13 +390,13 @@ class IrodsClientGrid(Grid):
         return f"{getattr(self._session, 'host', '?')}:{getattr(self._session, 'port', '?')}"
 
     @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str, login: bool = False) -> Iterator[None]:
         try:
             yield
         except ComputeToDataError:
             raise
         except Exception as exc:
-            raise translate_error(exc, what, endpoint=self.endpoint, user=self._who()) from None
+            raise translate_error(exc, what, endpoint=self.endpoint, user=self._who(), login=login) from None
 
     def _who(self) -> str:
         try:

@@ -42,6 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
+from .irods_errors import (
+    CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
+    CAT_INVALID_RESOURCE,
+    CAT_INVALID_USER,
+    CAT_UNKNOWN_COLLECTION,
+    CAT_UNKNOWN_FILE,
+    INVALID_OBJECT_TYPE,
+    SYS_INVALID_INPUT_PARAM,
+)
 from .local_predictions import LocalPredictionQueries
 from .base import (
     check_logical_path,
@@ -72,16 +81,6 @@ _COPY_CHUNK = 1024 * 1024
 # connection across fork). Keeping a reference stops the garbage collector from closing them.
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
-# iRODS error codes used on the errors we raise, so rules can hand them back unchanged.
-CAT_UNKNOWN_COLLECTION = -814000
-CAT_UNKNOWN_FILE = -817000
-CAT_NO_ACCESS_PERMISSION = -818000
-CAT_INVALID_RESOURCE = -831000
-CAT_INVALID_USER = -827000
-INVALID_OBJECT_TYPE = -1105000
-SYS_INVALID_INPUT_PARAM = -130000
-SYS_NO_API_PRIV = -13000
-USER_INPUT_PATH_ERR = -317000
 
 _ENTITY_CODE = {
     EntityType.DATA_OBJECT: "d",
@@ -349,7 +348,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
         if not self._is_admin:
             raise AccessDeniedError(
                 f"{what} needs a rodsadmin; user {self._user!r} is not one (use --user {ADMIN_USER})",
-                irods_code=SYS_NO_API_PRIV,
+                irods_code=CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
             )
 
     # --- paths ------------------------------------------------------------------------------------
