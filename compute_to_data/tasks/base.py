@@ -436,8 +436,9 @@ class ComputeToDataTask(ABC):
         while not self.grid.collection_exists(path):
             if path == zone_root or posixpath.dirname(path) == path:
                 raise AccessDeniedError(
-                    f"{self.grid.user} cannot write to the output collection {collection}: neither it nor any "
-                    f"collection above it is visible to {self.grid.user}; choose an output collection under "
+                    f"{self.grid.user} cannot write to the output collection {collection}, where the results "
+                    f"({collection}/<task id>) would go: neither it nor any collection above it is visible to "
+                    f"{self.grid.user}; choose an output collection under "
                     f"your home {self.grid.home()}, or ask its owner for write access",
                     irods_code=CAT_NO_ACCESS_PERMISSION,
                 )
