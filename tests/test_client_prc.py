@@ -29,7 +29,6 @@ from compute_to_data.grid.client import (
     NATIVE_RULE_ENGINE,
     IrodsClientGrid,
     IrodsConnectionOptions,
-    quote,
     rule_error,
     translate_error,
 )
@@ -158,18 +157,34 @@ def test_unreachable_server(catalog, irods_env):
 
 
 # --- namespace and quoting ----------------------------------------------------------------------------
-def test_hostile_names_are_quoted_for_genquery(catalog, alice):
+def test_hostile_names_follow_the_one_quoting_policy(catalog, alice):
     path = f"{HOME}/imgs/{HOSTILE}"
     catalog.mkobj(path, "alice", b"abc")
     catalog.mkobj(f"{HOME}/imgs/plain.png", "alice", b"x")
-    assert quote("it's") == "it''s"
+    catalog.mkobj(f"{HOME}/imgs/itXs 50%_off [x] é.png", "alice", b"decoy")  # what the widened LIKE also finds
     assert alice.data_object_exists(path)
     assert not alice.data_object_exists(f"{HOME}/imgs/it's 50%_off [x] e.png")
     obj = alice.get_data_object(path)
     assert obj.path == path and obj.size == 3
-    assert [o.name for o in alice.list_data_objects(f"{HOME}/imgs")] == [HOSTILE, "plain.png"]
-    # What went to the "server": the quote doubled inside the literal.
-    assert any("DATA_NAME = 'it''s 50%_off [x] é.png'" in c for _, conds in catalog.queries for c in conds)
+    assert [o.name for o in alice.list_data_objects(f"{HOME}/imgs")] == [HOSTILE, "itXs 50%_off [x] é.png", "plain.png"]
+    # What went to the "server": a LIKE with the quote replaced, never a quote inside a literal.
+    sent = [c for _, conds in catalog.queries for c in conds]
+    assert any("DATA_NAME like 'it_s 50%_off [x] é.png'" in c for c in sent)
+    assert all(c.count("'") % 2 == 0 and "''" not in c.strip("'") for c in sent), sent
+
+
+def test_the_fake_refuses_what_the_genquery_parser_refuses(catalog, alice):
+    """A value quoted as the adapter once did (doubled) or not at all never reaches a row."""
+    from irods.models import DataObject as D
+
+    catalog.mkobj(f"{HOME}/imgs/it's.png", "alice")
+    session = alice.session
+    with pytest.raises(prc.INPUT_ARG_NOT_WELL_FORMED_ERR):
+        session.query(D.id).filter(D.name == "it's.png").all()
+    with pytest.raises(prc.INPUT_ARG_NOT_WELL_FORMED_ERR):
+        session.query(D.id).filter(D.name == "it\\'s.png").all()
+    # accepted by the parser, but read verbatim by the SQL generator: no match
+    assert session.query(D.id).filter(D.name == "it''s.png").all() == []
 
 
 def test_get_data_object_groups_replicas(catalog, alice):
@@ -204,7 +219,9 @@ def test_listing_fetches_avus_in_bulk(catalog, alice):
     catalog.queries.clear()
     objects = alice.list_data_objects(f"{HOME}/many", recursive=True, avu_attributes=["predictedclass", "predictedscore"])
     assert len(objects) == 40 and all(o.avus for o in objects)
-    assert len(catalog.queries) <= 6  # not one query per object
+    # not one query per object: the caller's ids (2, once per session), the collection's
+    # visibility, then per part of the listing its replicas, the caller's access and the AVUs
+    assert len(catalog.queries) <= 9
 
 
 # --- resources -----------------------------------------------------------------------------------------
@@ -224,11 +241,16 @@ def test_access_levels_through_user_and_groups(catalog, alice):
     catalog.mkobj(path, "alice")
     bob = grid_as(catalog, "bob")
     assert alice.has_access(path, AccessLevel.OWN)
-    assert not bob.has_access(path, AccessLevel.READ)
+    with pytest.raises(ObjectNotFoundError):  # bob holds nothing on it: it does not exist for him
+        bob.has_access(path, AccessLevel.READ)
+    assert not bob.data_object_exists(path)
     catalog.grant("public", READ, path)  # via the public group
     assert bob.has_access(path, AccessLevel.READ) and not bob.has_access(path, AccessLevel.MODIFY)
+    assert bob.data_object_exists(path)
     assert alice.has_access(HOME, AccessLevel.OWN)
-    assert not bob.has_access(HOME, AccessLevel.READ)
+    with pytest.raises(ObjectNotFoundError):
+        bob.has_access(HOME, AccessLevel.READ)
+    assert not bob.collection_exists(HOME)
     with pytest.raises(ObjectNotFoundError):
         bob.has_access(f"{HOME}/nothing", AccessLevel.READ)
 
@@ -244,7 +266,8 @@ def test_paths_lacking_access_in_bulk(catalog):
     catalog.queries.clear()
     lacking = bob.paths_lacking_access(paths + [coll, f"{HOME}/bulk/none.png"], AccessLevel.READ)
     assert lacking == paths[10:] + [coll, f"{HOME}/bulk/none.png"]
-    assert len(catalog.queries) <= 6
+    # the caller's ids (2), then one query per collection and 20 names (the policy's in-list size)
+    assert len(catalog.queries) <= 7
     catalog.grant("bob", READ, coll)
     assert bob.paths_lacking_access([coll], AccessLevel.READ) == []
 
@@ -430,6 +453,8 @@ def predicted(catalog) -> tuple[FakeCatalog, PredictionQuery]:
     catalog.mkobj(f"{HOME}/imgs/untagged.png", "alice")
     catalog.mkobj(f"{HOME}/imgs/other_task.png", "alice", predictedclass=("1", "c2d:T0"))
     catalog.mkobj(f"{HOME}/elsewhere/forged.png", "alice", predictedclass=("1", units))  # outside the inputs
+    # a sibling sharing the prefix "imgs", sorting between imgs' own images and imgs/sub
+    catalog.mkobj(f"{HOME}/imgs 2/sibling.png", "alice", predictedclass=("1", units), predictedscore=("0.5000", units))
     return catalog, PredictionQuery("T1", f"{HOME}/imgs", extra_attributes=("validated",))
 
 
