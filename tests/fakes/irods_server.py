@@ -25,8 +25,9 @@ server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the f
 * ``delayExec`` queues a Python body (wrapped into ``def expressionFcn(rule_args, callback,
   rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`); delay and
   remote rule text is limited to 2,700 characters;
-* ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule on
-  ``host`` (which must be a resource host or the server itself).
+* ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule
+  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``);
+* ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED).
 
 What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
 """
@@ -216,7 +217,8 @@ class FakeIrodsServer:
         return self.host_stack[-1] if self.host_stack else self.host
 
     def known_hosts(self) -> set[str]:
-        return {self.host} | {r.host for r in self.admin.list_resources()}
+        """This server (also as ``localhost``) and every resource's host."""
+        return {self.host, "localhost"} | {r.host for r in self.admin.list_resources()}
 
     # --- running rules as irule and the delay server would ------------------------------------------
     def _execute(self, fn: Callable[..., Any], rule_args: list[str], rei: FakeRei) -> RuleRun:
@@ -479,6 +481,12 @@ class FakeCallback:
                 Path(handle.spool.name).unlink(missing_ok=True)
         return self._ok([fd, 0])
 
+    def msi_msiPhyPathReg(self, path: str, resource: str, physical: str, kind: str, status: Any) -> dict:
+        """Registration in place: refused to a rodsuser by the default policy (observed)."""
+        if self._rei.session["client_user"]["user_type"] != "rodsadmin":
+            raise irods_error(code_of("PATH_REG_NOT_ALLOWED"), f"{self._user} may not register {physical}")
+        raise irods_error(code_of("SYS_NOT_SUPPORTED"), "the fake server (LocalGrid) does not model registration")
+
     def msi_msiDataObjUnlink(self, spec: str, status: Any) -> dict:
         raise irods_error(code_of("SYS_NOT_SUPPORTED"), "the fake server (LocalGrid) does not model deletion")
 
@@ -616,10 +624,14 @@ class FakeCallback:
             if arg is None:
                 raise irods_error(code_of("RE_PARSER_ERROR"), f"fake server: argument {part!r} is not a plain string literal")
             args.append(arg.group(1))
-        if name not in self._server.rules:
-            raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule named {name} on {host}")
-        self._server.remote_calls.append((host, rule_text))
         rei = FakeRei(self._user, self._server.zone, self._rei.session["client_user"]["user_type"], host)
+        if name not in self._server.rules:
+            if getattr(type(self), "msi_" + name, None) is None:
+                raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule named {name} on {host}")
+            self._server.remote_calls.append((host, rule_text))
+            getattr(FakeCallback(self._server, rei), name)(*args)  # a microservice, e.g. writeLine
+            return self._ok([host, hints, rule_text, recovery])
+        self._server.remote_calls.append((host, rule_text))
         run = self._server._execute(self._server.rules[name], args, rei)
         if not run.ok:
             raise irods_error(run.code, run.error or f"remote rule {name} failed on {host}")
