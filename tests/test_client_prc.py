@@ -493,3 +493,25 @@ def test_one_page_costs_a_bounded_number_of_queries(predicted):
     assert len(page.items) == 10
     assert len(catalog.queries) <= 3
     assert page.items[0].avu_value("validated") in ("", "true")
+
+
+def test_missing_things_carry_the_code_of_what_is_missing(catalog, alice):
+    from compute_to_data.grid import irods_errors
+
+    catalog.mkobj("/tempZone/home/bob/secret.png", "bob")
+    for path in (f"{HOME}/missing.png", "/tempZone/home/bob/secret.png"):
+        for call in (alice.get_data_object, lambda p: alice.get_avus(EntityType.DATA_OBJECT, p)):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(path)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_FILE, path
+        with pytest.raises(ObjectNotFoundError) as caught:
+            alice.has_access(path, AccessLevel.READ)
+        assert caught.value.irods_code == irods_errors.INVALID_OBJECT_TYPE
+    for coll in (f"{HOME}/missing", "/tempZone/home/bob", "/tempZone/home"):
+        for call in (alice.list_data_objects, alice.list_collections):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(coll)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_COLLECTION, coll
+    with pytest.raises(ObjectNotFoundError) as caught:
+        alice.get_resource("nope")
+    assert caught.value.irods_code == irods_errors.CAT_INVALID_RESOURCE

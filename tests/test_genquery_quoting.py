@@ -135,7 +135,7 @@ def test_a_doubled_quote_reads_differently_on_the_two_pipelines() -> None:
 
 
 def test_the_fake_parser_reads_literals_as_the_real_server_does() -> None:
-    """Observed on iRODS 5.0.2 (irods-facts.md), reproduced by the fake."""
+    """Observed on iRODS 5.0.2 (docs/irods-behaviour.md), reproduced by the fake."""
     [doubled] = parse_conditions("DATA_NAME = 'it''s a cat.png'", KNOWN_COLUMNS)
     assert compile_condition(doubled.text)("it's a cat.png")
     [hexed] = parse_conditions("DATA_NAME = 'it\\x27s a cat.png'", KNOWN_COLUMNS)

@@ -177,7 +177,7 @@ class PredictionQuery:
     """Which images of a task to list: those whose prediction AVU points to ``task_id``.
 
     A prediction belongs to a task through the units ``c2d:<task id>`` of its class and score
-    AVUs (conventions.md); only objects under ``input_collection`` count, so a stray AVU with
+    AVUs (:mod:`compute_to_data.conventions`); only objects under ``input_collection`` count, so a stray AVU with
     forged units elsewhere in the zone cannot smuggle objects into a task's view.
     """
 

@@ -1,8 +1,8 @@
 """GenQuery1 condition strings, read the way a real iRODS 5 server reads them.
 
 Two stages, both taken from the iRODS sources, so that a quoting mistake in the project's code
-shows up here exactly as it would on a server (``/work/shared/irods-facts.md`` + research notes
-in ``compute_to_data/grid/genquery_quote.py``):
+shows up here exactly as it would on a server (docs/irods-behaviour.md and the notes in
+``compute_to_data/grid/genquery_quote.py``):
 
 1. :func:`parse_conditions` — the client-side flex/bison parser (iRODS 5): single-quoted literals
    with ``''`` for a quote and ``\\xHH`` hex escapes; any other backslash sequence is rejected
