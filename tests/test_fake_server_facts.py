@@ -184,13 +184,12 @@ def test_client_user_is_the_caller_also_in_a_delayed_rule(zone) -> None:
 
 def test_gethostname_need_not_match_resc_loc(monkeypatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "vm")
-    hosts._addresses.cache_clear()
-    try:
-        assert hosts.is_local_host("localhost")  # RESC_LOC on that zone; loopback is local
-        assert hosts.is_local_host("gpu-node", extra_names=["gpu-node"])  # or the settings say so
-        assert not hosts.is_local_host("no-such-host.invalid")
-    finally:
-        hosts._addresses.cache_clear()
+    monkeypatch.setattr(socket, "getfqdn", lambda name="": "vm")
+    resolved = {"localhost": frozenset({"127.0.0.1", "::1"}), "vm": frozenset({"10.0.0.5"})}
+    monkeypatch.setattr(hosts, "_addresses", lambda name: resolved.get(name, frozenset()))
+    assert hosts.is_local_host("localhost")  # RESC_LOC on that zone: loopback is local
+    assert hosts.is_local_host("gpu-node", extra_names=["gpu-node"])  # or the settings say so
+    assert not hosts.is_local_host("gpu-node")  # a name that is neither is another host
 
 
 # --- delayed and remote execution ---------------------------------------------------------------------

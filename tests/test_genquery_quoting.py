@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid import irods_errors
 from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 
 try:
@@ -142,14 +143,14 @@ def test_the_fake_parser_reads_literals_as_the_real_server_does() -> None:
     assert compile_condition(hexed.text)("it's a cat.png")
     with pytest.raises(GenQueryError) as escaped:
         parse_conditions("DATA_NAME = 'it\\'s a cat.png'", KNOWN_COLUMNS)
-    assert escaped.value.code == -1084000  # INPUT_ARG_NOT_WELL_FORMED_ERR
+    assert escaped.value.code == irods_errors.INPUT_ARG_NOT_WELL_FORMED_ERR
     [percent] = parse_conditions("DATA_NAME = '50%'", KNOWN_COLUMNS)
     assert compile_condition(percent.text)("50%") and not compile_condition(percent.text)("50 percent")
     [wild] = parse_conditions("DATA_NAME like '50%'", KNOWN_COLUMNS)
     assert compile_condition(wild.text)("50 percent")
     with pytest.raises(GenQueryError) as unknown:
         parse_conditions("NO_SUCH_COLUMN = 'x'", KNOWN_COLUMNS)
-    assert unknown.value.code == -1107000  # NO_COLUMN_NAME_FOUND
+    assert unknown.value.code == irods_errors.NO_COLUMN_NAME_FOUND
 
 
 @pytest.mark.parametrize("naive, value, decoy", [

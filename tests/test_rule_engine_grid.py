@@ -250,3 +250,28 @@ def test_read_data_object_ends_at_the_none_msiDataObjRead_returns(setup: GridSet
     assert server.calls["msiDataObjRead"] - before == 4
     s.put(f"{s.home}/empty.json", b"")
     assert g.read_data_object(f"{s.home}/empty.json") == b""
+
+
+def test_every_error_class_default_comes_from_the_one_table() -> None:
+    """A class's default code turns back into that class (or a narrower one) through the table,
+    and no default is CAT_NO_ROWS_FOUND, which a rule cannot end with."""
+    import inspect
+
+    from compute_to_data import errors
+
+    declared = [
+        cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.ComputeToDataError) and "irods_error" in vars(cls)
+    ]
+    assert {c.__name__ for c in declared} >= {"ComputeToDataError", "NotAllowedError", "ObjectNotFoundError",
+                                              "AccessDeniedError", "AlreadyExistsError", "AuthenticationError",
+                                              "GridUnreachableError", "TaskFailedError"}
+    for cls in declared:
+        code = irods_errors.code_of(cls.irods_error)
+        assert issubclass(irods_errors.error_class(code), cls), cls
+        assert code != irods_errors.CAT_NO_ROWS_FOUND
+        instance = cls("x") if cls is not errors.ConfigError else cls("x", [])
+        assert instance.irods_code == code
+    assert errors.ObjectNotFoundError("x", irods_code=irods_errors.CAT_UNKNOWN_FILE).irods_code == irods_errors.CAT_UNKNOWN_FILE
+    assert len({row.code for row in irods_errors.TABLE}) == len(irods_errors.TABLE)
+    assert len({row.name for row in irods_errors.TABLE}) == len(irods_errors.TABLE)

@@ -23,10 +23,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-INPUT_ARG_NOT_WELL_FORMED_ERR = -1084000
-NO_COLUMN_NAME_FOUND = -1107000
-CAT_INVALID_ARGUMENT = -816000
-CAT_SQL_ERR = -806000
+from compute_to_data.grid.irods_errors import code_of
+
+INPUT_ARG_NOT_WELL_FORMED_ERR = code_of("INPUT_ARG_NOT_WELL_FORMED_ERR")
+NO_COLUMN_NAME_FOUND = code_of("NO_COLUMN_NAME_FOUND")
+CAT_INVALID_ARGUMENT = code_of("CAT_INVALID_ARGUMENT")
+CAT_SQL_ERR = code_of("CAT_SQL_ERR")
 
 
 class GenQueryError(Exception):
