@@ -1,7 +1,9 @@
-"""Names users see (``../shared/conventions.md``): resource AVUs, task layout, states, contract.
+"""The home of the names users see: resource AVUs, the task collection's layout, its ``c2d::``
+AVUs and states, the prediction AVUs and the notebook contract.
 
-They are queried with ``imeta``/``iquest`` and set by administrators, so they live in one place
-and every part of the project imports them from here.
+They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
+and only here, and every part of the project imports them from this module (README.md, "Tag the
+resources" and "Run a task", shows them in use).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The rule entry points end to end, called exactly as the rule engine calls them.
 
-A fake server (tests/fakes, following /work/shared/irods-facts.md) runs the rulebase over a
+A fake server (tests/fakes, following docs/irods-behaviour.md) runs the rulebase over a
 LocalGrid catalog: rules get a list of unquoted strings, a callback and a rei; irule shows
 stdout only when a rule succeeds and the msiExit message otherwise; the delay server runs
 queued Python bodies as the submitting user; remoteExec runs a rule on another host.

@@ -18,6 +18,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 
 from .. import conventions as names
+from .irods_errors import USER_INPUT_PATH_ERR
 
 
 class AccessLevel(IntEnum):
@@ -177,7 +178,7 @@ class PredictionQuery:
     """Which images of a task to list: those whose prediction AVU points to ``task_id``.
 
     A prediction belongs to a task through the units ``c2d:<task id>`` of its class and score
-    AVUs (conventions.md); only objects under ``input_collection`` count, so a stray AVU with
+    AVUs (:mod:`compute_to_data.conventions`); only objects under ``input_collection`` count, so a stray AVU with
     forged units elsewhere in the zone cannot smuggle objects into a task's view.
     """
 
@@ -296,9 +297,6 @@ def parse_score(text: str | None) -> float | None:
         return float(text) if text not in (None, "") else None
     except ValueError:
         return None
-
-
-USER_INPUT_PATH_ERR = -317000
 
 
 def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:

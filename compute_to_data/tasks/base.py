@@ -41,6 +41,7 @@ from ..errors import (
     TaskStateError,
 )
 from ..grid.base import AccessLevel, DataObject, Grid, Resource
+from ..grid.irods_errors import CAT_NO_ACCESS_PERMISSION, CAT_UNKNOWN_COLLECTION, CAT_UNKNOWN_FILE
 from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
@@ -214,11 +215,14 @@ class ComputeToDataTask(ABC):
             self.image = self.settings.check_image(self.config.image)
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
-                f"input collection {self.config.input_collection} does not exist (or you cannot see it)"
+                f"input collection {self.config.input_collection} does not exist (or you cannot see it)",
+                irods_code=CAT_UNKNOWN_COLLECTION,
             )
         for what, path in (("model", self.config.model), ("labels", self.config.labels)):
             if not self.grid.data_object_exists(path):
-                raise ObjectNotFoundError(f"{what} data object {path} does not exist (or you cannot see it)")
+                raise ObjectNotFoundError(
+                    f"{what} data object {path} does not exist (or you cannot see it)", irods_code=CAT_UNKNOWN_FILE
+                )
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
 
@@ -429,13 +433,24 @@ class ComputeToDataTask(ABC):
         return replica.physical_path
 
     def _check_can_create(self, collection: str) -> None:
-        """Modify on the output collection, or on its nearest existing ancestor if it is new."""
+        """Modify on the output collection, or on its nearest visible ancestor if it is new.
+
+        On a stock zone an ordinary user sees neither ``/zone`` nor ``/zone/home`` nor other
+        users' homes, so the walk up may find nothing visible: that is refused in terms of the
+        collection the user named (docs/irods-behaviour.md).
+        """
+        zone_root = f"/{self.grid.zone}"
         path = collection
         while not self.grid.collection_exists(path):
-            parent = posixpath.dirname(path)
-            if parent == path:
-                break
-            path = parent
+            if path == zone_root or posixpath.dirname(path) == path:
+                raise AccessDeniedError(
+                    f"{self.grid.user} cannot write to the output collection {collection}, where the results "
+                    f"({collection}/<task id>) would go: neither it nor any collection above it is visible to "
+                    f"{self.grid.user}; choose an output collection under "
+                    f"your home {self.grid.home()}, or ask its owner for write access",
+                    irods_code=CAT_NO_ACCESS_PERMISSION,
+                )
+            path = posixpath.dirname(path)
         if not self.grid.has_access(path, AccessLevel.MODIFY):
             raise AccessDeniedError(
                 f"{self.grid.user} cannot write to {path}, where the results ({collection}/<task id>) "
