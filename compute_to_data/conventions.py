@@ -1,7 +1,9 @@
-"""Names users see (``../shared/conventions.md``): resource AVUs, task layout, states, contract.
+"""The home of the names users see: resource AVUs, the task collection's layout, its ``c2d::``
+AVUs and states, the prediction AVUs and the notebook contract.
 
-They are queried with ``imeta``/``iquest`` and set by administrators, so they live in one place
-and every part of the project imports them from here.
+They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
+and only here, and every part of the project imports them from this module (README.md, "Tag the
+resources" and "Run a task", shows them in use).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ STALE = "stale"
 #: the report browser lists only the task collection's own files, so it stays out of sight.
 TASK_PARTS_COLLECTION = "parts"
 TASK_SELECTION_FILE = "inputs.json"
+#: JSON object, step name -> seconds (``stage_inputs``, ``execute``, ``run.kernel_start`` ...),
+#: written with every state and refreshed as steps finish.
+A_TIMINGS = PREFIX + "timings"
 
 
 class TaskState(str, Enum):
@@ -87,6 +92,8 @@ DEFAULT_CLASS_ATTRIBUTE = "predictedclass"
 DEFAULT_SCORE_ATTRIBUTE = "predictedscore"
 TASK_UNITS_PREFIX = "c2d:"
 
+#: a person's verdict on a prediction (web app); each carries the units ``c2d:<task id>`` of the
+#: prediction that was confirmed or corrected, so a later task's prediction is never mistaken for it.
 VALIDATED = "validated"
 VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
@@ -114,6 +121,9 @@ PREVIOUS_PREDICTIONS_FILE = "previous_predictions.json"
 #: every process of a run carries this environment variable (value: the task id), inherited by
 #: all its descendants, so what is left of a dead run can be found and stopped.
 TASK_ID_ENV = "C2D_TASK_ID"
+#: key of ``params.json`` holding what the report shows about the task (provenance, timings so
+#: far, how to show host paths); the entrypoint takes it out before the notebook sees the rest.
+REPORT_CONTEXT_PARAMETER = "c2d_report"
 
 # --- server-side settings ------------------------------------------------------------------------
 DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
@@ -128,6 +138,13 @@ def part_name(index: int) -> str:
 def task_units(task_id: str) -> str:
     """Units of a prediction AVU: they point back to the task that made it."""
     return TASK_UNITS_PREFIX + task_id
+
+
+def task_id_of_units(units: str) -> str | None:
+    """The task a prediction or validation AVU points to (``c2d:<task id>``), or None."""
+    if units.startswith(TASK_UNITS_PREFIX) and len(units) > len(TASK_UNITS_PREFIX):
+        return units[len(TASK_UNITS_PREFIX):]
+    return None
 
 
 def utc_now() -> datetime:

@@ -1,23 +1,40 @@
 """One exception hierarchy for everything a researcher or an administrator may be told.
 
 Every message is written for the person who has to act on it: it names the object, field or
-setting involved and, where possible, what to do next. iRODS error codes are kept on the
-exception so the rule entry points can hand them back to ``irule`` unchanged.
+setting involved and, where possible, what to do next. Each error carries the iRODS error it
+ends a rule with (``irods_code``), so ``irule`` and scripts calling the rules see a code they
+can key on. A class names its default iRODS error by *name* (``irods_error``); the code comes
+from the project's one iRODS error table (:mod:`compute_to_data.grid.irods_errors`), which also
+says which of these classes a code turns into when an adapter meets it.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ComputeToDataError(Exception):
     """Base class: anything the project raises on purpose."""
 
-    #: iRODS error code used when this error ends a rule (see ``rules.py``); SYS_INVALID_INPUT_PARAM.
-    irods_code: int = -130000
+    #: Name of the iRODS error this class ends a rule with unless an instance says otherwise.
+    irods_error: ClassVar[str] = "SYS_INVALID_INPUT_PARAM"
 
     def __init__(self, message: str, *, irods_code: int | None = None) -> None:
         super().__init__(message)
-        if irods_code is not None:
-            self.irods_code = irods_code
+        self._irods_code = irods_code
+
+    @property
+    def irods_code(self) -> int:
+        """The iRODS error code for this error (the instance's own, else the class default)."""
+        if self._irods_code is not None:
+            return int(self._irods_code)
+        from .grid.irods_errors import code_of  # the table imports this module
+
+        return code_of(self.irods_error)
+
+    @irods_code.setter
+    def irods_code(self, value: int | None) -> None:
+        self._irods_code = value
 
     @property
     def message(self) -> str:
@@ -41,7 +58,7 @@ class SettingsError(ComputeToDataError):
 class NotAllowedError(ComputeToDataError):
     """The task asks for something the server-side settings do not allow (image, limits...)."""
 
-    irods_code = -13000  # SYS_NO_API_PRIV
+    irods_error = "SYS_NO_API_PRIV"
 
 
 class GridError(ComputeToDataError):
@@ -54,28 +71,40 @@ class GridError(ComputeToDataError):
         super().__init__(message, irods_code=irods_code)
 
 
+class GridUnreachableError(GridError):
+    """The grid's server could not be reached or stopped answering (network, timeout)."""
+
+    irods_error = "SYS_SOCK_OPEN_ERR"
+
+
 class AuthenticationError(GridError):
     """The grid refused the user name or password (or no password was available)."""
 
-    irods_code = -826000  # CAT_INVALID_AUTHENTICATION
+    irods_error = "CAT_INVALID_AUTHENTICATION"
 
 
 class ObjectNotFoundError(GridError):
-    """A data object, collection, resource or user does not exist (or the caller cannot see it)."""
+    """A data object, collection, resource or user does not exist (or the caller cannot see it).
 
-    irods_code = -808000  # CAT_NO_ROWS_FOUND
+    Raise it with the code that says *what* is missing: CAT_UNKNOWN_COLLECTION for a
+    collection, CAT_UNKNOWN_FILE for a data object, CAT_INVALID_RESOURCE for a resource. The
+    default names a path in general; it is never CAT_NO_ROWS_FOUND, which the rule engine
+    answers with a status instead of failing (so a rule could not end with it).
+    """
+
+    irods_error = "OBJ_PATH_DOES_NOT_EXIST"
 
 
 class AccessDeniedError(GridError):
     """The caller lacks the permission an operation needs."""
 
-    irods_code = -818000  # CAT_NO_ACCESS_PERMISSION
+    irods_error = "CAT_NO_ACCESS_PERMISSION"
 
 
 class AlreadyExistsError(GridError):
     """The catalog already has an item by that name."""
 
-    irods_code = -809000  # CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME
+    irods_error = "CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME"
 
 
 class ResourceSelectionError(ComputeToDataError):
@@ -104,6 +133,8 @@ class TaskStateError(ComputeToDataError):
 
 class TaskFailedError(ComputeToDataError):
     """The task ran but ended in the ``failed`` state; the message is the recorded error."""
+
+    irods_error = "ACTION_FAILED_ERR"
 
 
 class TaskCancelled(ComputeToDataError):

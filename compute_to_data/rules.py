@@ -59,6 +59,7 @@ from .errors import (
     TaskStateError,
 )
 from .grid import hosts
+from .grid import irods_errors
 from .grid.base import AVU, EntityType, Resource
 from .grid.irods_errors import describe_code, parse_error_code
 from .grid.rule_engine import RuleEngineGrid
@@ -67,7 +68,7 @@ from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
 from .tasks.lifecycle import TaskLifecycle
-from .tasks.state import TaskRecord, TaskStateStore
+from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,9 @@ MAX_RULE_TEXT = 2700
 MAX_CONFIG_BYTES = 1024 * 1024
 UPLOAD_SUFFIX = ".c2d.json"
 #: SYS_INTERNAL_ERR: what the user sees for a bug (details go to the server log).
-SYS_INTERNAL_ERR = -154000
+SYS_INTERNAL_ERR = irods_errors.SYS_INTERNAL_ERR
 #: ACTION_FAILED_ERR: c2d_run's exit code when the task ran and ended failed or cancelled.
-ACTION_FAILED_ERR = -1090000
+ACTION_FAILED_ERR = irods_errors.ACTION_FAILED_ERR
 A_SUBMIT_ERROR = names.PREFIX + "submit_error"
 
 
@@ -135,6 +136,10 @@ class _Session:
 def _exit(callback: Any, code: int, message: str) -> None:
     """End the rule with ``code`` and a message irule shows (raises, as msiExit does)."""
     code = int(code) if int(code) < 0 else SYS_INTERNAL_ERR
+    if code == irods_errors.CAT_NO_ROWS_FOUND:
+        # callback answers this code with a status instead of failing, so msiExit could not
+        # end the rule with it: say that the path does not exist instead.
+        code = irods_errors.OBJ_PATH_DOES_NOT_EXIST
     callback.msiExit(str(code), message)
     # msiExit always fails the rule; if a callback ever returned, fail anyway.
     raise RuntimeError(f"[iRods__Error__Code:{code}] {message}")
@@ -426,6 +431,7 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
         ("compute_resource", record.get(names.A_COMPUTE_RESOURCE)),
         ("runner", record.get(names.A_RUNNER)),
         ("error", record.get(names.A_ERROR)),
+        ("timings", timings_summary(record.timings)),
     ])
 
 

@@ -1,7 +1,7 @@
 """Building blocks for the client and web tests: a LocalGrid with a finished task in it.
 
-``make_task`` lays a task out exactly as the engine leaves it (conventions.md): the task
-collection with its ``c2d::`` AVUs, ``report.html``, ``task_config.json``, and prediction AVUs
+``make_task`` lays a task out exactly as the engine leaves it (compute_to_data/conventions.py):
+the task collection with its ``c2d::`` AVUs, ``report.html``, ``task_config.json``, and prediction AVUs
 (units ``c2d:<task id>``) on real PNG images, written through the Grid port only. Tests that
 need a task run by the engine itself use ``tests/engine_support.py`` instead.
 """

@@ -4,7 +4,7 @@ Each test takes the fixture ``contract_grid`` (a :class:`grid_factories.GridSetu
 fixture is parametrized over ``grid_factories.FACTORIES`` in ``tests/test_grid_contract.py``.
 Arrangement (resources, users, other users' files, ACLs) uses the admin LocalGrid; the
 behaviour under test goes through ``contract_grid.grid`` (alice) or ``port_for(user)`` only.
-The expectations follow iRODS (``/work/shared/irods-facts.md``): what a user holds no
+The expectations follow iRODS (docs/irods-behaviour.md): what a user holds no
 permission on does not exist for them, replication is idempotent, AVU batches on one entity are
 all or nothing.
 """
@@ -574,3 +574,27 @@ def test_query_and_count_predictions(contract_grid: GridSetup) -> None:
         assert g.count_predictions(query) == Grid.count_predictions(g, query)
     with pytest.raises((ValueError, GridError)):
         g.query_predictions(q, offset=-1)
+
+
+def test_missing_things_carry_the_code_of_what_is_missing(contract_grid: GridSetup) -> None:
+    """A rule ends with the code of the error it meets, and scripts key on it."""
+    from compute_to_data.grid import irods_errors
+
+    s, g = contract_grid, contract_grid.grid
+    s.put(f"{s.bob_home()}/secret.png", b"s", owner=BOB)
+    for path in (f"{s.home}/missing.png", f"{s.bob_home()}/secret.png"):
+        for call in (g.get_data_object, g.read_data_object, lambda p: g.get_avus(EntityType.DATA_OBJECT, p)):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(path)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_FILE, (path, caught.value)
+        with pytest.raises(ObjectNotFoundError) as caught:
+            g.has_access(path, AccessLevel.READ)
+        assert caught.value.irods_code == irods_errors.INVALID_OBJECT_TYPE  # as msiCheckAccess
+    for coll in (f"{s.home}/missing", s.bob_home(), f"/{s.zone}/home"):
+        for call in (g.list_data_objects, g.list_collections, lambda p: g.get_avus(EntityType.COLLECTION, p)):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(coll)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_COLLECTION, (coll, caught.value)
+    with pytest.raises(ObjectNotFoundError) as caught:
+        g.get_resource("no_such_resc")
+    assert caught.value.irods_code == irods_errors.CAT_INVALID_RESOURCE

@@ -1,13 +1,20 @@
 """A fake of the python-irodsclient (PRC 3.x) objects IrodsClientGrid uses, for unit tests.
 
-It behaves as ``shared/irods-facts.md`` and PRC's own code say the real ones do:
+It behaves as docs/irods-behaviour.md and PRC's own code say the real ones do (and
+tests/test_fake_server_facts.py holds it to what was observed):
 
 * ``session.query(*columns)`` takes PRC's real ``Column``/``Criterion`` objects (``irods.models``,
-  ``irods.column``) and evaluates the condition text PRC would send (``criterion.irods_value``):
-  a value with an undoubled single quote is rejected like the server does
-  (INPUT_ARG_NOT_WELL_FORMED_ERR), so the adapter's quoting is tested, not assumed; rows are
+  ``irods.column``) and evaluates the condition text PRC sends for each criterion
+  (``"<op> " + criterion.irods_value``) as the catalog's SQL generator reads it
+  (tests/fakes/irods_genquery_parser.py): the bind value is everything between the first and
+  the last quote, ``||`` outside quotes splits a compound, LIKE treats ``\\`` as an escape.
+  Whether iRODS 5 also runs PRC's conditions through the GenQuery1 parser is not established,
+  so the fake refuses what that parser refuses (INPUT_ARG_NOT_WELL_FORMED_ERR, e.g. an undoubled
+  or backslash-escaped quote): an adapter passes only if it would on either reading. Rows are
   dicts keyed by ``Column`` with ints for integer columns; one row per replica when replica
   columns are involved; ``DISTINCT`` over the selected columns; ``offset``/``limit``/``order_by``;
+* the zone's collections carry a stock zone's ACLs: ``/zone`` and ``/zone/home`` are
+  ``rods:own`` only, each home belongs to its user;
 * typed exceptions from ``irods.exception`` (CAT_INVALID_AUTHENTICATION on a wrong password at
   the first connection, OVERWRITE_WITHOUT_FORCE_FLAG, CAT_NO_ACCESS_PERMISSION, ...);
 * ``metadata.apply_atomic_operations`` is all or nothing and needs modify access;
@@ -15,8 +22,8 @@ It behaves as ``shared/irods-facts.md`` and PRC's own code say the real ones do:
 * rules: ``FakeRule`` stands in for ``irods.rule.Rule``; it records the body, parameters and
   instance name and returns stdout in ``MsParam_PI[0].inOutStruct.stdoutBuf.buf`` (bytes).
 
-GenQuery here does not hide objects the caller cannot read (the server's default, non-strict
-ACL policy), so the adapter's own access checks are what the tests exercise.
+GenQuery here does not hide objects the caller cannot read (whether a zone's GenQuery does
+depends on its acAclPolicy), so the adapter's own access checks are what the tests exercise.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import fnmatch
 import io
 import itertools
 import posixpath
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +42,11 @@ from irods import exception as ex
 from irods import models
 from irods.column import Column, Criterion, DateTime, Integer
 from irods.meta import AVUOperation, iRODSMeta
+
+try:  # tests/ may or may not be a package
+    from .fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+    from fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
 
 READ, MODIFY, OWN = 1050, 1120, 1200
 ACCESS_NAMES = {1050: "read_object", 1120: "modify_object", 1200: "own"}
@@ -113,8 +124,9 @@ class FakeCatalog:
         public = FUser(next(_ids), "public", "rodsgroup")
         self.users["public"] = public
         self.add_user("rods", "rods", "rodsadmin")
-        self.collections[f"/{zone}"] = FCollection(next(_ids), f"/{zone}", "rods", acl={public.id: READ})
-        self.collections[f"/{zone}/home"] = FCollection(next(_ids), f"/{zone}/home", "rods", acl={public.id: READ})
+        rods = self.users["rods"].id  # a stock zone: rods#zone:own only, nothing for public
+        self.collections[f"/{zone}"] = FCollection(next(_ids), f"/{zone}", "rods", acl={rods: OWN})
+        self.collections[f"/{zone}/home"] = FCollection(next(_ids), f"/{zone}/home", "rods", acl={rods: OWN})
         self.add_resource("demoResc", "irods.example.org", "/var/lib/irods/Vault")
 
     # --- setup helpers ------------------------------------------------------------------------
@@ -182,55 +194,16 @@ def _family_of() -> dict[Column, tuple[str, str]]:
 FAMILY = _family_of()
 
 
-def _unquote(text: str) -> str:
-    text = text.strip()
-    if len(text) < 2 or text[0] != "'" or text[-1] != "'":
-        raise ex.INPUT_ARG_NOT_WELL_FORMED_ERR(f"condition value {text!r} is not quoted")
-    inner = text[1:-1]
-    if "'" in inner.replace("''", ""):
-        raise ex.INPUT_ARG_NOT_WELL_FORMED_ERR(f"unescaped single quote in {text!r}")
-    return inner.replace("''", "'")
-
-
-def _split_quoted(text: str) -> list[str]:
-    """``'a','b'`` or ``'a' 'b'`` -> ['a', 'b'] with doubled quotes undone."""
-    values = re.findall(r"'((?:[^']|'')*)'", text)
-    return [v.replace("''", "'") for v in values]
-
-
-def _like(value: str, pattern: str) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.S) is not None
-
-
-def _matches(criterion: Criterion, value: Any) -> bool:
+def _predicate(criterion: Criterion) -> Any:
+    """How the server reads the condition PRC sends for ``criterion`` (see the module docstring)."""
     column = criterion.query_key
-    is_int = column.column_type is Integer
-    op = criterion.op
-    raw = criterion.irods_value
+    text = f"{criterion.op} {criterion.irods_value}"
+    try:
+        parse_conditions(f"{column.icat_key} {text}", frozenset({column.icat_key}))
+        return compile_condition(text, numeric=column.column_type is Integer)
+    except GenQueryError as exc:
+        raise ex.get_exception_by_code(exc.code, str(exc)) from None
 
-    def conv(v: str) -> Any:
-        return int(v) if is_int else v
-
-    if op == "in":
-        return value in [conv(v) for v in _split_quoted(raw)]
-    if op == "between":
-        low, high = [conv(v) for v in _split_quoted(raw)]
-        return low <= value <= high
-    target = _unquote(raw)
-    if op == "like":
-        return _like(str(value), target)
-    if op == "not like":
-        return not _like(str(value), target)
-    target = conv(target)
-    return {
-        "=": value == target,
-        "<>": value != target,
-        "<": value < target,
-        ">": value > target,
-        "<=": value <= target,
-        ">=": value >= target,
-    }[op]
 
 
 class FakeQuery:
@@ -375,14 +348,14 @@ class FakeQuery:
         self.session.catalog.queries.append(
             ([c.icat_key for c in self.columns], [f"{c.query_key.icat_key} {c.op} {c.irods_value}" for c in self.criteria])
         )
+        # The server reads every condition before it looks at a row: a refused one fails the
+        # query even when nothing would match.
+        tests = [(c.query_key, _predicate(c)) for c in self.criteria]
         rows: list[dict[Column, Any]] = []
         seen: set[tuple] = set()
         for ctx in self._contexts():
-            try:
-                if not all(_matches(c, self._value(ctx, c.query_key)) for c in self.criteria):
-                    continue
-            except ex.SYS_INVALID_INPUT_PARAM:
-                raise
+            if not all(test(str(self._value(ctx, column))) for column, test in tests):
+                continue
             row = {col: self._value(ctx, col) for col in self.columns}
             key = tuple(row[c] for c in self.columns)
             if key in seen:  # GenQuery selects DISTINCT rows

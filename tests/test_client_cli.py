@@ -136,6 +136,11 @@ def test_submit_wait_status_list_report(local, capsys, monkeypatch, tmp_path):
 
     code, out, _ = run_cli(capsys, monkeypatch, *local.args("status", task_id))
     assert code == 0 and "succeeded" in out and posixpath.join(RESULTS, task_id) in out and "gpu_resc" in out
+    # Where the time went: every step, in the order it ran, with its seconds.
+    timings = out[out.index("timings"):].splitlines()
+    steps = [line.split()[-3] for line in timings if line.rstrip().endswith(" s")]
+    assert steps[:2] == ["submit.validate", "submit.select_compute_resource"] and "stage_inputs" in steps
+    assert steps.index("stage_inputs") < steps.index("execute") < steps.index("finalize")
     code, out, _ = run_cli(capsys, monkeypatch, *local.args("status"))  # newest task of the caller
     assert code == 0 and task_id in out
     code, out, _ = run_cli(capsys, monkeypatch, *local.args("status", task_id, "--json"))
@@ -158,6 +163,32 @@ def test_submit_wait_status_list_report(local, capsys, monkeypatch, tmp_path):
     assert code == 0
     report = target / f"{task_id}-report.html"
     assert out.strip() == str(report) and report.read_text() == "<html>report</html>"
+
+
+def test_list_never_cuts_the_task_id(local, capsys, monkeypatch):
+    from rich.console import Console
+
+    from compute_to_data.cli import client_cmds
+
+    ids = []
+    for _ in range(2):
+        _, out, _ = run_cli(capsys, monkeypatch, *local.args("submit", str(local.config_file())))
+        ids.append(out.strip())
+    local.join()
+    piped = Console(width=80, highlight=False)  # not a terminal: what `c2d list | grep` sees
+    narrow = Console(width=60, force_terminal=True, color_system=None, highlight=False)
+    wide = Console(width=130, force_terminal=True, color_system=None, highlight=False)
+    for console in (piped, narrow, wide):
+        monkeypatch.setattr(client_cmds, "console", console)
+        code, out, _ = run_cli(capsys, monkeypatch, *local.args("list"))
+        assert code == 0
+        for task_id in ids:
+            row = next(line for line in out.splitlines() if task_id in line)
+            assert "…" not in row, out
+            if console is not wide:  # too narrow to fold: one whole line per task
+                assert posixpath.join(RESULTS, task_id) in row, out
+        if console is wide:  # the window is wide enough: the table fits it, long paths fold
+            assert max(len(line) for line in out.splitlines()) <= 130
 
 
 def test_submit_a_config_already_in_the_grid(local, capsys, monkeypatch):

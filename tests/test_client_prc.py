@@ -19,6 +19,7 @@ from compute_to_data.errors import (
     AuthenticationError,
     ComputeToDataError,
     GridError,
+    GridUnreachableError,
     NotAllowedError,
     ObjectNotFoundError,
 )
@@ -28,7 +29,6 @@ from compute_to_data.grid.client import (
     NATIVE_RULE_ENGINE,
     IrodsClientGrid,
     IrodsConnectionOptions,
-    quote,
     rule_error,
     translate_error,
 )
@@ -157,18 +157,34 @@ def test_unreachable_server(catalog, irods_env):
 
 
 # --- namespace and quoting ----------------------------------------------------------------------------
-def test_hostile_names_are_quoted_for_genquery(catalog, alice):
+def test_hostile_names_follow_the_one_quoting_policy(catalog, alice):
     path = f"{HOME}/imgs/{HOSTILE}"
     catalog.mkobj(path, "alice", b"abc")
     catalog.mkobj(f"{HOME}/imgs/plain.png", "alice", b"x")
-    assert quote("it's") == "it''s"
+    catalog.mkobj(f"{HOME}/imgs/itXs 50%_off [x] é.png", "alice", b"decoy")  # what the widened LIKE also finds
     assert alice.data_object_exists(path)
     assert not alice.data_object_exists(f"{HOME}/imgs/it's 50%_off [x] e.png")
     obj = alice.get_data_object(path)
     assert obj.path == path and obj.size == 3
-    assert [o.name for o in alice.list_data_objects(f"{HOME}/imgs")] == [HOSTILE, "plain.png"]
-    # What went to the "server": the quote doubled inside the literal.
-    assert any("DATA_NAME = 'it''s 50%_off [x] é.png'" in c for _, conds in catalog.queries for c in conds)
+    assert [o.name for o in alice.list_data_objects(f"{HOME}/imgs")] == [HOSTILE, "itXs 50%_off [x] é.png", "plain.png"]
+    # What went to the "server": a LIKE with the quote replaced, never a quote inside a literal.
+    sent = [c for _, conds in catalog.queries for c in conds]
+    assert any("DATA_NAME like 'it_s 50%_off [x] é.png'" in c for c in sent)
+    assert all(c.count("'") % 2 == 0 and "''" not in c.strip("'") for c in sent), sent
+
+
+def test_the_fake_refuses_what_the_genquery_parser_refuses(catalog, alice):
+    """A value quoted as the adapter once did (doubled) or not at all never reaches a row."""
+    from irods.models import DataObject as D
+
+    catalog.mkobj(f"{HOME}/imgs/it's.png", "alice")
+    session = alice.session
+    with pytest.raises(prc.INPUT_ARG_NOT_WELL_FORMED_ERR):
+        session.query(D.id).filter(D.name == "it's.png").all()
+    with pytest.raises(prc.INPUT_ARG_NOT_WELL_FORMED_ERR):
+        session.query(D.id).filter(D.name == "it\\'s.png").all()
+    # accepted by the parser, but read verbatim by the SQL generator: no match
+    assert session.query(D.id).filter(D.name == "it''s.png").all() == []
 
 
 def test_get_data_object_groups_replicas(catalog, alice):
@@ -203,7 +219,9 @@ def test_listing_fetches_avus_in_bulk(catalog, alice):
     catalog.queries.clear()
     objects = alice.list_data_objects(f"{HOME}/many", recursive=True, avu_attributes=["predictedclass", "predictedscore"])
     assert len(objects) == 40 and all(o.avus for o in objects)
-    assert len(catalog.queries) <= 6  # not one query per object
+    # not one query per object: the caller's ids (2, once per session), the collection's
+    # visibility, then per part of the listing its replicas, the caller's access and the AVUs
+    assert len(catalog.queries) <= 9
 
 
 # --- resources -----------------------------------------------------------------------------------------
@@ -223,11 +241,16 @@ def test_access_levels_through_user_and_groups(catalog, alice):
     catalog.mkobj(path, "alice")
     bob = grid_as(catalog, "bob")
     assert alice.has_access(path, AccessLevel.OWN)
-    assert not bob.has_access(path, AccessLevel.READ)
+    with pytest.raises(ObjectNotFoundError):  # bob holds nothing on it: it does not exist for him
+        bob.has_access(path, AccessLevel.READ)
+    assert not bob.data_object_exists(path)
     catalog.grant("public", READ, path)  # via the public group
     assert bob.has_access(path, AccessLevel.READ) and not bob.has_access(path, AccessLevel.MODIFY)
+    assert bob.data_object_exists(path)
     assert alice.has_access(HOME, AccessLevel.OWN)
-    assert not bob.has_access(HOME, AccessLevel.READ)
+    with pytest.raises(ObjectNotFoundError):
+        bob.has_access(HOME, AccessLevel.READ)
+    assert not bob.collection_exists(HOME)
     with pytest.raises(ObjectNotFoundError):
         bob.has_access(f"{HOME}/nothing", AccessLevel.READ)
 
@@ -243,7 +266,8 @@ def test_paths_lacking_access_in_bulk(catalog):
     catalog.queries.clear()
     lacking = bob.paths_lacking_access(paths + [coll, f"{HOME}/bulk/none.png"], AccessLevel.READ)
     assert lacking == paths[10:] + [coll, f"{HOME}/bulk/none.png"]
-    assert len(catalog.queries) <= 6
+    # the caller's ids (2), then one query per collection and 20 names (the policy's in-list size)
+    assert len(catalog.queries) <= 7
     catalog.grant("bob", READ, coll)
     assert bob.paths_lacking_access([coll], AccessLevel.READ) == []
 
@@ -354,9 +378,10 @@ def test_translate_error_never_leaks_prc_types():
         (prc.CAT_UNKNOWN_COLLECTION(None), ObjectNotFoundError),
         (prc.DataObjectDoesNotExist(), ObjectNotFoundError),
         (prc.OVERWRITE_WITHOUT_FORCE_FLAG(), AlreadyExistsError),
-        (prc.NetworkException("Could not connect"), GridError),
-        (ConnectionRefusedError(111, "Connection refused"), GridError),
+        (prc.NetworkException("Could not connect"), GridUnreachableError),
+        (ConnectionRefusedError(111, "Connection refused"), GridUnreachableError),
         (prc.SYS_INTERNAL_NULL_INPUT_ERR("boom"), GridError),
+        (prc.CAT_INVALID_USER(None), ObjectNotFoundError),  # the table's meaning: no such user
     ]
     for exc, expected in cases:
         translated = translate_error(exc, "do it", endpoint="h:1247", user="alice#z")
@@ -364,6 +389,56 @@ def test_translate_error_never_leaks_prc_types():
         assert "do it" in str(translated) or expected is AuthenticationError
     assert translate_error(prc.CAT_NO_ACCESS_PERMISSION(None), "x").irods_code == -818000
     assert isinstance(rule_error(prc.CAT_INVALID_AUTHENTICATION(None), "r"), AuthenticationError)
+    # while logging in, an unknown user name is a refused login
+    assert type(translate_error(prc.CAT_INVALID_USER(None), "log in", login=True)) is AuthenticationError
+
+
+def test_login_as_an_unknown_user_is_a_refused_login(catalog, tmp_path, monkeypatch):
+    def unknown_user(**kwargs):
+        session = catalog.session_factory(**kwargs)
+
+        def refuse() -> None:
+            raise prc.CAT_INVALID_USER(None)
+
+        session._connect = refuse  # what the server answers a login naming an unknown user
+        return session
+
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"irods_host": "h", "irods_port": 1247, "irods_zone_name": "tempZone",
+                               "irods_user_name": "nobody"}))
+    with pytest.raises(AuthenticationError, match="refused the login"):
+        IrodsClientGrid.connect(IrodsConnectionOptions(env_file=str(env)), password="x", session_factory=unknown_user)
+
+
+def test_rule_exit_codes_pick_the_class_from_the_one_error_table(catalog, alice):
+    from compute_to_data.errors import TaskFailedError
+    from compute_to_data.grid import irods_errors
+
+    def exits(code: int):
+        def handler(session, params):
+            raise prc.get_exception_by_code(code, f"c2d_run: ended with {code}")
+        return handler
+
+    for code, expected in ((irods_errors.CAT_UNKNOWN_COLLECTION, ObjectNotFoundError),
+                           (irods_errors.CAT_UNKNOWN_FILE, ObjectNotFoundError),
+                           (irods_errors.CAT_NO_ACCESS_PERMISSION, AccessDeniedError),
+                           (irods_errors.ACTION_FAILED_ERR, TaskFailedError),
+                           (irods_errors.SYS_NO_API_PRIV, NotAllowedError)):
+        catalog.rules["c2d_run"] = exits(code)
+        with pytest.raises(expected, match=f"ended with {code}") as caught:
+            alice.run_rule("c2d_run", {"*config": "/x"})
+        assert caught.value.irods_code == code
+        assert irods_errors.error_class(code) is expected
+
+
+def test_the_error_table_agrees_with_python_irodsclient():
+    """Every code both know has the same name in PRC's irods.exception as in the project's table."""
+    from compute_to_data.grid import irods_errors
+
+    known = [row for row in irods_errors.TABLE if hasattr(prc, row.name)]
+    assert len(known) > 50
+    for row in known:
+        assert getattr(prc, row.name).code == row.code, row.name
 
 
 # --- predictions ---------------------------------------------------------------------------------------
@@ -378,6 +453,8 @@ def predicted(catalog) -> tuple[FakeCatalog, PredictionQuery]:
     catalog.mkobj(f"{HOME}/imgs/untagged.png", "alice")
     catalog.mkobj(f"{HOME}/imgs/other_task.png", "alice", predictedclass=("1", "c2d:T0"))
     catalog.mkobj(f"{HOME}/elsewhere/forged.png", "alice", predictedclass=("1", units))  # outside the inputs
+    # a sibling sharing the prefix "imgs", sorting between imgs' own images and imgs/sub
+    catalog.mkobj(f"{HOME}/imgs 2/sibling.png", "alice", predictedclass=("1", units), predictedscore=("0.5000", units))
     return catalog, PredictionQuery("T1", f"{HOME}/imgs", extra_attributes=("validated",))
 
 
@@ -416,3 +493,25 @@ def test_one_page_costs_a_bounded_number_of_queries(predicted):
     assert len(page.items) == 10
     assert len(catalog.queries) <= 3
     assert page.items[0].avu_value("validated") in ("", "true")
+
+
+def test_missing_things_carry_the_code_of_what_is_missing(catalog, alice):
+    from compute_to_data.grid import irods_errors
+
+    catalog.mkobj("/tempZone/home/bob/secret.png", "bob")
+    for path in (f"{HOME}/missing.png", "/tempZone/home/bob/secret.png"):
+        for call in (alice.get_data_object, lambda p: alice.get_avus(EntityType.DATA_OBJECT, p)):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(path)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_FILE, path
+        with pytest.raises(ObjectNotFoundError) as caught:
+            alice.has_access(path, AccessLevel.READ)
+        assert caught.value.irods_code == irods_errors.INVALID_OBJECT_TYPE
+    for coll in (f"{HOME}/missing", "/tempZone/home/bob", "/tempZone/home"):
+        for call in (alice.list_data_objects, alice.list_collections):
+            with pytest.raises(ObjectNotFoundError) as caught:
+                call(coll)
+            assert caught.value.irods_code == irods_errors.CAT_UNKNOWN_COLLECTION, coll
+    with pytest.raises(ObjectNotFoundError) as caught:
+        alice.get_resource("nope")
+    assert caught.value.irods_code == irods_errors.CAT_INVALID_RESOURCE

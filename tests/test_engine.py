@@ -475,3 +475,93 @@ def test_uploaded_task_configs_are_not_inputs(tmp_path):
     admin, alice = make_grid(tmp_path, {"a.png": b"1", "run.c2d.json": b"{}"})
     _, outcome = run_task(tmp_path, alice, config=make_config(inputs__pattern="*"))
     assert outcome.inputs == 1
+
+
+# --- timings and the report's context ---------------------------------------------------------------
+
+STEPS_BEFORE_THE_COLLECTION = ["validate", "select_compute_resource", "check_permissions", "select_inputs"]
+
+
+class TimedRunner(ScriptedRunner):
+    """Reports sub-timings as the notebook entrypoint does (``<name>_seconds``)."""
+
+    def run(self, request):  # noqa: ANN001, ANN201
+        result = super().run(request)
+        result.timings = {"kernel_start_seconds": 0.5, "papermill_seconds": 2.0, "docker_start_seconds": 0.25}
+        return result
+
+
+def test_timings_are_written_with_every_state_and_refreshed_as_steps_end(tmp_path, grid):
+    admin, alice = grid
+    store = TaskStateStore(alice)
+    seen: dict[str, dict[str, float]] = {}
+
+    def look(request):
+        record = store.read(posixpath.join(RESULTS, request.task_id))
+        seen[record.get(names.A_STATE)] = record.timings
+
+    context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=TimedRunner(before_return=look))
+    submitted = create_task(make_config(), context).submit()
+    queued = store.read(submitted.collection)
+    assert queued.state == TaskState.QUEUED
+    assert list(queued.timings) == [*STEPS_BEFORE_THE_COLLECTION, "prepare_task_collection"]
+    assert all(isinstance(v, float) and v >= 0 for v in queued.timings.values())
+
+    outcome = create_task(make_config(), context, task_id=submitted.task_id).run()
+    assert outcome.succeeded
+    # While the notebook ran: the submit's checks, the run's own steps and staging, not execute yet.
+    running = seen["running"]
+    assert [k for k in running if k.startswith("submit.")] == [
+        f"submit.{s}" for s in [*STEPS_BEFORE_THE_COLLECTION, "prepare_task_collection"]
+    ]
+    assert {"validate", "wait_for_slot", "stage_inputs"} <= set(running) and "execute" not in running
+    final = store.read(submitted.collection)
+    assert final.state == TaskState.SUCCEEDED
+    steps = [k for k in final.timings if "." not in k]
+    assert steps == [*STEPS_BEFORE_THE_COLLECTION, "prepare_task_collection", "wait_for_slot", "stage_inputs",
+                     "execute", "ingest_outputs", "tag_results", "finalize"]
+    assert final.timings["run.kernel_start"] == 0.5 and final.timings["run.papermill"] == 2.0
+    assert final.timings["run.docker_start"] == 0.25
+    assert json.loads(final.get(names.A_TIMINGS)) == final.timings  # plain JSON: step -> seconds
+
+
+def test_a_failed_task_shows_where_its_time_went(tmp_path, grid):
+    admin, alice = grid
+
+    from compute_to_data.tasks.image_classification import ImageClassificationTask
+
+    class FailingTagging(ImageClassificationTask):
+        def tag_results(self):
+            time.sleep(0.05)
+            raise RuntimeError("the catalog went away")
+
+    context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=TimedRunner())
+    task = FailingTagging(make_config(), context)
+    outcome = task.run()
+    assert outcome.state == TaskState.FAILED
+    record = TaskStateStore(alice).read(task.collection)
+    assert record.state == TaskState.FAILED and "the catalog went away" in record.get(names.A_ERROR)
+    assert record.timings["tag_results"] >= 0.05 and "finalize" not in record.timings
+    assert {"stage_inputs", "execute", "run.papermill", "ingest_outputs"} <= set(record.timings)
+
+
+def test_the_report_context_carries_provenance_timings_and_how_to_show_host_paths(tmp_path, grid):
+    admin, alice = grid
+    runner = ScriptedRunner()
+    task, outcome = run_task(tmp_path, alice, runner)
+    assert outcome.succeeded
+    params = runner.requests[0].parameters
+    context = params[names.REPORT_CONTEXT_PARAMETER]
+    provenance = context["provenance"]
+    record = TaskStateStore(alice).read(task.collection)
+    assert provenance["task_id"] == task.task_id and provenance["model"] == f"{HOME}/models/model.pt"
+    assert provenance["model_checksum"] == record.get(names.A_MODEL_CHECKSUM)
+    assert provenance["notebook_checksum"] == record.get(names.A_NOTEBOOK_CHECKSUM)
+    assert provenance["parameters"] == json.loads(record.get(names.A_PARAMETERS))
+    assert provenance["input_collection"] == IMAGES and provenance["inputs"] == 6
+    assert {"validate", "stage_inputs"} <= set(provenance["timings"]) and "execute" not in provenance["timings"]
+    # The scripted runner sees host paths; the report shows them as the container would.
+    workdir = Path(params["input_dir"]).parent
+    assert context["paths"] == {str(workdir / "inputs"): "/inputs", str(workdir / "outputs"): "/outputs",
+                                str(workdir / "task"): "/task"}
+    json.dumps(params)  # params.json stays plain JSON

@@ -89,7 +89,9 @@ def test_home_collections(admin: LocalGrid, alice: LocalGrid) -> None:
     assert alice.get_acl(HOME) == [AccessEntry("alice", AccessLevel.OWN)]
     bob = admin.as_user("bob")
     assert not bob.collection_exists(HOME)
-    assert bob.list_collections(f"/{ZONE}/home") == [f"/{ZONE}/home/bob"]
+    assert bob.collection_exists(f"/{ZONE}/home/bob")
+    with pytest.raises(ObjectNotFoundError):  # as on a stock zone: /zone/home is rods#zone:own only
+        bob.list_collections(f"/{ZONE}/home")
     assert admin.list_collections(f"/{ZONE}/home") == [f"/{ZONE}/home/{u}" for u in ("alice", "bob", "rods")]
 
 
@@ -434,3 +436,23 @@ def test_put_tree(alice: LocalGrid, tmp_path: Path) -> None:
     made = alice.put_tree(tree, f"{HOME}/imgs", "lts_resc")
     assert [o.path for o in made] == [f"{HOME}/imgs/a.png", f"{HOME}/imgs/sub/b.png"]
     assert alice.list_collections(f"{HOME}/imgs") == [f"{HOME}/imgs/sub"]
+
+
+def test_a_grid_made_before_version_2_hides_zone_and_home_once_opened(admin: LocalGrid, alice: LocalGrid) -> None:
+    """Earlier grids let ``public`` read /zone and /zone/home; a stock zone does not."""
+    conn = sqlite3.connect(admin.catalog_path)
+    with conn:
+        public = conn.execute("SELECT id FROM users WHERE name = 'public'").fetchone()[0]
+        for path in (f"/{ZONE}", f"/{ZONE}/home"):
+            coll = conn.execute("SELECT id FROM collections WHERE path = ?", (path,)).fetchone()[0]
+            conn.execute("INSERT INTO access VALUES ('c', ?, ?, 1050)", (coll, public))
+        conn.execute("UPDATE zone_info SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+    assert alice.collection_exists(f"/{ZONE}/home")  # the old grant, as an old grid has it
+    reopened = LocalGrid(admin.root, "alice")
+    assert not reopened.collection_exists(f"/{ZONE}/home") and not reopened.collection_exists(f"/{ZONE}")
+    assert reopened.collection_exists(HOME)
+    assert [e.user for e in admin.get_acl(f"/{ZONE}/home")] == ["rods"]
+    conn = sqlite3.connect(admin.catalog_path)
+    assert conn.execute("SELECT value FROM zone_info WHERE key = 'schema_version'").fetchone()[0] == "2"
+    conn.close()

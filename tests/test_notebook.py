@@ -31,12 +31,21 @@ def model():
     return tiny_model()
 
 
+#: what the engine passes for the report (params.json key c2d_report), as the in-process runner gets it.
+PROVENANCE = {
+    "task_id": "20261122T020304Z-abcdef", "task_type": "image_classification", "model": "/tempZone/home/alice/models/digits.pt",
+    "model_checksum": "sha2:bW9kZWwtY2hlY2tzdW0=", "image": "c2d-classifier:latest",
+    "parameters": {"batch_size": 16, "top_k": 3, "score_threshold": 0.9}, "timings": {"validate": 0.012, "stage_inputs": 156.2},
+}
+
+
 @pytest.fixture(scope="module")
 def classified(tmp_path_factory, model):
     """One successful run over 40 digits + a corrupt file (one digit in a sub-directory)."""
     workdir = tmp_path_factory.mktemp("classify")
     truth = make_inputs(workdir / "inputs", 40)
-    params_path = write_params(workdir, parameters(workdir, model))
+    context = {"provenance": PROVENANCE, "paths": {str(workdir / "task"): "/task"}}
+    params_path = write_params(workdir, {**parameters(workdir, model), names.REPORT_CONTEXT_PARAMETER: context})
     started = time.perf_counter()
     proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", workdir / "outputs")
     return SimpleNamespace(workdir=workdir, out=workdir / "outputs", truth=truth, proc=proc,
@@ -65,8 +74,11 @@ def test_run_succeeds_and_writes_every_contract_file(classified):
     assert result["status"] == "succeeded" and result["error"] is None
     assert result["images_total"] == result["images_done"] == 41
     assert result["started"] <= result["finished"] and result["finished"].endswith("Z")
-    assert set(result["timings"]) >= {"papermill_seconds", "inference_seconds", "render_seconds"}
+    assert set(result["timings"]) >= {"papermill_seconds", "inference_seconds", "render_seconds",
+                                      "kernel_start_seconds", "cells_seconds"}
     assert 0 < result["timings"]["inference_seconds"] < result["timings"]["papermill_seconds"]
+    assert 0 < result["timings"]["kernel_start_seconds"] < result["timings"]["papermill_seconds"]
+    assert result["timings"]["inference_seconds"] < result["timings"]["cells_seconds"] < result["timings"]["papermill_seconds"]
     assert (out / names.PROGRESS_FILE).read_text() == "41/41"
     assert json.loads((out / "timings.json").read_text())["inference_seconds"] > 0
 
@@ -150,6 +162,27 @@ def test_predictions_are_written_in_parts_and_a_resumed_run_covers_the_earlier_o
 
 
 @pytest.mark.slow
+def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(classified):
+    report = (classified.out / names.REPORT_FILE).read_text()
+    notebook = (classified.out / names.NOTEBOOK_FILE).read_text()
+    # The code is hidden in the report, and only there: notebook.ipynb keeps it, with the
+    # injected parameters (host paths included).
+    for source in ("import torch", "def collate", "write_text_atomic(out"):
+        assert source not in report and source in notebook, source
+    assert '<div class="jp-InputPrompt' not in report and '<div class="highlight hl-ipython3">' not in report
+    assert str(classified.workdir) not in report and str(classified.workdir / "inputs") in notebook
+    assert "41 file(s) under <code>/inputs</code>" in report  # shown as the container sees it
+    # The provenance comes first: task, model and checksum, image, parameters, timings so far and the run's own.
+    top = report[report.index('class="c2d-provenance"'):report.index("Image classification")]
+    for text in ("Task 20261122T020304Z-abcdef", "/tempZone/home/alice/models/digits.pt", "sha2:bW9kZWwtY2hlY2tzdW0=",
+                 "c2d-classifier:latest", "parameter score_threshold", "stage_inputs", "156.2 s", "run.kernel_start",
+                 "run.inference", "run.papermill"):
+        assert text in top, text
+    assert "<title>Report of task 20261122T020304Z-abcdef</title>" in report
+    assert "c2d_report" not in notebook  # not a notebook parameter: taken out before papermill
+
+
+@pytest.mark.slow
 def test_failing_notebook_gives_exit_1_a_readable_error_and_still_a_report(tmp_path, model):
     (tmp_path / "inputs").mkdir()
     data.write_images(tmp_path / "inputs", 3)
@@ -178,10 +211,15 @@ def test_missing_notebook_still_renders_an_error_report(tmp_path):
 
 
 def test_interrupted_run_renders_what_was_saved_and_records_progress(tmp_path):
+    from compute_to_data.notebook.execute import REPORT_CONTEXT_FILE
+
     out = tmp_path / "out"
     out.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# partial run, cell 1 saved")])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# partial run, cell 1 saved"),
+                                         nbformat.v4.new_code_cell("import time\ntime.sleep(3600)")])
     nbformat.write(nb, out / names.NOTEBOOK_FILE)
+    # What the run kept of its report context: the report of a killed run still shows it.
+    (out / REPORT_CONTEXT_FILE).write_text(json.dumps({"provenance": PROVENANCE, "paths": {str(out): "/outputs"}}))
     (out / names.PROGRESS_FILE).write_text("5/12")
     proc = run_entrypoint("--output-dir", out, "--interrupted", "timed out after 60 s", "--started", "2026-11-22T02:03:04Z")
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -190,6 +228,48 @@ def test_interrupted_run_renders_what_was_saved_and_records_progress(tmp_path):
     assert (result["images_done"], result["images_total"]) == (5, 12)
     report = (out / names.REPORT_FILE).read_text()
     assert "timed out after 60 s" in report and "partial run, cell 1 saved" in report
+    assert "Task 20261122T020304Z-abcdef" in report and "stage_inputs" in report and "time.sleep" not in report
+
+
+def test_report_hides_code_parameters_and_host_paths_and_keeps_outputs(tmp_path):
+    """The renderer alone, on an executed notebook as papermill leaves it (no kernel needed)."""
+    from compute_to_data.notebook.execute import render_report, report_context
+
+    out = tmp_path / "staging" / "T" / "outputs"
+    out.mkdir(parents=True)
+    host_inputs = tmp_path / "staging" / "T" / "inputs"
+    injected = nbformat.v4.new_code_cell(f'input_dir = "{host_inputs}"\nmodel_path = "{tmp_path}/staging/T/task/model/m.pt"')
+    injected.metadata["tags"] = ["injected-parameters"]
+    defaults = nbformat.v4.new_code_cell('input_dir = "/inputs"')
+    defaults.metadata["tags"] = ["parameters"]
+    work = nbformat.v4.new_code_cell("print(sorted(os.listdir(input_dir)))\nraise_if_needed()", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=f"reading {host_inputs}/a.png\n"),
+        nbformat.v4.new_output("display_data", data={"text/markdown": f"12 file(s) under `{host_inputs}`",
+                                                     "text/plain": "<Markdown>"}),
+        nbformat.v4.new_output("error", ename="FileNotFoundError", evalue=f"{tmp_path}/staging/T/task/model/m.pt",
+                               traceback=[f"FileNotFoundError: {tmp_path}/staging/T/task/model/m.pt"]),
+    ])
+    hidden = nbformat.v4.new_code_cell("secret_debugging()", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="debug output\n")])
+    hidden.metadata["tags"] = ["remove-output"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Image classification"), defaults, injected, work, hidden])
+    nbformat.write(nb, out / names.NOTEBOOK_FILE)
+    before = (out / names.NOTEBOOK_FILE).read_text()
+
+    params = {"input_dir": str(host_inputs), "output_dir": str(out)}
+    context = report_context({"provenance": PROVENANCE, "paths": {f"{tmp_path}/staging/T/task": "/task"}}, params)
+    render_report(out, banner=f"model {tmp_path}/staging/T/task/model/m.pt is broken", context=context,
+                  run_timings={"papermill_seconds": 4.5})
+    report = (out / names.REPORT_FILE).read_text()
+    assert "os.listdir" not in report and "raise_if_needed" not in report and "secret_debugging" not in report
+    assert "debug output" not in report  # remove-output
+    assert str(tmp_path) not in report
+    assert "reading /inputs/a.png" in report and "12 file(s) under <code>/inputs</code>" in report
+    assert "FileNotFoundError" in report and "/task/model/m.pt" in report
+    assert "model /task/model/m.pt is broken" in report  # the banner too
+    assert report.index("The task failed:") < report.index("Task 20261122T020304Z-abcdef") < report.index("Image classification")
+    assert "run.papermill" in report and "4.50 s" in report
+    assert (out / names.NOTEBOOK_FILE).read_text() == before  # notebook.ipynb keeps everything
 
 
 def test_error_messages_are_one_readable_line():

@@ -164,7 +164,9 @@ def test_errors_name_the_irods_error_and_hide_the_stack(setup: GridSetup) -> Non
     s, g = setup, setup.grid
     with pytest.raises(ObjectNotFoundError) as missing:
         g.replicate(f"{s.home}/missing.png", COMPUTE)  # msiDataObjRepl answers status False
-    assert "CAT_NO_ROWS_FOUND" in str(missing.value) and missing.value.irods_code == -808000
+    # the message says what the server answered; the code says what is missing (a rule can end with it)
+    assert "CAT_NO_ROWS_FOUND" in str(missing.value)
+    assert missing.value.irods_code == irods_errors.CAT_UNKNOWN_FILE
     s.put(f"{s.bob_home()}/ro/x.png", b"x", owner=BOB)
     s.chmod("read", ALICE, f"{s.bob_home()}/ro")
     with pytest.raises(AccessDeniedError) as denied:
@@ -234,3 +236,42 @@ def test_module_imports_without_the_plugin_modules() -> None:
     code = "import compute_to_data.grid.rule_engine, sys; assert 'genquery' not in sys.modules; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_read_data_object_ends_at_the_none_msiDataObjRead_returns(setup: GridSetup, monkeypatch) -> None:
+    """18 bytes read 8 at a time: buffers of 8, 8 and 2 bytes, then ``None`` (end of file)."""
+    s, g = setup, setup.grid
+    server = server_of(s)
+    monkeypatch.setattr(rule_engine, "READ_CHUNK", 8)
+    content = b"0123456789abcdefgh"
+    s.put(f"{s.home}/task_config.json", content)
+    before = server.calls["msiDataObjRead"]
+    assert g.read_data_object(f"{s.home}/task_config.json") == content
+    assert server.calls["msiDataObjRead"] - before == 4
+    s.put(f"{s.home}/empty.json", b"")
+    assert g.read_data_object(f"{s.home}/empty.json") == b""
+
+
+def test_every_error_class_default_comes_from_the_one_table() -> None:
+    """A class's default code turns back into that class (or a narrower one) through the table,
+    and no default is CAT_NO_ROWS_FOUND, which a rule cannot end with."""
+    import inspect
+
+    from compute_to_data import errors
+
+    declared = [
+        cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.ComputeToDataError) and "irods_error" in vars(cls)
+    ]
+    assert {c.__name__ for c in declared} >= {"ComputeToDataError", "NotAllowedError", "ObjectNotFoundError",
+                                              "AccessDeniedError", "AlreadyExistsError", "AuthenticationError",
+                                              "GridUnreachableError", "TaskFailedError"}
+    for cls in declared:
+        code = irods_errors.code_of(cls.irods_error)
+        assert issubclass(irods_errors.error_class(code), cls), cls
+        assert code != irods_errors.CAT_NO_ROWS_FOUND
+        instance = cls("x") if cls is not errors.ConfigError else cls("x", [])
+        assert instance.irods_code == code
+    assert errors.ObjectNotFoundError("x", irods_code=irods_errors.CAT_UNKNOWN_FILE).irods_code == irods_errors.CAT_UNKNOWN_FILE
+    assert len({row.code for row in irods_errors.TABLE}) == len(irods_errors.TABLE)
+    assert len({row.name for row in irods_errors.TABLE}) == len(irods_errors.TABLE)

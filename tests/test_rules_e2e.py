@@ -1,6 +1,6 @@
 """The rule entry points end to end, called exactly as the rule engine calls them.
 
-A fake server (tests/fakes, following /work/shared/irods-facts.md) runs the rulebase over a
+A fake server (tests/fakes, following docs/irods-behaviour.md) runs the rulebase over a
 LocalGrid catalog: rules get a list of unquoted strings, a callback and a rei; irule shows
 stdout only when a rule succeeds and the msiExit message otherwise; the delay server runs
 queued Python bodies as the submitting user; remoteExec runs a rule on another host.
@@ -117,6 +117,8 @@ def test_status_by_task_id_and_by_collection(zone: Zone) -> None:
     queued = fields(zone.irule("c2d_status", task_id).stdout)
     assert queued["state"] == "queued" and queued["collection"] == collection
     assert queued["submitted_by"] == "alice" and queued["created"] and "started" not in queued
+    assert re.fullmatch(r"validate [\d.]+ s, select_compute_resource [\d.]+ s, check_permissions [\d.]+ s, "
+                        r"select_inputs [\d.]+ s, prepare_task_collection [\d.]+ s", queued["timings"])
     zone.server.run_delay_queue()
     done = zone.irule("c2d_status", collection)
     assert done.ok
@@ -125,6 +127,9 @@ def test_status_by_task_id_and_by_collection(zone: Zone) -> None:
     assert out["report"] == f"{collection}/report.html"
     assert out["started"] and out["finished"] and out["progress"] == "6/6"
     assert out["compute_resource"] == "gpu_resc" and out["runner"] == "inprocess"
+    # Where the time went, step by step (the submit's checks first), in one line.
+    steps = [part.split(" ")[0] for part in out["timings"].split(", ")]
+    assert steps[0] == "submit.validate" and "stage_inputs" in steps and steps[-1] == "finalize"
     missing = zone.irule("c2d_status", "20990101T000000Z-000000")
     assert not missing.ok and "no task with id" in missing.error
     assert_readable(missing.error)

@@ -7,6 +7,7 @@ takes an object path. Pagination is checked by what the page asks the grid for, 
 
 from __future__ import annotations
 
+import posixpath
 import re
 import warnings
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 
 from compute_to_data import conventions as names
 from compute_to_data.conventions import TaskState
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType
+from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.grid.client import IrodsConnectionOptions
+from compute_to_data.tasks.state import TaskStateStore, timings_text
 from compute_to_data.web.app import WebConfig, create_app
 from compute_to_data.web.security import REPORT_SANDBOX
 
@@ -189,6 +191,10 @@ def validation_avus(grid, path: str) -> dict[str, str]:
     return {a.attribute: a.value for a in grid.get_avus(EntityType.DATA_OBJECT, path) if a.attribute.startswith("validated")}
 
 
+def validation_units(grid, path: str) -> set[str]:
+    return {a.units for a in grid.get_avus(EntityType.DATA_OBJECT, path) if a.attribute.startswith("validated")}
+
+
 def test_validation_writes_avus(world):
     admin, made, tmp = world
     client = local_client(tmp)
@@ -198,10 +204,12 @@ def test_validation_writes_avus(world):
     avus = validation_avus(admin, path)
     assert avus[names.VALIDATED] == "true" and avus[names.VALIDATED_CLASS] == made.classes[path]
     assert avus[names.VALIDATED_BY] == "alice" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", avus[names.VALIDATED_AT])
+    # Every validation AVU names the task whose prediction was confirmed (conventions).
+    assert len(avus) == 4 and validation_units(admin, path) == {names.task_units(made.task_id)}
     # Correcting replaces the values (one value per attribute, as `imeta set` would leave it).
     assert validate(client, made, path, "correct", "owl").status_code == 303
     values = [a for a in admin.get_avus(EntityType.DATA_OBJECT, path) if a.attribute == names.VALIDATED_CLASS]
-    assert values == [AVU(names.VALIDATED_CLASS, "owl")]
+    assert values == [AVU(names.VALIDATED_CLASS, "owl", names.task_units(made.task_id))]
     page = client.get(response.headers["location"])
     assert "corrected to owl" in page.text or "owl" in page.text
     listing = client.get(f"/tasks/{made.task_id}/images")
@@ -377,6 +385,7 @@ def test_zone_images_report_and_validation(zone):
     assert validate(client, made, path, "correct", "dog").status_code == 303
     avus = {a: v for a, v, _ in catalog.objects[path].avus}
     assert avus[names.VALIDATED] == "true" and avus[names.VALIDATED_CLASS] == "dog" and avus[names.VALIDATED_BY] == "alice"
+    assert {u for a, _, u in catalog.objects[path].avus if a.startswith("validated")} == {names.task_units(made.task_id)}
 
     # bob with read access only: sees the image, cannot validate it (the catalog would refuse too).
     catalog.grant("bob", 1050, made.collection)
@@ -419,3 +428,112 @@ def test_access_level_checks_use_modify_for_validation(world):
     assert validate(bob, made, made.images[6], "confirm").status_code == 303
     assert validation_avus(admin, made.images[6])[names.VALIDATED_BY] == "bob"
     assert admin.as_user("bob").has_access(made.images[6], AccessLevel.MODIFY)
+
+
+# --- timings, superseded predictions, validations that name their prediction ---------------------------
+LATER = "20261123T000000Z-aaaaaa"
+
+
+def supersede(admin, made, paths: list[str], later: str = LATER, cls: str = "owl") -> str:
+    """A later task re-predicts ``paths``: its prediction replaces the earlier one (as the engine does)."""
+    alice = admin.as_user("alice")
+    old, new = names.task_units(made.task_id), names.task_units(later)
+    ops = []
+    for path in paths:
+        ops += [MetadataOperation("remove", EntityType.DATA_OBJECT, path, a) for a in alice.get_avus(EntityType.DATA_OBJECT, path)
+                if a.attribute in (names.DEFAULT_CLASS_ATTRIBUTE, names.DEFAULT_SCORE_ATTRIBUTE) and a.units == old]
+        ops += [MetadataOperation("add", EntityType.DATA_OBJECT, path, AVU(names.DEFAULT_CLASS_ATTRIBUTE, cls, new)),
+                MetadataOperation("add", EntityType.DATA_OBJECT, path, AVU(names.DEFAULT_SCORE_ATTRIBUTE, "0.9900", new))]
+    alice.apply_metadata(ops)
+    collection = posixpath.join(posixpath.dirname(made.collection), later)
+    alice.create_collection(collection)
+    write_task_avus(alice, collection, {
+        names.A_TASK_ID: later, names.A_STATE: TaskState.SUCCEEDED, names.A_SUBMITTED_BY: "alice",
+        names.A_CREATED: "2026-11-23T00:00:00Z", names.A_INPUT_COLLECTION: made.input_collection,
+    })
+    return later
+
+
+def test_task_page_shows_where_the_time_went(world):
+    admin, made, tmp = world
+    timings = {"validate": 0.0123, "stage_inputs": 156.21, "wait_for_slot": 0.002, "run.kernel_start": 1.5,
+               "run.papermill": 11.2, "execute": 12.3, "tag_results": 0.8}
+    TaskStateStore(admin.as_user("alice")).write(made.collection, {names.A_TIMINGS: timings_text(timings)})
+    page = local_client(tmp).get(f"/tasks/{made.task_id}").text
+    table = page[page.index('id="timings"'):page.index("</table>", page.index('id="timings"'))]
+    rows = re.findall(r'<tr class="depth-(\d)"><td class="path">([^<]+)</td><td class="num">([^<]+)</td>', table)
+    assert rows == [
+        ("0", "validate", "0.012 s"), ("0", "stage_inputs", "156.2 s"), ("0", "wait_for_slot", "0.002 s"),
+        ("0", "execute", "12.30 s"), ("1", "run.kernel_start", "1.50 s"), ("1", "run.papermill", "11.20 s"),
+        ("0", "tag_results", "0.800 s"),
+    ]
+    assert 'max="156.21" value="156.21"' in table  # bars relative to the longest step
+
+
+def test_a_superseded_task_says_so_and_keeps_browsing_its_own_predictions(world):
+    admin, made, tmp = world
+    replaced = made.images[:5]
+    later = supersede(admin, made, replaced)
+    client = local_client(tmp)
+    page = client.get(f"/tasks/{made.task_id}").text
+    notice = page[page.index('id="superseded"'):page.index("</div>", page.index('id="superseded"'))]
+    assert "5 of the 12 predictions of this task are no longer on the images" in notice
+    assert f'5 images now carry the prediction of task <a href="/tasks/{later}">{later}</a>' in notice
+    assert f'href="/tasks/{made.task_id}/predictions"' in page and "Browse the 7 images" in page
+
+    own = client.get(f"/tasks/{made.task_id}/predictions")
+    assert own.status_code == 200
+    shown = re.findall(r'thumbnail\?path=([^"]+)"', own.text)
+    assert shown == [q(p) for p in sorted(made.images)]  # all 12, from predictions.csv
+    classes = re.findall(r'<td class="cls">([^<]+)</td>', own.text)
+    assert classes == [made.classes[p] for p in sorted(made.images)]
+    assert own.text.count(f'replaced by task <a href="/tasks/{later}">') == 5 and own.text.count("still on the image") == 7
+    dogs = client.get(f"/tasks/{made.task_id}/predictions?cls=dog").text
+    assert re.findall(r'thumbnail\?path=([^"]+)"', dogs) == [q(p) for p in sorted(made.images) if made.classes[p] == "dog"]
+    last = client.get(f"/tasks/{made.task_id}/predictions?per_page=5&page=3").text
+    assert len(re.findall(r'class="prediction"', last)) == 2 and "page 3 of 3" in last and "next" not in last
+
+    # A superseded image can still be looked at from the earlier task, not validated there.
+    path = replaced[0]
+    assert client.get(f"/tasks/{made.task_id}/thumbnail?path={q(path)}").status_code == 200
+    detail = client.get(f"/tasks/{made.task_id}/image?path={q(path)}")
+    assert detail.status_code == 200 and 'id="confirm"' not in detail.text
+    assert f'replaced by the prediction <strong>owl</strong> of task <a href="/tasks/{later}">' in detail.text
+    assert f'<strong id="predicted">{made.classes[path]}</strong>' in detail.text
+    token = session_token(client)
+    assert validate(client, made, path, "confirm", token=token).status_code == 404
+    assert validation_avus(admin, path) == {}
+    # ... and an object the predictions file does not list stays outside the task.
+    config = f"{made.collection}/task_config.json"
+    assert client.get(f"/tasks/{made.task_id}/thumbnail?path={q(config)}").status_code == 404
+
+
+def test_a_task_whose_predictions_are_intact_shows_no_notice(world, monkeypatch):
+    admin, made, tmp = world
+    from compute_to_data.grid.local import LocalGrid
+
+    def no_listing(self, query):  # noqa: ANN001
+        raise AssertionError("an intact task must not list its input collection")
+
+    monkeypatch.setattr(LocalGrid, "prediction_owners", no_listing)
+    page = local_client(tmp).get(f"/tasks/{made.task_id}").text
+    assert 'id="superseded"' not in page and 'id="own-predictions"' not in page
+
+
+def test_a_validation_names_the_prediction_it_judged(world):
+    admin, made, tmp = world
+    client = local_client(tmp)
+    path = made.images[0]
+    assert validate(client, made, path, "correct", "owl").status_code == 303
+    later = supersede(admin, made, [path], cls="dog")
+    # On the later task's pages the verdict is shown as being about the earlier prediction.
+    listing = client.get(f"/tasks/{later}/images").text
+    assert "card validated" not in listing and f"(for {made.task_id})" in listing
+    detail = client.get(f"/tasks/{later}/image?path={q(path)}").text
+    assert f"for the prediction of task {made.task_id}" in detail and 'id="confirm"' in detail
+    # Confirming the later prediction replaces the verdict, now naming the later task.
+    later_task = type(made)(later, "", made.input_collection, [path], {path: "dog"}, {path: 0.99})
+    assert validate(client, later_task, path, "confirm").status_code == 303
+    assert validation_avus(admin, path)[names.VALIDATED_CLASS] == "dog"
+    assert validation_units(admin, path) == {names.task_units(later)}
+    assert "card validated" in client.get(f"/tasks/{later}/images").text

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -25,7 +26,7 @@ from ..client.connect import ClientOptions, open_client, open_grid
 from ..client.tasks import EXIT_STALE, EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
 from ..conventions import TaskState
 from ..grid.client import IrodsConnectionOptions
-from ..tasks.state import TaskRecord
+from ..tasks.state import TaskRecord, format_seconds, timing_rows
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -120,11 +121,47 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
         ("container image", record.get(names.A_IMAGE)),
         ("report", record.get(names.A_REPORT)),
         ("error", Text(record.get(names.A_ERROR), style="red")),
+        ("timings", _timings_table(record)),
     ]
     for label, value in rows:
         if value:
             table.add_row(label, value)
     console.print(table)
+
+
+def _timings_table(record: TaskRecord) -> Table | None:
+    """Seconds per step, in the order they ran; the runner's own times indented under execute."""
+    rows = timing_rows(record.timings)
+    if not rows:
+        return None
+    table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(("  " * row.depth) + row.name, format_seconds(row.seconds), style="dim" if row.depth else "")
+    return table
+
+
+def print_whole(renderable: RenderableType, must_show: list[str]) -> None:
+    """Print a table without ever cutting the strings in ``must_show`` (task ids users copy).
+
+    On a terminal the table fits the window when it can (long paths fold); if an id would be
+    cut, or when the output is not a terminal (piped, at 80 columns), it is printed as wide as
+    its content, one line per row.
+    """
+    if console.is_terminal and _shows_whole(renderable, console.width, must_show):
+        console.print(renderable)
+        return
+    wide = Measurement.get(console, console.options.update(min_width=1, max_width=1_000_000), renderable).maximum
+    width = max(wide, console.width if console.is_terminal else 1)
+    Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
+            no_color=console.no_color, highlight=False, soft_wrap=False).print(renderable)
+
+
+def _shows_whole(renderable: RenderableType, width: int, must_show: list[str]) -> bool:
+    lines = console.render_lines(renderable, console.options.update_width(width), pad=False)
+    text = "\n".join("".join(segment.text for segment in line) for line in lines)
+    return all(item in text for item in must_show)
 
 
 # --- commands ----------------------------------------------------------------------------------------
@@ -178,13 +215,13 @@ def list_tasks(
         return
     table = Table(show_edge=False)
     for column in ("task", "state", "images", "submitted by", "created", "elapsed", "collection"):
-        table.add_column(column, no_wrap=column != "collection")
+        table.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
     for record in records:
         table.add_row(
             record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
             record.get(names.A_CREATED), format_duration(elapsed(record)), record.collection,
         )
-    console.print(table)
+    print_whole(table, [r.task_id for r in records])
 
 
 def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -> int:

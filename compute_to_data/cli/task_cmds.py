@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..taskconfig import TaskConfig
 from ..tasks import TaskContext, TaskOutcome, create_task
+from ..tasks.state import timings_summary
 from .display import TaskProgressDisplay
 
 console = Console()
@@ -123,7 +124,6 @@ def print_outcome(outcome: TaskOutcome) -> None:
             table.add_row(label, str(count))
         console.print(table)
     if outcome.timings:
-        shown = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.timings.items() if not k.startswith("run."))
-        console.print(f"  timings: {shown}")
+        console.print(f"  timings: {timings_summary(outcome.timings)}")
     if outcome.report_path:
         console.print(f"  report (logical path): {outcome.report_path}")

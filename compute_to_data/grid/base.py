@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from pathlib import Path
 
+from .. import conventions as names
+from .irods_errors import USER_INPUT_PATH_ERR
+
 
 class AccessLevel(IntEnum):
     """iRODS permission levels; comparable because iRODS numbers them that way."""
@@ -175,7 +178,7 @@ class PredictionQuery:
     """Which images of a task to list: those whose prediction AVU points to ``task_id``.
 
     A prediction belongs to a task through the units ``c2d:<task id>`` of its class and score
-    AVUs (conventions.md); only objects under ``input_collection`` count, so a stray AVU with
+    AVUs (:mod:`compute_to_data.conventions`); only objects under ``input_collection`` count, so a stray AVU with
     forged units elsewhere in the zone cannot smuggle objects into a task's view.
     """
 
@@ -193,7 +196,8 @@ class PredictionQuery:
 
     @property
     def units(self) -> str:
-        return "c2d:" + self.task_id
+        """Units of this task's prediction AVUs, and of validations of them."""
+        return names.task_units(self.task_id)
 
     def score_matches(self, score: float | None) -> bool:
         if self.min_score is None and self.max_score is None:
@@ -224,6 +228,57 @@ class PredictedObject:
                 return avu.value
         return default
 
+    @property
+    def validation(self) -> "Validation | None":
+        """The person's verdict among this image's AVUs (ask for them in ``extra_attributes``)."""
+        return Validation.from_avus(self.avus)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A person's verdict on one prediction: the ``validated*`` AVUs of an image.
+
+    Each carries the units ``c2d:<task id>`` of the prediction it confirmed or corrected
+    (conventions), so after a later task replaced that prediction the verdict is still known to
+    be about the earlier one. ``task_id`` is None for verdicts written without it.
+    """
+
+    validated_class: str
+    validated_by: str
+    validated_at: str
+    task_id: str | None = None
+
+    def avus(self) -> list[AVU]:
+        """The four AVUs to write (``set`` semantics: they replace earlier verdicts)."""
+        units = names.task_units(self.task_id) if self.task_id else ""
+        return [
+            AVU(names.VALIDATED, "true", units),
+            AVU(names.VALIDATED_CLASS, self.validated_class, units),
+            AVU(names.VALIDATED_BY, self.validated_by, units),
+            AVU(names.VALIDATED_AT, self.validated_at, units),
+        ]
+
+    def is_for(self, task_id: str) -> bool:
+        return self.task_id == task_id
+
+    @classmethod
+    def from_avus(cls, avus: Iterable[AVU]) -> "Validation | None":
+        found = {a.attribute: a for a in avus if a.attribute in VALIDATION_ATTRIBUTES}
+        flag = found.get(names.VALIDATED)
+        if flag is None or flag.value != "true":
+            return None
+
+        def value(attribute: str) -> str:
+            avu = found.get(attribute)
+            return avu.value if avu is not None else ""
+
+        return cls(value(names.VALIDATED_CLASS), value(names.VALIDATED_BY), value(names.VALIDATED_AT),
+                   names.task_id_of_units(flag.units))
+
+
+#: the AVUs of a validation, to ask for with a prediction query (``extra_attributes``).
+VALIDATION_ATTRIBUTES = (names.VALIDATED, names.VALIDATED_CLASS, names.VALIDATED_BY, names.VALIDATED_AT)
+
 
 @dataclass(frozen=True)
 class PredictionPage:
@@ -242,9 +297,6 @@ def parse_score(text: str | None) -> float | None:
         return float(text) if text not in (None, "") else None
     except ValueError:
         return None
-
-
-USER_INPUT_PATH_ERR = -317000
 
 
 def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
@@ -421,6 +473,23 @@ class Grid(ABC):
         matches = self._all_predictions(query)
         items = tuple(matches[offset : offset + limit])
         return PredictionPage(items, offset, limit, offset + limit < len(matches), len(matches))
+
+    def prediction_owners(self, query: PredictionQuery) -> dict[str, str]:
+        """Path -> id of the task whose prediction each object under ``query.input_collection``
+        carries now (``query.class_attribute`` with units ``c2d:<task id>``), whatever task that is.
+
+        Tells which later task superseded an earlier task's predictions. This default is one
+        listing of the input collection (like :meth:`query_predictions`'s default); objects
+        whose class AVU names no task are left out.
+        """
+        owners: dict[str, str] = {}
+        for obj in self.list_data_objects(query.input_collection, recursive=True, avu_attributes=(query.class_attribute,)):
+            for avu in obj.avus:
+                task_id = names.task_id_of_units(avu.units) if avu.attribute == query.class_attribute else None
+                if task_id:
+                    owners[obj.path] = task_id
+                    break
+        return owners
 
     def count_predictions(self, query: PredictionQuery) -> dict[str, int]:
         """Images per predicted class for ``query.task_id`` (class filter and score range apply)."""

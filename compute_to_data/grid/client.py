@@ -5,7 +5,7 @@ researcher: it is configured like the icommands (``~/.irods/irods_environment.js
 ``$IRODS_ENVIRONMENT_FILE``, explicit options winning), and the password comes from the iRODS
 auth file (``iinit``) or from a prompt -- never from the command line.
 
-What it relies on (see ``shared/irods-facts.md``, "python-irodsclient"):
+What it relies on (docs/irods-behaviour.md, "python-irodsclient"):
 
 * reads are GenQuery (``session.query``) with the columns named in the facts, batched so that
   no listing costs a query per object; string values in conditions are quoted by doubling
@@ -46,9 +46,12 @@ from ..errors import (
     AuthenticationError,
     ComputeToDataError,
     GridError,
+    GridUnreachableError,
     NotAllowedError,
     ObjectNotFoundError,
 )
+from . import genquery_quote as gq
+from . import irods_errors
 from .base import (
     AVU,
     AccessLevel,
@@ -68,58 +71,19 @@ from .base import (
 log = logging.getLogger(__name__)
 
 NATIVE_RULE_ENGINE = "irods_rule_engine_plugin-irods_rule_language-instance"
+#: What a missing (or invisible) entity of each type is called in the error table.
+_MISSING_CODE = {
+    EntityType.DATA_OBJECT: irods_errors.CAT_UNKNOWN_FILE,
+    EntityType.COLLECTION: irods_errors.CAT_UNKNOWN_COLLECTION,
+    EntityType.RESOURCE: irods_errors.CAT_INVALID_RESOURCE,
+    EntityType.USER: irods_errors.CAT_INVALID_USER,
+}
 DEFAULT_ENV_FILE = "~/.irods/irods_environment.json"
 DEFAULT_AUTH_FILE = "~/.irods/.irodsA"
-#: rows per IN (...) condition: keeps GenQuery condition strings short.
-IN_CHUNK = 50
+#: objects resolved per batch while streaming predictions (one ``in`` list of ids each).
+IN_CHUNK = gq.IN_CHUNK
 #: rows fetched per GenQuery round trip while scanning (the server's page size is 500).
 SCAN_CHUNK = 500
-
-_AUTH_ERRORS = {
-    "CAT_INVALID_AUTHENTICATION",
-    "CAT_INVALID_USER",
-    "CAT_INVALID_CLIENT_USER",
-    "CAT_PASSWORD_EXPIRED",
-    "PAM_AUTH_PASSWORD_FAILED",
-    "PAM_AUTH_NOT_BUILT_INTO_SERVER",
-    "AUTH_FILE_DOES_NOT_EXIST",
-    "CAT_PASSWORD_ENCODING_ERROR",
-}
-_NOT_FOUND_ERRORS = {
-    "CAT_UNKNOWN_FILE",
-    "CAT_UNKNOWN_COLLECTION",
-    "USER_FILE_DOES_NOT_EXIST",
-    "CAT_NO_ROWS_FOUND",
-    "CAT_INVALID_RESOURCE",
-    "SYS_RESC_DOES_NOT_EXIST",
-    "INVALID_OBJECT_TYPE",
-    "OBJ_PATH_DOES_NOT_EXIST",
-}
-_DENIED_ERRORS = {
-    "CAT_NO_ACCESS_PERMISSION",
-    "SYS_NO_API_PRIV",
-    "CAT_INSUFFICIENT_PRIVILEGE_LEVEL",
-    "USER_ACCESS_DENIED",
-}
-_EXISTS_ERRORS = {"CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME", "OVERWRITE_WITHOUT_FORCE_FLAG"}
-_NO_RULE_ERRORS = {"NO_RULE_FOUND_ERR", "NO_RULE_OR_MSI_FUNCTION_FOUND_ERR", "NO_MICROSERVICE_FOUND_ERR"}
-_NETWORK_ERRORS = {"SYS_SOCK_OPEN_ERR", "SYS_SOCK_READ_TIMEDOUT", "SYS_SOCK_CONNECT_ERR", "SYS_HEADER_READ_LEN_ERR"}
-
-#: project error class by the iRODS code a rule ended with (``msiExit``; see errors.py).
-_RULE_CODE_ERRORS: dict[int, type[ComputeToDataError]] = {
-    -13000: NotAllowedError,
-    -808000: ObjectNotFoundError,
-    -814000: ObjectNotFoundError,
-    -817000: ObjectNotFoundError,
-    -818000: AccessDeniedError,
-    -809000: AlreadyExistsError,
-}
-
-
-def quote(value: str) -> str:
-    """A string value for a GenQuery condition: a single quote is doubled (irods-facts)."""
-    return str(value).replace("'", "''")
-
 
 def _exception_text(exc: BaseException) -> str:
     """The server's message of a PRC exception (``str()`` is ``'None'`` when there is none)."""
@@ -129,67 +93,137 @@ def _exception_text(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else ""
 
 
-def translate_error(exc: BaseException, what: str, *, endpoint: str = "", user: str = "") -> ComputeToDataError:
-    """PRC's exception -> the project's error, with ``what`` (the operation) in the message."""
+def _code(exc: BaseException) -> int | None:
+    """The iRODS code a PRC exception carries (None for PRC's own, code-less exceptions)."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and not isinstance(code, bool) and code < 0 else None
+
+
+def translate_error(
+    exc: BaseException, what: str, *, endpoint: str = "", user: str = "", login: bool = False
+) -> ComputeToDataError:
+    """PRC's exception -> the project's error, with ``what`` (the operation) in the message.
+
+    The class comes from the project's one error table (:mod:`.irods_errors`); ``login`` says
+    the error was met while logging in, where an unknown user name is a refused login.
+    """
     from irods import exception as prc
 
     if isinstance(exc, ComputeToDataError):
         return exc
     name = type(exc).__name__
     text = _exception_text(exc)
-    code = getattr(exc, "code", None)
-    code = code if isinstance(code, int) and code < 0 else None
+    code = _code(exc)
     detail = f" ({name}{': ' + text if text else ''})"
-    if name == "NonAnonymousLoginWithoutPassword" or name in _AUTH_ERRORS:
-        return AuthenticationError(
-            f"iRODS{' at ' + endpoint if endpoint else ''} refused the login of {user or 'this user'}: "
-            f"wrong user name or password{detail}",
-            irods_code=code,
-            irods_name=name,
-        )
-    if isinstance(exc, prc.NetworkException) or isinstance(exc, (OSError, socket.timeout)) or name in _NETWORK_ERRORS:
-        return GridError(
+    if name == "NonAnonymousLoginWithoutPassword":
+        cls: type[ComputeToDataError] = AuthenticationError
+    elif isinstance(exc, (prc.NetworkException, OSError, socket.timeout)):
+        cls = GridUnreachableError
+    elif isinstance(exc, prc.DoesNotExist):
+        cls = ObjectNotFoundError
+    else:
+        cls = irods_errors.login_error_class(code) if login else irods_errors.error_class(code)
+    where = f" at {endpoint}" if endpoint else ""
+    if cls is AuthenticationError:
+        message = f"iRODS{where} refused the login of {user or 'this user'}: wrong user name or password{detail}"
+    elif cls is GridUnreachableError:
+        message = (
             f"cannot reach the iRODS server{' ' + endpoint if endpoint else ''} while trying to {what}: "
-            f"{text or exc.__class__.__name__}. Check irods_host/irods_port and your network.",
-            irods_code=code,
-            irods_name=name,
+            f"{text or name}. Check irods_host/irods_port and your network."
         )
-    if isinstance(exc, prc.DoesNotExist) or name in _NOT_FOUND_ERRORS:
-        return ObjectNotFoundError(f"cannot {what}: it does not exist or you cannot see it{detail}", irods_code=code, irods_name=name)
-    if name in _DENIED_ERRORS:
-        return AccessDeniedError(f"cannot {what}: permission denied{detail}", irods_code=code, irods_name=name)
-    if name in _EXISTS_ERRORS:
-        return AlreadyExistsError(f"cannot {what}: it exists already{detail}", irods_code=code, irods_name=name)
-    if isinstance(exc, prc.iRODSException):
-        return GridError(f"cannot {what}: iRODS error{detail}", irods_code=code, irods_name=name)
-    if isinstance(exc, prc.PycommandsException):
-        return GridError(f"cannot {what}: {name}{': ' + text if text else ''}")
-    return GridError(f"cannot {what}: {name}: {exc}")
+    elif cls is ObjectNotFoundError:
+        message = f"cannot {what}: it does not exist or you cannot see it{detail}"
+    elif cls is AccessDeniedError:
+        message = f"cannot {what}: permission denied{detail}"
+    elif cls is AlreadyExistsError:
+        message = f"cannot {what}: it exists already{detail}"
+    elif cls is NotAllowedError:
+        message = f"cannot {what}: {user or 'this user'} is not allowed to{detail}"
+    elif isinstance(exc, prc.iRODSException):
+        message = f"cannot {what}: iRODS error{detail}"
+    elif isinstance(exc, prc.PycommandsException):
+        message = f"cannot {what}: {name}{': ' + text if text else ''}"
+    else:
+        message = f"cannot {what}: {name}: {exc}"
+    if issubclass(cls, GridError):
+        return cls(message, irods_code=code, irods_name=name)
+    return cls(message, irods_code=code)
 
 
 def rule_error(exc: BaseException, rule: str) -> ComputeToDataError:
-    """An error raised by running ``rule``: its ``msiExit`` message becomes the error message."""
+    """An error raised by running ``rule``: its ``msiExit`` message becomes the error message,
+    its code picks the class from the project's error table."""
     from irods import exception as prc
 
     if isinstance(exc, ComputeToDataError):
         return exc
     name = type(exc).__name__
     text = _exception_text(exc)
-    code = getattr(exc, "code", None)
-    if name in _NO_RULE_ERRORS:
+    code = _code(exc)
+    base = prc.rounded_code(code) if code is not None else None
+    if base in irods_errors.NO_RULE_CODES:
         return GridError(
             f"the iRODS server does not know the rule {rule}: is the compute_to_data rulebase installed "
             f"(core.py importing compute_to_data.rules)? Ask your iRODS administrator. ({name})",
-            irods_code=code if isinstance(code, int) else None,
+            irods_code=code,
             irods_name=name,
         )
-    if isinstance(exc, prc.iRODSException) and name not in _AUTH_ERRORS and not isinstance(exc, prc.NetworkException):
-        cls = _RULE_CODE_ERRORS.get(prc.rounded_code(code) if isinstance(code, int) else 0, ComputeToDataError)
-        message = text or f"rule {rule} failed with {name}"
-        if cls is ComputeToDataError:
-            return ComputeToDataError(message, irods_code=code if isinstance(code, int) else None)
-        return cls(message, irods_code=code if isinstance(code, int) else None)  # type: ignore[call-arg]
-    return translate_error(exc, f"run rule {rule}")
+    cls = irods_errors.error_class(base)
+    if code is None or cls in (AuthenticationError, GridUnreachableError) or isinstance(exc, prc.NetworkException):
+        return translate_error(exc, f"run rule {rule}")
+    return irods_errors.make_error(code, text or f"rule {rule} failed with {name}", irods_name=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# GenQuery conditions: the one quoting policy (genquery_quote) as PRC criteria
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Where:
+    """PRC criteria, and the exact checks their rows must pass where a condition was widened.
+
+    Built from :mod:`.genquery_quote`, the policy the rule-engine adapter uses too: a value is
+    sent verbatim only when no pipeline can misread it, else as a ``like`` superset whose rows
+    are checked here. ``+`` combines (``and``); a list of ``_Where`` is a union of queries.
+    """
+
+    criteria: tuple[Any, ...] = ()
+    checks: tuple[tuple[Any, gq.Condition], ...] = ()
+
+    def __add__(self, other: "_Where") -> "_Where":
+        return _Where(self.criteria + other.criteria, self.checks + other.checks)
+
+    def keep(self, row: dict) -> bool:
+        return all(condition.keep(str(row[column])) for column, condition in self.checks)
+
+
+def _on(column: Any, condition: gq.Condition) -> _Where:
+    """The PRC criterion for one condition of the policy (``=``, ``like`` or ``in``)."""
+    from irods.column import In, Like
+
+    if condition.operator == gq.EQUALS:
+        criterion = column == condition.operand
+    elif condition.operator == gq.LIKE:
+        criterion = Like(column, condition.operand)
+    elif condition.operator == gq.IN:
+        criterion = In(column, list(condition.operands))
+    else:
+        raise ValueError(f"python-irodsclient cannot send a {condition.operator!r} condition")
+    return _Where((criterion,), () if condition.exact else ((column, condition),))
+
+
+def _eq(column: Any, value: str) -> _Where:
+    return _on(column, gq.equals(column.icat_key, str(value)))
+
+
+def _any_of(column: Any, values: Iterable[Any]) -> list[_Where]:
+    return [_on(column, c) for c in gq.one_of(column.icat_key, [str(v) for v in values])]
+
+
+def _under(column: Any, collection: str, include_self: bool = True) -> list[_Where]:
+    return [_on(column, c) for c in gq.under_collection(column.icat_key, collection, include_self, compound=False)]
+
+
+_ALL = _Where()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -324,6 +358,7 @@ class IrodsClientGrid(Grid):
         self._rule_class = rule_class
         self._owns_session = owns_session
         self._my_ids: set[int] | None = None
+        self._admin = False
 
     # --- construction -----------------------------------------------------------------------------
     @classmethod
@@ -365,7 +400,9 @@ class IrodsClientGrid(Grid):
         try:
             session = session_factory(connection_timeout=options.timeout, **kwargs)
         except Exception as exc:
-            raise translate_error(exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}") from None
+            raise translate_error(
+                exc, "open an iRODS session", endpoint=endpoint, user=f"{user}#{zone}", login=True
+            ) from None
         grid = cls(session)
         if verify:
             try:
@@ -380,7 +417,7 @@ class IrodsClientGrid(Grid):
 
     def check_login(self) -> None:
         """Authenticate now (PRC connects lazily); AuthenticationError for a wrong password."""
-        with self._errors("log in"):
+        with self._errors("log in", login=True):
             with self._session.pool.get_connection():
                 pass
 
@@ -409,13 +446,13 @@ class IrodsClientGrid(Grid):
         return f"{getattr(self._session, 'host', '?')}:{getattr(self._session, 'port', '?')}"
 
     @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def _errors(self, what: str, login: bool = False) -> Iterator[None]:
         try:
             yield
         except ComputeToDataError:
             raise
         except Exception as exc:
-            raise translate_error(exc, what, endpoint=self.endpoint, user=self._who()) from None
+            raise translate_error(exc, what, endpoint=self.endpoint, user=self._who(), login=login) from None
 
     def _who(self) -> str:
         try:
@@ -436,29 +473,39 @@ class IrodsClientGrid(Grid):
     def _query(self, *columns: Any) -> Any:
         return self._session.query(*columns)
 
+    def _where_query(self, columns: Sequence[Any], where: _Where) -> Any:
+        """``select columns where ...``; a widened condition's column is selected too, to check it."""
+        extra = [column for column, _ in where.checks if column not in columns]
+        return self._query(*columns, *dict.fromkeys(extra)).filter(*where.criteria)
+
+    def _select(self, columns: Sequence[Any], *parts: _Where) -> list[dict]:
+        """Rows of one query whose conditions are ``parts`` (and-ed), widened rows dropped."""
+        where = sum(parts, _ALL)
+        return [row for row in self._where_query(columns, where) if where.keep(row)]
+
+    def _select_any(self, columns: Sequence[Any], fixed: _Where, alternatives: Sequence[_Where]) -> list[dict]:
+        """The union of the rows of ``fixed`` and each alternative (one query each)."""
+        rows: list[dict] = []
+        for alternative in alternatives:
+            rows += self._select(columns, fixed, alternative)
+        return rows
+
     @staticmethod
     def _split(path: str) -> tuple[str, str]:
         if not path.startswith("/") or path.endswith("/") or "//" in path:
             raise GridError(f"invalid logical path {path!r}: it must be absolute and normalized")
         return posixpath.dirname(path), posixpath.basename(path)
 
-    @staticmethod
-    def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-        for start in range(0, len(items), size):
-            yield items[start : start + size]
-
     # --- resources --------------------------------------------------------------------------------
     def _resources(self, names: Sequence[str]) -> list[Resource]:
-        from irods.column import In
         from irods.models import Resource as R, ResourceMeta as RM
 
         rows: dict[str, dict[str, Any]] = {}
         avus: dict[str, list[AVU]] = {}
-        for chunk in self._chunks(sorted(set(names))):
-            cond = In(R.name, [quote(n) for n in chunk])
-            for row in self._query(R.name, R.location, R.vault_path, R.type).filter(cond):
+        for where in _any_of(R.name, sorted(set(names))):
+            for row in self._select([R.name, R.location, R.vault_path, R.type], where):
                 rows[row[R.name]] = row
-            for row in self._query(R.name, RM.name, RM.value, RM.units).filter(cond):
+            for row in self._select([R.name, RM.name, RM.value, RM.units], where):
                 avus.setdefault(row[R.name], []).append(AVU(row[RM.name], row[RM.value], row[RM.units] or ""))
         return [
             Resource(
@@ -475,62 +522,70 @@ class IrodsClientGrid(Grid):
         from irods.models import Resource as R, ResourceMeta as RM
 
         with self._errors(f"find resources with {attribute}"):
-            conditions = [RM.name == quote(attribute)]
-            if value is not None:
-                conditions.append(RM.value == quote(value))
-            names = [row[R.name] for row in self._query(R.name).filter(*conditions)]
+            where = _eq(RM.name, attribute) + (_eq(RM.value, value) if value is not None else _ALL)
+            names = [row[R.name] for row in self._select([R.name], where)]
             return self._resources(names) if names else []
 
     def get_resource(self, name: str) -> Resource:
         with self._errors(f"look up resource {name!r}"):
             found = self._resources([name])
         if not found:
-            raise ObjectNotFoundError(f"resource {name!r} does not exist in zone {self.zone}")
+            raise ObjectNotFoundError(
+                f"resource {name!r} does not exist in zone {self.zone}", irods_code=irods_errors.CAT_INVALID_RESOURCE
+            )
         return found[0]
 
     # --- namespace --------------------------------------------------------------------------------
+    # GenQuery need not hide what the caller holds no permission on (that depends on the zone's
+    # acAclPolicy), so visibility is decided here from the access columns, as iRODS decides it
+    # for msiCheckAccess and ils: what the caller holds nothing on does not exist for them.
     def collection_exists(self, path: str) -> bool:
-        from irods.models import Collection
-
+        if path != "/":
+            self._split(path)
         with self._errors(f"look up collection {path}"):
-            return self._query(Collection.id).filter(Collection.name == quote(path)).first() is not None
+            return path in self._collections_with_access([path], AccessLevel.READ_METADATA)
 
     def data_object_exists(self, path: str) -> bool:
-        from irods.models import Collection, DataObject as D
-
         coll, name = self._split(path)
         with self._errors(f"look up data object {path}"):
-            row = self._query(D.id).filter(Collection.name == quote(coll), D.name == quote(name)).first()
-            return row is not None
+            return self._held_levels(coll, [name]).get(name, 0) >= int(AccessLevel.READ_METADATA)
 
     _REPLICA_COLUMNS: tuple[str, ...] = (
         "name", "size", "checksum", "replica_number", "resource_name", "path", "replica_status"
     )
 
-    def _object_rows(self, conditions: Sequence[Any]) -> Iterator[dict]:
+    def _object_rows(self, where: _Where) -> list[dict]:
         from irods.models import Collection, DataObject as D
 
         columns = [Collection.name] + [getattr(D, c) for c in self._REPLICA_COLUMNS]
-        return iter(self._query(*columns).filter(*conditions))
+        return self._select(columns, where)
 
-    def _avu_rows(self, conditions: Sequence[Any], attributes: Sequence[str]) -> dict[str, list[AVU]]:
-        """AVUs named ``attributes`` of the objects matching ``conditions``, by path."""
-        from irods.column import In
+    def _avu_rows(self, where: _Where, attributes: Sequence[str]) -> dict[str, list[AVU]]:
+        """AVUs named ``attributes`` of the objects matching ``where``, by path."""
         from irods.models import Collection, DataObject as D, DataObjectMeta as DM
 
         found: dict[str, list[AVU]] = {}
         attributes = list(dict.fromkeys(attributes))
-        if not attributes:
-            return found
-        for chunk in self._chunks(attributes):
-            name_cond = DM.name == quote(chunk[0]) if len(chunk) == 1 else In(DM.name, [quote(a) for a in chunk])
-            for row in self._query(Collection.name, D.name, DM.name, DM.value, DM.units).filter(*conditions, name_cond):
+        for names in _any_of(DM.name, attributes):
+            for row in self._select([Collection.name, D.name, DM.name, DM.value, DM.units], where, names):
                 path = posixpath.join(row[Collection.name], row[D.name])
                 avu = AVU(row[DM.name], row[DM.value], row[DM.units] or "")
                 bucket = found.setdefault(path, [])
                 if avu not in bucket:
                     bucket.append(avu)
         return found
+
+    def _readable_paths(self, where: _Where, level: AccessLevel) -> set[str]:
+        """Paths of the objects matching ``where`` on which the caller holds ``level``."""
+        from irods.models import Collection, DataAccess, DataObject as D
+
+        held: dict[str, int] = {}
+        mine = self._caller_ids()
+        for row in self._select([Collection.name, D.name, DataAccess.user_id, DataAccess.type], where):
+            path = posixpath.join(row[Collection.name], row[D.name])
+            level_held = int(row[DataAccess.type]) if int(row[DataAccess.user_id]) in mine else 0
+            held[path] = max(held.get(path, 0), level_held)
+        return {p for p, lvl in held.items() if lvl >= int(level) or self._is_admin()}
 
     @staticmethod
     def _build_objects(rows: Iterable[dict], avus: dict[str, list[AVU]]) -> list[DataObject]:
@@ -563,99 +618,113 @@ class IrodsClientGrid(Grid):
             )
         return objects
 
-    def get_data_object(self, path: str, avu_attributes: Sequence[str] = ()) -> DataObject:
+    def _object(self, coll: str, name: str) -> _Where:
         from irods.models import Collection, DataObject as D
 
+        return _eq(Collection.name, coll) + _eq(D.name, name)
+
+    def get_data_object(self, path: str, avu_attributes: Sequence[str] = ()) -> DataObject:
         coll, name = self._split(path)
         with self._errors(f"read data object {path}"):
-            conditions = [Collection.name == quote(coll), D.name == quote(name)]
-            rows = list(self._object_rows(conditions))
+            where = self._object(coll, name)
+            rows = self._object_rows(where) if self.data_object_exists(path) else []
             if not rows:
-                raise ObjectNotFoundError(f"data object {path} does not exist or {self.user} cannot see it")
-            avus = self._avu_rows(conditions, avu_attributes)
-            return self._build_objects(rows, avus)[0]
+                raise ObjectNotFoundError(
+                    f"data object {path} does not exist or {self.user} cannot see it",
+                    irods_code=irods_errors.CAT_UNKNOWN_FILE,
+                )
+            return self._build_objects(rows, self._avu_rows(where, avu_attributes))[0]
 
-    def _collection_conditions(self, collection: str, recursive: bool) -> list[list[Any]]:
-        from irods.column import Like
-        from irods.models import Collection
-
-        sets = [[Collection.name == quote(collection)]]
-        if recursive:
-            sets.append([Like(Collection.name, quote(collection.rstrip("/")) + "/%")])
-        return sets
+    def _require_collection(self, collection: str) -> None:
+        if not self.collection_exists(collection):
+            raise ObjectNotFoundError(
+                f"collection {collection} does not exist or {self.user} cannot see it",
+                irods_code=irods_errors.CAT_UNKNOWN_COLLECTION,
+            )
 
     def list_data_objects(
         self, collection: str, recursive: bool = False, avu_attributes: Sequence[str] = ()
     ) -> list[DataObject]:
-        from irods.models import Collection
+        """The objects the caller may read: per part of the listing (the collection, what is
+        below it), one query for the replicas, one for the caller's access, one per 20 AVU names."""
+        from irods.models import Collection, DataObject as D
 
+        self._split(collection)
         with self._errors(f"list collection {collection}"):
-            if not self.collection_exists(collection):
-                raise ObjectNotFoundError(f"collection {collection} does not exist or {self.user} cannot see it")
+            self._require_collection(collection)
+            parts = [_eq(Collection.name, collection)]
+            if recursive:
+                parts += _under(Collection.name, collection, include_self=False)
             rows: list[dict] = []
             avus: dict[str, list[AVU]] = {}
-            prefix = collection.rstrip("/") + "/"
-            for conditions in self._collection_conditions(collection, recursive):
-                # LIKE treats '_' and '%' in the path as wildcards: keep only what is really under it.
-                rows += [
-                    r for r in self._object_rows(conditions)
-                    if r[Collection.name] == collection or r[Collection.name].startswith(prefix)
-                ]
-                avus.update(self._avu_rows(conditions, avu_attributes))
+            for where in parts:
+                readable = self._readable_paths(where, AccessLevel.READ)
+                rows += [r for r in self._object_rows(where) if posixpath.join(r[Collection.name], r[D.name]) in readable]
+                avus.update(self._avu_rows(where, avu_attributes))
             return self._build_objects(rows, avus)
 
     def list_collections(self, parent: str) -> list[str]:
         from irods.models import Collection
 
         with self._errors(f"list sub-collections of {parent}"):
-            rows = self._query(Collection.name).filter(Collection.parent_name == quote(parent))
-            return sorted({row[Collection.name] for row in rows if row[Collection.name] != parent})
+            self._require_collection(parent)
+            names = {row[Collection.name] for row in self._select([Collection.name], _eq(Collection.parent_name, parent))}
+            names.discard(parent)
+            return sorted(self._collections_with_access(sorted(names), AccessLevel.READ_METADATA)) if names else []
 
     # --- permissions ------------------------------------------------------------------------------
-    def _caller_ids(self) -> set[int]:
-        """The caller's user id and the ids of the groups it belongs to (``public`` included)."""
+    def _caller(self) -> tuple[set[int], bool]:
+        """The caller's user id and the ids of its groups (``public`` included); rodsadmin or not."""
         if self._my_ids is None:
             from irods.models import Group, User
 
             ids: set[int] = set()
-            user_cond = [User.name == quote(self.user), User.zone == quote(self.zone)]
-            for row in self._query(User.id).filter(*user_cond):
+            admin = False
+            zone = _eq(User.zone, self.zone)
+            for row in self._select_any([User.id, User.name, User.type], zone, _any_of(User.name, [self.user, "public"])):
                 ids.add(int(row[User.id]))
-            for row in self._query(Group.id).filter(*user_cond):
+                admin = admin or (row[User.name] == self.user and row[User.type] == "rodsadmin")
+            for row in self._select([Group.id], _eq(User.name, self.user) + zone):
                 ids.add(int(row[Group.id]))
-            for row in self._query(User.id).filter(User.name == "public"):
-                ids.add(int(row[User.id]))
-            self._my_ids = ids
-        return self._my_ids
+            self._my_ids, self._admin = ids, admin
+        return self._my_ids, self._admin
+
+    def _caller_ids(self) -> set[int]:
+        return self._caller()[0]
+
+    def _is_admin(self) -> bool:
+        return self._caller()[1]
 
     def _held_levels(self, coll: str, names: Sequence[str]) -> dict[str, int]:
-        """Highest access the caller holds on each named object of ``coll`` (0 = none listed)."""
-        from irods.column import In
+        """Highest access the caller holds on each named object of ``coll`` (absent: no such object)."""
         from irods.models import Collection, DataAccess, DataObject as D
 
-        mine = self._caller_ids()
+        mine, admin = self._caller()
         held: dict[str, int] = {}
-        for chunk in self._chunks(list(names)):
-            name_cond = D.name == quote(chunk[0]) if len(chunk) == 1 else In(D.name, [quote(n) for n in chunk])
-            for row in self._query(D.name, DataAccess.user_id, DataAccess.type).filter(
-                Collection.name == quote(coll), name_cond
-            ):
-                held.setdefault(row[D.name], 0)
-                if int(row[DataAccess.user_id]) in mine:
-                    held[row[D.name]] = max(held[row[D.name]], int(row[DataAccess.type]))
+        columns = [D.name, DataAccess.user_id, DataAccess.type]
+        for row in self._select_any(columns, _eq(Collection.name, coll), _any_of(D.name, names)):
+            held.setdefault(row[D.name], int(AccessLevel.OWN) if admin else 0)
+            if int(row[DataAccess.user_id]) in mine:
+                held[row[D.name]] = max(held[row[D.name]], int(row[DataAccess.type]))
         return held
 
     def has_access(self, path: str, level: AccessLevel) -> bool:
+        """As ``msiCheckAccess``: INVALID_OBJECT_TYPE when the path is missing or invisible."""
         with self._errors(f"check access to {path}"):
-            if path != "/" and self.data_object_exists(path):
+            if path != "/":
                 coll, name = self._split(path)
-                return self._held_levels(coll, [name]).get(name, 0) >= int(level)
-            if not self.collection_exists(path):
-                raise ObjectNotFoundError(f"{path} does not exist or {self.user} cannot see it")
-            return path in self._collections_with_access([path], level)
+                held = self._held_levels(coll, [name]).get(name, 0)
+                if held >= int(AccessLevel.READ_METADATA):
+                    return held >= int(level)
+            held_on_collection = self._collection_levels([path]).get(path, 0)
+            if held_on_collection < int(AccessLevel.READ_METADATA):
+                raise ObjectNotFoundError(
+                    f"{path} does not exist or {self.user} cannot see it", irods_code=irods_errors.INVALID_OBJECT_TYPE
+                )
+            return held_on_collection >= int(level)
 
     def paths_lacking_access(self, paths: Iterable[str], level: AccessLevel) -> list[str]:
-        """One GenQuery per collection (and per 50 names) instead of one per path."""
+        """One GenQuery per collection (and per 20 names) instead of one per path."""
         wanted = list(paths)
         by_coll: dict[str, list[str]] = {}
         for p in wanted:
@@ -671,19 +740,22 @@ class IrodsClientGrid(Grid):
             ok.update(self._collections_with_access(leftovers, level))
         return [p for p in wanted if p not in ok]
 
-    def _collections_with_access(self, paths: Sequence[str], level: AccessLevel) -> set[str]:
-        from irods.column import In
+    def _collection_levels(self, paths: Sequence[str]) -> dict[str, int]:
+        """Highest access the caller holds on each of these collections (absent: no such collection)."""
         from irods.models import Collection, CollectionAccess
 
-        mine = self._caller_ids()
+        mine, admin = self._caller()
         held: dict[str, int] = {}
-        for chunk in self._chunks(sorted(set(paths))):
-            cond = Collection.name == quote(chunk[0]) if len(chunk) == 1 else In(Collection.name, [quote(p) for p in chunk])
-            for row in self._query(Collection.name, CollectionAccess.user_id, CollectionAccess.type).filter(cond):
-                if int(row[CollectionAccess.user_id]) in mine:
-                    name = row[Collection.name]
-                    held[name] = max(held.get(name, 0), int(row[CollectionAccess.type]))
-        return {p for p, lvl in held.items() if lvl >= int(level)}
+        columns = [Collection.name, CollectionAccess.user_id, CollectionAccess.type]
+        for row in self._select_any(columns, _ALL, _any_of(Collection.name, sorted(set(paths)))):
+            name = row[Collection.name]
+            held.setdefault(name, int(AccessLevel.OWN) if admin else 0)
+            if int(row[CollectionAccess.user_id]) in mine:
+                held[name] = max(held[name], int(row[CollectionAccess.type]))
+        return held
+
+    def _collections_with_access(self, paths: Sequence[str], level: AccessLevel) -> set[str]:
+        return {p for p, lvl in self._collection_levels(paths).items() if lvl >= int(level)}
 
     # --- changes ----------------------------------------------------------------------------------
     def replicate(self, path: str, resource: str) -> None:
@@ -741,12 +813,16 @@ class IrodsClientGrid(Grid):
             with self._errors(f"change metadata of {entity_type.value} {name}"):
                 self._session.metadata.apply_atomic_operations(self._model(entity_type), name, *prc_ops)
 
+
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         entity_type = EntityType(entity_type)
         with self._errors(f"read metadata of {entity_type.value} {name}"):
+            if not self._entity_exists(entity_type, name):
+                raise ObjectNotFoundError(
+                    f"{entity_type.value} {name} does not exist or {self.user} cannot see it",
+                    irods_code=_MISSING_CODE[entity_type],
+                )
             metas = self._session.metadata.get(self._model(entity_type), name)
-            if not metas and not self._entity_exists(entity_type, name):
-                raise ObjectNotFoundError(f"{entity_type.value} {name} does not exist or {self.user} cannot see it")
             return [AVU(m.name, m.value, m.units or "") for m in metas]
 
     def _entity_exists(self, entity_type: EntityType, name: str) -> bool:
@@ -758,7 +834,7 @@ class IrodsClientGrid(Grid):
             return bool(self._resources([name]))
         from irods.models import User
 
-        return self._query(User.id).filter(User.name == quote(name)).first() is not None
+        return bool(self._select([User.id], _eq(User.name, name)))
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         with self._errors(f"read {path}"):
@@ -775,35 +851,33 @@ class IrodsClientGrid(Grid):
             raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
         return b"".join(chunks)
 
+
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None
     ) -> list[CollectionAVUs]:
-        from irods.column import In, Like
-        from irods.models import Collection, CollectionMeta as CM
+        """Collections the caller can see carrying the AVU: one query per part of the scope
+        (with the access columns), then their AVUs, 20 collections a query."""
+        from irods.models import Collection, CollectionAccess, CollectionMeta as CM
 
         with self._errors(f"find collections with {attribute}"):
-            conditions = [CM.name == quote(attribute)]
-            if value is not None:
-                conditions.append(CM.value == quote(value))
-            scopes: list[list[Any]] = [[]]
-            if under is not None:
-                scopes = [[Collection.name == quote(under)], [Like(Collection.name, quote(under.rstrip("/")) + "/%")]]
-            paths: set[str] = set()
-            prefix = (under or "").rstrip("/") + "/"
-            for scope in scopes:
-                for row in self._query(Collection.name).filter(*conditions, *scope):
-                    name = row[Collection.name]
-                    if under is None or name == under or name.startswith(prefix):
-                        paths.add(name)
+            avu = _eq(CM.name, attribute) + (_eq(CM.value, value) if value is not None else _ALL)
+            scopes = _under(Collection.name, under) if under is not None else [_ALL]
+            mine, admin = self._caller()
+            levels: dict[str, int] = {}
+            columns = [Collection.name, CollectionAccess.user_id, CollectionAccess.type]
+            for row in self._select_any(columns, avu, scopes):
+                held = int(row[CollectionAccess.type]) if int(row[CollectionAccess.user_id]) in mine else 0
+                name = row[Collection.name]
+                levels[name] = max(levels.get(name, 0), int(AccessLevel.OWN) if admin else held)
+            paths = sorted(p for p, lvl in levels.items() if lvl >= int(AccessLevel.READ_METADATA))
             avus: dict[str, list[AVU]] = {p: [] for p in paths}
-            for chunk in self._chunks(sorted(paths)):
-                cond = Collection.name == quote(chunk[0]) if len(chunk) == 1 else In(Collection.name, [quote(p) for p in chunk])
-                for row in self._query(Collection.name, CM.name, CM.value, CM.units).filter(cond):
-                    avu = AVU(row[CM.name], row[CM.value], row[CM.units] or "")
-                    if avu not in avus[row[Collection.name]]:
-                        avus[row[Collection.name]].append(avu)
+            for where in _any_of(Collection.name, paths) if paths else []:
+                for row in self._select([Collection.name, CM.name, CM.value, CM.units], where):
+                    found = AVU(row[CM.name], row[CM.value], row[CM.units] or "")
+                    if found not in avus[row[Collection.name]]:
+                        avus[row[Collection.name]].append(found)
             return [
-                CollectionAVUs(p, tuple(sorted(avus[p], key=lambda a: (a.attribute, a.value)))) for p in sorted(paths)
+                CollectionAVUs(p, tuple(sorted(avus[p], key=lambda a: (a.attribute, a.value)))) for p in paths
             ]
 
     # --- rules ------------------------------------------------------------------------------------
@@ -836,68 +910,85 @@ class IrodsClientGrid(Grid):
             raise rule_error(exc, rule) from None
         return rule_stdout(out)
 
+
     # --- predictions (efficient override of the port's default) -----------------------------------
-    def _prediction_conditions(self, query: PredictionQuery, attribute: str) -> list[Any]:
-        from irods.column import Like
+    def _prediction_where(self, query: PredictionQuery, attribute: str, extra: _Where) -> tuple[_Where, _Where]:
+        """(scope, the rest): the input collection's prefix, and the AVU conditions."""
         from irods.models import Collection, DataObjectMeta as DM
 
-        return [
-            DM.name == quote(attribute),
-            DM.units == quote(query.units),
-            Like(Collection.name, quote(query.input_collection.rstrip("/")) + "%"),
-        ]
+        scope = _on(Collection.name, gq.prefix(Collection.name.icat_key, self._input_root(query)))
+        return scope, _eq(DM.name, attribute) + _eq(DM.units, query.units) + extra
+
+    @staticmethod
+    def _input_root(query: PredictionQuery) -> str:
+        return query.input_collection.rstrip("/") or "/"
 
     def _under_input(self, query: PredictionQuery, coll: str) -> bool:
-        root = query.input_collection.rstrip("/")
+        root = self._input_root(query)
         return coll == root or coll.startswith(root + "/")
 
+    def _scope_is_exact(self, query: PredictionQuery, scope: _Where) -> bool:
+        """Whether ``like 'ROOT%'`` selects the input collection and what is below it and nothing
+        else (no widened pattern, no sibling collection sharing the prefix), so that the server
+        may skip the rows before a page."""
+        from irods.models import Collection
+
+        if scope.checks:
+            return False
+        names = {row[Collection.name] for row in self._select([Collection.name], scope)}
+        return all(self._under_input(query, name) for name in names)
+
     def _page_avus(self, ids: Sequence[int], attributes: Sequence[str], units: str) -> dict[int, list[AVU]]:
-        """AVUs named ``attributes`` of the objects with these ids (one query per 50 ids)."""
-        from irods.column import In
+        """AVUs named ``attributes`` of the objects with these ids (one query per 20 ids)."""
         from irods.models import DataObject as D, DataObjectMeta as DM
 
         found: dict[int, list[AVU]] = {}
         attributes = list(dict.fromkeys(attributes))
         if not ids or not attributes:
             return found
-        name_cond = DM.name == quote(attributes[0]) if len(attributes) == 1 else In(DM.name, [quote(a) for a in attributes])
-        for chunk in self._chunks(list(ids)):
-            id_cond = D.id == str(chunk[0]) if len(chunk) == 1 else In(D.id, [str(i) for i in chunk])
-            for row in self._query(D.id, DM.name, DM.value, DM.units).filter(id_cond, name_cond):
+        for names in _any_of(DM.name, attributes):
+            for row in self._select_any([D.id, DM.name, DM.value, DM.units], names, _any_of(D.id, ids)):
                 avu = AVU(row[DM.name], row[DM.value], row[DM.units] or "")
                 bucket = found.setdefault(int(row[D.id]), [])
                 if avu not in bucket:
                     bucket.append(avu)
         return found
 
-    def _scan(self, query: PredictionQuery, attribute: str, extra: Sequence[Any] = ()) -> Iterator[tuple[int, str, str]]:
-        """(id, path, value) of the prediction AVU ``attribute``, sorted by path, streamed."""
+    def _scan_query(self, query: PredictionQuery, attribute: str, extra: _Where) -> tuple[Any, _Where, bool]:
+        """The ordered query over the prediction AVU ``attribute``; its checks; whether it is exact."""
         from irods.models import Collection, DataObject as D, DataObjectMeta as DM
 
-        q = (
-            self._query(Collection.name, D.name, D.id, DM.value)
-            .filter(*self._prediction_conditions(query, attribute), *extra)
-            .order_by(Collection.name)
-            .order_by(D.name)
-        )
+        scope, rest = self._prediction_where(query, attribute, extra)
+        where = scope + rest
+        q = self._where_query([Collection.name, D.name, D.id, DM.value], where).order_by(Collection.name).order_by(D.name)
+        return q, where, not rest.checks and self._scope_is_exact(query, scope)
+
+    def _rows_of(self, query: PredictionQuery, rows: Iterable[dict], where: _Where) -> Iterator[tuple[int, str, str]]:
+        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+
         seen: set[int] = set()
-        for row in q:
+        for row in rows:
             data_id = int(row[D.id])
-            if data_id in seen or not self._under_input(query, row[Collection.name]):
+            if data_id in seen or not where.keep(row) or not self._under_input(query, row[Collection.name]):
                 continue
             seen.add(data_id)
             yield data_id, posixpath.join(row[Collection.name], row[D.name]), row[DM.value]
 
-    def _score_condition(self, query: PredictionQuery) -> list[Any]:
+    def _scan(self, query: PredictionQuery, attribute: str, extra: _Where = _ALL) -> Iterator[tuple[int, str, str]]:
+        """(id, path, value) of the prediction AVU ``attribute``, sorted by path, streamed."""
+        q, where, _ = self._scan_query(query, attribute, extra)
+        yield from self._rows_of(query, q, where)
+
+    def _score_condition(self, query: PredictionQuery) -> _Where:
         """Scores are stored as ``%.4f`` text, so a string BETWEEN is a numeric range."""
         from irods.column import Between
         from irods.models import DataObjectMeta as DM
 
         if query.min_score is None and query.max_score is None:
-            return []
+            return _ALL
         low = "%.4f" % max(0.0, query.min_score) if query.min_score is not None else "0"
         high = "%.4f" % query.max_score if query.max_score is not None else "9"
-        return [Between(DM.value, [low, high])]
+        return _Where((Between(DM.value, [low, high]),))
 
     def query_predictions(self, query: PredictionQuery, offset: int = 0, limit: int = 50) -> PredictionPage:
         """GenQuery over the prediction AVUs; touches only the page unless both a class and a
@@ -911,9 +1002,9 @@ class IrodsClientGrid(Grid):
         with self._errors(f"list the images of task {query.task_id}"):
             if not scored or query.predicted_class is None:
                 primary = query.score_attribute if scored else query.class_attribute
-                extra = self._score_condition(query) if scored else []
+                extra = self._score_condition(query) if scored else _ALL
                 if query.predicted_class is not None:
-                    extra.append(DM.value == quote(query.predicted_class))
+                    extra += _eq(DM.value, query.predicted_class)
                 rows = self._page_of_scan(query, primary, extra, offset, limit + 1)
                 has_more = len(rows) > limit
                 rows = rows[:limit]
@@ -939,7 +1030,7 @@ class IrodsClientGrid(Grid):
             return PredictionPage(tuple(items[:limit]), offset, limit, len(items) > limit, None)
 
     def _iter_predictions(self, query: PredictionQuery) -> Iterator[PredictedObject]:
-        """Every match, sorted by path, streamed 50 objects at a time (scan of the primary AVU)."""
+        """Every match, sorted by path, streamed 20 objects at a time (scan of the primary AVU)."""
         from irods.models import DataObjectMeta as DM
 
         scored = query.min_score is not None or query.max_score is not None
@@ -947,9 +1038,9 @@ class IrodsClientGrid(Grid):
             primary, extra = query.score_attribute, self._score_condition(query)
             others = [query.class_attribute, *query.extra_attributes]
         else:
-            primary, extra = query.class_attribute, []
+            primary, extra = query.class_attribute, _ALL
             if query.predicted_class is not None:
-                extra.append(DM.value == quote(query.predicted_class))
+                extra += _eq(DM.value, query.predicted_class)
             others = [query.score_attribute, *query.extra_attributes]
         batch: list[tuple[int, str, str]] = []
 
@@ -974,28 +1065,14 @@ class IrodsClientGrid(Grid):
             yield from resolve(batch)
 
     def _page_of_scan(
-        self, query: PredictionQuery, attribute: str, extra: Sequence[Any], offset: int, limit: int
+        self, query: PredictionQuery, attribute: str, extra: _Where, offset: int, limit: int
     ) -> list[tuple[int, str, str]]:
-        """Rows ``offset .. offset+limit`` of :meth:`_scan`, with the server skipping the offset."""
-        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
-
-        q = (
-            self._query(Collection.name, D.name, D.id, DM.value)
-            .filter(*self._prediction_conditions(query, attribute), *extra)
-            .order_by(Collection.name)
-            .order_by(D.name)
-            .offset(offset)
-            .limit(limit)
-        )
-        rows = []
-        seen: set[int] = set()
-        for row in q.execute():
-            data_id = int(row[D.id])
-            if data_id in seen or not self._under_input(query, row[Collection.name]):
-                continue
-            seen.add(data_id)
-            rows.append((data_id, posixpath.join(row[Collection.name], row[D.name]), row[DM.value]))
-        return rows
+        """Rows ``offset .. offset+limit`` of :meth:`_scan`: the server skips the offset when the
+        conditions are exact, else the rows before the page are read and dropped here."""
+        q, where, exact = self._scan_query(query, attribute, extra)
+        if exact:
+            return list(self._rows_of(query, q.offset(offset).limit(limit).execute(), where))
+        return list(itertools.islice(self._rows_of(query, q, where), offset, offset + limit))
 
     def count_predictions(self, query: PredictionQuery) -> dict[str, int]:
         """Distinct images per class, streamed (GenQuery 1 ``COUNT`` would count replicas)."""
@@ -1004,7 +1081,7 @@ class IrodsClientGrid(Grid):
         counts: dict[str, int] = {}
         with self._errors(f"count the images of task {query.task_id}"):
             if query.min_score is None and query.max_score is None:
-                extra = [DM.value == quote(query.predicted_class)] if query.predicted_class is not None else []
+                extra = _eq(DM.value, query.predicted_class) if query.predicted_class is not None else _ALL
                 for _, _, cls in self._scan(query, query.class_attribute, extra):
                     counts[cls] = counts.get(cls, 0) + 1
             else:

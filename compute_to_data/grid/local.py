@@ -16,6 +16,9 @@ server, while behaving like iRODS wherever a task can observe it:
 * access levels are enforced (read < modify < own); what a user holds no permission on does not
   exist for them (``has_access`` raises ObjectNotFoundError, as ``msiCheckAccess`` does);
   ``rods`` (rodsadmin) bypasses ACLs; the pseudo-user ``public`` grants to everybody;
+* as on a stock zone, ``/zone`` and ``/zone/home`` carry ``rods:own`` only, so an ordinary user
+  sees neither of them, nor another user's home, only their own home and what was shared
+  with them (docs/irods-behaviour.md);
 * an AVU batch (:meth:`LocalGrid.apply_metadata`) is one SQLite transaction: all or nothing;
   adding a duplicate AVU or removing a missing one fails the whole batch;
 * several processes and threads may write at once: WAL journal, ``BEGIN IMMEDIATE`` for every
@@ -42,6 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
+from .irods_errors import (
+    CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
+    CAT_INVALID_RESOURCE,
+    CAT_INVALID_USER,
+    CAT_UNKNOWN_COLLECTION,
+    CAT_UNKNOWN_FILE,
+    INVALID_OBJECT_TYPE,
+    SYS_INVALID_INPUT_PARAM,
+)
 from .local_predictions import LocalPredictionQueries
 from .base import (
     check_logical_path,
@@ -62,6 +74,8 @@ CATALOG_FILE = "catalog.sqlite"
 VAULTS_DIR = "vaults"
 ADMIN_USER = "rods"
 PUBLIC_USER = "public"
+#: Version 2: ``/zone`` and ``/zone/home`` are no longer readable by ``public`` (a stock zone's ACLs).
+SCHEMA_VERSION = "2"
 BUSY_TIMEOUT_SECONDS = 30.0
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -72,16 +86,6 @@ _COPY_CHUNK = 1024 * 1024
 # connection across fork). Keeping a reference stops the garbage collector from closing them.
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
-# iRODS error codes used on the errors we raise, so rules can hand them back unchanged.
-CAT_UNKNOWN_COLLECTION = -814000
-CAT_UNKNOWN_FILE = -817000
-CAT_NO_ACCESS_PERMISSION = -818000
-CAT_INVALID_RESOURCE = -831000
-CAT_INVALID_USER = -827000
-INVALID_OBJECT_TYPE = -1105000
-SYS_INVALID_INPUT_PARAM = -130000
-SYS_NO_API_PRIV = -13000
-USER_INPUT_PATH_ERR = -317000
 
 _ENTITY_CODE = {
     EntityType.DATA_OBJECT: "d",
@@ -224,6 +228,27 @@ class LocalGrid(LocalPredictionQueries, Grid):
         self._is_admin = urow[1] == "rodsadmin"
         prow = conn.execute("SELECT id FROM users WHERE name = ?", (PUBLIC_USER,)).fetchone()
         self._public_id = int(prow[0]) if prow else -1
+        version = conn.execute("SELECT value FROM zone_info WHERE key = 'schema_version'").fetchone()
+        if version is not None and version[0] == "1":
+            self._upgrade_from_version_1()
+
+    def _upgrade_from_version_1(self) -> None:
+        """Grids made before version 2 let ``public`` read ``/zone`` and ``/zone/home``; a stock
+        zone does not, so that grant is dropped (once, by whoever opens the grid first)."""
+        zone_paths = (f"/{self._zone}", f"/{self._zone}/home")
+        try:
+            with self._transaction(write=True) as conn:
+                row = conn.execute("SELECT value FROM zone_info WHERE key = 'schema_version'").fetchone()
+                if row is None or row[0] != "1":
+                    return  # another process upgraded it meanwhile
+                conn.execute(
+                    "DELETE FROM access WHERE obj_type = 'c' AND user_id = ? AND obj_id IN "
+                    "(SELECT id FROM collections WHERE path IN (?, ?))",
+                    (self._public_id, *zone_paths),
+                )
+                conn.execute("UPDATE zone_info SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        except (GridError, sqlite3.OperationalError) as exc:
+            log.warning("could not upgrade the LocalGrid catalog %s to version %s: %s", self.catalog_path, SCHEMA_VERSION, exc)
 
     # --- creation and handles ---------------------------------------------------------------------
     @classmethod
@@ -247,9 +272,9 @@ class LocalGrid(LocalPredictionQueries, Grid):
                     conn.execute(statement)
             now = time.time()
             conn.execute("INSERT INTO zone_info VALUES ('zone', ?)", (zone,))
-            conn.execute("INSERT INTO zone_info VALUES ('schema_version', '1')")
+            conn.execute("INSERT INTO zone_info VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             rods = conn.execute("INSERT INTO users (name, type) VALUES (?, 'rodsadmin')", (ADMIN_USER,)).lastrowid
-            public = conn.execute("INSERT INTO users (name, type) VALUES (?, 'rodsgroup')", (PUBLIC_USER,)).lastrowid
+            conn.execute("INSERT INTO users (name, type) VALUES (?, 'rodsgroup')", (PUBLIC_USER,))
             zone_id = conn.execute(
                 "INSERT INTO collections (path, parent_id, owner_id, created) VALUES (?, NULL, ?, ?)",
                 (f"/{zone}", rods, now),
@@ -258,9 +283,8 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 "INSERT INTO collections (path, parent_id, owner_id, created) VALUES (?, ?, ?, ?)",
                 (f"/{zone}/home", zone_id, rods, now),
             ).lastrowid
-            for coll_id in (zone_id, home_id):
+            for coll_id in (zone_id, home_id):  # rods#zone:own only, as on a stock zone
                 conn.execute("INSERT INTO access VALUES ('c', ?, ?, ?)", (coll_id, rods, int(AccessLevel.OWN)))
-                conn.execute("INSERT INTO access VALUES ('c', ?, ?, ?)", (coll_id, public, int(AccessLevel.READ)))
             rods_home = conn.execute(
                 "INSERT INTO collections (path, parent_id, owner_id, created) VALUES (?, ?, ?, ?)",
                 (f"/{zone}/home/{ADMIN_USER}", home_id, rods, now),
@@ -349,7 +373,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
         if not self._is_admin:
             raise AccessDeniedError(
                 f"{what} needs a rodsadmin; user {self._user!r} is not one (use --user {ADMIN_USER})",
-                irods_code=SYS_NO_API_PRIV,
+                irods_code=CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
             )
 
     # --- paths ------------------------------------------------------------------------------------
@@ -839,7 +863,10 @@ class LocalGrid(LocalPredictionQueries, Grid):
         row = conn.execute("SELECT id FROM collections WHERE path = ?", (path,)).fetchone()
         if row:
             if self._level(conn, "c", int(row[0])) == AccessLevel.NONE:
-                raise AccessDeniedError(f"collection {path} exists and user {self._user!r} has no access to it")
+                raise AccessDeniedError(
+                    f"user {self._user!r} cannot create anything in {path}: it is not visible to them "
+                    "(they hold no permission on it)"
+                )
             return int(row[0])
         if conn.execute("SELECT 1 FROM data_objects WHERE path = ?", (path,)).fetchone():
             raise AlreadyExistsError(f"cannot create collection {path}: a data object has that path")

@@ -2,7 +2,8 @@
 
 Every operation is a microservice call or a GenQuery made *as the client user* (the one who ran
 ``irule``), so iRODS enforces that user's permissions: nothing here needs rodsadmin rights, a
-server policy change or a C++ microservice. Behaviour follows ``../shared/irods-facts.md``:
+server policy change or a C++ microservice. It relies on the server behaviour recorded in
+docs/irods-behaviour.md:
 
 * GenQuery through the plugin's ``genquery`` module (``Query(..., output=AS_DICT)``: rows are
   dicts of strings, iterated page by page by the module); values are quoted by
@@ -15,7 +16,10 @@ server policy change or a C++ microservice. Behaviour follows ``../shared/irods-
   that is missing or invisible raises INVALID_OBJECT_TYPE).
 * ``callback`` raises ``RuntimeError('[iRods__Error__Code:N] ...')`` on errors, except
   CAT_NO_ROWS_FOUND and a few microservices (``msiDataObjRepl`` on a missing object) that return
-  ``{'status': False, 'code': N}``: both become typed errors naming the iRODS error.
+  ``{'status': False, 'code': N}``: both become typed errors naming the iRODS error
+  (:mod:`.irods_errors`, the project's one error table).
+* ``msiDataObjRead`` hands back a ``BytesBuf`` whose ``get_bytes()`` is a list of ints, and
+  ``None`` instead of a buffer once the end of the object is reached (observed on 5.0.2).
 
 The ``genquery``, ``irods_types`` and ``session_vars`` modules exist only inside the server; they
 are imported when first used, so this module imports anywhere (tests install fakes).
@@ -30,11 +34,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
+from ..errors import AccessDeniedError, AlreadyExistsError, ComputeToDataError, GridError, ObjectNotFoundError
 from . import genquery_quote as gq
 from .base import AVU, AccessLevel, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation, Replica, Resource
 from .irods_errors import (
     CAT_INVALID_RESOURCE,
+    CAT_INVALID_USER,
     CAT_NO_ROWS_FOUND,
     CAT_UNKNOWN_COLLECTION,
     CAT_UNKNOWN_FILE,
@@ -208,7 +213,9 @@ class RuleEngineGrid(Grid):
             for row in self._query(["USER_GROUP_ID"], who):
                 ids.add(row["USER_GROUP_ID"])
             if not ids:
-                raise ObjectNotFoundError(f"user {self._user!r} is not known to zone {self._zone!r}")
+                raise ObjectNotFoundError(
+                    f"user {self._user!r} is not known to zone {self._zone!r}", irods_code=CAT_INVALID_USER
+                )
             self._grantee_ids = tuple(sorted(ids, key=lambda v: (len(v), v)))
         return self._grantee_ids
 
@@ -443,10 +450,13 @@ class RuleEngineGrid(Grid):
         if isinstance(result, dict) and (result.get("status") is False or int(result.get("code") or 0) < 0):
             code = int(result.get("code") or CAT_NO_ROWS_FOUND)
             if code == CAT_NO_ROWS_FOUND:
+                # msiDataObjRepl answers a missing object with this status instead of failing;
+                # what is missing is a data object, and that is the code a rule ends with.
                 raise ObjectNotFoundError(
                     f"{what} failed: data object {path} does not exist or user {self._user!r} has no access to it "
-                    f"(CAT_NO_ROWS_FOUND)",
-                    irods_code=code,
+                    f"(msiDataObjRepl answered CAT_NO_ROWS_FOUND)",
+                    irods_code=CAT_UNKNOWN_FILE,
+                    irods_name="CAT_UNKNOWN_FILE",
                 )
             raise grid_error_for_code(code, what)
 
@@ -495,7 +505,7 @@ class RuleEngineGrid(Grid):
         finally:
             try:
                 self._call("msiDataObjClose", fd, 0, what=f"closing {logical_path}")
-            except GridError:
+            except ComputeToDataError:
                 if failure is None:
                     raise
                 log.warning("could not close %s after a failed write", logical_path)
@@ -512,7 +522,7 @@ class RuleEngineGrid(Grid):
         """
         try:
             self._call("msiDataObjChksum", logical_path, "forceChksum=", "", what=f"checksumming {logical_path}")
-        except GridError as exc:
+        except ComputeToDataError as exc:
             log.warning("could not register a checksum for %s: %s", logical_path, exc)
 
     def _discard(self, logical_path: str) -> None:
@@ -521,7 +531,7 @@ class RuleEngineGrid(Grid):
             self._call(
                 "msiDataObjUnlink", f"objPath={logical_path}++++forceFlag=", 0, what=f"removing partial {logical_path}"
             )
-        except GridError as exc:
+        except ComputeToDataError as exc:
             log.warning("could not remove the partially written %s: %s", logical_path, exc)
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
@@ -542,7 +552,10 @@ class RuleEngineGrid(Grid):
             types = _irods_types()
             while len(data) <= max_bytes:
                 result = self._call("msiDataObjRead", fd, READ_CHUNK, types.BytesBuf(), what=f"reading {path}")
-                chunk = _as_bytes(result["arguments"][2].get_bytes())
+                buffer = result["arguments"][2]
+                if buffer is None:  # end of file: no buffer at all (observed), not an empty one
+                    break
+                chunk = _as_bytes(buffer.get_bytes())
                 if not chunk:
                     break
                 data += chunk
@@ -608,14 +621,14 @@ class RuleEngineGrid(Grid):
                         "msiModAVUMetadata", flag, name, "add", avu.attribute, avu.value, avu.units,
                         what=f"adding AVU {avu.attribute}={avu.value} to {kind.value} {name}",
                     )
-                except GridError:
+                except ComputeToDataError:
                     for done in reversed(added):
                         try:
                             self._call(
                                 "msiModAVUMetadata", flag, name, "rm", done.attribute, done.value, done.units,
                                 what=f"undoing AVU {done.attribute}={done.value} on {kind.value} {name}",
                             )
-                        except GridError as undo_exc:
+                        except ComputeToDataError as undo_exc:
                             log.error("could not undo %s on %s: %s", done, name, undo_exc)
                     raise
                 added.append(avu)
@@ -637,7 +650,7 @@ class RuleEngineGrid(Grid):
             where = [gq.equals("RESC_NAME", name)]
         else:
             if not self._query(["USER_ID"], [gq.equals("USER_NAME", name)]):
-                raise ObjectNotFoundError(f"user {name!r} does not exist")
+                raise ObjectNotFoundError(f"user {name!r} does not exist", irods_code=CAT_INVALID_USER)
             where = [gq.equals("USER_NAME", name)]
         rows = self._query(list(meta), where)
         return [AVU(r[meta[0]], r[meta[1]], r[meta[2]]) for r in sorted(rows, key=lambda r: _avu_sort_key(r, meta))]

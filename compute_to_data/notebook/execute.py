@@ -6,6 +6,11 @@ imports papermill and nbconvert, so nothing the iRODS server imports may import 
 Whatever happens, the output directory ends up with ``report.html`` and ``result.json``: a
 researcher looking at a failed task sees the notebook up to the failing cell and a one-line
 error, never just a missing report.
+
+The report reads as results: the task's provenance (``params.json`` key ``c2d_report``) at the
+top, the code cells' source hidden (nbconvert's ``exclude_input``), the parameters cells left
+out, and host staging paths shown as the container contract's ``/inputs``, ``/outputs`` and
+``/task``. ``notebook.ipynb`` keeps everything.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ from ..runners.base import read_progress
 log = logging.getLogger(__name__)
 
 TIMINGS_FILE = "timings.json"
+#: the report context of this run, kept in the output directory (hidden: not a result) so that a
+#: report rendered after a kill (``--interrupted``) still shows the provenance.
+REPORT_CONTEXT_FILE = ".c2d-report.json"
+#: cells left out of the report entirely: papermill's parameters cells (``notebook.ipynb`` has
+#: them) and cells a notebook author tags ``remove-cell``; ``remove-output`` drops outputs only.
+REPORT_REMOVED_CELL_TAGS = frozenset({"parameters", "injected-parameters", "remove-cell"})
+REPORT_REMOVED_OUTPUT_TAGS = frozenset({"remove-output"})
+_TEXT_OUTPUT_TYPES = ("text/plain", "text/markdown", "text/html", "text/latex", "image/svg+xml")
 DEFAULT_KERNEL = "python3"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_ERROR_CHARS = 500
@@ -89,6 +102,13 @@ def read_timings(output_dir: Path) -> dict[str, float]:
     return {k: float(v) for k, v in doc.items() if k.endswith("_seconds") and isinstance(v, (int, float))}
 
 
+def _executed_notebook_timings(output_dir: Path) -> dict[str, float]:
+    try:
+        return notebook_timings(nbformat.read(output_dir / names.NOTEBOOK_FILE, as_version=4))
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def ensure_writable_runtime() -> None:
     """Point Jupyter/IPython/matplotlib state at a scratch directory when HOME is read-only.
 
@@ -132,6 +152,66 @@ def choose_kernel(preferred: str | None = None) -> str:
     )
 
 
+# --- the report context: provenance and host paths ---------------------------------------------
+def report_context(raw: object, params: dict[str, Any]) -> dict[str, Any]:
+    """The context a report shows: ``{"provenance": {...}, "paths": {host path: shown as}}``.
+
+    ``raw`` is the ``c2d_report`` value the task passed (untrusted shape: only dicts of plain
+    values are kept). The run's own ``input_dir``/``output_dir`` are always shown as the
+    container's ``/inputs`` and ``/outputs``, resolved and unresolved.
+    """
+    doc = raw if isinstance(raw, dict) else {}
+    provenance = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+    given = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
+    paths = {str(k): str(v) for k, v in given.items() if isinstance(k, str) and k.startswith("/") and len(k) > 1}
+    for key, shown in (("input_dir", names.CONTAINER_INPUT_DIR), ("output_dir", names.CONTAINER_OUTPUT_DIR)):
+        value = params.get(key)
+        if isinstance(value, str) and value.startswith("/") and value != shown:
+            paths.setdefault(value, shown)
+    for host, shown in list(paths.items()):
+        try:
+            resolved = str(Path(host).resolve())
+        except OSError:
+            continue
+        paths.setdefault(resolved, shown)
+    return {"provenance": provenance, "paths": {k: v for k, v in paths.items() if k != v}}
+
+
+def read_report_context(output_dir: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((output_dir / REPORT_CONTEXT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"provenance": {}, "paths": {}}
+    return report_context(doc, {})
+
+
+def notebook_timings(nb: nbformat.NotebookNode) -> dict[str, float]:
+    """From papermill's metadata: ``kernel_start_seconds`` (papermill start to the first cell)
+    and ``cells_seconds`` (all cells' execution time)."""
+    from datetime import datetime
+
+    def moment(text: object) -> datetime | None:
+        try:
+            return datetime.fromisoformat(str(text)) if text else None
+        except ValueError:
+            return None
+
+    timings: dict[str, float] = {}
+    began = moment(nb.metadata.get("papermill", {}).get("start_time"))
+    starts = [moment(c.metadata.get("papermill", {}).get("start_time")) for c in nb.cells]
+    starts = [m for m in starts if m is not None]
+    if began is not None and starts:
+        try:
+            timings["kernel_start_seconds"] = round(max(0.0, (min(starts) - began).total_seconds()), 3)
+        except TypeError:  # naive and aware times mixed: papermill never writes that
+            pass
+    durations = [c.metadata.get("papermill", {}).get("duration") for c in nb.cells]
+    numbers = [float(d) for d in durations if isinstance(d, (int, float))]
+    if numbers:
+        timings["cells_seconds"] = round(sum(numbers), 3)
+    return timings
+
+
 # --- rendering ---------------------------------------------------------------------------------
 def _error_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
@@ -150,15 +230,128 @@ def _banner(message: str) -> nbformat.NotebookNode:
     return cell
 
 
-def render_report(output_dir: Path, *, banner: str | None = None) -> float:
+def _show(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+#: provenance rows, in the order a reader wants them: (key in the context, label).
+_PROVENANCE_ROWS = (
+    ("task_type", "task type"), ("submitted_by", "submitted by"), ("input_collection", "input collection"),
+    ("inputs", "inputs"), ("model", "model"), ("model_checksum", "model checksum"), ("labels", "labels"),
+    ("notebook", "notebook"), ("notebook_checksum", "notebook checksum"), ("image", "container image"),
+    ("image_digest", "image digest"), ("compute_resource", "compute resource"), ("runner", "runner"),
+)
+
+
+_LEFT = ' style="margin-left:0"'  # nbconvert centres markdown tables
+
+
+def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> nbformat.NotebookNode:
+    """The table at the top of the report; every value escaped (it holds user-chosen paths)."""
+    import html
+
+    from ..tasks.state import format_seconds, run_timing_name, timing_rows
+
+    def row(label: str, value: object) -> str:
+        return (f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'
+                f"<td>{html.escape(_show(value))}</td></tr>")
+
+    task_id = provenance.get("task_id", "")
+    rows = [row(label, provenance[key]) for key, label in _PROVENANCE_ROWS if provenance.get(key) not in (None, "")]
+    parameters = provenance.get("parameters")
+    if isinstance(parameters, dict):
+        rows += [row(f"parameter {k}", v) for k, v in sorted(parameters.items())]
+    timings: dict[str, float] = {}
+    before = provenance.get("timings")
+    if isinstance(before, dict):
+        timings.update({str(k): float(v) for k, v in before.items() if isinstance(v, (int, float))})
+    timings.update({run_timing_name(k): v for k, v in run_timings.items()})
+    timing_html = "".join(
+        f'<tr><td style="padding-left:{1 + 1.5 * r.depth}em">{html.escape(r.name)}</td>'
+        f'<td style="text-align:right">{html.escape(format_seconds(r.seconds))}</td></tr>'
+        for r in timing_rows(timings)
+    )
+    parts = [
+        '<div class="c2d-provenance" style="border:1px solid #ccd;padding:0.6em 1em;margin-bottom:1em">',
+        f"<h2>Task {html.escape(str(task_id))}</h2>" if task_id else "<h2>Provenance</h2>",
+        '<p style="color:#666">This report shows the results; the code is hidden. The executed notebook '
+        f"(<code>{names.NOTEBOOK_FILE}</code> in the task collection) has the code and every output.</p>",
+    ]
+    if rows:
+        parts.append(f"<table{_LEFT}>" + "".join(rows) + "</table>")
+    if timing_html:
+        parts.append("<h3>Timings</h3><p style=\"color:#666\">Steps of the task up to the notebook run, "
+                     "and the run itself (seconds).</p>" + f"<table{_LEFT}>" + timing_html + "</table>")
+    parts.append("</div>")
+    cell = nbformat.v4.new_markdown_cell("".join(parts))
+    cell.metadata["tags"] = ["c2d-provenance"]
+    return cell
+
+
+def _path_pairs(paths: dict[str, str]) -> list[tuple[str, str]]:
+    """Longest host path first, so ``.../task/model`` wins over ``.../task``."""
+    return sorted(paths.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def _replace_paths(text: str, pairs: list[tuple[str, str]]) -> str:
+    for host, shown in pairs:
+        if host in text:
+            text = text.replace(host, shown)
+    return text
+
+
+def hide_host_paths(nb: nbformat.NotebookNode, paths: dict[str, str]) -> None:
+    """Show host staging paths as the container sees them, in every cell's text and outputs."""
+    pairs = _path_pairs(paths)
+    if not pairs:
+        return
+    for cell in nb.cells:
+        cell.source = _replace_paths(cell.source, pairs)
+        for output in cell.get("outputs", []):
+            if "text" in output and isinstance(output.text, str):
+                output.text = _replace_paths(output.text, pairs)
+            if "evalue" in output:
+                output.evalue = _replace_paths(str(output.evalue), pairs)
+            if "traceback" in output:
+                output.traceback = [_replace_paths(str(line), pairs) for line in output.traceback]
+            for mime in _TEXT_OUTPUT_TYPES:
+                value = output.get("data", {}).get(mime)
+                if isinstance(value, str):
+                    output.data[mime] = _replace_paths(value, pairs)
+                elif isinstance(value, list):
+                    output.data[mime] = [_replace_paths(str(line), pairs) for line in value]
+
+
+def report_exporter() -> Any:
+    """nbconvert's HTML exporter configured for a results report: no code, no prompts, no
+    parameters cells (TagRemovePreprocessor)."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    config = Config()
+    config.TemplateExporter.exclude_input = True
+    config.TemplateExporter.exclude_input_prompt = True
+    config.TemplateExporter.exclude_output_prompt = True
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_cell_tags = set(REPORT_REMOVED_CELL_TAGS)
+    config.TagRemovePreprocessor.remove_all_outputs_tags = set(REPORT_REMOVED_OUTPUT_TAGS)
+    return HTMLExporter(config=config)
+
+
+def render_report(output_dir: Path, *, banner: str | None = None, context: dict[str, Any] | None = None,
+                  run_timings: dict[str, float] | None = None) -> float:
     """Render ``notebook.ipynb`` (or an error page if there is none) to ``report.html``.
 
     ``banner`` puts a visible error box at the top (papermill adds its own only for exceptions
-    raised inside a cell). Returns the seconds it took.
+    raised inside a cell); ``context`` (default: the one this run saved) gives the provenance
+    and the host paths to hide; ``run_timings`` the run's own timings so far. Returns the
+    seconds it took.
     """
-    from nbconvert import HTMLExporter
-
     started = time.perf_counter()
+    if context is None:
+        context = read_report_context(output_dir)
     source = output_dir / names.NOTEBOOK_FILE
     try:
         nb = nbformat.read(source, as_version=4)
@@ -167,9 +360,16 @@ def render_report(output_dir: Path, *, banner: str | None = None) -> float:
         nb = _error_notebook()
         if not banner:
             banner = f"no executed notebook was produced ({one_line(str(exc))})"
+    timings = dict(run_timings or {})
+    for key, value in notebook_timings(nb).items():
+        timings.setdefault(key, value)
+    hide_host_paths(nb, context.get("paths", {}))
+    provenance = context.get("provenance", {})
+    nb.cells.insert(0, _provenance_cell(provenance, timings))
     if banner:
-        nb.cells.insert(0, _banner(banner))
-    body, _ = HTMLExporter().from_notebook_node(nb)
+        nb.cells.insert(0, _banner(_replace_paths(banner, _path_pairs(context.get("paths", {})))))
+    title = f"Report of task {provenance['task_id']}" if provenance.get("task_id") else "Task report"
+    body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     tmp = output_dir / (names.REPORT_FILE + ".tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, output_dir / names.REPORT_FILE)
@@ -214,9 +414,14 @@ def execute(
     error: str | None = None
     banner: str | None = None
     params: dict[str, Any] = {}
+    context: dict[str, Any] = {"provenance": {}, "paths": {}}
     papermill_seconds = 0.0
     try:
         params = load_parameters(params_path, output_dir)
+        # Not a notebook parameter: what the report shows about the task, kept for an
+        # interrupted run's report too.
+        context = report_context(params.pop(names.REPORT_CONTEXT_PARAMETER, None), params)
+        write_json_atomic(output_dir / REPORT_CONTEXT_FILE, context)
         if not notebook.is_file():
             raise FileNotFoundError(f"notebook {notebook} does not exist")
         import papermill
@@ -246,17 +451,19 @@ def execute(
             banner = error  # papermill marks failing cells itself; anything else needs a banner
         log.error("notebook failed: %s", error)
 
+    timings = {"papermill_seconds": round(papermill_seconds, 3)}
+    timings.update(_executed_notebook_timings(output_dir))
+    timings.update({k: round(v, 3) for k, v in read_timings(output_dir).items()})
     render_seconds = 0.0
     try:
-        render_seconds = render_report(output_dir, banner=banner)
+        render_seconds = render_report(output_dir, banner=banner, context=context, run_timings=timings)
     except Exception as exc:  # the report is best effort; result.json must still be written
         log.exception("could not render %s", names.REPORT_FILE)
         error = error or f"the notebook ran but its report could not be rendered: {describe_exception(exc)}"
+    timings["render_seconds"] = round(render_seconds, 3)
 
     input_dir = Path(params["input_dir"]) if params.get("input_dir") else None
     total, done = count_images(output_dir, input_dir)
-    timings = {"papermill_seconds": round(papermill_seconds, 3), "render_seconds": round(render_seconds, 3)}
-    timings.update({k: round(v, 3) for k, v in read_timings(output_dir).items()})
     result = {
         "status": "failed" if error else "succeeded",
         "started": started,
@@ -278,8 +485,9 @@ def finalize_interrupted(output_dir: Path, error: str, *, input_dir: Path | None
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     render_seconds = 0.0
+    saved = {**_executed_notebook_timings(output_dir), **read_timings(output_dir)}
     try:
-        render_seconds = render_report(output_dir, banner=error)
+        render_seconds = render_report(output_dir, banner=error, run_timings=saved)
     except Exception:
         log.exception("could not render %s", names.REPORT_FILE)
     total, done = count_images(output_dir, input_dir, finished=False)
@@ -290,7 +498,7 @@ def finalize_interrupted(output_dir: Path, error: str, *, input_dir: Path | None
         "images_total": total,
         "images_done": done,
         "error": error,
-        "timings": {"render_seconds": round(render_seconds, 3), **read_timings(output_dir)},
+        "timings": {**saved, "render_seconds": round(render_seconds, 3)},
     }
     write_json_atomic(output_dir / names.RESULT_FILE, result)
     return result

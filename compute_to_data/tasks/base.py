@@ -19,9 +19,11 @@ dead by its heartbeat, and a resumed run classifies only what is left.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import tempfile
 import time
@@ -45,6 +47,7 @@ from ..errors import (
     TaskStateError,
 )
 from ..grid.base import AccessLevel, DataObject, Grid, Resource
+from ..grid.irods_errors import CAT_NO_ACCESS_PERMISSION, CAT_UNKNOWN_COLLECTION, CAT_UNKNOWN_FILE
 from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
@@ -53,7 +56,7 @@ from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import select_compute_resource
 from .slots import ResourceSlot
 from .staging import TaskWorkdir
-from .state import Heartbeat, TaskRecord, TaskStateStore
+from .state import Heartbeat, TaskRecord, TaskStateStore, run_timing_name, timings_text
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +201,10 @@ class ComputeToDataTask(ABC):
             self._step("prepare_task_collection", self.prepare_task_collection)
             self._reap_dead_runs()
             slot = self._slot()
-            if not slot.acquire():
+            waiting = time.perf_counter()
+            acquired = slot.acquire()
+            self.outcome.timings["wait_for_slot"] = time.perf_counter() - waiting
+            if not acquired:
                 raise TaskCancelled("the task was cancelled while it waited for a free slot")
             self._record_running()
             self._step("stage_inputs", self.stage_inputs)
@@ -254,11 +260,14 @@ class ComputeToDataTask(ABC):
             self.image = self.settings.check_image(self.config.image)
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
-                f"input collection {self.config.input_collection} does not exist (or you cannot see it)"
+                f"input collection {self.config.input_collection} does not exist (or you cannot see it)",
+                irods_code=CAT_UNKNOWN_COLLECTION,
             )
         for what, path in (("model", self.config.model), ("labels", self.config.labels)):
             if not self.grid.data_object_exists(path):
-                raise ObjectNotFoundError(f"{what} data object {path} does not exist (or you cannot see it)")
+                raise ObjectNotFoundError(
+                    f"{what} data object {path} does not exist (or you cannot see it)", irods_code=CAT_UNKNOWN_FILE
+                )
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
 
@@ -362,6 +371,9 @@ class ComputeToDataTask(ABC):
                     "only a queued task can be started"
                 )
             self.run_index = record.int_value(names.A_RESUMED)
+            # The checks made when it was submitted keep their times, as submit.<step>.
+            submitted = {k if "." in k else f"submit.{k}": v for k, v in record.timings.items()}
+            self.outcome.timings = {**submitted, **self.outcome.timings}
             self.collection_created = True
             return
         if self.grid.collection_exists(self.collection):
@@ -380,6 +392,7 @@ class ComputeToDataTask(ABC):
                 names.A_COMPUTE_RESOURCE: self.resource.name if self.resource else None,
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
+                names.A_TIMINGS: timings_text(self.outcome.timings),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
@@ -459,7 +472,8 @@ class ComputeToDataTask(ABC):
             log_file = self.workdir.output_dir / self.run_result.log_name
             if not log_file.exists():
                 log_file.write_text(self.run_result.log)
-        self.outcome.timings.update({f"run.{k}": v for k, v in self.run_result.timings.items()})
+        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
+        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
 
     def ingest_outputs(self) -> None:
         """Every file the run produced becomes a data object in the task collection."""
@@ -506,6 +520,7 @@ class ComputeToDataTask(ABC):
             names.A_RUNNER: self.outcome.runner,
             names.A_IMAGES_FAILED: self.outcome.failed_images,
             names.A_ERROR: None,
+            names.A_TIMINGS: timings_text(self.outcome.timings),
         }
         values.update(self._provenance())
         try:
@@ -546,13 +561,24 @@ class ComputeToDataTask(ABC):
         return replica.physical_path
 
     def _check_can_create(self, collection: str) -> None:
-        """Modify on the output collection, or on its nearest existing ancestor if it is new."""
+        """Modify on the output collection, or on its nearest visible ancestor if it is new.
+
+        On a stock zone an ordinary user sees neither ``/zone`` nor ``/zone/home`` nor other
+        users' homes, so the walk up may find nothing visible: that is refused in terms of the
+        collection the user named (docs/irods-behaviour.md).
+        """
+        zone_root = f"/{self.grid.zone}"
         path = collection
         while not self.grid.collection_exists(path):
-            parent = posixpath.dirname(path)
-            if parent == path:
-                break
-            path = parent
+            if path == zone_root or posixpath.dirname(path) == path:
+                raise AccessDeniedError(
+                    f"{self.grid.user} cannot write to the output collection {collection}, where the results "
+                    f"({collection}/<task id>) would go: neither it nor any collection above it is visible to "
+                    f"{self.grid.user}; choose an output collection under "
+                    f"your home {self.grid.home()}, or ask its owner for write access",
+                    irods_code=CAT_NO_ACCESS_PERMISSION,
+                )
+            path = posixpath.dirname(path)
         if not self.grid.has_access(path, AccessLevel.MODIFY):
             raise AccessDeniedError(
                 f"{self.grid.user} cannot write to {path}, where the results ({collection}/<task id>) "
@@ -595,6 +621,7 @@ class ComputeToDataTask(ABC):
                     names.A_RUNNER: self.runner.name if self.runner else None,
                     names.A_RUN_HOST: self.resource.host,
                     names.A_RUN_HANDLE: None,
+                    names.A_TIMINGS: timings_text(self.outcome.timings),
                 },
             )
         except TaskStateError:
@@ -731,12 +758,20 @@ class ComputeToDataTask(ABC):
             values.update(self._provenance())
             if self.outcome.failed_images:
                 values[names.A_IMAGES_FAILED] = self.outcome.failed_images
+            values[names.A_TIMINGS] = timings_text(self.outcome.timings)
             running = current is not None and current.state == TaskState.RUNNING
             self.lifecycle.transition(
                 self.collection, self.outcome.state, values, expect_started=self.started if running else None
             )
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)
+
+    def _record_timings(self) -> None:
+        """Refresh ``c2d::timings`` after a step; advisory, so a failed write never fails the task."""
+        try:
+            self.store.write(self.collection, {names.A_TIMINGS: timings_text(self.outcome.timings)})
+        except Exception as exc:
+            log.warning("could not record the timings of task %s: %s", self.task_id, exc)
 
     def _step(self, name: str, step: Callable[[], None]) -> None:
         for listener in self.context.step_listeners:
@@ -753,6 +788,8 @@ class ComputeToDataTask(ABC):
         elapsed = time.perf_counter() - started
         self.outcome.timings[name] = elapsed
         log.debug("step %s took %.3f s", name, elapsed)
+        if self.collection_created:
+            self._record_timings()
         for listener in self.context.step_listeners:
             listener(name, "done", elapsed)
 
@@ -769,7 +806,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def file_checksum(path: Path) -> str:
-    """iRODS-style SHA-256 checksum (``sha2:`` + base64), so it compares with ``ichksum``."""
+    """iRODS-style SHA-256 checksum (``sha2:`` + base64), so it compares with ``ichksum``.
+
+    Remembered per (path, size, mtime): the report's provenance and the final state both need
+    the model's checksum, and a model can be large.
+    """
+    stat = os.stat(path)
+    return _file_checksum(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_checksum(path: str, size: int, mtime_ns: int) -> str:
     import base64
 
     digest = hashlib.sha256()

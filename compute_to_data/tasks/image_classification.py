@@ -50,6 +50,7 @@ class ImageClassificationTask(ComputeToDataTask):
             task_dir = str(self.workdir.task_dir)
         config = self.config
         return {
+            names.REPORT_CONTEXT_PARAMETER: self.report_context(),
             "task_id": self.task_id,
             "notebook": config.notebook,
             "input_dir": input_dir,
@@ -67,6 +68,41 @@ class ImageClassificationTask(ComputeToDataTask):
             "part_seconds": self.settings.part_seconds,
             "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if self.previous else "",
         }
+
+    def report_context(self) -> dict[str, Any]:
+        """What the report shows above the notebook's results (``params.json`` key
+        ``c2d_report``, taken out by the entrypoint): the task's provenance, the step timings
+        so far, and how to show this task's host staging paths (as the container sees them)."""
+        assert self.workdir is not None and self.runner is not None
+        provenance = self._provenance()
+        values: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_type": self.task_type,
+            "submitted_by": self.submitted_by,
+            "input_collection": self.config.input_collection,
+            "inputs": self.total_inputs or len(self.inputs),
+            "compute_resource": self.resource.name if self.resource else None,
+            "runner": self.runner.name,
+            "model": self.config.model,
+            "model_checksum": provenance.get(names.A_MODEL_CHECKSUM),
+            "labels": self.config.labels,
+            "notebook": self.config.notebook,
+            "notebook_checksum": provenance.get(names.A_NOTEBOOK_CHECKSUM),
+            "image": self.image.name if self.image is not None else None,
+            # The digest is known here only when the settings pin it; the runner records the
+            # one it ran in c2d::image_digest.
+            "image_digest": self.image.digest if self.image is not None else None,
+            "parameters": self.config.notebook_parameters(),
+            "timings": {k: round(v, 3) for k, v in self.outcome.timings.items()},
+        }
+        paths: dict[str, str] = {}
+        if not self.runner.uses_container_paths:
+            paths = {
+                str(self.workdir.input_dir): names.CONTAINER_INPUT_DIR,
+                str(self.workdir.output_dir): names.CONTAINER_OUTPUT_DIR,
+                str(self.workdir.task_dir): names.CONTAINER_TASK_DIR,
+            }
+        return {"provenance": {k: v for k, v in values.items() if v is not None}, "paths": paths}
 
     # ------------------------------------------------------------------ parts, while the notebook runs
     def tag_finished_parts(self) -> None:

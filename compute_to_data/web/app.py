@@ -4,6 +4,9 @@ Pages are rendered on the server with Jinja2 (autoescaped) and run no script. Gr
 blocking (python-irodsclient, SQLite), so every handler does its work in Starlette's thread
 pool. Routes that take an object path check that it belongs to the task (it carries the task's
 prediction AVU, under the task's input collection) and let the grid enforce the caller's access.
+An image whose prediction a later task replaced still belongs to the task when the task's own
+predictions file lists it: it can be looked at, not validated (a validation is about the
+prediction the image carries, and records that prediction's task in its units).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import conventions as names
+from ..client.predictions import Supersession, TaskPredictions, load_predictions, supersession
 from ..client.submitters import TASK_ID_RE
 from ..client.tasks import TaskClient, elapsed, format_duration, parse_since
 from ..conventions import TaskState
@@ -43,10 +47,10 @@ from ..errors import (
     ObjectNotFoundError,
     TaskStateError,
 )
-from ..grid.base import AVU, AccessLevel, EntityType, PredictionQuery
+from ..grid.base import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, PredictionQuery, Validation
 from ..grid.client import IrodsConnectionOptions
 from ..settings import Settings
-from ..tasks.state import TaskRecord
+from ..tasks.state import TaskRecord, format_seconds, timing_rows
 from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
 from .sessions import Authenticator, IrodsAuthenticator, LocalAuthenticator, SessionStore, UserSession
 from .thumbnails import ThumbnailCache, browser_image
@@ -54,7 +58,6 @@ from .thumbnails import ThumbnailCache, browser_image
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-VALIDATION_ATTRIBUTES = (names.VALIDATED, names.VALIDATED_CLASS, names.VALIDATED_BY, names.VALIDATED_AT)
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_REPORT_BYTES = 512 * 1024 * 1024
 TASKS_PER_PAGE = 50
@@ -96,6 +99,7 @@ def create_app(config: WebConfig) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(q=lambda s: quote(str(s), safe=""), sandbox=REPORT_SANDBOX)
     templates.env.filters["duration"] = lambda record: format_duration(elapsed(record))
+    templates.env.filters["seconds"] = format_seconds
     # "stale": a running task with no sign of life for longer than the heartbeat lease (never written)
     lease = Settings().heartbeat_lease_seconds
     templates.env.filters["shown_state"] = lambda record: record.display_state(lease)
@@ -235,6 +239,8 @@ def create_app(config: WebConfig) -> Starlette:
         client, record = task_of(session, task_id)
         query = prediction_query(session, client, record)
         counts = _counts(session, client, record, query)
+        fate = _supersession(session, record, query, sum(counts.values()))
+        timings = timing_rows(record.timings)
         parameters = record.get(names.A_PARAMETERS)
         try:
             parameters_pretty = json.dumps(json.loads(parameters), indent=2, sort_keys=True) if parameters else ""
@@ -244,12 +250,14 @@ def create_app(config: WebConfig) -> Starlette:
             files = session.grid.list_data_objects(record.collection)
         except ObjectNotFoundError:
             files = []
-        provenance = sorted((k, v) for k, v in record.values.items() if k != names.A_PARAMETERS)
+        shown_apart = (names.A_PARAMETERS, names.A_TIMINGS)  # shown as their own sections
+        provenance = sorted((k, v) for k, v in record.values.items() if k not in shown_apart)
         report_path = client.report_path(record)
         return render(request, "task.html", {
             "record": record, "counts": counts, "total_predicted": sum(counts.values()),
             "parameters": parameters_pretty, "provenance": provenance, "files": files,
             "has_report": any(f.path == report_path for f in files), "query": query, "names": names,
+            "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
         }, session=session)
 
     async def task(request: Request) -> Response:
@@ -262,6 +270,45 @@ def create_app(config: WebConfig) -> Starlette:
         # A finished task's predictions change only when a later task or a person changes them.
         ttl = config.counts_ttl * (5 if record.state is not None and record.state.is_final else 1)
         return session.cached(key, ttl, lambda: session.grid.count_predictions(query))
+
+    def _own_predictions(session: UserSession, record: TaskRecord, query: PredictionQuery) -> TaskPredictions:
+        """The task's predictions file (cached: a finished task's file does not change)."""
+        if record.state != TaskState.SUCCEEDED or not query.input_collection:
+            return TaskPredictions("")
+        key = f"predictions-file:{record.collection}"
+        return session.cached(key, config.counts_ttl * 5, lambda: load_predictions(session.grid, record, query.input_collection))
+
+    def _supersession(session: UserSession, record: TaskRecord, query: PredictionQuery, current: int) -> Supersession | None:
+        """What became of the task's predictions; None when it has no predictions file."""
+        own = _own_predictions(session, record, query)
+        if not own.source:
+            return None
+        key = f"supersession:{record.collection}:{current}"
+        return session.cached(key, config.counts_ttl * 5, lambda: supersession(session.grid, query, own, current))
+
+    def _predictions(request: Request, task_id: str) -> Response:
+        session = user_session(request)
+        client, record = task_of(session, task_id)
+        query = prediction_query(session, client, record)
+        own = _own_predictions(session, record, query)
+        if not own.source:
+            raise HTTPException(404, f"task {task_id} has no predictions file ({names.PREDICTIONS_JSON} or {names.PREDICTIONS_CSV})")
+        params = request.query_params
+        cls = params.get("cls", "")
+        per_page = _int(params.get("per_page"), config.page_size, 1, MAX_PER_PAGE)
+        selected = own.select(cls or None)
+        page, pages, shown = _paginate(selected, params.get("page"), per_page)
+        fate = _supersession(session, record, query, sum(_counts(session, client, record, query).values()))
+        keep = {k: v for k, v in (("cls", cls), ("per_page", str(per_page) if per_page != config.page_size else "")) if v}
+        return render(request, "predictions.html", {
+            "record": record, "items": shown, "page": page, "pages": pages, "total": len(selected),
+            "counts": own.counts(), "cls": cls, "keep": keep, "fate": fate, "source": own.source,
+            "urlencode": urlencode, "input_root": query.input_collection.rstrip("/"), "names": names,
+            "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        }, session=session)
+
+    async def predictions(request: Request) -> Response:
+        return await threaded(request, _predictions, request, request.path_params["task_id"])
 
     # --- the report -------------------------------------------------------------------------------
     def _report_page(request: Request, task_id: str) -> Response:
@@ -353,30 +400,46 @@ def create_app(config: WebConfig) -> Starlette:
     async def images(request: Request) -> Response:
         return await threaded(request, _images, request, request.path_params["task_id"])
 
-    def _task_image(session: UserSession, client: TaskClient, record: TaskRecord, path: str):  # noqa: ANN202
-        """The task's image at ``path`` with its prediction and validation AVUs, or 404."""
+    def _task_image(session: UserSession, client: TaskClient, record: TaskRecord, path: str,
+                    superseded_ok: bool = False):  # noqa: ANN202
+        """The task's image at ``path`` with its prediction and validation AVUs, or 404.
+
+        With ``superseded_ok``, also an image the task's predictions file lists although a
+        later task replaced its prediction (``mine`` is then empty).
+        """
         query = prediction_query(session, client, record)
         root = query.input_collection.rstrip("/")
         if not path.startswith(root + "/") or posixpath.normpath(path) != path:
             raise HTTPException(404, "that object is not an image of this task")
         wanted = (query.class_attribute, query.score_attribute, *VALIDATION_ATTRIBUTES)
         obj = session.grid.get_data_object(path, avu_attributes=wanted)
-        mine = {a.attribute: a.value for a in obj.avus if a.units == query.units}
+        mine = {a.attribute: a.value for a in obj.avus if a.units == query.units and a.attribute not in VALIDATION_ATTRIBUTES}
         if query.class_attribute not in mine:
-            raise HTTPException(404, "that object carries no prediction of this task")
+            if not (superseded_ok and _own_predictions(session, record, query).find(path)):
+                raise HTTPException(404, "that object carries no prediction of this task")
+            mine = {}
         return query, obj, mine
 
     def _image_page(request: Request, task_id: str) -> Response:
         session = user_session(request)
         client, record = task_of(session, task_id)
         path = request.query_params.get("path", "")
-        query, obj, mine = _task_image(session, client, record, path)
-        validation = {a.attribute: a.value for a in obj.avus if a.attribute in VALIDATION_ATTRIBUTES}
-        can_validate = session.grid.has_access(path, AccessLevel.MODIFY)
-        labels = _labels(session, client, record)
+        query, obj, mine = _task_image(session, client, record, path, superseded_ok=True)
+        validation = Validation.from_avus(obj.avus)
+        superseded = None
+        if mine:
+            predicted, score = mine.get(query.class_attribute, ""), mine.get(query.score_attribute, "")
+            can_validate = session.grid.has_access(path, AccessLevel.MODIFY)
+        else:  # a later task's prediction replaced this task's: shown, not validated here
+            listed = _own_predictions(session, record, query).find(path)
+            predicted = listed.predicted_class if listed else ""
+            score = f"{listed.score:.4f}" if listed and listed.score is not None else ""
+            now = next((a for a in obj.avus if a.attribute == query.class_attribute), None)
+            superseded = {"task_id": names.task_id_of_units(now.units) if now else None, "value": now.value if now else None}
+            can_validate = False
         return render(request, "image.html", {
-            "record": record, "obj": obj, "predicted": mine.get(query.class_attribute, ""),
-            "score": mine.get(query.score_attribute, ""), "validation": validation, "labels": labels,
+            "record": record, "obj": obj, "predicted": predicted, "score": score, "validation": validation,
+            "labels": _labels(session, client, record) if can_validate else [], "superseded": superseded,
             "can_validate": can_validate, "back": safe_next(request.query_params.get("back"), f"/tasks/{task_id}/images"),
             "names": names,
         }, session=session)
@@ -405,7 +468,7 @@ def create_app(config: WebConfig) -> Starlette:
         session = user_session(request)
         client, record = task_of(session, task_id)
         path = request.query_params.get("path", "")
-        _, obj, _ = _task_image(session, client, record, path)
+        _, obj, _ = _task_image(session, client, record, path, superseded_ok=True)
         if session.grid.paths_lacking_access([path], AccessLevel.READ):
             raise AccessDeniedError(f"{session.user} cannot read {path}")
         return session, obj
@@ -460,12 +523,9 @@ def create_app(config: WebConfig) -> Starlette:
                 f"{session.user} may not validate {path}: validating writes AVUs on the image, which needs "
                 "write access (modify_object); ask its owner for: ichmod write " + session.user + " " + path
             )
-        session.grid.set_avus(EntityType.DATA_OBJECT, path, [
-            AVU(names.VALIDATED, "true"),
-            AVU(names.VALIDATED_CLASS, chosen),
-            AVU(names.VALIDATED_BY, session.user),
-            AVU(names.VALIDATED_AT, names.iso_utc()),
-        ])
+        # The units name the task whose prediction was confirmed or corrected (conventions).
+        verdict = Validation(chosen, session.user, names.iso_utc(), task_id=record.task_id)
+        session.grid.set_avus(EntityType.DATA_OBJECT, path, verdict.avus())
         word = "confirmed" if decision == "confirm" else "corrected to"
         request.session["flash"] = f"{posixpath.basename(path)}: {word} {chosen}"
         default = f"/tasks/{task_id}/image?path={quote(path, safe='')}"
@@ -507,6 +567,7 @@ def create_app(config: WebConfig) -> Starlette:
         Route("/tasks/{task_id}/report/content", report_content),
         Route("/tasks/{task_id}/download", download),
         Route("/tasks/{task_id}/images", images),
+        Route("/tasks/{task_id}/predictions", predictions),
         Route("/tasks/{task_id}/image", image_page),
         Route("/tasks/{task_id}/thumbnail", thumbnail),
         Route("/tasks/{task_id}/file", full_image),

@@ -1,7 +1,8 @@
 """Fakes of the iRODS rule engine environment (callback, genquery, session_vars, irods_types).
 
-They follow ``/work/shared/irods-facts.md`` and are backed by a LocalGrid catalog, so the
-rule-engine adapter and the rule entry points run in tests exactly as the server would run them.
+They follow docs/irods-behaviour.md (tests/test_fake_server_facts.py holds them to it) and are
+backed by a LocalGrid catalog, so the rule-engine adapter and the rule entry points run in tests
+exactly as the server would run them.
 """
 
 from .irods_modules import install

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+from .irods_genquery_parser import NO_COLUMN_NAME_FOUND, GenQueryError, compile_condition, parse_conditions
 
 _LEVEL_NAME = (
     "CASE a.level WHEN 1200 THEN 'own' WHEN 1120 THEN 'modify_object' WHEN 1050 THEN 'read_object' "
@@ -129,7 +129,7 @@ def run_genquery(
     """
     for name in columns:
         if name not in KNOWN_COLUMNS:
-            raise GenQueryError(-1107000, f"column [{name}] not supported")
+            raise GenQueryError(NO_COLUMN_NAME_FOUND, f"column [{name}] not supported")
     parsed = parse_conditions(conditions, KNOWN_COLUMNS)
     used = list(dict.fromkeys([*columns, *(p.column for p in parsed)]))
     family = _family(used)

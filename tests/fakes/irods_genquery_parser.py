@@ -1,8 +1,8 @@
 """GenQuery1 condition strings, read the way a real iRODS 5 server reads them.
 
 Two stages, both taken from the iRODS sources, so that a quoting mistake in the project's code
-shows up here exactly as it would on a server (``/work/shared/irods-facts.md`` + research notes
-in ``compute_to_data/grid/genquery_quote.py``):
+shows up here exactly as it would on a server (docs/irods-behaviour.md and the notes in
+``compute_to_data/grid/genquery_quote.py``):
 
 1. :func:`parse_conditions` — the client-side flex/bison parser (iRODS 5): single-quoted literals
    with ``''`` for a quote and ``\\xHH`` hex escapes; any other backslash sequence is rejected
@@ -23,10 +23,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-INPUT_ARG_NOT_WELL_FORMED_ERR = -1084000
-NO_COLUMN_NAME_FOUND = -1107000
-CAT_INVALID_ARGUMENT = -816000
-CAT_SQL_ERR = -806000
+from compute_to_data.grid.irods_errors import code_of
+
+INPUT_ARG_NOT_WELL_FORMED_ERR = code_of("INPUT_ARG_NOT_WELL_FORMED_ERR")
+NO_COLUMN_NAME_FOUND = code_of("NO_COLUMN_NAME_FOUND")
+CAT_INVALID_ARGUMENT = code_of("CAT_INVALID_ARGUMENT")
+CAT_SQL_ERR = code_of("CAT_SQL_ERR")
 
 
 class GenQueryError(Exception):

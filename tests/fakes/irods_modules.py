@@ -27,7 +27,11 @@ MAX_SQL_ROWS = 256
 
 # --- irods_types -----------------------------------------------------------------------------------
 class BytesBuf:
-    """``irods_types.BytesBuf``: ``set_buffer(bytes|str)``, ``get_bytes()``, ``len``."""
+    """``irods_types.BytesBuf``: ``set_buffer(bytes|str)``, ``get_bytes()``, ``len``.
+
+    ``get_bytes()`` returns a list of ints, as the plugin's binding does (observed on 5.0.2 for
+    the buffers ``msiDataObjRead`` hands back), not ``bytes``.
+    """
 
     def __init__(self) -> None:
         self._data = b""
@@ -39,8 +43,8 @@ class BytesBuf:
             raise TypeError(f"BytesBuf.set_buffer() takes bytes or str, not {type(data).__name__}")
         self._data = bytes(data)
 
-    def get_bytes(self) -> bytes:
-        return self._data
+    def get_bytes(self) -> list[int]:
+        return list(self._data)
 
     @property
     def len(self) -> int:

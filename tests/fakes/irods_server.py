@@ -2,8 +2,8 @@
 
 Backed by a LocalGrid catalog so state is real: every microservice acts through LocalGrid's
 public methods *as the client user* (permissions enforced by LocalGrid), and GenQuery reads the
-catalog (read-only) through :mod:`.irods_catalog`. Behaviour follows
-``/work/shared/irods-facts.md``:
+catalog (read-only) through :mod:`.irods_catalog`. Behaviour follows what a real iRODS 5.0.2
+server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the fake to it):
 
 * ``callback.NAME(*args)`` returns ``{'status': True, 'code': 0, 'arguments': [...]}`` with the
   output slots updated; errors raise ``RuntimeError('[iRods__Error__Code:N] [-]\\t<C++ stack>')``
@@ -13,15 +13,21 @@ catalog (read-only) through :mod:`.irods_catalog`. Behaviour follows
 * ``msiCheckAccess`` takes underscored permission names (others: -130000) and raises -1105000
   for a path that is missing or that the caller cannot see; result 1/0 in ``arguments[2]``;
 * ``msiCollCreate(p, "0", 0)`` on an existing collection raises -809000;
+* ``msiDataObjRead`` returns a ``BytesBuf`` whose ``get_bytes()`` is a list of ints, and
+  ``None`` in ``arguments[2]`` (status True, code 0) for every call at the end of the object;
+* a rodsuser sees neither ``/zone`` nor ``/zone/home`` nor other users' homes (LocalGrid's
+  ACLs are those of a stock zone), so ``msiCheckAccess`` raises -1105000 for them;
 * ``msi_atomic_apply_metadata_operations`` is all or nothing (LocalGrid transaction), an invalid
   operation raises -130000;
-* ``msiExit(code, message)`` fails the rule with that code, and irule shows the message;
+* ``msiExit(code, message)`` fails the rule with that code, and irule shows the message
+  (except CAT_NO_ROWS_FOUND, which ``callback`` answers with a status like any other call);
   ``writeLine('stdout', ...)`` is shown only when the rule succeeds;
 * ``delayExec`` queues a Python body (wrapped into ``def expressionFcn(rule_args, callback,
   rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`); delay and
   remote rule text is limited to 2,700 characters;
-* ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule on
-  ``host`` (which must be a resource host or the server itself).
+* ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule
+  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``);
+* ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED).
 
 What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
 """
@@ -41,16 +47,16 @@ from typing import Any
 
 from compute_to_data.errors import ComputeToDataError, GridError, ObjectNotFoundError
 from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
-from compute_to_data.grid.irods_errors import error_name, parse_error_code
+from compute_to_data.grid.irods_errors import code_of, error_name, parse_error_code
 from compute_to_data.grid.local import LocalGrid
 
 from . import irods_modules
 from .irods_catalog import run_genquery
 from .irods_genquery_parser import GenQueryError
 
-CAT_NO_ROWS_FOUND = -808000
-SYS_INVALID_INPUT_PARAM = -130000
-INVALID_OBJECT_TYPE = -1105000
+CAT_NO_ROWS_FOUND = code_of("CAT_NO_ROWS_FOUND")
+SYS_INVALID_INPUT_PARAM = code_of("SYS_INVALID_INPUT_PARAM")
+INVALID_OBJECT_TYPE = code_of("INVALID_OBJECT_TYPE")
 MAX_RULE_TEXT = 2700
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
@@ -89,7 +95,7 @@ def _parse_options(text: str) -> dict[str, str]:
         return options
     for part in text.split("++++"):
         if "=" not in part:
-            raise irods_error(-1826000, f"malformed option string {text!r}")
+            raise irods_error(code_of("INVALID_KVP_STRING"), f"malformed option string {text!r}")
         key, _, value = part.partition("=")
         options[key] = value
     return options
@@ -214,7 +220,8 @@ class FakeIrodsServer:
         return self.host_stack[-1] if self.host_stack else self.host
 
     def known_hosts(self) -> set[str]:
-        return {self.host} | {r.host for r in self.admin.list_resources()}
+        """This server (also as ``localhost``) and every resource's host."""
+        return {self.host, "localhost"} | {r.host for r in self.admin.list_resources()}
 
     # --- running rules as irule and the delay server would ------------------------------------------
     def _execute(self, fn: Callable[..., Any], rule_args: list[str], rei: FakeRei) -> RuleRun:
@@ -238,7 +245,7 @@ class FakeIrodsServer:
         """``irule -r irods_rule_engine_plugin-irods_rule_language-instance -F rule.r "*arg='...'"``:
         the Python rule gets its arguments as a list of unquoted strings."""
         if rule not in self.rules:
-            return RuleRun(-1097000, "", f"no rule {rule}")
+            return RuleRun(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), "", f"no rule {rule}")
         return self._execute(self.rules[rule], [str(a) for a in args], self.rei(user, host))
 
     def run_delay_queue(self, limit: int | None = None) -> list[RuleRun]:
@@ -298,7 +305,7 @@ class FakeCallback:
         if name in self._server.rules:
             return lambda *args: self._call_rule(name, args)
         def missing(*args: Any) -> dict:
-            raise irods_error(-1097000, f"no rule or microservice named {name}")
+            raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule or microservice named {name}")
         return missing
 
     @staticmethod
@@ -335,10 +342,10 @@ class FakeCallback:
             result = self._server.rules[name](rule_args, self, self._rei)
         except RuntimeError as exc:
             if parse_error_code(exc) is None:
-                raise irods_error(-1828000, f"rule {name} failed: {exc}") from None
+                raise irods_error(code_of("RULE_ENGINE_ERROR"), f"rule {name} failed: {exc}") from None
             raise
         except Exception as exc:  # noqa: BLE001
-            raise irods_error(-1828000, f"rule {name} raised {type(exc).__name__}: {exc}") from None
+            raise irods_error(code_of("RULE_ENGINE_ERROR"), f"rule {name} raised {type(exc).__name__}: {exc}") from None
         finally:
             self._server.host_stack.pop()
         if isinstance(result, int) and not isinstance(result, bool) and result < 0:
@@ -357,6 +364,8 @@ class FakeCallback:
 
     def msi_msiExit(self, code: str, message: str) -> dict:
         value = int(code)
+        if value == CAT_NO_ROWS_FOUND:  # callback's one code that comes back as a status
+            return self._no_rows([code, message])
         self._rei.exit = (value, message)
         raise irods_error(value, message)
 
@@ -378,9 +387,9 @@ class FakeCallback:
         try:
             if parents != "1":
                 if self._server.admin.collection_exists(path):
-                    raise irods_error(-809000, f"collection {path} exists")
+                    raise irods_error(code_of("CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME"), f"collection {path} exists")
                 if not self._server.admin.collection_exists(posixpath.dirname(path)):
-                    raise irods_error(-814000, f"parent of {path} does not exist")
+                    raise irods_error(code_of("CAT_UNKNOWN_COLLECTION"), f"parent of {path} does not exist")
             grid.create_collection(path)
         except ComputeToDataError as exc:
             return self._fail(exc)
@@ -392,7 +401,7 @@ class FakeCallback:
         if not resource:
             raise irods_error(SYS_INVALID_INPUT_PARAM, "msiDataObjRepl needs destRescName")
         if resource not in {r.name for r in self._server.admin.list_resources()}:
-            raise irods_error(-78000, f"resource {resource} does not exist")
+            raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource} does not exist")
         try:
             self.grid.replicate(path, resource)
         except ObjectNotFoundError:
@@ -408,21 +417,21 @@ class FakeCallback:
         force = "forceFlag" in opts
         admin = self._server.admin
         if resource not in {r.name for r in admin.list_resources()}:
-            raise irods_error(-78000, f"resource {resource!r} does not exist")
+            raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource!r} does not exist")
         grid = self.grid
         parent = posixpath.dirname(path)
         try:
             if admin.collection_exists(path):
-                raise irods_error(-833000, f"{path} is a collection")
+                raise irods_error(code_of("CAT_NAME_EXISTS_AS_COLLECTION"), f"{path} is a collection")
             if not grid.collection_exists(parent):
-                raise irods_error(-814000, f"collection {parent} does not exist")
+                raise irods_error(code_of("CAT_UNKNOWN_COLLECTION"), f"collection {parent} does not exist")
             if not grid.has_access(parent, AccessLevel.MODIFY):
-                raise irods_error(-818000, f"no permission to create in {parent}")
+                raise irods_error(code_of("CAT_NO_ACCESS_PERMISSION"), f"no permission to create in {parent}")
             if admin.data_object_exists(path):
                 if not force:
-                    raise irods_error(-312000, f"{path} exists and no forceFlag was given")
+                    raise irods_error(code_of("OVERWRITE_WITHOUT_FORCE_FLAG"), f"{path} exists and no forceFlag was given")
                 if not grid.data_object_exists(path) or not grid.has_access(path, AccessLevel.MODIFY):
-                    raise irods_error(-818000, f"no permission to overwrite {path}")
+                    raise irods_error(code_of("CAT_NO_ACCESS_PERMISSION"), f"no permission to overwrite {path}")
         except ComputeToDataError as exc:
             return self._fail(exc)
         number = next(self._server._fds)
@@ -435,7 +444,7 @@ class FakeCallback:
         if isinstance(data, str):
             payload = data.encode("utf-8")
         elif isinstance(data, irods_modules.BytesBuf):
-            payload = data.get_bytes()
+            payload = bytes(data.get_bytes())
         else:
             raise TypeError(f"msiDataObjWrite takes a str or a BytesBuf, not {type(data).__name__}")
         handle.spool.write(payload)
@@ -458,6 +467,8 @@ class FakeCallback:
         count = int(length)
         chunk = handle.data[handle.position : handle.position + count]
         handle.position += len(chunk)
+        if not chunk:  # observed: at the end of the object there is no buffer at all
+            return self._ok([fd, length, None])
         out = irods_modules.BytesBuf()
         out.set_buffer(chunk)
         return self._ok([fd, length, out])
@@ -475,8 +486,14 @@ class FakeCallback:
                 Path(handle.spool.name).unlink(missing_ok=True)
         return self._ok([fd, 0])
 
+    def msi_msiPhyPathReg(self, path: str, resource: str, physical: str, kind: str, status: Any) -> dict:
+        """Registration in place: refused to a rodsuser by the default policy (observed)."""
+        if self._rei.session["client_user"]["user_type"] != "rodsadmin":
+            raise irods_error(code_of("PATH_REG_NOT_ALLOWED"), f"{self._user} may not register {physical}")
+        raise irods_error(code_of("SYS_NOT_SUPPORTED"), "the fake server (LocalGrid) does not model registration")
+
     def msi_msiDataObjUnlink(self, spec: str, status: Any) -> dict:
-        raise irods_error(-66000, "the fake server (LocalGrid) does not model deletion")
+        raise irods_error(code_of("SYS_NOT_SUPPORTED"), "the fake server (LocalGrid) does not model deletion")
 
     def msi_msiDataObjChksum(self, path: str, flags: str, checksum: Any) -> dict:
         try:
@@ -497,7 +514,7 @@ class FakeCallback:
     def _handle(self, fd: Any, mode: str | None) -> _Open:
         handle = self._server._open.get(int(fd))
         if handle is None or (mode is not None and handle.mode != mode):
-            raise irods_error(-23000, f"bad file descriptor {fd}")
+            raise irods_error(code_of("SYS_BAD_FILE_DESCRIPTOR"), f"bad file descriptor {fd}")
         return handle
 
     # --- metadata -------------------------------------------------------------------------------------
@@ -586,7 +603,7 @@ class FakeCallback:
         if match is None:
             raise AssertionError("fake server: delayExec without INST_NAME would be offered to every engine")
         if len(hints) + len(body) > MAX_RULE_TEXT:
-            raise irods_error(-1205000, f"delayed rule text is {len(hints) + len(body)} characters, over {MAX_RULE_TEXT}")
+            raise irods_error(code_of("RE_RUNTIME_ERROR"), f"delayed rule text is {len(hints) + len(body)} characters, over {MAX_RULE_TEXT}")
         if match.group(1) == PYTHON_INSTANCE:
             compile("def expressionFcn(rule_args, callback, rei):\n" + "\n".join("    " + l for l in body.splitlines()),
                     "<delayed>", "exec")
@@ -599,23 +616,27 @@ class FakeCallback:
 
     def msi_remoteExec(self, host: str, hints: str, rule_text: str, recovery: str) -> dict:
         if host not in self._server.known_hosts():
-            raise irods_error(-21000, f"host {host!r} is not a server of this zone")
+            raise irods_error(code_of("SYS_INVALID_SERVER_HOST"), f"host {host!r} is not a server of this zone")
         if len(rule_text) > MAX_RULE_TEXT:
-            raise irods_error(-1205000, f"remote rule text is {len(rule_text)} characters, over {MAX_RULE_TEXT}")
+            raise irods_error(code_of("RE_RUNTIME_ERROR"), f"remote rule text is {len(rule_text)} characters, over {MAX_RULE_TEXT}")
         match = self._NATIVE_CALL.fullmatch(rule_text)
         if match is None:
-            raise irods_error(-1201000, f"cannot parse native rule text {rule_text!r}")
+            raise irods_error(code_of("RE_PARSER_ERROR"), f"cannot parse native rule text {rule_text!r}")
         name, raw_args = match.groups()
         args = []
         for part in raw_args.split(",") if raw_args.strip() else []:
             arg = self._NATIVE_ARG.fullmatch(part)
             if arg is None:
-                raise irods_error(-1201000, f"fake server: argument {part!r} is not a plain string literal")
+                raise irods_error(code_of("RE_PARSER_ERROR"), f"fake server: argument {part!r} is not a plain string literal")
             args.append(arg.group(1))
-        if name not in self._server.rules:
-            raise irods_error(-1097000, f"no rule named {name} on {host}")
-        self._server.remote_calls.append((host, rule_text))
         rei = FakeRei(self._user, self._server.zone, self._rei.session["client_user"]["user_type"], host)
+        if name not in self._server.rules:
+            if getattr(type(self), "msi_" + name, None) is None:
+                raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule named {name} on {host}")
+            self._server.remote_calls.append((host, rule_text))
+            getattr(FakeCallback(self._server, rei), name)(*args)  # a microservice, e.g. writeLine
+            return self._ok([host, hints, rule_text, recovery])
+        self._server.remote_calls.append((host, rule_text))
         run = self._server._execute(self._server.rules[name], args, rei)
         if not run.ok:
             raise irods_error(run.code, run.error or f"remote rule {name} failed on {host}")
