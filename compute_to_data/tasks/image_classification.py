@@ -120,7 +120,10 @@ class ImageClassificationTask(ComputeToDataTask):
             started = time.perf_counter()
             if check:
                 self._check_ours()  # a cancelled or reaped run tags nothing more
+            known = len(self.processed)
             tagged = self._store_and_tag(part.index, part.images)
+            if len(self.processed) == known:
+                continue  # nothing new in it (stored and tagged already, by the run that died)
             count += 1
             self.outcome.parts_tagged += 1
             log.info("task %s: part %d stored and tagged (%d images, %d tagged) in %.2f s", self.task_id,
