@@ -163,6 +163,20 @@ def write_task_avus(grid: LocalGrid, collection: str, values: dict) -> None:
     grid.set_avus(EntityType.COLLECTION, collection, [AVU(k, as_text(v)) for k, v in values.items()])
 
 
+def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+    """Run ``c2d ARGS`` through its real entry point; (exit code, stdout, stderr)."""
+    from compute_to_data.cli import main as cli_main
+
+    monkeypatch.setattr("sys.argv", ["c2d", *args])
+    code = 0
+    try:
+        cli_main.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 # --- a zone for the python-irodsclient adapter (tests/prc_fake.py) ------------------------------
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import conventions as names
-from compute_to_data.cli import main as cli_main
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
@@ -32,23 +31,11 @@ from compute_to_data.tasks.state import TaskStateStore
 try:
     from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
     from .prc_fake import FakeRule
-    from .client_support import PASSWORDS, make_fake_zone
+    from .client_support import PASSWORDS, make_fake_zone, run_cli
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
     from engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
     from prc_fake import FakeRule
-    from client_support import PASSWORDS, make_fake_zone
-
-
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """Run ``c2d ARGS`` through its real entry point; (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["c2d", *args])
-    code = 0
-    try:
-        cli_main.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    from client_support import PASSWORDS, make_fake_zone, run_cli
 
 
 class SlowRunner(ScriptedRunner):

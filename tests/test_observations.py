@@ -10,7 +10,6 @@ import errno
 import json
 import math
 import os
-import posixpath
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import conventions as names
-from compute_to_data.cli import main as cli_main
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
@@ -31,6 +29,7 @@ from compute_to_data.taskconfig import TaskConfig
 from compute_to_data.tasks import TaskContext, create_task
 from compute_to_data.tasks.state import TaskStateStore
 
+from .client_support import run_cli
 from .engine_support import (
     HOME,
     IMAGES,
@@ -44,16 +43,9 @@ from .engine_support import (
 )
 
 
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["c2d", *args])
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
-    code = 0
-    try:
-        cli_main.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def context(tmp_path, grid, runner=None, **settings) -> TaskContext:

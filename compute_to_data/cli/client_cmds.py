@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .. import conventions as names
 from ..client.connect import ClientOptions, open_client, open_grid
-from ..client.tasks import EXIT_STALE, EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
+from ..client.tasks import EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
 from ..conventions import TaskState
 from ..grid.client import IrodsConnectionOptions
 from ..tasks.state import TaskRecord, format_seconds, timing_rows

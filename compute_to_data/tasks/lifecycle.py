@@ -46,7 +46,6 @@ from ..errors import (
     AccessDeniedError,
     ComputeToDataError,
     GridError,
-    TaskBusyError,
     TaskCancelled,
     TaskLostError,
     TaskStateError,
