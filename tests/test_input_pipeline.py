@@ -423,3 +423,19 @@ def test_parts_survive_a_sigkill_of_the_writer_whole(tmp_path):
     assert [p["part"] for p in parts] == list(range(len(parts)))
     files = [e["file"] for p in parts for e in p["images"]]
     assert files == [f"{n}.jpg" for n in range(len(files))] and len(files) == 100 * len(parts)
+
+
+def test_batches_survive_the_dataloader_s_pinning_step(monkeypatch):
+    """On CUDA the DataLoader pins each collated batch (tuples may come back as lists); the loop
+    must take what it hands over. Pinning itself needs a GPU, so it is an identity here."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)
+    pinned = [pin_memory(b) for b in batches(2)]
+    assert pinned[0][1] is not None
+    model, normalize = tiny_model(), pipeline.Normalizer([0.5] * 3, [0.25] * 3, CPU_PLAN)
+    with torch.inference_mode():
+        through_pinning = list(pipeline.classify(pinned, model, normalize, CPU_PLAN, top_k=2, classes=4))
+        direct = list(pipeline.classify(batches(2), model, normalize, CPU_PLAN, top_k=2, classes=4))
+    assert [(o.indices, o.classifications) for o in through_pinning] == [(o.indices, o.classifications) for o in direct]
+    assert [dict(o.failed) for o in through_pinning] == [dict(o.failed) for o in direct]
