@@ -258,7 +258,7 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
                 "pip download failed while building the image's wheelhouse:\n"
                 + _tail("\n".join(l for l in (done.stdout + done.stderr).splitlines() if "is ignored" not in l), 40)
             )
-        _check_torch_wheel(scratch, variant)
+        _check_torch_wheel(scratch, variant, shown=directory)
         (scratch / "requirements.txt").unlink()
         stamp_data = {"key": key, "requirements": requirements, "python": target.version, "glibc": target.glibc,
                       "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -275,15 +275,16 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
     return key
 
 
-def _check_torch_wheel(directory: Path, variant: ImageVariant = CPU_VARIANT) -> None:
+def _check_torch_wheel(directory: Path, variant: ImageVariant = CPU_VARIANT, *, shown: Path | None = None) -> None:
     """CPU image: refuse a CUDA torch (gigabytes of nvidia-* wheels, breaks the size budget).
-    CUDA image: refuse anything but a CUDA torch with its nvidia-* wheels."""
+    CUDA image: refuse anything but a CUDA torch with its nvidia-* wheels. ``shown`` is the
+    wheelhouse to name in the error (``directory`` may be its scratch copy)."""
     wheels = sorted(directory.glob("torch-*.whl"))
     if not wheels:
-        raise ImageBuildError(f"the wheelhouse {directory} has no torch wheel")
+        raise ImageBuildError(f"the wheelhouse {shown or directory} has no torch wheel")
     nvidia = sorted(p.name for p in directory.glob("nvidia_*.whl"))
     if variant.cuda:
-        _check_cuda_torch_wheel(directory, wheels[0].name, nvidia)
+        _check_cuda_torch_wheel(shown or directory, wheels[0].name, nvidia)
         return
     if ("+cpu" not in wheels[0].name or nvidia) and not os.environ.get(ALLOW_NON_CPU_TORCH_ENV):
         raise ImageBuildError(

@@ -145,7 +145,7 @@ def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(cl
     notebook = (classified.out / names.NOTEBOOK_FILE).read_text()
     # The code is hidden in the report, and only there: notebook.ipynb keeps it, with the
     # injected parameters (host paths included).
-    for source in ("import torch", "def collate", "write_text_atomic(out"):
+    for source in ("import torch", "pipeline.PartWriter(", "write_text_atomic(out"):
         assert source not in report and source in notebook, source
     assert '<div class="jp-InputPrompt' not in report and '<div class="highlight hl-ipython3">' not in report
     assert str(classified.workdir) not in report and str(classified.workdir / "inputs") in notebook
