@@ -166,7 +166,7 @@ def run_task(alice: LocalGrid, settings: Settings, config: TaskConfig) -> dict[s
         raise SystemExit(f"the task failed: {outcome.error}")
     result = json.loads(alice.read_data_object(posixpath.join(outcome.collection, names.RESULT_FILE)))
     return {"seconds": seconds, "images": outcome.inputs, "tagged": outcome.tagged,
-            "inference_seconds": float(outcome.timings["run.inference_seconds"]), "pipeline": result["pipeline"]}
+            "inference_seconds": float(result["timings"]["inference_seconds"]), "pipeline": result["pipeline"]}
 
 
 # --- report -------------------------------------------------------------------------------------
