@@ -95,10 +95,25 @@ PROGRESS_FILE = ".progress"
 #: key of ``params.json`` holding what the report shows about the task (provenance, timings so
 #: far, how to show host paths); the entrypoint takes it out before the notebook sees the rest.
 REPORT_CONTEXT_PARAMETER = "c2d_report"
+#: Predictions in parts, written while the notebook runs so that a crash keeps what was done:
+#: ``<outputs>/.parts/part-000000.json``, ``part-000001.json``... Each is written under a
+#: temporary name in the same directory and renamed (os.replace), so a reader sees a part
+#: whole or not at all. Hidden, so never ingested as a task output.
+PARTS_DIR = ".parts"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".json"
+#: a part every this many images, or every this many seconds, whichever comes first.
+DEFAULT_PART_SIZE = 1000
+DEFAULT_PART_SECONDS = 60.0
 
 # --- server-side settings ------------------------------------------------------------------------
 DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
 SETTINGS_ENV = "C2D_SETTINGS"
+
+
+def part_file_name(index: int) -> str:
+    """``part-000042.json``: zero-padded so that names sort in the order the parts were written."""
+    return f"{PART_PREFIX}{index:06d}{PART_SUFFIX}"
 
 
 def task_units(task_id: str) -> str:

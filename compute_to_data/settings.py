@@ -38,6 +38,8 @@ class ContainerLimits:
 class Settings:
     allowed_images: tuple[AllowedImage, ...] = ()
     default_image: str | None = None
+    #: image for resources declaring COMPUTE_RESOURCE_GPUS > 0 when the task names none (a CUDA build).
+    gpu_image: str | None = None
     #: "uid:gid" for containers; None = the uid:gid of the process starting them (the service account).
     container_user: str | None = None
     limits: ContainerLimits = field(default_factory=ContainerLimits)
@@ -75,6 +77,19 @@ class Settings:
             f"allowed images: {permitted}. Ask your iRODS administrator to add it to allowed_images."
         )
 
+    def check_image_choice(self, reference: str | None) -> None:
+        """Refuse early (before a resource is chosen) what no resource could run: a named image off
+        the allowlist, or no image named while the settings have neither default nor GPU image."""
+        if reference or not self.gpu_image:
+            self.check_image(reference)
+
+    def image_for(self, reference: str | None, gpus: int = 0) -> AllowedImage:
+        """The allowlist entry a task runs in: the image it names; else ``gpu_image`` on a
+        resource with GPUs (when set); else ``default_image``."""
+        if not reference and gpus > 0 and self.gpu_image:
+            reference = self.gpu_image
+        return self.check_image(reference)
+
     def check_runner(self, runner: str) -> None:
         if runner not in self.allowed_runners:
             raise NotAllowedError(
@@ -92,7 +107,7 @@ class Settings:
     @classmethod
     def from_document(cls, doc: dict[str, Any], source: str) -> "Settings":
         known = {
-            "allowed_images", "default_image", "container_user", "limits", "staging_directories",
+            "allowed_images", "default_image", "gpu_image", "container_user", "limits", "staging_directories",
             "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "$comment",
@@ -114,6 +129,7 @@ class Settings:
             settings = cls(
                 allowed_images=tuple(images),
                 default_image=doc.get("default_image"),
+                gpu_image=doc.get("gpu_image"),
                 container_user=user,
                 limits=limits,
                 staging_directories=dict(doc.get("staging_directories", {})),
@@ -132,6 +148,8 @@ class Settings:
             raise SettingsError(f"{source}: malformed setting: {exc}") from exc
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
             raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
+        if settings.gpu_image and not any(a.matches(settings.gpu_image) for a in settings.allowed_images):
+            raise SettingsError(f"{source}: gpu_image {settings.gpu_image!r} is not in allowed_images")
         return settings
 
     @classmethod
@@ -157,6 +175,7 @@ class Settings:
                 {"name": a.name, **({"digest": a.digest} if a.digest else {})} for a in self.allowed_images
             ],
             "default_image": self.default_image,
+            "gpu_image": self.gpu_image,
             "container_user": self.container_user,
             "limits": {
                 "memory": self.limits.memory, "cpus": self.limits.cpus,

@@ -212,7 +212,7 @@ class ComputeToDataTask(ABC):
         else:
             self.settings.check_runner(self.runner.name)
         if self.runner.uses_container_paths:
-            self.image = self.settings.check_image(self.config.image)
+            self.settings.check_image_choice(self.config.image)  # the image itself comes with the resource
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
                 f"input collection {self.config.input_collection} does not exist (or you cannot see it)",
@@ -233,6 +233,9 @@ class ComputeToDataTask(ABC):
             tagged, self.candidates, self.config.compute_role, self.config.compute_resource
         )
         self.outcome.compute_resource = self.resource.name
+        if self.runner is not None and self.runner.uses_container_paths:
+            gpus = self.resource.avu_int(names.GPUS_ATTRIBUTE, 0)
+            self.image = self.settings.image_for(self.config.image, gpus)
 
     def check_permissions(self) -> None:
         """Read on every input, the model and the labels; write where the results go."""

@@ -49,6 +49,7 @@ class ImageClassificationTask(ComputeToDataTask):
             "top_k": config.top_k,
             "image_size": config.image_size,
             "num_workers": config.num_workers,
+            "precision": config.precision,
             "device": "auto",
         }
 
