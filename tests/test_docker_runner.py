@@ -405,10 +405,11 @@ def test_the_same_task_cannot_run_twice_at_once(tmp_path):
     workdir = make_workdir(tmp_path, "t1", "classify_images")
     client = FakeClient()
     runner = DockerRunner(settings_for(), client=client)
-    from compute_to_data.runners.docker_runner import _Run
+    from compute_to_data.runners.base import ActiveRun
 
-    runner._runs["t1"] = _Run("other")  # a run of t1 in progress
+    other = ActiveRun(make_request(workdir, "t1", "classify_images"), handle="other")
+    runner._runs["t1"] = other  # a run of t1 in progress
     with pytest.raises(RunnerError, match="already running"):
         runner.run(make_request(workdir, "t1", "classify_images"))
-    assert runner._runs["t1"].container_id == "other"  # the running one is not forgotten
-    assert client.events == ["create", "remove"]
+    assert runner._runs["t1"] is other and runner.running() == ["t1"]  # the running one is not forgotten
+    assert client.events == []  # refused before any container exists
