@@ -52,6 +52,10 @@ A_IMAGE_DIGEST = PREFIX + "image_digest"
 A_PARAMETERS = PREFIX + "parameters"
 A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
+#: where a run was supervised, its handle (container id, pid:token, Slurm job id), and the node it ran on
+A_RUN_HOST = PREFIX + "run_host"
+A_RUN_HANDLE = PREFIX + "run_handle"
+A_RUN_NODE = PREFIX + "run_node"
 
 
 class TaskState(str, Enum):
