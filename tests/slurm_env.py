@@ -8,7 +8,6 @@ message, and is skipped elsewhere, as the Docker tests are (tests/docker_env.py)
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+
+from tests.setup_scripts import run_setup_script, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-env"
@@ -66,38 +67,16 @@ class SlurmEnv:
         raise AssertionError(f"node {self.node} is {self.node_state()!r}, not idle, after {seconds:.0f} s")
 
 
-def unavailable(message: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"Slurm is required in CI but could not be made available: {message}", pytrace=False)
-    pytest.skip(f"Slurm not available: {message}")
-
-
 @lru_cache(maxsize=1)
 def _run_script() -> tuple[str | None, str]:
     """(node name, '') or (None, why): the script runs at most once per test session."""
-    if shutil.which("bash") is None:
-        return None, "bash is not installed"
-    try:
-        done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return None, f"{SCRIPT} did not finish within {SCRIPT_TIMEOUT} s"
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        errors = [line for line in lines if "ERROR" in line][-3:]
-        tail = "\n".join(lines[-15:])
-        return None, f"{SCRIPT} exited with {done.returncode}: {' '.join(errors)}\n--- last output ---\n{tail}"
-    lines = done.stdout.strip().splitlines()
-    if not lines:
-        return None, f"{SCRIPT} printed no node name"
-    return lines[-1].strip(), ""
+    return run_setup_script(SCRIPT, SCRIPT_TIMEOUT)
 
 
 def get_slurm_env() -> SlurmEnv:
     node, why = _run_script()
     if node is None:
-        unavailable(why)
+        unavailable("Slurm", why)
     assert node is not None
     return SlurmEnv(node)
 

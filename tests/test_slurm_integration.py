@@ -15,7 +15,6 @@ import json
 import os
 import posixpath
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from compute_to_data.taskconfig import TaskConfig
 from compute_to_data.tasks import TaskContext, create_task
 from compute_to_data.tasks.state import TaskStateStore
 from tests.notebook_support import SLEEP_NOTEBOOK, tiny_model
+from tests.test_inprocess_runner import alive
 from tests.runner_child import start_supervisor, wait_for_handle
 from tests.slurm_env import SlurmEnv, get_slurm_env
 
@@ -92,14 +92,6 @@ def wait_for(predicate, seconds: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{what} did not happen within {seconds:.0f} s")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def kernel_pid(request: RunRequest) -> int:

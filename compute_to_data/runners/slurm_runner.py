@@ -197,6 +197,7 @@ class _Job:
     mode: str
     last_contact: float = 0.0
     final: JobState | None = None
+    started_noted: bool = False
 
     def file(self, name: str) -> Path:
         return self.directory / name
@@ -607,11 +608,13 @@ class SlurmRunner(SupervisedRunner):
             time.sleep(self.file_check_interval)
 
     def _note_start(self, run: ActiveRun, job: _Job) -> None:
-        if run.started_epoch is not None:
+        """When the job's script started, by its own clock (squeue may say RUNNING a little earlier)."""
+        if job.started_noted:
             return
         started = read_key_values(job.file(STARTED_FILE))
         if started is None:
             return
+        job.started_noted = True
         try:
             run.started_epoch = float(started.get("started", ""))
         except ValueError:
