@@ -436,3 +436,14 @@ def test_cancel_from_another_process_finds_the_job_by_name_and_says_why(tmp_path
     assert runner_for(tmp_path, commands).cancel("20261122T020304Z-3f9a1c") is True
     assert commands.cancelled == ["42"]
     assert (job_dir / STOP_FILE).read_text() == "cancelled on request"
+
+
+def test_a_missing_cluster_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from tests.setup_scripts import unavailable
+
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="Slurm is required in CI .*: slurmctld does not answer"):
+        unavailable("Slurm", "slurmctld does not answer")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="Slurm not available"):
+        unavailable("Slurm", "slurmctld does not answer")
