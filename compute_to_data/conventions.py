@@ -57,6 +57,10 @@ A_RUNNER = PREFIX + "runner"
 #: JSON object, step name -> seconds (``stage_inputs``, ``execute``, ``run.kernel_start`` ...),
 #: written with every state and refreshed as steps finish.
 A_TIMINGS = PREFIX + "timings"
+#: where a run was supervised, its handle (container id, pid:token, Slurm job id), and the node it ran on
+A_RUN_HOST = PREFIX + "run_host"
+A_RUN_HANDLE = PREFIX + "run_handle"
+A_RUN_NODE = PREFIX + "run_node"
 
 
 class TaskState(str, Enum):

@@ -338,7 +338,7 @@ class ComputeToDataTask(ABC):
             self.labels_object = self.grid.get_data_object(self.config.labels)
         self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
 
-        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host), self.task_id)
+        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.task_id)
         self.workdir.create()
         for obj in self.inputs:
             self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj))
@@ -467,7 +467,7 @@ class ComputeToDataTask(ABC):
     def _slot(self) -> ResourceSlot:
         assert self.resource is not None
         lock_dir = Path(self.settings.lock_directory) if self.settings.lock_directory else (
-            self.settings.staging_directory_for(self.resource.host) / ".locks"
+            self.settings.staging_directory_for(self.resource.host, self.resource.name) / ".locks"
         )
         return ResourceSlot(
             lock_dir,
@@ -545,6 +545,12 @@ class ComputeToDataTask(ABC):
                 values[names.A_IMAGE] = self.run_result.image
             if self.run_result.image_digest:
                 values[names.A_IMAGE_DIGEST] = self.run_result.image_digest
+            # where it ran: the host that supervised it, its handle (container, pid, job id), the node
+            for attribute, value in ((names.A_RUN_HOST, self.run_result.host),
+                                     (names.A_RUN_HANDLE, self.run_result.handle),
+                                     (names.A_RUN_NODE, self.run_result.node)):
+                if value:
+                    values[attribute] = value
         return values
 
     def _record_failure(self, exc: BaseException) -> None:
