@@ -36,7 +36,7 @@ from compute_to_data.demo import data, model
 from compute_to_data.demo.run import HOME, LABELS, MODEL, RESULTS
 from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.runners.base import stop_marked_processes
+from compute_to_data.runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
 from compute_to_data.settings import Settings
 from compute_to_data.taskconfig import TaskConfig
 from compute_to_data.tasks import TaskContext, TaskLifecycle
@@ -108,7 +108,8 @@ def engine_dying_half_way(grid_dir: str, settings_file: str, task: str, kill_at:
 
     def die(done: int, total: int) -> None:
         if done >= kill_at:
-            stop_marked_processes(task_id)  # the notebook's processes ...
+            for pid in processes_with_env(ENV_TASK_ID, task_id):  # the notebook's processes ...
+                kill_tree(pid)
             os.kill(os.getpid(), signal.SIGKILL)  # ... and the engine: the node is gone
 
     context.progress_listeners.append(die)

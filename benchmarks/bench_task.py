@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if outcome is None or not outcome.succeeded:
             print(f"task did not succeed: {outcome.error if outcome else result.nothing_to_do}", file=sys.stderr)
             return 1
-        if outcome.timings.get("run.inference_seconds") is None:
+        if outcome.timings.get("run.inference") is None:
             print("the runner reported no inference time (timings.json missing)", file=sys.stderr)
             return 1
         outcomes.append(outcome)
         model_file = next((workdir / "source" / "model").glob("*.pt"))
         bares.append(bare_loop_fresh_process(workdir / "source" / "digits", model_file, 64))
-        print(f"round {round_number + 1}: inference {outcome.timings['run.inference_seconds']:.2f} s, "
+        print(f"round {round_number + 1}: inference {outcome.timings['run.inference']:.2f} s, "
               f"bare {bares[-1]:.2f} s")
     demo_total = time.perf_counter() - started
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = sorted(outcomes, key=total_of)[len(outcomes) // 2]  # the median run, for the step list
     task_total = statistics.median(total_of(o) for o in outcomes)
     execute = statistics.median(o.timings["execute"] for o in outcomes)
-    inference = statistics.median(o.timings["run.inference_seconds"] for o in outcomes)
+    inference = statistics.median(o.timings["run.inference"] for o in outcomes)
     bare = statistics.median(bares)
 
     grid = LocalGrid(workdir / "grid", user="alice")

@@ -56,8 +56,6 @@ A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
 # liveness and cost (the lifecycle, tasks/lifecycle.py)
 A_HEARTBEAT = PREFIX + "heartbeat"
-A_RUN_HOST = PREFIX + "run_host"
-A_RUN_HANDLE = PREFIX + "run_handle"
 A_IMAGES_FAILED = PREFIX + "images_failed"
 A_RESUMED = PREFIX + "resumed"
 
@@ -70,6 +68,10 @@ TASK_SELECTION_FILE = "inputs.json"
 #: JSON object, step name -> seconds (``stage_inputs``, ``execute``, ``run.kernel_start`` ...),
 #: written with every state and refreshed as steps finish.
 A_TIMINGS = PREFIX + "timings"
+#: where a run was supervised, its handle (container id, pid:token, Slurm job id), and the node it ran on
+A_RUN_HOST = PREFIX + "run_host"
+A_RUN_HANDLE = PREFIX + "run_handle"
+A_RUN_NODE = PREFIX + "run_node"
 
 
 class TaskState(str, Enum):
@@ -106,15 +108,6 @@ CONTAINER_TASK_DIR = "/task"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = ".progress"
-#: predictions in parts, written while the notebook runs: ``/outputs/.parts/part-000001.json``,
-#: each renamed into place when complete (a reader never sees half a part), holding
-#: ``{"task_id", "part", "images": [entries as in predictions.json]}``. The engine tags each
-#: part while the notebook works on the next one.
-PARTS_DIR = ".parts"
-PART_PREFIX = "part-"
-PART_SUFFIX = ".json"
-DEFAULT_PART_SIZE = 1000
-DEFAULT_PART_SECONDS = 60.0
 #: a resumed run's notebook gets the earlier runs' predictions here (read-only, in /task) and
 #: covers them in its predictions.json/.csv and report.
 PREVIOUS_PREDICTIONS_FILE = "previous_predictions.json"
@@ -124,14 +117,26 @@ TASK_ID_ENV = "C2D_TASK_ID"
 #: key of ``params.json`` holding what the report shows about the task (provenance, timings so
 #: far, how to show host paths); the entrypoint takes it out before the notebook sees the rest.
 REPORT_CONTEXT_PARAMETER = "c2d_report"
+#: Predictions in parts, written while the notebook runs so that a crash keeps what was done:
+#: ``<outputs>/.parts/part-000000.json``, ``part-000001.json``... Each is written under a
+#: temporary name in the same directory and renamed (os.replace), so a reader sees a part
+#: whole or not at all. Hidden, so never ingested as a task output. A part holds
+#: ``{"task_id", "part", "first", "count", "last", "images": [entries as in predictions.json]}``;
+#: the engine stores and tags each one while the notebook works on the next.
+PARTS_DIR = ".parts"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".json"
+#: a part every this many images, or every this many seconds, whichever comes first.
+DEFAULT_PART_SIZE = 1000
+DEFAULT_PART_SECONDS = 60.0
 
 # --- server-side settings ------------------------------------------------------------------------
 DEFAULT_SETTINGS_PATH = "/etc/irods/compute_to_data.json"
 SETTINGS_ENV = "C2D_SETTINGS"
 
 
-def part_name(index: int) -> str:
-    """``part-000001.json``: the file name of part ``index`` (1-based) in ``.parts``."""
+def part_file_name(index: int) -> str:
+    """``part-000042.json``: zero-padded so that names sort in the order the parts were written."""
     return f"{PART_PREFIX}{index:06d}{PART_SUFFIX}"
 
 

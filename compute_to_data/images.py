@@ -15,6 +15,10 @@ build, no package index either. So everything is prepared on the host first:
 The image carries a content-hash label over everything that goes into it (Dockerfile, package
 sources, notebooks, wheelhouse, base image id), so ``--if-stale`` rebuilds only when one of them
 changed.
+
+``--cuda`` builds the twin ``compute-to-data/classifier-cuda`` from the same Dockerfile (build
+argument ``TORCH_VARIANT=cuda``) and its own wheelhouse, which must hold a CUDA build of torch
+and the ``nvidia-*`` wheels it loads; nothing else differs, the driver comes from the host.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ LABEL_BASE_IMAGE = "org.c2d.base-image"
 LABEL_BASE_IMAGE_ID = "org.c2d.base-image-id"
 LABEL_BUILD_IMAGE = "org.c2d.build-image"
 LABEL_WHEELHOUSE_KEY = "org.c2d.wheelhouse-key"
+LABEL_TORCH_VARIANT = "org.c2d.torch-variant"
+
+CUDA_IMAGE_REPOSITORY = "compute-to-data/classifier-cuda"
+#: PyPI's Linux wheel of torch is the CUDA build; the CPU one is ``+cpu`` from a find-links directory.
+DEFAULT_CUDA_TORCH_REQUIREMENT = "torch==2.13.0"
+CUDA_TORCH_REQUIREMENT_ENV = "C2D_CUDA_TORCH_REQUIREMENT"
 
 WHEELHOUSE_STAMP = ".c2d-wheelhouse.json"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
@@ -66,8 +76,37 @@ class ImageBuildError(ComputeToDataError):
     """The classifier image (or its wheelhouse) could not be built."""
 
 
-def default_tag(version: str = __version__) -> str:
-    return f"{IMAGE_REPOSITORY}:{version}"
+@dataclass(frozen=True)
+class ImageVariant:
+    """The CPU image or its CUDA twin: one Dockerfile, a different torch and wheelhouse."""
+
+    name: str  # the Dockerfile's TORCH_VARIANT
+    repository: str
+    wheelhouse_name: str  # directory in the cache
+    torch_env: str
+    torch_default: str
+
+    @property
+    def cuda(self) -> bool:
+        return self.name == "cuda"
+
+
+CPU_VARIANT = ImageVariant("cpu", IMAGE_REPOSITORY, "wheelhouse", TORCH_REQUIREMENT_ENV, DEFAULT_TORCH_REQUIREMENT)
+CUDA_VARIANT = ImageVariant("cuda", CUDA_IMAGE_REPOSITORY, "wheelhouse-cuda", CUDA_TORCH_REQUIREMENT_ENV,
+                            DEFAULT_CUDA_TORCH_REQUIREMENT)
+
+
+def image_variant(cuda: bool = False) -> ImageVariant:
+    return CUDA_VARIANT if cuda else CPU_VARIANT
+
+
+def default_tag(version: str = __version__, *, cuda: bool = False) -> str:
+    return f"{image_variant(cuda).repository}:{version}"
+
+
+def default_wheelhouse(*, cuda: bool = False) -> Path:
+    """The wheelhouse ``c2d image build`` uses (and scripts/docker-env for the CPU image)."""
+    return default_cache_dir() / image_variant(cuda).wheelhouse_name
 
 
 def default_cache_dir() -> Path:
@@ -116,12 +155,12 @@ def source_root() -> Path:
 
 
 # --- requirements and wheelhouse -----------------------------------------------------------------
-def image_requirements(root: Path | None = None) -> list[str]:
-    """Runtime dependencies + the ``notebook`` extra, with torch pinned (CPU build)."""
+def image_requirements(root: Path | None = None, variant: ImageVariant = CPU_VARIANT) -> list[str]:
+    """Runtime dependencies + the ``notebook`` extra, with torch pinned (the variant's build)."""
     root = root or source_root()
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     wanted = list(project.get("dependencies", [])) + list(project.get("optional-dependencies", {}).get("notebook", []))
-    torch = os.environ.get(TORCH_REQUIREMENT_ENV, DEFAULT_TORCH_REQUIREMENT)
+    torch = os.environ.get(variant.torch_env, variant.torch_default)
     result: list[str] = []
     for requirement in wanted:
         name = requirement.split(";")[0].strip()
@@ -177,23 +216,25 @@ def probe_base_python(client: Any, base_image: str) -> TargetPython:
     return TargetPython(version, glibc, machine)
 
 
-def wheelhouse_key(requirements: list[str], target: TargetPython) -> str:
-    """Changes when the requirement list or the interpreter the wheels are for changes."""
-    material = {"requirements": sorted(requirements), "python": target.version, "glibc": target.glibc,
-                "machine": target.machine}
+def wheelhouse_key(requirements: list[str], target: TargetPython, variant: ImageVariant = CPU_VARIANT) -> str:
+    """Changes when the requirement list, the interpreter the wheels are for or the variant changes."""
+    material: dict[str, Any] = {"requirements": sorted(requirements), "python": target.version,
+                                "glibc": target.glibc, "machine": target.machine}
+    if variant.cuda:  # "torch==2.13.0" names both builds; the CPU key stays what it was
+        material["variant"] = variant.name
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[str] | None = None,
-                      *, rebuild: bool = False) -> str:
+                      *, rebuild: bool = False, variant: ImageVariant = CPU_VARIANT) -> str:
     """Download (or reuse) the wheels for ``target`` into ``directory``; returns the key.
 
     ``pip download --only-binary`` with the target's Python version and glibc: the host's
     interpreter may be newer (a wheel requiring Python >= 3.11.5 does not install on Debian
     bookworm's 3.11.2), and nothing is compiled on the host.
     """
-    requirements = requirements or image_requirements()
-    key = wheelhouse_key(requirements, target)
+    requirements = requirements or image_requirements(variant=variant)
+    key = wheelhouse_key(requirements, target, variant)
     stamp = directory / WHEELHOUSE_STAMP
     if not rebuild and stamp.is_file():
         try:
@@ -217,7 +258,7 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
                 "pip download failed while building the image's wheelhouse:\n"
                 + _tail("\n".join(l for l in (done.stdout + done.stderr).splitlines() if "is ignored" not in l), 40)
             )
-        _check_torch_wheel(scratch)
+        _check_torch_wheel(scratch, variant, shown=directory)
         (scratch / "requirements.txt").unlink()
         stamp_data = {"key": key, "requirements": requirements, "python": target.version, "glibc": target.glibc,
                       "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -234,18 +275,36 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
     return key
 
 
-def _check_torch_wheel(directory: Path) -> None:
-    """Refuse a CUDA torch: it needs gigabytes of nvidia-* wheels and breaks the size budget."""
+def _check_torch_wheel(directory: Path, variant: ImageVariant = CPU_VARIANT, *, shown: Path | None = None) -> None:
+    """CPU image: refuse a CUDA torch (gigabytes of nvidia-* wheels, breaks the size budget).
+    CUDA image: refuse anything but a CUDA torch with its nvidia-* wheels. ``shown`` is the
+    wheelhouse to name in the error (``directory`` may be its scratch copy)."""
     wheels = sorted(directory.glob("torch-*.whl"))
     if not wheels:
-        raise ImageBuildError(f"the wheelhouse {directory} has no torch wheel")
+        raise ImageBuildError(f"the wheelhouse {shown or directory} has no torch wheel")
     nvidia = sorted(p.name for p in directory.glob("nvidia_*.whl"))
+    if variant.cuda:
+        _check_cuda_torch_wheel(shown or directory, wheels[0].name, nvidia)
+        return
     if ("+cpu" not in wheels[0].name or nvidia) and not os.environ.get(ALLOW_NON_CPU_TORCH_ENV):
         raise ImageBuildError(
             f"pip chose {wheels[0].name}{' and ' + ', '.join(nvidia[:3]) if nvidia else ''}, not the CPU build of "
             "torch. Put torch-<version>+cpu-cp311-*.whl in a find-links directory (PIP_FIND_LINKS) or set "
             f"{TORCH_REQUIREMENT_ENV}; set {ALLOW_NON_CPU_TORCH_ENV}=1 to build a CUDA image on purpose"
         )
+
+
+def _check_cuda_torch_wheel(directory: Path, torch_wheel: str, nvidia: list[str]) -> None:
+    how = ("put the CUDA build of torch (PyPI's torch-<version>-cp311-*manylinux*.whl, or +cuNNN from "
+           "PyTorch's index) and the nvidia-*, cuda-* and triton wheels it requires in a pip find-links "
+           f"directory (PIP_FIND_LINKS) ahead of any +cpu wheel, or name it in {CUDA_TORCH_REQUIREMENT_ENV}, "
+           "then run c2d image build --cuda again")
+    if "+cpu" in torch_wheel:
+        raise ImageBuildError(f"the wheelhouse {directory} holds {torch_wheel}, the CPU build of torch, "
+                              f"not a CUDA build: {how}")
+    if not nvidia:
+        raise ImageBuildError(f"the wheelhouse {directory} holds {torch_wheel} but none of the nvidia-* wheels "
+                              f"(cuDNN, cuBLAS, ...) a CUDA torch loads: {how}")
 
 
 # --- sources, content hash, context --------------------------------------------------------------
@@ -272,13 +331,16 @@ def _notebook_files(directories: list[Path]) -> list[tuple[str, Path]]:
 
 
 def content_hash(root: Path, dockerfile: Path, requirements: list[str], wheelhouse: str,
-                 base_image_id: str, notebooks: list[tuple[str, Path]], build_image_id: str = "") -> str:
+                 base_image_id: str, notebooks: list[tuple[str, Path]], build_image_id: str = "",
+                 variant: ImageVariant = CPU_VARIANT) -> str:
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
         digest.update(label.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
 
     add("Dockerfile", dockerfile.read_bytes())
+    if variant.cuda:
+        add("variant", variant.name.encode())
     add("requirements", "\n".join(requirements).encode())
     add("wheelhouse", wheelhouse.encode())
     add("base", base_image_id.encode())
@@ -367,29 +429,56 @@ def docker_client(timeout: int = 600) -> Any:
     return client
 
 
+@dataclass(frozen=True)
+class BuildPlan:
+    """What one ``c2d image build`` builds, decided before Docker is asked anything."""
+
+    variant: ImageVariant
+    tag: str
+    dockerfile: Path
+    wheelhouse: Path
+    requirements: list[str]
+
+    def build_args(self, base_image: str, build_image_ref: str) -> dict[str, str]:
+        return {"BASE_IMAGE": base_image, "BUILD_IMAGE": build_image_ref, "TORCH_VARIANT": self.variant.name}
+
+
+def plan_build(root: Path, *, cuda: bool = False, wheelhouse: Path | None = None, tag: str | None = None) -> BuildPlan:
+    """The CPU image, or with ``cuda`` its twin: same Dockerfile, own tag, wheelhouse and torch."""
+    variant = image_variant(cuda)
+    return BuildPlan(
+        variant=variant,
+        tag=tag or default_tag(cuda=cuda),
+        dockerfile=root / "containers" / "classifier" / "Dockerfile",
+        wheelhouse=wheelhouse or default_wheelhouse(cuda=cuda),
+        requirements=image_requirements(root, variant),
+    )
+
+
 def build_image(
     *,
     base_image: str = DEFAULT_BASE_IMAGE,
     build_image_ref: str | None = None,
-    wheelhouse: Path,
+    wheelhouse: Path | None = None,
     tag: str | None = None,
     if_stale: bool = False,
     extra_notebook_dirs: list[Path] | None = None,
     client: Any = None,
     work_dir: Path | None = None,
+    cuda: bool = False,
 ) -> BuiltImage:
     """Build the classifier image (wheelhouse first, if needed); reuse it when nothing changed.
 
     ``build_image_ref`` is where the virtualenv is made (default: chosen by
     :func:`choose_build_image`); it must be the same system as ``base_image`` (same python3 path).
+    ``cuda`` builds ``compute-to-data/classifier-cuda`` from a wheelhouse with a CUDA torch.
     """
     import docker.errors
 
     root = source_root()
-    tag = tag or default_tag()
+    plan = plan_build(root, cuda=cuda, wheelhouse=wheelhouse, tag=tag)
+    tag, dockerfile, requirements, wheelhouse = plan.tag, plan.dockerfile, plan.requirements, plan.wheelhouse
     client = client or docker_client()
-    dockerfile = root / "containers" / "classifier" / "Dockerfile"
-    requirements = image_requirements(root)
     try:
         base = client.images.get(base_image)
     except docker.errors.ImageNotFound:
@@ -402,9 +491,10 @@ def build_image(
         build_base = client.images.get(build_ref)
     except docker.errors.ImageNotFound:
         raise ImageBuildError(f"build image {build_ref} is not on this host") from None
-    key = ensure_wheelhouse(wheelhouse, probe_base_python(client, base_image), requirements)
+    key = ensure_wheelhouse(wheelhouse, probe_base_python(client, base_image), requirements, variant=plan.variant)
+    _check_torch_wheel(wheelhouse, plan.variant)  # also a reused one: its files may have been swapped
     notebooks = _notebook_files([root / "notebooks", *(extra_notebook_dirs or [])])
-    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks, build_base.id)
+    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks, build_base.id, plan.variant)
 
     previous_id: str | None = None
     try:
@@ -429,11 +519,12 @@ def build_image(
             LABEL_BASE_IMAGE_ID: base.id,
             LABEL_BUILD_IMAGE: build_ref,
             LABEL_WHEELHOUSE_KEY: key,
+            LABEL_TORCH_VARIANT: plan.variant.name,
         }
         log.info("building %s from %s (context %s)", tag, base_image, context)
         output: list[str] = []
         for chunk in client.api.build(
-            path=str(context), tag=tag, buildargs={"BASE_IMAGE": base_image, "BUILD_IMAGE": build_ref}, labels=labels,
+            path=str(context), tag=tag, buildargs=plan.build_args(base_image, build_ref), labels=labels,
             rm=True, forcerm=True, pull=False, network_mode="none", decode=True,
         ):
             if "stream" in chunk:
@@ -470,6 +561,7 @@ def list_images(client: Any = None) -> list[dict[str, Any]]:
             "created": image.attrs.get("Created", ""),
             "version": labels.get(LABEL_VERSION, ""),
             "base": labels.get(LABEL_BASE_IMAGE, ""),
+            "variant": labels.get(LABEL_TORCH_VARIANT, "cpu"),
             "content_hash": labels.get(LABEL_CONTENT_HASH, ""),
         })
     return sorted(rows, key=lambda r: r["created"], reverse=True)
@@ -489,11 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     ensure.add_argument("--build-base", default=None, help="image the virtualenv is made in (default: see choose_build_image)")
     ensure.add_argument("--wheelhouse", type=Path, required=True)
     ensure.add_argument("--tag", default=None)
+    ensure.add_argument("--cuda", action="store_true", help="the CUDA twin (wheelhouse with a CUDA torch)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[docker-env] %(message)s", stream=sys.stderr)
     try:
         built = build_image(base_image=args.base, build_image_ref=args.build_base, wheelhouse=args.wheelhouse,
-                            tag=args.tag, if_stale=True)
+                            tag=args.tag, if_stale=True, cuda=args.cuda)
     except ComputeToDataError as exc:
         print(f"[docker-env] ERROR: {exc}", file=sys.stderr)
         return 1

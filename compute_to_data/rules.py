@@ -64,6 +64,7 @@ from .grid.base import AVU, EntityType, Resource
 from .grid.irods_errors import describe_code, parse_error_code
 from .grid.rule_engine import RuleEngineGrid
 from .registry import runners as runner_registry
+from .runners import auto_candidates
 from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
@@ -233,9 +234,9 @@ class DeferredRunner(Runner):
     def _plan(self) -> str:
         if self.requested != "auto":
             return self.requested
-        for candidate in ("docker", "inprocess"):
-            if candidate in self.settings.allowed_runners:
-                return candidate
+        candidates = auto_candidates(self.settings)
+        if candidates:
+            return candidates[0]
         raise NotAllowedError(f"the server settings ({self.settings.source}) allow no runner for 'auto'")
 
     @property  # type: ignore[override]

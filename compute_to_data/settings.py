@@ -34,10 +34,127 @@ class ContainerLimits:
     shm_size: str = "1g"
 
 
+#: sbatch options the Slurm runner sets itself (from the task, the limits and the settings'
+#: own keys): ``slurm.extra_options`` may not set them again.
+SLURM_CONTROLLED_OPTIONS = (
+    "--array", "--chdir", "--cpus-per-gpu", "--cpus-per-task", "--error", "--export", "--gpus", "--gpus-per-node",
+    "--gpus-per-task", "--gres", "--input", "--job-name", "--mem", "--mem-per-cpu", "--mem-per-gpu", "--nodes",
+    "--ntasks", "--output", "--parsable", "--partition", "--account", "--qos", "--time", "--wrap", "--wait",
+    "--requeue", "--no-requeue", "--uid", "--gid",
+)
+
+
+@dataclass(frozen=True)
+class SlurmResource:
+    """A compute resource whose tasks run as Slurm jobs: where its staging directory is on the
+    filesystem the resource's vault shares with the cluster's nodes, and optional overrides of
+    the cluster-wide partition, account and QoS."""
+
+    staging_directory: str
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """How tasks are submitted to a Slurm cluster; every sbatch option comes from here or from
+    the resource and the limits, never from a task config."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    #: further sbatch options the administrator allows, e.g. ["--constraint=a100"].
+    extra_options: tuple[str, ...] = ()
+    #: "container": the allowlisted image, locked down, through container_engine on the node;
+    #: "direct": the notebook in a pre-installed environment on the node (not a sandbox).
+    mode: str = "container"
+    container_engine: str = "docker"
+    #: direct mode: the interpreter of the environment on the nodes (default: this Python).
+    python: str | None = None
+    #: where sbatch, squeue, scancel and sacct are, when they are not on the PATH.
+    commands_directory: str | None = None
+    poll_interval_seconds: float = 2.0
+    resources: dict[str, SlurmResource] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.resources)
+
+    def resource(self, name: str) -> SlurmResource | None:
+        return self.resources.get(name)
+
+    @classmethod
+    def from_document(cls, doc: Any, source: str) -> "SlurmSettings":
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{source}: slurm must be an object")
+        known = {"partition", "account", "qos", "extra_options", "mode", "container_engine", "python",
+                 "commands_directory", "poll_interval_seconds", "resources", "$comment"}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise SettingsError(f"{source}: unknown slurm setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        mode = doc.get("mode", "container")
+        if mode not in ("container", "direct"):
+            raise SettingsError(f"{source}: slurm.mode must be 'container' or 'direct', not {mode!r}")
+        engine = doc.get("container_engine", "docker")
+        if engine not in ("docker", "podman"):
+            raise SettingsError(f"{source}: slurm.container_engine must be 'docker' or 'podman', not {engine!r}")
+        extra = doc.get("extra_options", [])
+        if not isinstance(extra, list) or not all(isinstance(o, str) for o in extra):
+            raise SettingsError(f"{source}: slurm.extra_options must be a list of strings like '--constraint=a100'")
+        for option in extra:
+            flag = option.split("=", 1)[0]
+            if not flag.startswith("--") or any(c.isspace() for c in option):
+                raise SettingsError(f"{source}: slurm.extra_options: {option!r} is not one long option (--name=value)")
+            if flag in SLURM_CONTROLLED_OPTIONS:
+                raise SettingsError(
+                    f"{source}: slurm.extra_options may not set {flag}: the runner sets it (partition, account and "
+                    "qos have their own slurm settings; CPUs and memory come from limits, GPUs from the resource)"
+                )
+        resources = {}
+        raw_resources = doc.get("resources", {})
+        if not isinstance(raw_resources, dict):
+            raise SettingsError(f"{source}: slurm.resources must map resource names to objects")
+        for name, entry in raw_resources.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("staging_directory"), str):
+                raise SettingsError(f"{source}: slurm.resources.{name} needs a staging_directory (a path on the shared filesystem)")
+            extra_keys = sorted(set(entry) - {"staging_directory", "partition", "account", "qos", "$comment"})
+            if extra_keys:
+                raise SettingsError(f"{source}: slurm.resources.{name}: unknown setting(s) {', '.join(extra_keys)}")
+            if not Path(entry["staging_directory"]).is_absolute():
+                raise SettingsError(f"{source}: slurm.resources.{name}.staging_directory must be an absolute path")
+            resources[str(name)] = SlurmResource(
+                entry["staging_directory"], entry.get("partition"), entry.get("account"), entry.get("qos"))
+        for key in ("partition", "account", "qos", "python", "commands_directory"):
+            if doc.get(key) is not None and not isinstance(doc[key], str):
+                raise SettingsError(f"{source}: slurm.{key} must be a string")
+        return cls(
+            partition=doc.get("partition"), account=doc.get("account"), qos=doc.get("qos"),
+            extra_options=tuple(extra), mode=mode, container_engine=engine, python=doc.get("python"),
+            commands_directory=doc.get("commands_directory"),
+            poll_interval_seconds=float(doc.get("poll_interval_seconds", 2.0)), resources=resources,
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition, "account": self.account, "qos": self.qos,
+            "extra_options": list(self.extra_options), "mode": self.mode, "container_engine": self.container_engine,
+            "python": self.python, "commands_directory": self.commands_directory,
+            "poll_interval_seconds": self.poll_interval_seconds,
+            "resources": {
+                name: {k: v for k, v in (("staging_directory", r.staging_directory), ("partition", r.partition),
+                                         ("account", r.account), ("qos", r.qos)) if v is not None}
+                for name, r in self.resources.items()
+            },
+        }
+
+
 @dataclass(frozen=True)
 class Settings:
     allowed_images: tuple[AllowedImage, ...] = ()
     default_image: str | None = None
+    #: image for resources declaring COMPUTE_RESOURCE_GPUS > 0 when the task names none (a CUDA build).
+    gpu_image: str | None = None
     #: "uid:gid" for containers; None = the uid:gid of the process starting them (the service account).
     container_user: str | None = None
     limits: ContainerLimits = field(default_factory=ContainerLimits)
@@ -60,9 +177,11 @@ class Settings:
     #: ... and one whose heartbeat is older than this is dead (stopped and failed on its host).
     heartbeat_lease_seconds: float = 60.0
     #: the notebook writes its predictions in parts of this many images, or every part_seconds,
-    #: and the engine tags each part while the notebook works on the next (0: one part at the end).
+    #: and the engine tags each part while the notebook works on the next.
     part_size: int = names.DEFAULT_PART_SIZE
     part_seconds: float = names.DEFAULT_PART_SECONDS
+    #: the Slurm cluster that runs the tasks of some resources (runner ``slurm``).
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
     source: str = "built-in defaults"
 
     # --- decisions ---------------------------------------------------------------------------
@@ -83,6 +202,19 @@ class Settings:
             f"allowed images: {permitted}. Ask your iRODS administrator to add it to allowed_images."
         )
 
+    def check_image_choice(self, reference: str | None) -> None:
+        """Refuse early (before a resource is chosen) what no resource could run: a named image off
+        the allowlist, or no image named while the settings have neither default nor GPU image."""
+        if reference or not self.gpu_image:
+            self.check_image(reference)
+
+    def image_for(self, reference: str | None, gpus: int = 0) -> AllowedImage:
+        """The allowlist entry a task runs in: the image it names; else ``gpu_image`` on a
+        resource with GPUs (when set); else ``default_image``."""
+        if not reference and gpus > 0 and self.gpu_image:
+            reference = self.gpu_image
+        return self.check_image(reference)
+
     def check_runner(self, runner: str) -> None:
         if runner not in self.allowed_runners:
             raise NotAllowedError(
@@ -94,23 +226,27 @@ class Settings:
         """The task's own limit, else the settings' default; never above the settings' maximum."""
         return min(requested or self.default_timeout_seconds, self.max_timeout_seconds)
 
-    def staging_directory_for(self, host: str) -> Path:
+    def staging_directory_for(self, host: str, resource: str | None = None) -> Path:
+        """A Slurm resource's staging directory (on the shared filesystem), else the host's."""
+        slurm_resource = self.slurm.resource(resource) if resource else None
+        if slurm_resource is not None:
+            return Path(slurm_resource.staging_directory)
         return Path(self.staging_directories.get(host, self.staging_directory))
 
-    def lock_directory_for(self, host: str) -> Path:
+    def lock_directory_for(self, host: str, resource: str | None = None) -> Path:
         """Where the per-resource slot locks and the per-task run locks live on ``host``."""
         if self.lock_directory:
             return Path(self.lock_directory)
-        return self.staging_directory_for(host) / ".locks"
+        return self.staging_directory_for(host, resource) / ".locks"
 
     # --- loading -------------------------------------------------------------------------------
     @classmethod
     def from_document(cls, doc: dict[str, Any], source: str) -> "Settings":
         known = {
-            "allowed_images", "default_image", "container_user", "limits", "staging_directories",
+            "allowed_images", "default_image", "gpu_image", "container_user", "limits", "staging_directories",
             "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
-            "max_concurrent_tasks_default", "lock_directory", "heartbeat_interval_seconds",
+            "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
             "heartbeat_lease_seconds", "part_size", "part_seconds", "$comment",
         }
         unknown = sorted(set(doc) - known)
@@ -130,6 +266,7 @@ class Settings:
             settings = cls(
                 allowed_images=tuple(images),
                 default_image=doc.get("default_image"),
+                gpu_image=doc.get("gpu_image"),
                 container_user=user,
                 limits=limits,
                 staging_directories=dict(doc.get("staging_directories", {})),
@@ -146,6 +283,7 @@ class Settings:
                 heartbeat_lease_seconds=float(doc.get("heartbeat_lease_seconds", 60.0)),
                 part_size=int(doc.get("part_size", names.DEFAULT_PART_SIZE)),
                 part_seconds=float(doc.get("part_seconds", names.DEFAULT_PART_SECONDS)),
+                slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -155,10 +293,12 @@ class Settings:
                 f"{source}: heartbeat_interval_seconds ({settings.heartbeat_interval_seconds:g}) must be above 0 and "
                 f"below heartbeat_lease_seconds ({settings.heartbeat_lease_seconds:g}), or live tasks would look dead"
             )
-        if settings.part_size < 0 or settings.part_seconds <= 0:
-            raise SettingsError(f"{source}: part_size must be >= 0 and part_seconds > 0")
+        if settings.part_size < 1 or settings.part_seconds <= 0:
+            raise SettingsError(f"{source}: part_size must be >= 1 and part_seconds > 0")
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
             raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
+        if settings.gpu_image and not any(a.matches(settings.gpu_image) for a in settings.allowed_images):
+            raise SettingsError(f"{source}: gpu_image {settings.gpu_image!r} is not in allowed_images")
         return settings
 
     @classmethod
@@ -184,6 +324,7 @@ class Settings:
                 {"name": a.name, **({"digest": a.digest} if a.digest else {})} for a in self.allowed_images
             ],
             "default_image": self.default_image,
+            "gpu_image": self.gpu_image,
             "container_user": self.container_user,
             "limits": {
                 "memory": self.limits.memory, "cpus": self.limits.cpus,
@@ -203,6 +344,7 @@ class Settings:
             "heartbeat_lease_seconds": self.heartbeat_lease_seconds,
             "part_size": self.part_size,
             "part_seconds": self.part_seconds,
+            "slurm": self.slurm.to_document(),
         }
 
 

@@ -47,6 +47,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "pattern":
         hint = error.schema.get("description", f"must match {error.schema['pattern']}")
         return f"{where}: {error.instance!r} is not valid: {hint}"
+    if error.validator in ("anyOf", "oneOf") and "description" in error.schema:
+        return f"{where}: {error.instance!r} is not valid: {error.schema['description']}"
     if error.validator == "enum":
         choices = ", ".join(repr(c) for c in error.schema["enum"])
         return f"{where}: {error.instance!r} is not one of {choices}"
@@ -166,7 +168,8 @@ class TaskConfig:
     score_threshold: float = 0.0
     top_k: int = 3
     image_size: int | None = None
-    num_workers: int = 0
+    num_workers: int | str = "auto"
+    precision: str = "fp32"
     class_attribute: str = names.DEFAULT_CLASS_ATTRIBUTE
     score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
     #: None: the settings' default_timeout_seconds applies (Settings.effective_timeout).
@@ -201,7 +204,8 @@ class TaskConfig:
             score_threshold=float(params.get("score_threshold", 0.0)),
             top_k=params.get("top_k", 3),
             image_size=params.get("image_size"),
-            num_workers=params.get("num_workers", 0),
+            num_workers=params.get("num_workers", "auto"),
+            precision=params.get("precision", "fp32"),
             class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
             timeout_seconds=doc.get("timeout_seconds"),
@@ -227,6 +231,7 @@ class TaskConfig:
             "score_threshold": self.score_threshold,
             "top_k": self.top_k,
             "num_workers": self.num_workers,
+            "precision": self.precision,
         }
         if self.image_size is not None:
             params["image_size"] = self.image_size

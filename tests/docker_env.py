@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +28,8 @@ import pytest
 
 from compute_to_data import __version__
 from compute_to_data.settings import AllowedImage, ContainerLimits, Settings
+from tests.setup_scripts import run_setup_script
+from tests.setup_scripts import unavailable as setup_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "docker-env"
@@ -62,32 +63,13 @@ class DockerEnv:
 
 def unavailable(message: str) -> None:
     """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"Docker is required in CI but could not be made available: {message}", pytrace=False)
-    pytest.skip(f"Docker not available: {message}")
+    setup_unavailable("Docker", message)
 
 
 @lru_cache(maxsize=1)
 def _run_script() -> tuple[str | None, str]:
     """(image tag, '') or (None, why): the script runs at most once per test session."""
-    if shutil.which("bash") is None:
-        return None, "bash is not installed"
-    try:
-        done = subprocess.run(
-            ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return None, f"{SCRIPT} did not finish within {SCRIPT_TIMEOUT} s"
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        errors = [line for line in lines if "ERROR" in line][-3:]
-        tail = "\n".join(lines[-15:])
-        return None, f"{SCRIPT} exited with {done.returncode}: {' '.join(errors)}\n--- last output ---\n{tail}"
-    lines = done.stdout.strip().splitlines()
-    if not lines:
-        return None, f"{SCRIPT} printed no image tag"
-    return lines[-1].strip(), ""
+    return run_setup_script(SCRIPT, SCRIPT_TIMEOUT)
 
 
 def build_test_image(client: Any, base_tag: str, tag: str = TEST_IMAGE) -> str:

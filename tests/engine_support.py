@@ -51,11 +51,12 @@ class ScriptedRunner(Runner):
         self.requests.append(request)
         params = request.parameters
         out = Path(params["output_dir"])
-        if request.on_started:
-            request.on_started(f"scripted:{len(self.requests)}")
-        writer = PartWriter(out, self.part_size, 3600, request.task_id) if self.part_size else None
-        images = []
         files = sorted(p for p in Path(params["input_dir"]).rglob("*") if p.is_file())
+        if request.on_started:
+            request.on_started("localhost", f"scripted:{len(self.requests)}")
+        writer = PartWriter(out, task_id=request.task_id, total=len(files), part_size=self.part_size,
+                            part_seconds=3600) if self.part_size else None
+        images = []
         fail = self.fail
         for i, path in enumerate(files, 1):
             if self.fail_after is not None and i > self.fail_after:
@@ -71,7 +72,7 @@ class ScriptedRunner(Runner):
             images.append(entry)
             self.classified.append(rel)
             if writer is not None:
-                writer.add(entry)
+                writer.add([entry])
             if request.progress:
                 request.progress(i, len(files))
             if self.after_image:

@@ -22,7 +22,7 @@ SLEEP_NOTEBOOK = REPO / "tests" / "data" / "notebooks" / "sleep.ipynb"
 LOGICAL_ROOT = "/tempZone/home/alice/digits"
 CONTRACT_KEYS = {
     "task_id", "notebook", "input_dir", "output_dir", "model_path", "labels_path", "logical_root",
-    "batch_size", "score_threshold", "top_k", "image_size", "num_workers", "device",
+    "batch_size", "score_threshold", "top_k", "image_size", "num_workers", "device", "precision",
     "part_size", "part_seconds", "previous_predictions",
 }
 
@@ -69,6 +69,9 @@ def parameters(workdir: Path, model: dict[str, Any], **overrides: Any) -> dict[s
         "image_size": None,
         "num_workers": 0,
         "device": "auto",
+        "precision": "fp32",
+        "part_size": 1000,
+        "part_seconds": 60.0,
     }
     params.update(overrides)
     return params

@@ -104,3 +104,112 @@ def test_image_commands_report_the_built_image(docker_env):
     assert f"{image.attrs['Size'] / 1e6:.0f} MB" in built.output
     labels = image.labels
     assert labels[images.LABEL_VERSION] == __version__ and labels[images.LABEL_CONTENT_HASH]
+
+
+# --- the CUDA twin (`c2d image build --cuda`): not built in CI, its plan and refusals are -------
+def test_cuda_build_takes_the_same_dockerfile_with_its_own_tag_wheelhouse_and_torch(monkeypatch, tmp_path):
+    monkeypatch.setenv("C2D_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(images.CUDA_TORCH_REQUIREMENT_ENV, raising=False)
+    monkeypatch.setenv(images.TORCH_REQUIREMENT_ENV, "torch==2.13.0+cpu")  # the CPU setting does not leak in
+    plan = images.plan_build(REPO, cuda=True)
+    assert plan.dockerfile == REPO / "containers" / "classifier" / "Dockerfile"
+    assert plan.tag == f"compute-to-data/classifier-cuda:{__version__}"
+    assert plan.wheelhouse == tmp_path / "wheelhouse-cuda"
+    assert "torch==2.13.0" in plan.requirements and not any("+cpu" in r for r in plan.requirements)
+    assert plan.build_args("base:1", "build:1") == {"BASE_IMAGE": "base:1", "BUILD_IMAGE": "build:1",
+                                                    "TORCH_VARIANT": "cuda"}
+    cpu = images.plan_build(REPO)
+    assert (cpu.tag, cpu.wheelhouse, cpu.dockerfile) == (images.default_tag(), tmp_path / "wheelhouse", plan.dockerfile)
+    assert cpu.build_args("b", "b")["TORCH_VARIANT"] == "cpu"
+    monkeypatch.setenv(images.CUDA_TORCH_REQUIREMENT_ENV, "torch==2.13.0+cu130")
+    assert "torch==2.13.0+cu130" in images.plan_build(REPO, cuda=True).requirements
+
+
+def test_the_dockerfile_builds_both_variants():
+    text = (REPO / "containers" / "classifier" / "Dockerfile").read_text()
+    assert text.count("ARG TORCH_VARIANT") == 3  # declared, then in both stages
+    assert 'if [ "$TORCH_VARIANT" = cpu ] && command -v strip' in text  # CUDA libraries stay as shipped
+    assert "ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility" in text
+
+
+def test_cuda_and_cpu_wheelhouses_and_images_are_told_apart():
+    target = images.TargetPython("3.11.2", "2.36")
+    same = ["torch==2.13.0", "numpy"]
+    assert images.wheelhouse_key(same, target, images.CUDA_VARIANT) != images.wheelhouse_key(same, target)
+    assert images.wheelhouse_key(same, target, images.CPU_VARIANT) == images.wheelhouse_key(same, target)
+    dockerfile = REPO / "containers" / "classifier" / "Dockerfile"
+    args = (REPO, dockerfile, same, "key", "sha256:base", [])
+    assert images.content_hash(*args, variant=images.CUDA_VARIANT) != images.content_hash(*args)
+
+
+def test_a_cuda_build_refuses_a_wheelhouse_without_a_cuda_torch(tmp_path):
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    with pytest.raises(images.ImageBuildError, match=r"holds torch-2\.13\.0\+cpu-.*the CPU build of torch, not a CUDA build"):
+        images._check_torch_wheel(tmp_path, images.CUDA_VARIANT)
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").unlink()
+    (tmp_path / "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    with pytest.raises(images.ImageBuildError, match="none of the nvidia-\\* wheels"):
+        images._check_torch_wheel(tmp_path, images.CUDA_VARIANT)
+    (tmp_path / "nvidia_cudnn_cu13-9.20.0.48-py3-none-manylinux_2_27_x86_64.whl").write_bytes(b"")
+    images._check_torch_wheel(tmp_path, images.CUDA_VARIANT)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(images.ImageBuildError, match="no torch wheel"):
+        images._check_torch_wheel(tmp_path / "empty", images.CUDA_VARIANT)
+
+
+class _FakeImages:
+    def get(self, reference):
+        from types import SimpleNamespace
+
+        import docker.errors
+
+        if reference.startswith("compute-to-data/"):
+            raise docker.errors.ImageNotFound(reference)
+        return SimpleNamespace(id=f"sha256:{reference}", labels={}, attrs={})
+
+
+class _FakeClient:
+    images = _FakeImages()
+
+    class api:  # noqa: N801 - the docker SDK's attribute name
+        @staticmethod
+        def build(**kwargs):
+            raise AssertionError("docker build must not start with a CPU torch in the CUDA wheelhouse")
+
+
+def test_build_cuda_stops_before_docker_build_when_the_wheelhouse_has_the_cpu_torch(tmp_path, monkeypatch):
+    """A reused, stamped wheelhouse holding the CPU torch (what pip picks here) is refused."""
+    import json
+
+    target = images.TargetPython("3.11.2", "2.36")
+    monkeypatch.setattr(images, "probe_base_python", lambda client, base: target)
+    wheelhouse = tmp_path / "wheelhouse-cuda"
+    wheelhouse.mkdir()
+    (wheelhouse / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    key = images.wheelhouse_key(images.image_requirements(REPO, images.CUDA_VARIANT), target, images.CUDA_VARIANT)
+    (wheelhouse / images.WHEELHOUSE_STAMP).write_text(json.dumps({"key": key}))
+    with pytest.raises(images.ImageBuildError, match="the CPU build of torch, not a CUDA build.*c2d image build --cuda"):
+        images.build_image(base_image="base:1", build_image_ref="base:1", wheelhouse=wheelhouse,
+                           client=_FakeClient(), cuda=True)
+
+
+def test_image_build_cuda_on_the_command_line(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("C2D_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(images, "docker_client", lambda timeout=600: object())
+    monkeypatch.setattr(images, "choose_base_image", lambda client: "base:1")
+
+    def fake_build(**kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(tag=images.default_tag(cuda=kwargs["cuda"]), reused=False, seconds=1.0, id="sha256:x",
+                               size=7e9, base_image="base:1")
+
+    monkeypatch.setattr(images, "build_image", fake_build)
+    result = CliRunner().invoke(app, ["image", "build", "--cuda", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["cuda"] is True and calls[0]["wheelhouse"] == tmp_path / "wheelhouse-cuda"
+    assert f"compute-to-data/classifier-cuda:{__version__}: built" in result.output and "gpu_image" in result.output
+    assert CliRunner().invoke(app, ["image", "build", "--quiet"]).exit_code == 0
+    assert calls[1]["cuda"] is False and calls[1]["wheelhouse"] == tmp_path / "wheelhouse"

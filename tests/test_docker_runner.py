@@ -90,7 +90,8 @@ class FakeContainer:
     def __init__(self, client: "FakeClient", kwargs: dict[str, Any]) -> None:
         self.client, self.kwargs = client, kwargs
         self.id = self.short_id = f"c{len(client.created)}"
-        self.attrs: dict[str, Any] = {"State": {"ExitCode": client.exit_code, "OOMKilled": False}}
+        self.attrs: dict[str, Any] = {"State": {"ExitCode": client.exit_code, "OOMKilled": False, "Status": "running"}}
+        self.labels = kwargs.get("labels") or {}
         self.removed = self.killed = False
 
     def start(self) -> None:
@@ -112,6 +113,7 @@ class FakeContainer:
 
     def kill(self) -> None:
         self.killed = True
+        self.attrs["State"]["Status"] = "exited"
         self.client.events.append("kill")
 
     def remove(self, force: bool = False) -> None:
@@ -130,7 +132,7 @@ class FakeClient:
         self.exit_code = exit_code
         self.wait_behaviour = wait_behaviour
         self.images = self
-        self.containers = self
+        self.containers = _FakeContainers(self)
 
     def get(self, name: str) -> FakeImage:  # images.get
         if name not in self._images:
@@ -143,8 +145,32 @@ class FakeClient:
         self.events.append("create")
         return container
 
-    def list(self, **_: Any) -> list[FakeContainer]:  # containers.list
-        return [c for c in self.created if not c.removed]
+    def list(self, all: bool = False, filters: dict[str, str] | None = None) -> list[FakeContainer]:  # containers.list
+        found = [c for c in self.created if not c.removed and (all or not c.killed)]
+        if filters and "label" in filters:
+            key, _, value = filters["label"].partition("=")
+            found = [c for c in found if (c.kwargs.get("labels") or {}).get(key) == value]
+        return found
+
+    def get_container(self, container_id: str) -> FakeContainer:  # containers.get
+        for container in self.created:
+            if container.id == container_id and not container.removed:
+                return container
+        raise docker.errors.NotFound(f"No such container: {container_id}")
+
+
+class _FakeContainers:
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+
+    def create(self, image: str, **kwargs: Any) -> FakeContainer:
+        return self.client.create(image, **kwargs)
+
+    def list(self, **kwargs: Any) -> list[FakeContainer]:
+        return self.client.list(**kwargs)
+
+    def get(self, container_id: str) -> FakeContainer:
+        return self.client.get_container(container_id)
 
 
 # --- unit tests: the container's configuration -------------------------------------------------
@@ -405,10 +431,47 @@ def test_the_same_task_cannot_run_twice_at_once(tmp_path):
     workdir = make_workdir(tmp_path, "t1", "classify_images")
     client = FakeClient()
     runner = DockerRunner(settings_for(), client=client)
-    from compute_to_data.runners.docker_runner import _Run
+    from compute_to_data.runners.base import ActiveRun
 
-    runner._runs["t1"] = _Run("other")  # a run of t1 in progress
+    other = ActiveRun(make_request(workdir, "t1", "classify_images"), handle="other")
+    runner._runs["t1"] = other  # a run of t1 in progress
     with pytest.raises(RunnerError, match="already running"):
         runner.run(make_request(workdir, "t1", "classify_images"))
-    assert runner._runs["t1"].container_id == "other"  # the running one is not forgotten
-    assert client.events == ["create", "remove"]
+    assert runner._runs["t1"] is other and runner.running() == ["t1"]  # the running one is not forgotten
+    assert client.events == []  # refused before any container exists
+
+
+# --- from another process: what is left of a run whose supervisor died -------------------------------
+def test_stop_by_handle_removes_the_container_and_every_container_of_its_task(tmp_path):
+    client = FakeClient()
+    task = client.create(IMAGE, labels={LABEL_TASK_ID: "t1"})
+    finalize = client.create(IMAGE, labels={LABEL_TASK_ID: "t1", "c2d.role": "finalize"})
+    other = client.create(IMAGE, labels={LABEL_TASK_ID: "t2"})
+    runner = DockerRunner(settings_for(), client=client)  # not the runner that started them
+    assert runner.is_alive(task.id) is True
+    assert runner.stop(task.id) is True
+    assert task.removed and finalize.removed and not other.removed and not other.killed
+    assert runner.is_alive(task.id) is False and runner.stop(task.id) is False
+    assert runner.stop("gone", task_id="t2") is True and other.removed  # found by label alone
+
+
+@pytest.mark.docker
+def test_a_container_left_by_a_killed_supervisor_is_stopped_by_its_handle(docker_env, tmp_path):
+    import signal
+
+    from tests.runner_child import start_supervisor, wait_for_handle
+
+    workdir = make_workdir(tmp_path, "orphan", "sleep", steps=120, step_seconds=1.0)
+    request = make_request(workdir, "orphan", "sleep", image=docker_env.test_image, timeout=300)
+    spec = tmp_path / "spec.json"
+    child = start_supervisor(spec, "docker", docker_env.settings(), request)
+    try:
+        handle = wait_for_handle(spec, child)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(30)
+    runner = DockerRunner(docker_env.settings())
+    assert runner.is_alive(handle) is True  # the supervisor is gone, the container is not
+    assert runner.stop(handle) is True
+    assert runner.is_alive(handle) is False
+    assert docker_env.client.containers.list(all=True, filters={"label": f"{LABEL_TASK_ID}=orphan"}) == []

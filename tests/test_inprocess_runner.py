@@ -189,3 +189,51 @@ def test_kill_tree_reaches_descendants_in_other_sessions(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+# --- from another process: what is left of a run whose supervisor died ------------------------------
+def test_a_run_left_by_a_killed_supervisor_is_stopped_by_its_handle(tmp_path):
+    import signal
+
+    from compute_to_data.runners.inprocess import processes_with_env
+    from compute_to_data.settings import Settings
+    from tests.runner_child import start_supervisor, wait_for_handle
+
+    req = request(tmp_path, SLEEP_NOTEBOOK, sleep_params(tmp_path, steps=1, step_seconds=300), task_id="t-orphan")
+    spec = tmp_path / "spec.json"
+    child = start_supervisor(spec, "inprocess", Settings(allowed_runners=("inprocess",)), req)
+    try:
+        handle = wait_for_handle(spec, child)
+        assert wait_for(lambda: (tmp_path / "outputs" / "kernel.pid").exists(), 90), "the notebook never started"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # the supervisor only: its notebook child has its own session
+        child.wait(30)
+    kernel = int((tmp_path / "outputs" / "kernel.pid").read_text())
+    runner = InProcessRunner()  # a later status call, in a process that did not start the run
+    assert alive(kernel) and runner.is_alive(handle) is True
+    assert runner.stop(handle, task_id="t-orphan") is True
+    assert wait_for(lambda: not alive(kernel), 5), "the kernel survived stop()"
+    assert runner.is_alive(handle) is False and processes_with_env("C2D_TASK_ID", "t-orphan") == []
+    assert runner.stop(handle) is False  # nothing left
+
+
+def test_stop_finds_processes_of_a_task_by_its_id_and_spares_others(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "C2D_TASK_ID": "t-left", "C2D_RUN_TOKEN": "other"}
+    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], env=env, start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                                 env={**os.environ, "C2D_TASK_ID": "t-other"}, start_new_session=True)
+    try:
+        assert wait_for(lambda: InProcessRunner().is_alive(f"{left.pid}:other"), 10)
+        assert InProcessRunner().stop("1:unknown-token", task_id="t-left") is True
+        left.wait(10)
+        assert bystander.poll() is None  # another task's process is untouched
+    finally:
+        for proc in (left, bystander):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    with pytest.raises(Exception, match="not a handle of the inprocess runner"):
+        InProcessRunner().is_alive("container-id")

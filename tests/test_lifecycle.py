@@ -22,7 +22,7 @@ from compute_to_data.conventions import TaskState
 from compute_to_data.errors import AccessDeniedError, TaskBusyError, TaskStateError
 from compute_to_data.grid import hosts
 from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
-from compute_to_data.runners.base import marked_processes
+from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
 from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
 from compute_to_data.tasks.lifecycle import TRANSITIONS
 from compute_to_data.tasks.parts import stored_parts
@@ -216,13 +216,13 @@ def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
     context = context_for(tmp_path, alice, ScriptedRunner())
     submitted = create_task(make_config(), context).submit()
     lifecycle.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUN_HOST: "localhost",
-                                               names.A_RUNNER: "inprocess"})
+                                               names.A_RUNNER: "inprocess", names.A_RUN_HANDLE: "1:nosuchtoken"})
     staging = Path(settings.staging_directory) / submitted.task_id
     (staging / "outputs").mkdir(parents=True)
     leftover = marked_sleeper(submitted.task_id)
     try:
         assert lifecycle.status(submitted.task_id).display_state == "running"  # alive: a fresh heartbeat
-        lock = lifecycle.run_lock("localhost", submitted.task_id)
+        lock = lifecycle.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
         assert lock.acquire()
         time.sleep(2.1)
         held = lifecycle.status(submitted.task_id)  # silent, but its lock is held: alive, only slow
@@ -233,7 +233,7 @@ def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
         error = status.record.get(names.A_ERROR)
         assert error.startswith("no sign of life from localhost since ") and error.endswith("; 4/12 images done")
         assert leftover.wait(5) == -9 and not staging.exists()
-        assert marked_processes(submitted.task_id) == []
+        assert processes_with_env(ENV_TASK_ID, submitted.task_id) == []
     finally:
         if leftover.poll() is None:
             leftover.kill()
@@ -264,7 +264,7 @@ def test_parts_are_tagged_while_the_notebook_works_on_the_next(tmp_path, grid):
     assert outcome.succeeded and outcome.parts_tagged == 3 and outcome.tagged == 12
     assert tagged_at[4] == 0 and tagged_at[5] == 4 and tagged_at[9] == 8  # each part right after it was written
     assert [name for name, _ in stored_parts(alice, task.collection)] == [
-        "run00-part-000001.json", "run00-part-000002.json", "run00-part-000003.json"]
+        "run00-part-000000.json", "run00-part-000001.json", "run00-part-000002.json"]
     assert_tagged_once_by(alice, task.task_id, expect=12)
 
 
@@ -291,7 +291,7 @@ def test_a_failed_run_keeps_its_parts_and_a_resume_does_only_the_rest(tmp_path, 
     assert_tagged_once_by(alice, task.task_id, expect=12)
     predictions = json.loads(alice.read_data_object(f"{task.collection}/predictions.json"))
     assert len(predictions["images"]) == 12  # the whole task, earlier run included
-    assert {n for n, _ in stored_parts(alice, task.collection)} >= {"run00-part-000001.json", "run01-part-000001.json"}
+    assert {n for n, _ in stored_parts(alice, task.collection)} >= {"run00-part-000000.json", "run01-part-000000.json"}
     with pytest.raises(TaskStateError, match="is succeeded; only a failed or cancelled task can be resumed"):
         lifecycle.resume(task.task_id, "alice")
 

@@ -41,11 +41,13 @@ PROVENANCE = {
 
 @pytest.fixture(scope="module")
 def classified(tmp_path_factory, model):
-    """One successful run over 40 digits + a corrupt file (one digit in a sub-directory)."""
+    """One successful run over 40 digits + a corrupt file (one digit in a sub-directory), decoded
+    by as many workers as this machine has CPUs, predictions in parts of 7."""
     workdir = tmp_path_factory.mktemp("classify")
     truth = make_inputs(workdir / "inputs", 40)
     context = {"provenance": PROVENANCE, "paths": {str(workdir / "task"): "/task"}}
-    params_path = write_params(workdir, {**parameters(workdir, model), names.REPORT_CONTEXT_PARAMETER: context})
+    params = parameters(workdir, model, num_workers="auto", part_size=7)
+    params_path = write_params(workdir, {**params, names.REPORT_CONTEXT_PARAMETER: context})
     started = time.perf_counter()
     proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", workdir / "outputs")
     return SimpleNamespace(workdir=workdir, out=workdir / "outputs", truth=truth, proc=proc,
@@ -60,6 +62,8 @@ def test_parameters_cell_has_a_default_for_every_contract_key():
     exec(tagged[0].source, {}, defaults)
     assert set(defaults) == CONTRACT_KEYS
     assert defaults["image_size"] is None and defaults["device"] == "auto"
+    assert defaults["num_workers"] == "auto" and defaults["precision"] == "fp32"
+    assert (defaults["part_size"], defaults["part_seconds"]) == (names.DEFAULT_PART_SIZE, names.DEFAULT_PART_SECONDS)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
 
 
@@ -136,9 +140,9 @@ def test_report_shows_counts_errors_and_figures(classified):
 
 
 @pytest.mark.slow
-def test_predictions_are_written_in_parts_and_a_resumed_run_covers_the_earlier_ones(tmp_path, model):
-    """Parts of part_size images as the notebook goes (what the engine tags while it runs); with
-    previous_predictions, the files and the report cover the earlier runs' images too."""
+def test_a_resumed_run_covers_the_earlier_runs_predictions(tmp_path, model):
+    """With previous_predictions (what the engine hands a resumed task's notebook), predictions.json,
+    .csv and the report cover the earlier runs' images too; the parts hold only this run's."""
     make_inputs(tmp_path / "inputs", 20)
     earlier = {"file": "earlier/done.png", "path": f"{LOGICAL_ROOT}/earlier/done.png",
                "classifications": [{"class": "7", "score": 0.99}], "below_threshold": False}
@@ -150,13 +154,10 @@ def test_predictions_are_written_in_parts_and_a_resumed_run_covers_the_earlier_o
     proc = run_entrypoint("--params", params, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "outputs"
-    parts = sorted((out / ".parts").iterdir())
-    assert [p.name for p in parts] == ["part-000001.json", "part-000002.json", "part-000003.json"]
-    in_parts = [e for p in parts for e in json.loads(p.read_text())["images"]]
-    assert [len(json.loads(p.read_text())["images"]) for p in parts] == [8, 8, 5]  # 21 files, 8 per part
+    in_parts = [e for p in sorted((out / names.PARTS_DIR).iterdir()) for e in json.loads(p.read_text())["images"]]
     final = json.loads((out / names.PREDICTIONS_JSON).read_text())["images"]
     assert sorted(e["file"] for e in in_parts) == sorted(e["file"] for e in final if e["file"] != "earlier/done.png")
-    assert earlier in final and len(final) == 22
+    assert earlier in final and len(final) == 22  # 20 digits, broken.png, the earlier one
     assert "earlier/done.png" in (out / names.PREDICTIONS_CSV).read_text().replace(LOGICAL_ROOT + "/", "")
     assert "<strong>21</strong> classified" in (out / names.REPORT_FILE).read_text()  # 20 + the earlier one
 
@@ -167,7 +168,7 @@ def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(cl
     notebook = (classified.out / names.NOTEBOOK_FILE).read_text()
     # The code is hidden in the report, and only there: notebook.ipynb keeps it, with the
     # injected parameters (host paths included).
-    for source in ("import torch", "def collate", "write_text_atomic(out"):
+    for source in ("import torch", "pipeline.PartWriter(", "write_text_atomic(out"):
         assert source not in report and source in notebook, source
     assert '<div class="jp-InputPrompt' not in report and '<div class="highlight hl-ipython3">' not in report
     assert str(classified.workdir) not in report and str(classified.workdir / "inputs") in notebook
@@ -198,6 +199,115 @@ def test_failing_notebook_gives_exit_1_a_readable_error_and_still_a_report(tmp_p
     assert "An Exception was encountered" in report and f"model file {missing} does not exist" in report
     assert (tmp_path / "outputs" / names.NOTEBOOK_FILE).is_file()
     assert not (tmp_path / "outputs" / names.PREDICTIONS_JSON).exists()
+
+
+@pytest.mark.slow
+def test_predictions_are_written_in_complete_parts_that_cover_every_image(classified):
+    parts_dir = classified.out / names.PARTS_DIR
+    files = sorted(p.name for p in parts_dir.iterdir())
+    assert files == [names.part_file_name(i) for i in range(6)]  # 41 images in parts of 7: no temporary left
+    parts = [json.loads((parts_dir / name).read_text()) for name in files]
+    assert [(p["part"], p["first"], p["count"], p["last"]) for p in parts] == [
+        (i, 7 * i, 7 if i < 5 else 6, i == 5) for i in range(6)]
+    assert all(p["task_id"] == "20261122T020304Z-abcdef" for p in parts)
+    doc = json.loads((classified.out / names.PREDICTIONS_JSON).read_text())
+    assert [e for p in parts for e in p["images"]] == doc["images"]  # errors included, same entries, same order
+
+
+@pytest.mark.slow
+def test_fp32_results_are_those_of_the_previous_pipeline(classified, model):
+    """The per-image numpy preprocessing the notebook had before its DataLoader pipeline, batch by
+    batch through the same model: the scores must agree to the last digit written."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    extra = {"c2d_meta.json": ""}
+    net = torch.jit.load(model["model"], map_location="cpu", _extra_files=extra).eval()
+    meta = json.loads(extra["c2d_meta.json"])
+    size = meta["image_size"]
+    mean = np.asarray(meta["mean"], dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(meta["std"], dtype=np.float32).reshape(-1, 1, 1)
+    doc = json.loads((classified.out / names.PREDICTIONS_JSON).read_text())
+    good = [e for e in doc["images"] if "classifications" in e]
+    tensors = []
+    for entry in good:
+        with Image.open(classified.workdir / "inputs" / entry["file"]) as img:
+            img = ImageOps.exif_transpose(img).convert(meta["mode"])
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
+        array = (np.asarray(img, dtype=np.float32) / 255.0).reshape(size, size, 1).transpose(2, 0, 1)
+        tensors.append(torch.from_numpy((array - mean) / std))
+    with torch.inference_mode():
+        scores = torch.cat([torch.softmax(net(torch.stack(tensors[i:i + 16])).float(), dim=1)
+                            for i in range(0, len(tensors), 16)])
+    best, classes = scores.topk(3, dim=1)
+    for entry, best_row, class_row in zip(good, best.tolist(), classes.tolist()):
+        assert [c["class"] for c in entry["classifications"]] == [str(c) for c in class_row], entry["file"]
+        assert [c["score"] for c in entry["classifications"]] == pytest.approx(best_row, abs=2e-6)
+
+
+@pytest.mark.slow
+def test_the_pipeline_that_ran_is_recorded_in_result_json(classified):
+    from compute_to_data.notebook.pipeline import usable_cpus
+
+    pipeline = json.loads((classified.out / names.RESULT_FILE).read_text())["pipeline"]
+    assert pipeline["device"] == "cpu" and pipeline["precision"] == pipeline["precision_requested"] == "fp32"
+    assert pipeline["precision_note"] is None
+    assert pipeline["num_workers_requested"] == "auto" and pipeline["num_workers"] == min(usable_cpus(), 3)
+    assert (pipeline["pin_memory"], pipeline["non_blocking"], pipeline["channels_last"]) == (False, False, False)
+    assert pipeline["parts"] == 6 and pipeline["part_size"] == 7 and pipeline["batch_size"] == 16
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Four camera-trap-sized JPEGs (1920x1080): decoded in draft mode for the 32x32 digit model."""
+    from compute_to_data.demo import camera_traps
+
+    directory = tmp_path_factory.mktemp("photos")
+    camera_traps.write_photos(directory / "inputs", 4, seed=3)
+    return directory / "inputs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_runs_where_native_and_falls_back_to_fp32_elsewhere(tmp_path, model, photos, precision):
+    import torch
+
+    from compute_to_data.notebook.pipeline import half_precision_support
+
+    native = dict(zip(("bf16", "fp16"), half_precision_support(torch.device("cpu"))))[precision]
+    params_path = write_params(tmp_path, parameters(tmp_path, model, input_dir=str(photos), precision=precision,
+                                                    num_workers=1, batch_size=2))
+    proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "outputs" / names.RESULT_FILE).read_text())
+    assert result["images_done"] == 4 and result["pipeline"]["precision_requested"] == precision
+    if native:
+        assert result["pipeline"]["precision"] == precision and result["pipeline"]["precision_note"] is None
+    else:
+        assert result["pipeline"]["precision"] == "fp32"
+        assert result["pipeline"]["precision_note"] == f"this CPU has no native {precision} support; ran in fp32"
+        report = (tmp_path / "outputs" / names.REPORT_FILE).read_text()
+        assert f"(this CPU has no native {precision} support; ran in fp32)" in report
+    doc = json.loads((tmp_path / "outputs" / names.PREDICTIONS_JSON).read_text())
+    assert all(len(e["classifications"]) == 3 for e in doc["images"])
+
+
+@pytest.mark.slow
+def test_bad_precision_and_num_workers_fail_the_run_with_a_clear_error(tmp_path, model):
+    (tmp_path / "inputs").mkdir()
+    data.write_images(tmp_path / "inputs", 2)
+    for name, overrides, message in (
+        ("precision", {"precision": "fp64"}, "ValueError: precision must be one of fp32, bf16, fp16, not 'fp64'"),
+        ("workers", {"num_workers": "many"}, "ValueError: num_workers must be \"auto\" or a number >= 0, not 'many'"),
+    ):
+        out = tmp_path / name
+        params_path = write_params(tmp_path / f"task-{name}", parameters(tmp_path, model, output_dir=str(out), **overrides))
+        proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", out)
+        assert proc.returncode == 1
+        result = json.loads((out / names.RESULT_FILE).read_text())
+        assert result["status"] == "failed" and result["error"] == message
 
 
 def test_missing_notebook_still_renders_an_error_report(tmp_path):

@@ -116,3 +116,61 @@ def test_validate_command_lists_problems(tmp_path: Path) -> None:
     failed = runner.invoke(app, ["validate", str(bad)])
     assert failed.exit_code != 0
     assert "$.timeout_seconds" in str(failed.exception)
+
+
+def test_num_workers_defaults_to_auto_and_precision_to_fp32() -> None:
+    config = TaskConfig.from_document(GOOD)
+    assert (config.num_workers, config.precision) == ("auto", "fp32")
+    assert config.notebook_parameters()["num_workers"] == "auto"
+    assert config.notebook_parameters()["precision"] == "fp32"
+    doc = json.loads(json.dumps(GOOD))
+    doc["parameters"].update(num_workers=6, precision="bf16")
+    config = TaskConfig.from_document(doc)
+    assert (config.num_workers, config.precision) == (6, "bf16")
+    assert config.notebook_parameters()["precision"] == "bf16"  # recorded as c2d::parameters
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("precision", "fp64", "$.parameters.precision: 'fp64' is not one of 'fp32', 'bf16', 'fp16'"),
+    ("precision", "BF16", "$.parameters.precision: 'BF16' is not one of 'fp32', 'bf16', 'fp16'"),
+    ("num_workers", "many", "$.parameters.num_workers: 'many' is not valid: DataLoader worker processes"),
+    ("num_workers", -1, "$.parameters.num_workers: -1 is not valid: DataLoader worker processes"),
+    ("num_workers", 65, "$.parameters.num_workers: 65 is not valid:"),
+    ("num_workers", 2.5, "$.parameters.num_workers: 2.5 is not valid:"),
+])
+def test_precision_and_num_workers_are_validated_with_clear_errors(field, value, expected) -> None:
+    doc = json.loads(json.dumps(GOOD))
+    doc["parameters"][field] = value
+    found = problems(doc)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_the_documented_schema_is_the_packaged_one() -> None:
+    documented = ROOT / "config" / "task_config.schema.json"
+    packaged = ROOT / "compute_to_data" / "schemas" / "task_config.schema.json"
+    assert documented.read_bytes() == packaged.read_bytes()
+
+
+def test_gpu_image_is_used_on_resources_with_gpus_when_the_task_names_none() -> None:
+    settings = Settings.from_document(
+        {"allowed_images": ["cpu:1", "cuda:1", "other:1"], "default_image": "cpu:1", "gpu_image": "cuda:1"}, "test")
+    assert settings.image_for(None, gpus=0).name == "cpu:1"
+    assert settings.image_for(None, gpus=2).name == "cuda:1"
+    assert settings.image_for("other:1", gpus=2).name == "other:1"  # the task's own choice wins
+    with pytest.raises(NotAllowedError, match="'evil:1' is not allowed"):
+        settings.image_for("evil:1", gpus=1)
+    assert Settings.from_document(settings.to_document(), "again").gpu_image == "cuda:1"
+
+
+def test_gpu_image_must_be_allowed_and_may_stand_alone() -> None:
+    with pytest.raises(SettingsError, match="gpu_image 'cuda:1' is not in allowed_images"):
+        Settings.from_document({"allowed_images": ["cpu:1"], "gpu_image": "cuda:1"}, "test")
+    gpu_only = Settings.from_document({"allowed_images": ["cuda:1"], "gpu_image": "cuda:1"}, "test")
+    gpu_only.check_image_choice(None)  # some resource can run it
+    assert gpu_only.image_for(None, gpus=1).name == "cuda:1"
+    with pytest.raises(NotAllowedError, match="define no default_image"):
+        gpu_only.image_for(None, gpus=0)
+    with pytest.raises(NotAllowedError, match="define no default_image"):
+        Settings.from_document({"allowed_images": ["cpu:1"]}, "test").check_image_choice(None)
+    with pytest.raises(NotAllowedError, match="'x:1' is not allowed"):
+        gpu_only.check_image_choice("x:1")

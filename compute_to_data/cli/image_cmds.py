@@ -26,12 +26,17 @@ def build(
         "else c2d/bookworm-python:local made by scripts/docker-env)."),
     wheelhouse: Optional[Path] = typer.Option(
         None, "--wheelhouse", help="Directory of wheels for the image (built with pip if missing or outdated; "
-        "default <cache>/wheelhouse, shared with scripts/docker-env)."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default compute-to-data/classifier:<version>)."),
+        "default <cache>/wheelhouse, shared with scripts/docker-env; <cache>/wheelhouse-cuda with --cuda)."),
+    tag: Optional[str] = typer.Option(
+        None, "--tag", help="Image tag (default compute-to-data/classifier:<version>, "
+        "compute-to-data/classifier-cuda:<version> with --cuda)."),
+    cuda: bool = typer.Option(
+        False, "--cuda", help="Build the CUDA twin for GPU hosts: the wheelhouse must hold a CUDA build of torch "
+        "and its nvidia-* wheels (several GB); set it as gpu_image in the server settings."),
     if_stale: bool = typer.Option(False, "--if-stale", help="Do nothing when the image is up to date."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show the docker build output."),
 ) -> None:
-    """Build and tag the classifier image; print its id and size."""
+    """Build and tag the classifier image (or with --cuda its CUDA twin); print its id and size."""
     from .. import images
 
     if not quiet:
@@ -44,10 +49,11 @@ def build(
         chosen_base = base or images.choose_base_image(client)
         built = images.build_image(
             base_image=chosen_base,
-            wheelhouse=wheelhouse or images.default_cache_dir() / "wheelhouse",
+            wheelhouse=wheelhouse or images.default_wheelhouse(cuda=cuda),
             tag=tag,
             if_stale=if_stale,
             client=client,
+            cuda=cuda,
         )
     except ComputeToDataError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
@@ -60,6 +66,8 @@ def build(
     allowed = _allowed_names()
     if allowed is not None and built.tag not in allowed:
         typer.echo(f"  note: {built.tag} is not in allowed_images of the server settings yet; tasks cannot use it")
+    if cuda:
+        typer.echo("  note: name it gpu_image in the server settings to run it on resources with COMPUTE_RESOURCE_GPUS")
 
 
 @app.command("ls")
@@ -76,11 +84,12 @@ def list_images() -> None:
         typer.echo("no compute_to_data images on this host; build one with: c2d image build")
         return
     allowed = _allowed_names()
-    typer.echo(f"{'TAG':<45} {'IMAGE ID':<19} {'SIZE':>8}  {'ALLOWED':<7}  BASE")
+    typer.echo(f"{'TAG':<45} {'IMAGE ID':<19} {'SIZE':>8}  {'ALLOWED':<7}  {'TORCH':<5}  BASE")
     for row in rows:
         for tag in row["tags"] or ["<none>"]:
             ok = "?" if allowed is None else ("yes" if tag in allowed else "no")
-            typer.echo(f"{tag:<45} {row['id'][7:19]:<19} {row['size'] / 1e6:>5.0f} MB  {ok:<7}  {row['base']}")
+            typer.echo(f"{tag:<45} {row['id'][7:19]:<19} {row['size'] / 1e6:>5.0f} MB  {ok:<7}  "
+                       f"{row['variant']:<5}  {row['base']}")
 
 
 def _allowed_names() -> set[str] | None:

@@ -109,6 +109,19 @@ def _executed_notebook_timings(output_dir: Path) -> dict[str, float]:
         return {}
 
 
+def read_pipeline(output_dir: Path) -> dict[str, Any] | None:
+    """How the notebook fed the model (device, precision used and asked for, workers), if it said.
+
+    Recorded in ``result.json`` as provenance: a ``bf16`` task that ran in fp32 on a device
+    without bf16 says so there.
+    """
+    try:
+        pipeline = json.loads((output_dir / TIMINGS_FILE).read_text(encoding="utf-8")).get("pipeline")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pipeline if isinstance(pipeline, dict) else None
+
+
 def ensure_writable_runtime() -> None:
     """Point Jupyter/IPython/matplotlib state at a scratch directory when HOME is read-only.
 
@@ -472,6 +485,7 @@ def execute(
         "images_done": done,
         "error": error,
         "timings": timings,
+        "pipeline": read_pipeline(output_dir),
     }
     write_json_atomic(output_dir / names.RESULT_FILE, result)
     return result

@@ -33,14 +33,24 @@ def create_runner(name: str, settings: Settings) -> Runner:
     return runner_class(settings=settings)
 
 
+def auto_candidates(settings: Settings) -> list[str]:
+    """What ``auto`` tries, in order: Slurm where the settings configure a cluster for this host's
+    resources, Docker, then the in-process runner — each only where the settings allow it."""
+    order = []
+    if "slurm" in settings.allowed_runners and settings.slurm.configured:
+        order.append("slurm")
+    order += [name for name in ("docker", "inprocess") if name in settings.allowed_runners]
+    return order
+
+
 def choose_runner(requested: str, settings: Settings) -> Runner:
-    """``auto``: Docker where the settings allow it and a daemon answers, else in-process if allowed."""
+    """``auto``: Slurm where configured, Docker where a daemon answers, else in-process (all if allowed)."""
     if requested != "auto":
         return create_runner(requested, settings)
-    if "docker" in settings.allowed_runners and docker_available():
-        return create_runner("docker", settings)
-    if "inprocess" in settings.allowed_runners:
-        return create_runner("inprocess", settings)
+    for candidate in auto_candidates(settings):
+        if candidate == "docker" and not docker_available():
+            continue
+        return create_runner(candidate, settings)
     if "docker" in settings.allowed_runners:
         raise RunnerError(
             "no Docker daemon answers on this host and the server settings allow no other runner; "
@@ -49,4 +59,4 @@ def choose_runner(requested: str, settings: Settings) -> Runner:
     raise NotAllowedError(f"the server settings ({settings.source}) allow no runner usable here")
 
 
-__all__ = ["Runner", "RunRequest", "RunResult", "choose_runner", "create_runner", "docker_available"]
+__all__ = ["Runner", "RunRequest", "RunResult", "auto_candidates", "choose_runner", "create_runner", "docker_available"]

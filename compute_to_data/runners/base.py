@@ -1,35 +1,63 @@
-"""The runner port: execute a parameterized notebook over staged inputs, report what happened.
+"""The runner port, and the one lifecycle every runner shares.
 
 A runner never talks to the grid. It gets directories on the compute host laid out as the
 container contract says (``inputs/``, ``task/params.json``, ``outputs/``) and returns a
 :class:`RunResult`; the task turns that into catalog entries, tags and state.
+
+:class:`Runner` is the port the task engine sees. :class:`SupervisedRunner` is the lifecycle
+(as papermill's ``Engine`` wraps ``execute_managed_notebook``): it owns the deadline, the
+polling, progress from ``.progress``, the kill on timeout or cancel, the interrupted report,
+the logs and the one parser that turns ``outputs/result.json`` into a :class:`RunResult`. A
+concrete runner implements only how a run is started, polled, killed and how its logs are
+collected (plus, where it has them, a preflight, a finalize and a cleanup).
+
+Every run has a **handle** (container id, process handle, Slurm job id) from the moment it
+exists: the request's ``on_started`` callback receives it with the host that can act on it,
+and :meth:`Runner.is_alive` / :meth:`Runner.stop` take it in *another* process — one that did
+not start the run, e.g. a later status call after the supervising process died.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import signal
+import socket
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .. import conventions as names
+from ..errors import RunnerError
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (images done, images total) while the notebook runs."""
 
-StartedCallback = Callable[[str], None]
-"""Called once the run started, with its handle: ``docker:<container id>``, ``pid:<pid>``..."""
+StatusCallback = Callable[[str, "str | None"], None]
+"""Called with (phase, reason) when a run's phase or its reason changes: ``("queued", "waiting
+for a GPU (Slurm job 42: Resources)")`` while a scheduler holds it back, ``("running", None)``
+once it runs. A task stays ``queued`` while its run is queued."""
 
 PollCallback = Callable[[], None]
-"""Called from the runner's supervise loop (the caller's thread) at every poll while the run
-goes on: the task writes its heartbeat and tags finished parts there. An exception it raises
-stops the run (the runner kills what it started) and propagates to the caller."""
+"""Called at every poll while the run goes on, from the supervising loop (the caller's thread):
+the task writes its heartbeat and tags the parts the notebook finished there. An exception it
+raises stops the run (it is killed like an interrupted one) and propagates to the caller."""
+
+StartedCallback = Callable[[str, str], None]
+"""Called once with (host, handle) as soon as the run exists: the host whose runner can act on
+the handle, and the handle :meth:`Runner.is_alive` and :meth:`Runner.stop` accept."""
+
+
+class Phase(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    EXITED = "exited"
 
 
 @dataclass
@@ -49,6 +77,7 @@ class RunRequest:
     max_concurrent: int = 1
     progress: ProgressCallback | None = None
     on_started: StartedCallback | None = None
+    on_status: StatusCallback | None = None
     on_poll: PollCallback | None = None
 
     @property
@@ -79,6 +108,12 @@ class RunResult:
     image: str | None = None
     image_digest: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the host whose runner could act on ``handle`` (where the run was supervised).
+    host: str | None = None
+    #: container id, process handle or scheduler job id (provenance; ``Runner.stop`` takes it).
+    handle: str | None = None
+    #: where the notebook actually ran, when that is another machine (a Slurm node).
+    node: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -112,95 +147,288 @@ class Runner(ABC):
         """Stop the run of ``task_id`` if this runner is executing it; True if it was stopped."""
         return False
 
-    # --- runs of other processes (a dead engine's leftovers, a cancel from another rule) ----
     def is_alive(self, handle: str) -> bool:
-        """Whether the run with this handle (from ``on_started``) still runs on this host."""
-        return False
+        """Whether the run with this handle still runs (or waits in a queue), asked from any process."""
+        raise RunnerError(f"the {self.name} runner cannot look up a run by its handle")
 
-    def stop(self, handle: str, task_id: str) -> bool:
-        """Stop whatever is left of a run on this host, also when another (dead) process started
-        it: by its handle, and every process marked with the task id. True if anything ran.
-        This default cancels the run if this runner object executes it, and kills the marked
-        processes."""
-        cancelled = self.cancel(task_id)
-        return bool(stop_marked_processes(task_id)) or cancelled
+    def stop(self, handle: str, task_id: str | None = None) -> bool:
+        """Stop and remove whatever is left of the run with this handle, from any process on its
+        host; with ``task_id``, also what this runner finds of that task by its own labels.
+
+        Returns True when something was left and has been stopped. Never raises for a run that
+        is already gone.
+        """
+        raise RunnerError(f"the {self.name} runner cannot stop a run by its handle")
 
 
-def report_started(request: RunRequest, handle: str) -> None:
-    """Tell the task the run's handle; a failing callback never stops the computation."""
-    if request.on_started is not None:
+# --- the shared lifecycle ----------------------------------------------------------------------
+@dataclass
+class RunStatus:
+    """What a runner's :meth:`SupervisedRunner.poll` saw."""
+
+    phase: Phase
+    #: queued: why it waits (the scheduler's reason, in words); exited: why it ended abnormally
+    #: (out of memory, node failure, preemption, the scheduler's time limit), else None.
+    reason: str | None = None
+    exit_code: int | None = None
+    node: str | None = None
+
+
+@dataclass
+class ActiveRun:
+    """One run in a :class:`SupervisedRunner`; ``detail`` is the concrete runner's own state."""
+
+    request: RunRequest
+    started: str = ""
+    handle: str = ""
+    host: str = ""
+    node: str | None = None
+    detail: Any = None
+    image: str | None = None
+    image_digest: str | None = None
+    stop_reason: str | None = None
+    killed: bool = False
+    status: RunStatus | None = None
+    #: wall-clock times (time.time()) of submission, notebook start and notebook end.
+    submitted_epoch: float = 0.0
+    started_epoch: float | None = None
+    ended_epoch: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def exited(self) -> bool:
+        return self.status is not None and self.status.phase is Phase.EXITED
+
+
+class SupervisedRunner(Runner):
+    """The lifecycle: start, poll until the run exits (deadline, progress, cancel), logs, result.
+
+    Subclasses implement :meth:`start`, :meth:`poll`, :meth:`kill` and :meth:`collect_logs`;
+    :meth:`finalize`, :meth:`cleanup` and :meth:`exit_message` have defaults.
+    """
+
+    #: seconds between polls while the run is alive.
+    poll_interval: float = 1.0
+    #: seconds to wait for a killed run to end before giving up on it.
+    stop_timeout: float = 60.0
+    #: seconds past the task's timeout before the lifecycle kills the run itself (a scheduler
+    #: that enforces its own time limit gets this long to do it first).
+    timeout_grace: float = 0.0
+    #: name of the log the task stores with its outputs.
+    log_name: str = names.RUNNER_LOG
+    #: who "exited with code N" in messages.
+    subject: str = "the notebook runner"
+    exit_code_label: str = "exit code"
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ActiveRun] = {}
+        self._runs_lock = threading.Lock()
+
+    # --- what a concrete runner implements -------------------------------------------------------
+    @abstractmethod
+    def start(self, run: ActiveRun) -> None:
+        """Start the run and set ``run.handle`` (and ``run.detail``); raise RunnerError if it
+        cannot start. Whatever it created before failing must be in ``run.detail`` for
+        :meth:`cleanup`."""
+
+    @abstractmethod
+    def poll(self, run: ActiveRun, wait: float) -> RunStatus:
+        """Wait up to ``wait`` seconds for the run to end, then say where it is."""
+
+    @abstractmethod
+    def kill(self, run: ActiveRun) -> None:
+        """Stop the computation now (timeout, cancel, interrupt); :meth:`poll` then sees it end."""
+
+    @abstractmethod
+    def collect_logs(self, run: ActiveRun) -> str:
+        """Everything the run printed, after it ended."""
+
+    def finalize(self, run: ActiveRun, message: str) -> str:
+        """After a kill or a crash without ``result.json``: render the partially executed notebook
+        and write a failed ``result.json`` with ``message``. Returns text for the log."""
+        return ""
+
+    def cleanup(self, run: ActiveRun) -> None:
+        """Remove what the run left on the host (always called, also after a failed start)."""
+
+    def exit_message(self, exit_code: int, logs: str) -> str:
+        """Why a run ended without ``result.json``."""
+        return f"{self.subject} exited with code {exit_code} without writing {names.RESULT_FILE}" + last_line(logs)
+
+    # --- the template -------------------------------------------------------------------------------
+    def run(self, request: RunRequest) -> RunResult:
+        run = ActiveRun(request, started=names.iso_utc(), host=socket.gethostname(), submitted_epoch=time.time())
+        started_at = time.monotonic()
+        self._register(run)
+        logs = ""
         try:
-            request.on_started(handle)
-        except Exception:
-            log.exception("task %s: recording the run handle %s failed", request.task_id, handle)
-
-
-def poll(request: RunRequest) -> None:
-    """The task's poll hook; its exceptions propagate (they stop the run)."""
-    if request.on_poll is not None:
-        request.on_poll()
-
-
-def marked_environment(task_id: str) -> dict[str, str]:
-    """The environment for a run's processes: ours plus the task marker, inherited by all of
-    the run's descendants (Jupyter starts its kernel in a new session; reparenting does not
-    lose an environment variable)."""
-    return {**os.environ, names.TASK_ID_ENV: task_id}
-
-
-def marked_processes(task_id: str) -> list[int]:
-    """Processes on this host carrying ``C2D_TASK_ID=<task_id>`` (same user, or any as root)."""
-    wanted = f"{names.TASK_ID_ENV}={task_id}".encode()
-    found = []
-    own = {os.getpid(), os.getppid()}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) in own:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = fh.read()
-        except OSError:  # gone, or another user's
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry))
-    return sorted(found)
-
-
-def stop_marked_processes(task_id: str) -> list[int]:
-    """Freeze every process marked with ``task_id`` (SIGSTOP, until no new one appears, so none
-    can fork one we would miss), then SIGKILL them all. The killed pids."""
-    frozen: list[int] = []
-    for _ in range(5):
-        new = [pid for pid in marked_processes(task_id) if pid not in frozen]
-        if not new:
-            break
-        for pid in new:
+            if request.output_dir.is_dir():
+                for stale in (names.RESULT_FILE, names.PROGRESS_FILE):  # never report an earlier run's
+                    (request.output_dir / stale).unlink(missing_ok=True)
             try:
-                os.kill(pid, signal.SIGSTOP)
-            except (ProcessLookupError, PermissionError):
-                continue
-            frozen.append(pid)
-    return kill_processes(frozen)
+                self.start(run)
+                self._announce(run)
+                self._supervise(run)
+            except BaseException:  # Ctrl-C, or the supervision failed: never leave the run behind
+                with run.lock:
+                    run.stop_reason = run.stop_reason or "interrupted"
+                self._kill_quietly(run)
+                raise
+            logs = self.collect_logs(run)
+        finally:
+            try:
+                self.cleanup(run)
+            finally:
+                self._unregister(run)
 
+        doc = read_result(request.output_dir)
+        exit_code = run.status.exit_code if run.status and run.status.exit_code is not None else -1
+        reason = run.stop_reason or (run.status.reason if run.status else None)
+        crashed = self.exit_message(exit_code, logs) if doc is None else None
+        if reason is not None or doc is None:
+            logs += self.finalize(run, reason or crashed or "")
+            doc = read_result(request.output_dir)
+        result = self._result(run, doc, reason, crashed, exit_code, logs, started_at)
+        log.info("task %s: %s%s", request.task_id, result.status, f" ({result.error})" if result.error else "")
+        return result
 
-def kill_processes(pids: list[int]) -> list[int]:
-    """SIGKILL ``pids``; the ones that were there to kill."""
-    killed = []
-    for pid in pids:
+    def _supervise(self, run: ActiveRun) -> None:
+        """Poll until the run exits; report progress and phase; kill it at the deadline or on cancel."""
+        request = run.request
+        last: tuple[int, int] | None = None
+        deadline: float | None = None
+        kill_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                with run.lock:
+                    run.stop_reason = run.stop_reason or f"timed out after {request.timeout_seconds} s"
+            if run.stop_reason is not None:
+                if not run.killed:
+                    log.warning("task %s: %s; stopping %s", request.task_id, run.stop_reason, run.handle)
+                self._kill_once(run)
+                if kill_deadline is None:
+                    kill_deadline = now + self.stop_timeout
+                elif now >= kill_deadline:
+                    log.error("task %s: %s did not end within %.0f s of being stopped", request.task_id,
+                              run.handle, self.stop_timeout)
+                    run.status = RunStatus(Phase.EXITED, exit_code=None)
+                    return
+            wait = self.poll_interval
+            if deadline is not None and kill_deadline is None:
+                wait = min(wait, max(0.0, deadline - now))
+            status = self.poll(run, wait)
+            last = report_progress(request, last)
+            previous, run.status = run.status, status
+            if status.node:
+                run.node = status.node
+            if status.phase is Phase.EXITED:
+                if run.ended_epoch is None:
+                    run.ended_epoch = time.time()
+                return
+            if status.phase is Phase.RUNNING and deadline is None:
+                if run.started_epoch is None:
+                    run.started_epoch = time.time()
+                deadline = time.monotonic() + request.timeout_seconds + self.timeout_grace
+            if previous is None or (previous.phase, previous.reason) != (status.phase, status.reason):
+                self._notify_status(run, status)
+            if request.on_poll is not None and run.stop_reason is None:
+                request.on_poll()
+
+    def _result(self, run: ActiveRun, doc: dict[str, Any] | None, reason: str | None, crashed: str | None,
+                exit_code: int, logs: str, started_at: float) -> RunResult:
+        """The one place ``result.json`` becomes a :class:`RunResult`."""
+        request = run.request
+        progress = read_progress(request.output_dir)
+        timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
+        timings.update(run.timings)
+        finished_epoch = time.time()
+        if run.started_epoch is not None:
+            timings["submit_to_start_seconds"] = round(max(0.0, run.started_epoch - run.submitted_epoch), 3)
+        if run.ended_epoch is not None:
+            timings["end_to_result_seconds"] = round(max(0.0, finished_epoch - run.ended_epoch), 3)
+        base: dict[str, Any] = dict(
+            started=run.started, finished=names.iso_utc(), duration_seconds=round(time.monotonic() - started_at, 3),
+            log=logs, log_name=self.log_name, runner=self.name, image=run.image, image_digest=run.image_digest,
+            timings=timings, host=run.host or None, handle=run.handle or None, node=run.node,
+            images_total=_count(doc, "images_total", progress[1] if progress else 0),
+            images_done=_count(doc, "images_done", progress[0] if progress else 0),
+        )
+        if reason is not None:
+            return RunResult(status="failed", error=reason, **base)
+        if doc is None:
+            return RunResult(status="failed", error=crashed or self.exit_message(exit_code, logs), **base)
+        status = "succeeded" if doc.get("status") == "succeeded" else "failed"
+        error = doc.get("error") or None
+        if status == "succeeded" and exit_code != 0:
+            status, error = "failed", f"{self.subject} exited with code {exit_code} after reporting success"
+        elif status == "failed" and not error:
+            error = f"the notebook run failed ({self.exit_code_label} {exit_code}); see {self.log_name}"
+        return RunResult(status=status, error=error, **base)
+
+    # --- cancel, bookkeeping ----------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> bool:
+        """Stop the run of ``task_id`` if this runner supervises it; ``run`` then returns failed."""
+        with self._runs_lock:
+            run = self._runs.get(task_id)
+        if run is None or run.exited:
+            return False
+        with run.lock:
+            run.stop_reason = run.stop_reason or "cancelled on request"
+        self._kill_once(run)
+        log.info("task %s: cancelled", task_id)
+        return True
+
+    def running(self) -> list[str]:
+        with self._runs_lock:
+            return sorted(self._runs)
+
+    def _register(self, run: ActiveRun) -> None:
+        with self._runs_lock:
+            if run.request.task_id in self._runs:
+                raise RunnerError(f"task {run.request.task_id} is already running in this runner")
+            self._runs[run.request.task_id] = run
+
+    def _unregister(self, run: ActiveRun) -> None:
+        with self._runs_lock:
+            if self._runs.get(run.request.task_id) is run:
+                del self._runs[run.request.task_id]
+
+    def _kill_once(self, run: ActiveRun) -> None:
+        """Kill a started run once (a run still starting is killed by the loop when it starts)."""
+        with run.lock:
+            if run.killed or not run.handle or run.exited:
+                return
+            run.killed = True
+        self.kill(run)
+
+    def _kill_quietly(self, run: ActiveRun) -> None:
         try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except (ProcessLookupError, PermissionError):
-            pass
-    if killed:
-        log.info("killed %d process(es) of a run: %s", len(killed), ", ".join(map(str, killed)))
-    return killed
+            self._kill_once(run)
+        except Exception as exc:  # keep the error that brought us here
+            log.error("task %s: could not stop %s: %s", run.request.task_id, run.handle, exc)
+
+    def _announce(self, run: ActiveRun) -> None:
+        callback = run.request.on_started
+        if callback is None:
+            return
+        try:
+            callback(run.host, run.handle)
+        except Exception:
+            log.exception("task %s: on_started callback failed", run.request.task_id)
+
+    def _notify_status(self, run: ActiveRun, status: RunStatus) -> None:
+        callback = run.request.on_status
+        if callback is None:
+            return
+        try:
+            callback(status.phase.value, status.reason)
+        except Exception:
+            log.exception("task %s: status callback failed", run.request.task_id)
 
 
+# --- shared helpers ------------------------------------------------------------------------------
 def read_progress(output_dir: Path) -> tuple[int, int] | None:
     """``(done, total)`` from the notebook's ``.progress`` file, or None if absent or unreadable."""
     try:
@@ -226,3 +454,35 @@ def report_progress(
         except Exception:
             log.exception("task %s: progress callback failed", request.task_id)
     return current
+
+
+def read_result(output_dir: Path) -> dict[str, Any] | None:
+    """``result.json`` as a dict, or None when missing or not a JSON object."""
+    try:
+        doc = json.loads((output_dir / names.RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def last_line(logs: str) -> str:
+    """``"; last output: ..."`` from the last non-empty log line, for error messages."""
+    line = next((line for line in reversed(logs.splitlines()) if line.strip()), "")
+    return f"; last output: {line.strip()[:300]}" if line else ""
+
+
+def truncate_log(data: bytes | str, limit: int = 2_000_000) -> str:
+    """Very long logs keep their beginning and their end."""
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > limit:
+        half = limit // 2
+        data = data[:half] + b"\n[... log truncated ...]\n" + data[-half:]
+    return data.decode("utf-8", errors="replace")
+
+
+def _count(doc: dict[str, Any] | None, key: str, fallback: int) -> int:
+    try:
+        return int((doc or {}).get(key) or fallback)
+    except (TypeError, ValueError):
+        return fallback

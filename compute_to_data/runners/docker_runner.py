@@ -22,12 +22,10 @@ The docker SDK is imported only when a runner is created; the code works with do
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import stat
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +34,7 @@ from typing import Any
 from .. import conventions as names
 from ..errors import NotAllowedError, RunnerError
 from ..settings import AllowedImage, Settings
-from .base import (
-    RunRequest,
-    RunResult,
-    Runner,
-    poll,
-    read_progress,
-    report_progress,
-    report_started,
-    stop_marked_processes,
-)
+from .base import ActiveRun, Phase, RunRequest, RunStatus, SupervisedRunner, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +57,15 @@ class ImageInfo:
 
 
 @dataclass
-class _Run:
-    container_id: str
-    stop_reason: str | None = None
+class _Container:
+    """The docker runner's part of an :class:`ActiveRun`."""
+
+    container: Any
+    image: ImageInfo
+    user: tuple[int, int]
+    kwargs: dict[str, Any]
+    started_at: float = 0.0
+    exited_at: float | None = None
 
 
 def parse_user(spec: str) -> tuple[int, int]:
@@ -78,11 +73,14 @@ def parse_user(spec: str) -> tuple[int, int]:
     return int(uid), int(gid or uid)
 
 
-class DockerRunner(Runner):
+class DockerRunner(SupervisedRunner):
     """Executes the image's entrypoint with the task's mounts and the administrator's limits."""
 
     name = "docker"
     uses_container_paths = True
+    log_name = names.CONTAINER_LOG
+    subject = "the container"
+    exit_code_label = "container exit code"
 
     def __init__(
         self,
@@ -93,13 +91,12 @@ class DockerRunner(Runner):
         finalize_timeout: float = 300.0,
         api_timeout: int = 120,
     ) -> None:
+        super().__init__()
         self.settings = settings if settings is not None else Settings.load()
         self._client = client
         self.poll_interval = poll_interval
         self.finalize_timeout = finalize_timeout
         self.api_timeout = api_timeout
-        self._runs: dict[str, _Run] = {}
-        self._runs_lock = threading.Lock()
 
     # --- the docker client ------------------------------------------------------------------
     @property
@@ -177,16 +174,21 @@ class DockerRunner(Runner):
             )
         return uid, gid
 
-    def container_kwargs(self, request: RunRequest, image: ImageInfo, user: tuple[int, int]) -> dict[str, Any]:
-        """Everything ``containers.create`` gets; a pure function of settings and request."""
+    def container_kwargs(self, request: RunRequest, image: ImageInfo | None, user: tuple[int, int], *,
+                         host_cpus: int | None = None) -> dict[str, Any]:
+        """Everything ``containers.create`` gets; a pure function of settings and request.
+
+        ``host_cpus``: the CPUs of the machine the container will run on (default: this one's).
+        The Slurm runner builds the same container on a node, from these same arguments.
+        """
         if not _NOTEBOOK_NAME.match(request.notebook_name):
             raise NotAllowedError(f"notebook must be a name, not a path: {request.notebook_name!r}")
         notebook = request.notebook_name if request.notebook_name.endswith(".ipynb") else request.notebook_name + ".ipynb"
         limits = self.settings.limits
         cpus = float(limits.cpus)
-        host_cpus = os.cpu_count() or 1
+        host_cpus = host_cpus or os.cpu_count() or 1
         if cpus > host_cpus:
-            log.info("limits.cpus %.2f exceeds this host's %d CPUs; using %d", cpus, host_cpus, host_cpus)
+            log.info("limits.cpus %.2f exceeds the host's %d CPUs; using %d", cpus, host_cpus, host_cpus)
             cpus = float(host_cpus)
         kwargs: dict[str, Any] = {
             "command": [
@@ -233,64 +235,46 @@ class DockerRunner(Runner):
             kwargs["device_requests"] = [DeviceRequest(count=int(request.gpus), capabilities=[["gpu"]])]
         return kwargs
 
-    # --- the run ----------------------------------------------------------------------------
-    def run(self, request: RunRequest) -> RunResult:
+    # --- the lifecycle's steps ------------------------------------------------------------------
+    def start(self, run: ActiveRun) -> None:
+        request = run.request
         image = self.check_image(request.image)
         user = self.container_user()
         kwargs = self.container_kwargs(request, image, user)
         self._prepare_directories(request, user)
-
-        timings: dict[str, float] = {}
-        started, started_at = names.iso_utc(), time.monotonic()
-        run: _Run | None = None
-        container = None
-        state: dict[str, Any] = {}
-        logs = ""
-        exited_at: float | None = None
+        run.image, run.image_digest = image.reference, image.id
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            try:
-                container = self.client.containers.create(image.id, **kwargs)
-            except Exception as exc:
-                raise RunnerError(f"cannot create the task container from {image.reference}: {exc}") from exc
-            t1 = time.perf_counter()
-            with self._runs_lock:
-                if request.task_id in self._runs:
-                    raise RunnerError(f"task {request.task_id} is already running in this runner")
-                run = self._runs[request.task_id] = _Run(container.id)
-            try:
-                container.start()
-            except Exception as exc:
-                raise RunnerError(f"cannot start the task container from {image.reference}: {exc}") from exc
-            t2 = time.perf_counter()
-            timings["docker_create_seconds"] = round(t1 - t0, 3)
-            timings["docker_start_seconds"] = round(t2 - t1, 3)
-            log.info("task %s: container %s started from %s as %d:%d", request.task_id, container.short_id,
-                     image.reference, *user)
-            try:
-                report_started(request, f"docker:{container.id}")
-                self._supervise(request, run, container, started_at)
-            except BaseException:  # Ctrl-C while waiting: kill now; the finally removes it
-                run.stop_reason = run.stop_reason or "interrupted"
-                _kill(container)
-                raise
-            exited_at = time.perf_counter()
-            timings["container_seconds"] = round(exited_at - t2, 3)
-            container.reload()
-            state = dict(container.attrs.get("State") or {})
-            logs = _decode_log(container.logs(stdout=True, stderr=True))
-        finally:
-            teardown_from = exited_at if exited_at is not None else time.perf_counter()
-            if container is not None:
-                _remove(container)
-            # inspect + logs + remove: what Docker adds after the notebook has finished
-            timings["docker_teardown_seconds"] = round(time.perf_counter() - teardown_from, 3)
-            if run is not None:
-                with self._runs_lock:
-                    self._runs.pop(request.task_id, None)
-            self._restore_ownership(request)
+            container = self.client.containers.create(image.id, **kwargs)
+        except Exception as exc:
+            raise RunnerError(f"cannot create the task container from {image.reference}: {exc}") from exc
+        t1 = time.perf_counter()
+        run.detail = _Container(container, image, user, kwargs)
+        try:
+            container.start()
+        except Exception as exc:
+            raise RunnerError(f"cannot start the task container from {image.reference}: {exc}") from exc
+        run.detail.started_at = t2 = time.perf_counter()
+        run.started_epoch = time.time()
+        run.handle = str(container.id)
+        run.timings["docker_create_seconds"] = round(t1 - t0, 3)
+        run.timings["docker_start_seconds"] = round(t2 - t1, 3)
+        log.info("task %s: container %s started from %s as %d:%d", request.task_id, container.short_id,
+                 image.reference, *user)
 
-        killed = run.stop_reason if run is not None else None  # timeout, cancel
+    def poll(self, run: ActiveRun, wait: float) -> RunStatus:
+        detail: _Container = run.detail
+        container = detail.container
+        try:
+            container.wait(timeout=max(0.05, wait))
+        except Exception as exc:  # requests' ReadTimeout/ConnectionError: still running
+            if not _is_timeout(exc):
+                raise RunnerError(f"lost track of the task container: {exc}") from exc
+            return RunStatus(Phase.RUNNING)
+        detail.exited_at = time.perf_counter()
+        run.timings["container_seconds"] = round(detail.exited_at - detail.started_at, 3)
+        container.reload()
+        state = dict(container.attrs.get("State") or {})
         exit_code = int(state.get("ExitCode", -1))
         oom = None
         if bool(state.get("OOMKilled")):
@@ -299,70 +283,53 @@ class DockerRunner(Runner):
                 f"and was killed (container exit code {exit_code}); use fewer workers or a smaller batch_size, "
                 "or ask the administrator for a larger memory limit"
             )
-        result_doc = _read_json(request.output_dir / names.RESULT_FILE)
-        if killed is not None or result_doc is None:
-            # Killed, or crashed before writing result.json: render what ran, in the same confinement.
-            message = killed or oom or _exit_message(exit_code, logs)
-            logs += self._finalize(request, image, user, kwargs, message, started)
-            result_doc = _read_json(request.output_dir / names.RESULT_FILE)
-        reason = killed or oom
-        result = self._result(request, image, result_doc, reason, exit_code, logs, started, started_at, timings)
-        log.info("task %s: %s%s", request.task_id, result.status, f" ({result.error})" if result.error else "")
-        return result
+        return RunStatus(Phase.EXITED, reason=oom, exit_code=exit_code)
 
-    def _supervise(self, request: RunRequest, run: _Run, container: Any, started_at: float) -> None:
-        """Wait for the container, report progress, kill it at the deadline or on cancel."""
-        deadline = started_at + request.timeout_seconds
-        last: tuple[int, int] | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            exited = False
-            if run.stop_reason is None and remaining > 0:
-                try:
-                    container.wait(timeout=max(0.05, min(self.poll_interval, remaining)))
-                    exited = True
-                except Exception as exc:  # requests' ReadTimeout/ConnectionError: still running
-                    if not _is_timeout(exc):
-                        raise RunnerError(f"lost track of the task container: {exc}") from exc
-            last = report_progress(request, last)
-            if exited:
-                return
-            if run.stop_reason is None:
-                poll(request)
-            if run.stop_reason is None and time.monotonic() >= deadline:
-                run.stop_reason = f"timed out after {request.timeout_seconds} s"
-            if run.stop_reason is not None:
-                log.warning("task %s: %s; killing container %s", request.task_id, run.stop_reason,
-                            container.short_id)
-                _kill(container)
-                try:
-                    container.wait(timeout=60)
-                except Exception as exc:
-                    log.warning("task %s: container did not stop after kill: %s", request.task_id, exc)
-                report_progress(request, last)
-                return
+    def kill(self, run: ActiveRun) -> None:
+        _kill(run.detail.container)
 
-    def _finalize(self, request: RunRequest, image: ImageInfo, user: tuple[int, int], kwargs: dict[str, Any],
-                  message: str, started: str) -> str:
+    def collect_logs(self, run: ActiveRun) -> str:
+        return truncate_log(run.detail.container.logs(stdout=True, stderr=True), MAX_LOG_BYTES)
+
+    def cleanup(self, run: ActiveRun) -> None:
+        """Always remove the container; hand the outputs back to the service account."""
+        detail: _Container | None = run.detail
+        if detail is not None:
+            teardown_from = detail.exited_at if detail.exited_at is not None else time.perf_counter()
+            _remove(detail.container)
+            # inspect + logs + remove: what Docker adds after the notebook has finished
+            run.timings["docker_teardown_seconds"] = round(time.perf_counter() - teardown_from, 3)
+        self._restore_ownership(run.request)
+
+    def exit_message(self, exit_code: int, logs: str) -> str:
+        if exit_code == 137:
+            return "the container was killed (exit code 137): cancelled, or stopped on the compute host"
+        return super().exit_message(exit_code, logs)
+
+    def finalize(self, run: ActiveRun, message: str) -> str:
         """In a second container (same confinement): render the partial notebook, write result.json."""
+        detail: _Container | None = run.detail
+        if detail is None:
+            return ""
+        request, kwargs = run.request, detail.kwargs
         finalize_kwargs = dict(kwargs)
         finalize_kwargs["command"] = [
             "--output-dir", names.CONTAINER_OUTPUT_DIR, "--interrupted", message,
-            "--input-dir", names.CONTAINER_INPUT_DIR, "--started", started,
+            "--input-dir", names.CONTAINER_INPUT_DIR, "--started", run.started,
         ]
         finalize_kwargs["labels"] = {**kwargs["labels"], LABEL_ROLE: "finalize"}
         finalize_kwargs.pop("device_requests", None)
-        self._prepare_output_dir(request, user)
         container = None
         try:
-            container = self.client.containers.create(image.id, **finalize_kwargs)
+            self._prepare_output_dir(request, detail.user)
+            container = self.client.containers.create(detail.image.id, **finalize_kwargs)
             container.start()
             try:
                 container.wait(timeout=self.finalize_timeout)
             except Exception as exc:
                 log.warning("task %s: rendering the interrupted report did not finish: %s", request.task_id, exc)
                 _kill(container)
-            text = _decode_log(container.logs(stdout=True, stderr=True))
+            text = truncate_log(container.logs(stdout=True, stderr=True), MAX_LOG_BYTES)
             return f"\n[docker runner] {message}; rendering the partial report\n{text}"
         except Exception as exc:
             log.warning("task %s: could not render the interrupted report: %s", request.task_id, exc)
@@ -371,30 +338,6 @@ class DockerRunner(Runner):
             if container is not None:
                 _remove(container)
             self._restore_ownership(request)
-
-    def _result(self, request: RunRequest, image: ImageInfo, doc: dict[str, Any] | None, reason: str | None,
-                exit_code: int, logs: str, started: str, started_at: float, timings: dict[str, float]) -> RunResult:
-        progress = read_progress(request.output_dir)
-        all_timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
-        all_timings.update(timings)
-        base = dict(
-            started=started, finished=names.iso_utc(), duration_seconds=round(time.monotonic() - started_at, 3),
-            log=logs, log_name=names.CONTAINER_LOG, runner=self.name, image=image.reference,
-            image_digest=image.id, timings=all_timings,
-            images_total=int((doc or {}).get("images_total") or (progress[1] if progress else 0)),
-            images_done=int((doc or {}).get("images_done") or (progress[0] if progress else 0)),
-        )
-        if reason is not None:
-            return RunResult(status="failed", error=reason, **base)
-        if doc is None:
-            return RunResult(status="failed", error=_exit_message(exit_code, logs), **base)
-        status = "succeeded" if doc.get("status") == "succeeded" else "failed"
-        error = doc.get("error") or None
-        if status == "succeeded" and exit_code != 0:
-            status, error = "failed", f"the container exited with code {exit_code} after reporting success"
-        elif status == "failed" and not error:
-            error = f"the notebook run failed (container exit code {exit_code}); see {names.CONTAINER_LOG}"
-        return RunResult(status=status, error=error, **base)
 
     # --- files on the host ------------------------------------------------------------------
     def _prepare_directories(self, request: RunRequest, user: tuple[int, int]) -> None:
@@ -411,8 +354,6 @@ class DockerRunner(Runner):
                 "read the replicas in the vault"
             )
         request.output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (names.RESULT_FILE, names.PROGRESS_FILE):  # never report an earlier attempt's
-            (request.output_dir / stale).unlink(missing_ok=True)
         self._prepare_output_dir(request, user)
 
     @staticmethod
@@ -449,64 +390,97 @@ class DockerRunner(Runner):
             except OSError as exc:
                 log.warning("cannot hand %s back to %d:%d: %s", path, uid, gid, exc)
 
-    # --- cancel -----------------------------------------------------------------------------
+    # --- cancel, and from another process ---------------------------------------------------
     def cancel(self, task_id: str) -> bool:
         """Kill the container(s) of ``task_id`` on this host (found by label); True if any ran."""
-        with self._runs_lock:
-            run = self._runs.get(task_id)
-            if run is not None:
-                run.stop_reason = run.stop_reason or "cancelled on request"
-        try:
-            containers = self.client.containers.list(filters={"label": f"{LABEL_TASK_ID}={task_id}"})
-        except Exception as exc:
-            raise RunnerError(f"cannot list the containers of task {task_id}: {exc}") from exc
+        supervised = super().cancel(task_id)
+        containers = self._task_containers(task_id, all=False)
         for container in containers:
             _kill(container)
         if containers:
             log.info("task %s: cancelled (%d container(s) killed)", task_id, len(containers))
-        return bool(containers) or run is not None
+        return supervised or bool(containers)
 
-
-    # --- runs of other processes (a dead engine's container) ---------------------------------
     def is_alive(self, handle: str) -> bool:
-        kind, _, container_id = handle.partition(":")
-        if kind != "docker" or not container_id:
+        """Whether the container with this id still runs on this host."""
+        container = self._get_container(handle)
+        if container is None:
             return False
         try:
-            container = self.client.containers.get(container_id)
             container.reload()
-        except Exception:  # gone, or no daemon: nothing of it runs here
-            return False
-        return str(container.status) in ("created", "running", "restarting", "paused")
+        except Exception as exc:
+            if _is_not_found(exc):
+                return False
+            raise RunnerError(f"cannot inspect container {handle[:12]}: {exc}") from exc
+        return str((container.attrs.get("State") or {}).get("Status", "")) in ("running", "restarting", "paused")
 
-    def stop(self, handle: str, task_id: str) -> bool:
-        """Kill and remove the task's containers (by handle and by label, exited ones too)."""
+    def stop(self, handle: str, task_id: str | None = None) -> bool:
+        """Kill and remove the container with this id and every container of its task (label
+        ``c2d.task_id``: the report-rendering one too), running or exited."""
         found: dict[str, Any] = {}
-        kind, _, container_id = handle.partition(":")
-        try:
-            if kind == "docker" and container_id:
-                try:
-                    found[container_id] = self.client.containers.get(container_id)
-                except Exception as exc:  # already removed
-                    log.debug("container %s: %s", container_id[:12], exc)
-            for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"}):
-                found.setdefault(container.id, container)
-        except RunnerError as exc:
-            log.warning("task %s: cannot look for its containers: %s", task_id, exc)
-        ran = False
-        for container in found.values():
-            try:
-                container.reload()
-                ran = ran or str(container.status) in ("created", "running", "restarting", "paused")
-            except Exception:
-                pass
-            _remove(container)  # force: kills it first
+        container = self._get_container(handle)
+        if container is not None:
+            found[str(container.id)] = container
+            task_id = task_id or (getattr(container, "labels", None) or {}).get(LABEL_TASK_ID)
+        if task_id:
+            for other in self._task_containers(task_id, all=True):
+                found.setdefault(str(other.id), other)
+        for leftover in found.values():
+            _kill(leftover)
+            _remove(leftover)
         if found:
-            log.info("task %s: removed %d leftover container(s)", task_id, len(found))
-        return bool(stop_marked_processes(task_id)) or ran
+            log.info("removed %d leftover container(s) of %s", len(found), task_id or handle[:12])
+        return bool(found)
+
+    def _get_container(self, container_id: str) -> Any:
+        try:
+            return self.client.containers.get(container_id)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise RunnerError(f"cannot look up container {container_id[:12]}: {exc}") from exc
+
+    def _task_containers(self, task_id: str, *, all: bool) -> list[Any]:
+        try:
+            return list(self.client.containers.list(all=all, filters={"label": f"{LABEL_TASK_ID}={task_id}"}))
+        except Exception as exc:
+            raise RunnerError(f"cannot list the containers of task {task_id}: {exc}") from exc
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def cli_arguments(kwargs: dict[str, Any]) -> list[str]:
+    """The ``docker run`` / ``podman run`` options that create the same container as ``kwargs``
+    (from :meth:`DockerRunner.container_kwargs`), without the image and its command.
+
+    One definition of the confinement: a runner that starts the container elsewhere (the Slurm
+    runner, on a compute node) translates these arguments instead of restating them. GPUs
+    (``device_requests``) are left to that runner: it knows which devices the node gave it.
+    """
+    known = {"command", "user", "network_mode", "cap_drop", "security_opt", "privileged", "read_only", "tmpfs",
+             "ipc_mode", "mem_limit", "memswap_limit", "nano_cpus", "pids_limit", "shm_size", "volumes",
+             "working_dir", "hostname", "environment", "labels", "device_requests"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:  # a new confinement option must be translated, never silently dropped
+        raise RunnerError(f"no command-line form for container option(s) {', '.join(unknown)}")
+    args = [f"--user={kwargs['user']}", f"--network={kwargs['network_mode']}"]
+    args += [f"--cap-drop={cap}" for cap in kwargs["cap_drop"]]
+    args += [f"--security-opt={opt}" for opt in kwargs["security_opt"]]
+    if kwargs.get("privileged"):
+        raise RunnerError("refusing to translate a privileged container")
+    if kwargs.get("read_only"):
+        args.append("--read-only")
+    args += [f"--tmpfs={path}:{options}" for path, options in kwargs["tmpfs"].items()]
+    args += [
+        f"--ipc={kwargs['ipc_mode']}", f"--memory={kwargs['mem_limit']}", f"--memory-swap={kwargs['memswap_limit']}",
+        f"--cpus={kwargs['nano_cpus'] / 1e9:g}", f"--pids-limit={kwargs['pids_limit']}", f"--shm-size={kwargs['shm_size']}",
+    ]
+    args += [f"--volume={host}:{spec['bind']}:{spec['mode']}" for host, spec in kwargs["volumes"].items()]
+    args += [f"--workdir={kwargs['working_dir']}", f"--hostname={kwargs['hostname']}"]
+    args += [f"--env={key}={value}" for key, value in kwargs["environment"].items()]
+    args += [f"--label={key}={value}" for key, value in kwargs["labels"].items()]
+    return args
+
+
 def _is_timeout(exc: Exception) -> bool:
     """A read timeout of ``container.wait`` (requests raises ReadTimeout or ConnectionError)."""
     try:
@@ -539,33 +513,12 @@ def _remove(container: Any) -> None:
             time.sleep(0.5)
 
 
-def _exit_message(exit_code: int, logs: str) -> str:
-    """Why a container ended without a result.json."""
-    if exit_code == 137:
-        return "the container was killed (exit code 137): cancelled, or stopped on the compute host"
-    return f"the container exited with code {exit_code} without writing {names.RESULT_FILE}" + _last_line(logs)
-
-
-def _last_line(logs: str) -> str:
-    line = next((line for line in reversed(logs.splitlines()) if line.strip()), "")
-    return f"; last output: {line.strip()[:300]}" if line else ""
-
-
-def _decode_log(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode()
-    if len(data) > MAX_LOG_BYTES:
-        half = MAX_LOG_BYTES // 2
-        data = data[:half] + b"\n[... log truncated ...]\n" + data[-half:]
-    return data.decode("utf-8", errors="replace")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _is_not_found(exc: Exception) -> bool:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+        import docker.errors
+    except ImportError:  # pragma: no cover - a fake client without the SDK
+        return "no such container" in str(exc).lower()
+    return isinstance(exc, docker.errors.NotFound) or "no such container" in str(exc).lower()
 
 
 def _readable(info: os.stat_result, uid: int, gid: int, directory: bool) -> bool:

@@ -14,29 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import conventions as names
 from ..errors import RunnerError
-from .base import (
-    RunRequest,
-    RunResult,
-    Runner,
-    marked_environment,
-    poll,
-    read_progress,
-    report_progress,
-    report_started,
-    stop_marked_processes,
-)
+from .base import ActiveRun, Phase, RunRequest, RunStatus, SupervisedRunner, truncate_log
 
 log = logging.getLogger(__name__)
 
@@ -141,203 +131,142 @@ def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[
     return translated
 
 
+ENV_TASK_ID = "C2D_TASK_ID"
+#: a token in the environment of every process of one run (the kernel and its workers inherit it):
+#: how another process finds what is left of the run when its parent is gone.
+ENV_RUN_TOKEN = "C2D_RUN_TOKEN"
+
+
 @dataclass
-class _Run:
+class _Child:
     process: subprocess.Popen
-    stop_reason: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    python: str
+    log_path: Path
+    output_dir: Path
 
 
-class InProcessRunner(Runner):
+class InProcessRunner(SupervisedRunner):
     """Runs the notebook entrypoint as a supervised child process on this host."""
 
     name = "inprocess"
-
+    log_name = names.RUNNER_LOG
+    subject = "the notebook runner"
     #: the module the child runs (``python -m``); tests substitute a lighter stand-in.
     entrypoint_module = ENTRYPOINT_MODULE
 
     def __init__(self, settings: object | None = None, *, python: str | None = None,
                  poll_interval: float = 1.0, finalize_timeout: float = 120.0) -> None:
         """``settings`` is accepted for symmetry with other runners and not needed here."""
+        super().__init__()
         self.python = python
         self.poll_interval = poll_interval
         self.finalize_timeout = finalize_timeout
-        self._runs: dict[str, _Run] = {}
-        self._runs_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"inprocess ({self.python or find_python()}, no container)"
 
-    # --- the run ----------------------------------------------------------------------------
-    def run(self, request: RunRequest) -> RunResult:
+    # --- the lifecycle's steps ------------------------------------------------------------------
+    def start(self, run: ActiveRun) -> None:
+        request = run.request
         python = self.python or find_python()
         workdir = request.workdir.resolve()
         output_dir = request.output_dir.resolve()
         output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (names.RESULT_FILE, names.PROGRESS_FILE):  # never report an earlier run's
-            (output_dir / stale).unlink(missing_ok=True)
         params_path = workdir / PARAMS_FILE
         params_path.write_text(json.dumps(to_host_parameters(request.parameters, request), indent=2) + "\n")
         log_path = workdir / names.RUNNER_LOG
         command = [python, "-m", self.entrypoint_module, "--params", str(params_path),
                    "--notebook", str(Path(request.notebook_path).resolve()), "--output-dir", str(output_dir)]
-
-        started_at, started = time.monotonic(), names.iso_utc()
+        token = secrets.token_hex(8)
+        env = self._child_env()
+        env[ENV_TASK_ID] = request.task_id
+        env[ENV_RUN_TOKEN] = token
         with open(log_path, "wb") as log_file:
             try:
                 process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, cwd=workdir,
-                                           env=self._child_env(request.task_id), start_new_session=True)
+                                           stdin=subprocess.DEVNULL, cwd=workdir, env=env,
+                                           start_new_session=True)
             except OSError as exc:
                 raise RunnerError(f"cannot start the notebook runner {python!r}: {exc}") from exc
-            run = _Run(process)
-            with self._runs_lock:
-                if request.task_id in self._runs:
-                    kill_tree(process.pid)
-                    process.wait()
-                    raise RunnerError(f"task {request.task_id} is already running in this runner")
-                self._runs[request.task_id] = run
-            log.info("task %s: started %s (pid %d)", request.task_id, " ".join(command), process.pid)
-            try:
-                report_started(request, f"pid:{process.pid}")
-                self._supervise(request, run, started_at, output_dir)
-            except BaseException:  # the task's poll hook raised, Ctrl-C, SIGTERM: nothing outlives us
-                with run.lock:
-                    run.stop_reason = run.stop_reason or "interrupted"
-                kill_tree(process.pid)
-                process.wait()
-                stop_marked_processes(request.task_id)
-                raise
-            finally:
-                with self._runs_lock:
-                    self._runs.pop(request.task_id, None)
+        run.started_epoch = time.time()
+        run.detail = _Child(process, python, log_path, output_dir)
+        run.handle = f"{process.pid}:{token}"
+        log.info("task %s: started %s (pid %d)", request.task_id, " ".join(command), process.pid)
 
-        if run.stop_reason is not None:
-            self._finalize(python, run.stop_reason, request, output_dir, started, log_path)
-        result = self._result(request, run, output_dir, started, started_at, log_path)
-        log.info("task %s: %s%s", request.task_id, result.status, f" ({result.error})" if result.error else "")
-        return result
+    def poll(self, run: ActiveRun, wait: float) -> RunStatus:
+        child: _Child = run.detail
+        try:
+            code = child.process.wait(timeout=max(0.0, wait))
+        except subprocess.TimeoutExpired:
+            return RunStatus(Phase.RUNNING)
+        return RunStatus(Phase.EXITED, exit_code=code)
 
-    def _supervise(self, request: RunRequest, run: _Run, started_at: float, output_dir: Path) -> None:
-        """Wait for the child, report progress, kill it at the deadline."""
-        deadline = started_at + request.timeout_seconds
-        last: tuple[int, int] | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                run.process.wait(timeout=max(0.0, min(self.poll_interval, remaining)))
-                exited = True
-            except subprocess.TimeoutExpired:
-                exited = False
-            last = report_progress(request, last, output_dir)
-            if exited:
-                return
-            poll(request)
-            if time.monotonic() >= deadline:
-                with run.lock:
-                    run.stop_reason = run.stop_reason or f"timed out after {request.timeout_seconds} s"
-                kill_tree(run.process.pid)
-                run.process.wait()
-                report_progress(request, last, output_dir)
-                return
+    def kill(self, run: ActiveRun) -> None:
+        kill_tree(run.detail.process.pid)
 
-    def _finalize(self, python: str, reason: str, request: RunRequest, output_dir: Path, started: str,
-                  log_path: Path) -> None:
-        """After a kill: render the partially executed notebook and write a failed result.json."""
-        command = [python, "-m", ENTRYPOINT_MODULE, "--output-dir", str(output_dir), "--interrupted", reason,
-                   "--input-dir", str(request.input_dir.resolve()), "--started", started]
-        with open(log_path, "ab") as log_file:
-            log_file.write(f"\n[inprocess runner] {reason}; process tree killed\n".encode())
+    def collect_logs(self, run: ActiveRun) -> str:
+        return _read_log(run.detail.log_path)
+
+    def finalize(self, run: ActiveRun, message: str) -> str:
+        """After a kill or a crash: render the partially executed notebook, write a failed result.json."""
+        child: _Child = run.detail
+        request = run.request
+        command = [child.python, "-m", self.entrypoint_module, "--output-dir", str(child.output_dir),
+                   "--interrupted", message, "--input-dir", str(request.input_dir.resolve()),
+                   "--started", run.started]
+        offset = child.log_path.stat().st_size if child.log_path.exists() else 0
+        with open(child.log_path, "ab") as log_file:
+            log_file.write(f"\n[inprocess runner] {message}; rendering the partial report\n".encode())
             log_file.flush()
             try:
                 subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=self._child_env(request.task_id), timeout=self.finalize_timeout, check=False)
+                               env=self._child_env(), timeout=self.finalize_timeout, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.warning("task %s: could not render the interrupted report: %s", request.task_id, exc)
+        with open(child.log_path, "rb") as log_file:
+            log_file.seek(offset)
+            return truncate_log(log_file.read(), MAX_LOG_BYTES)
 
-    def _result(self, request: RunRequest, run: _Run, output_dir: Path, started: str, started_at: float,
-                log_path: Path) -> RunResult:
-        text = _read_log(log_path)
-        base = dict(started=started, finished=names.iso_utc(), duration_seconds=round(time.monotonic() - started_at, 3),
-                    log=text, log_name=names.RUNNER_LOG, runner=self.name)
-        doc: dict[str, Any] | None
-        try:
-            doc = json.loads((output_dir / names.RESULT_FILE).read_text(encoding="utf-8"))
-            if not isinstance(doc, dict):
-                doc = None
-        except (OSError, ValueError):
-            doc = None
-        progress = read_progress(output_dir)
-        timings = {k: float(v) for k, v in (doc or {}).get("timings", {}).items() if isinstance(v, (int, float))}
+    def cleanup(self, run: ActiveRun) -> None:
+        child: _Child | None = run.detail
+        if child is not None and child.process.poll() is None:  # interrupted: never leave it running
+            kill_tree(child.process.pid)
+            try:
+                child.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log.error("task %s: pid %d survived SIGKILL", run.request.task_id, child.process.pid)
 
-        if run.stop_reason is not None:
-            total = int((doc or {}).get("images_total") or (progress[1] if progress else 0))
-            done = int((doc or {}).get("images_done") or (progress[0] if progress else 0))
-            return RunResult(status="failed", images_total=total, images_done=done, error=run.stop_reason,
-                             timings=timings, **base)
-        code = run.process.returncode
-        if doc is None:
-            last_line = next((line for line in reversed(text.splitlines()) if line.strip()), "")
-            detail = f"; last output: {last_line.strip()[:300]}" if last_line else ""
-            return RunResult(
-                status="failed",
-                images_total=progress[1] if progress else 0,
-                images_done=progress[0] if progress else 0,
-                error=f"the notebook runner exited with code {code} without writing {names.RESULT_FILE}{detail}",
-                timings=timings, **base,
-            )
-        status = "succeeded" if doc.get("status") == "succeeded" else "failed"
-        error = doc.get("error") or None
-        if status == "succeeded" and code != 0:
-            status, error = "failed", f"the notebook runner exited with code {code} after reporting success"
-        elif status == "failed" and not error:
-            error = f"the notebook run failed (exit code {code}); see {names.RUNNER_LOG}"
-        return RunResult(status=status, images_total=int(doc.get("images_total") or 0),
-                         images_done=int(doc.get("images_done") or 0), error=error, timings=timings, **base)
-
-    # --- cancel -----------------------------------------------------------------------------
-    def cancel(self, task_id: str) -> bool:
-        """Kill the run of ``task_id`` if this runner is executing it; ``run`` then returns failed."""
-        with self._runs_lock:
-            run = self._runs.get(task_id)
-        if run is None or run.process.poll() is not None:
-            return False
-        with run.lock:
-            run.stop_reason = run.stop_reason or "cancelled on request"
-        kill_tree(run.process.pid)
-        log.info("task %s: cancelled", task_id)
-        return True
-
-    def running(self) -> list[str]:
-        with self._runs_lock:
-            return sorted(self._runs)
-
-    # --- runs of other processes -------------------------------------------------------------
+    # --- from another process ------------------------------------------------------------------
     def is_alive(self, handle: str) -> bool:
-        pid = _pid_of(handle)
-        if pid is None:
-            return False
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-                return fh.read().rpartition(")")[2].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
+        """Whether any process of the run with this handle (``pid:token``) still runs on this host."""
+        _, token = _parse_handle(handle)
+        return bool(processes_with_env(ENV_RUN_TOKEN, token))
 
-    def stop(self, handle: str, task_id: str) -> bool:
-        """The child's tree (if it is still ours to find) and every process marked with the task."""
-        stopped = False
-        pid = _pid_of(handle)
-        if pid is not None and self.is_alive(handle) and _carries_marker(pid, task_id):
-            kill_tree(pid)
-            stopped = True
-        return bool(stop_marked_processes(task_id)) or stopped
+    def stop(self, handle: str, task_id: str | None = None, wait: float = 10.0) -> bool:
+        """Kill every process of the run (found by the token its environment carries) and, with
+        ``task_id``, of any run of that task; the parent first, with all its descendants."""
+        pid, token = _parse_handle(handle)
+        roots = set(processes_with_env(ENV_RUN_TOKEN, token))
+        if task_id is not None:
+            roots |= set(processes_with_env(ENV_TASK_ID, task_id))
+        if not roots:
+            return False
+        for root in sorted(roots, key=lambda p: (p != pid, p)):
+            kill_tree(root)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (processes_with_env(ENV_RUN_TOKEN, token)
+                                               or (task_id and processes_with_env(ENV_TASK_ID, task_id))):
+            time.sleep(0.1)
+        log.info("stopped %d process(es) of run %s", len(roots), handle)
+        return True
 
     # --- helpers ----------------------------------------------------------------------------
     @staticmethod
-    def _child_env(task_id: str) -> dict[str, str]:
-        """Our environment, the task marker (``C2D_TASK_ID``), and our own package location when
-        it is not installed site-wide."""
-        env = marked_environment(task_id)
+    def _child_env() -> dict[str, str]:
+        """Our environment, plus our own package location when it is not installed site-wide."""
+        env = dict(os.environ)
+        for private in (ENV_TASK_ID, ENV_RUN_TOKEN):
+            env.pop(private, None)
         package_parent = str(Path(__file__).resolve().parents[2])
         if "site-packages" not in package_parent and "dist-packages" not in package_parent:
             existing = env.get("PYTHONPATH")
@@ -346,27 +275,51 @@ class InProcessRunner(Runner):
         return env
 
 
-def _pid_of(handle: str) -> int | None:
-    kind, _, value = handle.partition(":")
-    return int(value) if kind == "pid" and value.isdigit() else None
+def _parse_handle(handle: str) -> tuple[int, str]:
+    pid, _, token = handle.partition(":")
+    if not pid.isdigit() or not token:
+        raise RunnerError(f"not a handle of the inprocess runner: {handle!r} (expected pid:token)")
+    return int(pid), token
 
 
-def _carries_marker(pid: int, task_id: str) -> bool:
-    """A recorded pid may have been reused by an unrelated process since: check the marker."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return f"{names.TASK_ID_ENV}={task_id}".encode() in fh.read().split(b"\0")
-    except OSError:
-        return False
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes on this host (that we may inspect) whose environment has ``name=value``.
+
+    Never this process nor its ancestors: a caller that inherited the variable is not its run.
+    """
+    wanted = f"{name}={value}".encode()
+    exclude = _ancestors(os.getpid())
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read()
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except OSError:  # gone, or another user's
+            continue
+        if state != "Z" and wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _ancestors(pid: int) -> set[int]:
+    chain = set()
+    while pid > 1 and pid not in chain:
+        chain.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+                pid = int(fh.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
 
 
 def _read_log(path: Path) -> str:
     """The child's output; very long logs keep their beginning and their end."""
     try:
-        data = path.read_bytes()
+        return truncate_log(path.read_bytes(), MAX_LOG_BYTES)
     except OSError:
         return ""
-    if len(data) > MAX_LOG_BYTES:
-        half = MAX_LOG_BYTES // 2
-        data = data[:half] + b"\n[... log truncated ...]\n" + data[-half:]
-    return data.decode("utf-8", errors="replace")

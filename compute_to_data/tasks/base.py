@@ -191,7 +191,7 @@ class ComputeToDataTask(ABC):
             return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
-        self.run_lock = self.lifecycle.run_lock(self.resource.host, self.task_id)
+        self.run_lock = self.lifecycle.run_lock(self.resource, self.task_id)
         if not self.run_lock.acquire():
             raise TaskBusyError(
                 f"task {self.task_id} is being run by another process on this host right now; not starting it twice"
@@ -257,7 +257,7 @@ class ComputeToDataTask(ABC):
         # The allowlist holds whatever runner was chosen (also in-process, also when auto fell
         # back to it): a config naming an image the administrator did not allow is refused.
         if self.runner.uses_container_paths or self.config.image is not None:
-            self.image = self.settings.check_image(self.config.image)
+            self.settings.check_image_choice(self.config.image)  # the image itself comes with the resource
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
                 f"input collection {self.config.input_collection} does not exist (or you cannot see it)",
@@ -278,6 +278,9 @@ class ComputeToDataTask(ABC):
             tagged, self.candidates, self.config.compute_role, self.config.compute_resource
         )
         self.outcome.compute_resource = self.resource.name
+        if self.runner is not None and self.runner.uses_container_paths:
+            gpus = self.resource.avu_int(names.GPUS_ATTRIBUTE, 0)
+            self.image = self.settings.image_for(self.config.image, gpus)
         if self.config.archive_role is not None:  # refused now, not after the notebook has run
             archives = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
             self.archive_resource = select_compute_resource(
@@ -425,7 +428,7 @@ class ComputeToDataTask(ABC):
             self.labels_object = self.grid.get_data_object(self.config.labels)
         self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
 
-        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host), self.task_id)
+        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.task_id)
         self.workdir.create()
         for i, obj in enumerate(self.inputs, 1):
             self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj), shown=obj.path)
@@ -592,7 +595,7 @@ class ComputeToDataTask(ABC):
     def _slot(self) -> ResourceSlot:
         assert self.resource is not None
         return ResourceSlot(
-            self.settings.lock_directory_for(self.resource.host),
+            self.settings.lock_directory_for(self.resource.host, self.resource.name),
             self.resource.name,
             self._capacity(),
             should_stop=self._is_cancelled,
@@ -648,8 +651,9 @@ class ComputeToDataTask(ABC):
         assert self.started is not None
         self.lifecycle.check_ours(self.collection, self.started)
 
-    def _record_handle(self, handle: str) -> None:
-        self.store.write(self.collection, {names.A_RUN_HANDLE: handle})
+    def _record_handle(self, host: str, handle: str) -> None:
+        """The run exists: where it is supervised, and the handle that finds it from elsewhere."""
+        self.store.write(self.collection, {names.A_RUN_HOST: host, names.A_RUN_HANDLE: handle})
 
     def _on_poll(self) -> None:
         """The runner's poll loop (our main thread): a sign of life, then the finished parts."""
@@ -711,6 +715,12 @@ class ComputeToDataTask(ABC):
                 values[names.A_IMAGE] = self.run_result.image
             if self.run_result.image_digest:
                 values[names.A_IMAGE_DIGEST] = self.run_result.image_digest
+            # where it ran: the host that supervised it, its handle (container, pid, job id), the node
+            for attribute, value in ((names.A_RUN_HOST, self.run_result.host),
+                                     (names.A_RUN_HANDLE, self.run_result.handle),
+                                     (names.A_RUN_NODE, self.run_result.node)):
+                if value:
+                    values[attribute] = value
         return values
 
     def _record_failure(self, exc: BaseException) -> None:

@@ -63,9 +63,11 @@ class ImageClassificationTask(ComputeToDataTask):
             "top_k": config.top_k,
             "image_size": config.image_size,
             "num_workers": config.num_workers,
+            "precision": config.precision,
             "device": "auto",
-            "part_size": self.settings.part_size if self.context.parts else 0,
-            "part_seconds": self.settings.part_seconds,
+            # parts off (measuring what they cost): one part, at the end
+            "part_size": self.settings.part_size if self.context.parts else 10**9,
+            "part_seconds": self.settings.part_seconds if self.context.parts else 10.0**9,
             "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if self.previous else "",
         }
 

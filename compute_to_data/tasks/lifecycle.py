@@ -372,8 +372,8 @@ class TaskLifecycle:
             return False
         return hosts.is_local_host(resource.host, self.settings.local_host_names)
 
-    def run_lock(self, host: str, task_id: str) -> RunLock:
-        return RunLock(self.settings.lock_directory_for(host), task_id)
+    def run_lock(self, resource: Resource, task_id: str) -> RunLock:
+        return RunLock(self.settings.lock_directory_for(resource.host, resource.name), task_id)
 
     def reap(self, record: TaskRecord) -> TaskRecord:
         """On the task's compute host: a running task that is dead (no heartbeat for a lease, and
@@ -383,7 +383,7 @@ class TaskLifecycle:
         if not self.grid.has_access(record.collection, AccessLevel.MODIFY):
             return record  # someone else's task: its owner's next status call reaps it
         resource = self.compute_resource(record)
-        lock = self.run_lock(resource.host, record.task_id)
+        lock = self.run_lock(resource, record.task_id)
         if not lock.acquire():
             return record  # its run is alive here, only silent (a long catalog call...)
         try:
@@ -429,28 +429,38 @@ class TaskLifecycle:
         return f"no sign of life from {host} since {since}{done}"
 
     def stop_run(self, record: TaskRecord) -> bool:
-        """Stop whatever is left of the task's run on this host (container, notebook processes)."""
-        handle = record.get(names.A_RUN_HANDLE)
-        runner = self._runner_for(record.get(names.A_RUNNER), handle)
-        try:
-            return runner.stop(handle, record.task_id)
-        except ComputeToDataError as exc:
-            log.warning("task %s: could not stop its run: %s", record.task_id, exc)
-            return False
+        """Stop whatever is left of the task's run on this host: by its handle with the runner that
+        ran it (container, process tree), and every process marked with the task id (a run whose
+        handle was never recorded). True if anything was left."""
+        from ..runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
 
-    def _runner_for(self, name: str, handle: str) -> "Runner | _MarkerOnlyRunner":
+        task_id, handle = record.task_id, record.get(names.A_RUN_HANDLE)
+        stopped = False
+        runner = self._runner_for(record.get(names.A_RUNNER))
+        if runner is not None:
+            try:
+                stopped = bool(runner.stop(handle, task_id)) if handle else False
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not stop its run %s: %s", task_id, handle, exc)
+            try:
+                stopped = bool(runner.cancel(task_id)) or stopped  # a run this very process supervises
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not cancel its run: %s", task_id, exc)
+        for pid in processes_with_env(ENV_TASK_ID, task_id):
+            kill_tree(pid)
+            stopped = True
+        return stopped
+
+    def _runner_for(self, name: str) -> "Runner | None":
         """The runner that ran the task (by ``c2d::runner``), made here only to stop its run."""
         from ..registry import runners
 
-        if handle.startswith("docker:"):
-            name = "docker"
         try:
             factory: Any = runners.get(name) if name else None
-            runner = factory(settings=self.settings) if factory is not None else None
+            return factory(settings=self.settings) if factory is not None else None
         except (ComputeToDataError, TypeError) as exc:
             log.debug("no runner %r here to stop a run with: %s", name, exc)
-            runner = None
-        return runner if runner is not None and hasattr(runner, "stop") else _MarkerOnlyRunner()
+            return None
 
     def salvage(self, record: TaskRecord, resource: Resource) -> int:
         """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
@@ -459,7 +469,7 @@ class TaskLifecycle:
         from ..taskconfig import TaskConfig
         from . import TaskContext
 
-        output_dir = self.settings.staging_directory_for(resource.host) / record.task_id / "outputs"
+        output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.task_id / "outputs"
         if not (output_dir / names.PARTS_DIR).is_dir():
             return 0
         try:
@@ -476,19 +486,10 @@ class TaskLifecycle:
         return salvaged
 
     def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
-        root = self.settings.staging_directory_for(resource.host) / record.task_id
+        root = self.settings.staging_directory_for(resource.host, resource.name) / record.task_id
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
             log.info("task %s: removed its staging directory", record.task_id)
-
-
-class _MarkerOnlyRunner:
-    """For runs of a runner this host does not know: stop every process marked with the task."""
-
-    def stop(self, handle: str, task_id: str) -> bool:
-        from ..runners.base import stop_marked_processes
-
-        return bool(stop_marked_processes(task_id))
 
 
 class Terminated(BaseException):

@@ -49,8 +49,9 @@ def kernel(params_path: Path, out: Path) -> int:
     delay = float(os.environ.get("C2D_FAULT_IMAGE_SECONDS", "0.05"))
     fail_after = int(os.environ.get("C2D_FAULT_FAIL_AFTER", "-1"))
     log = os.environ.get("C2D_FAULT_LOG")
-    writer = PartWriter(out, int(params.get("part_size") or 0), float(params.get("part_seconds") or 60),
-                        params.get("task_id", ""))
+    writer = PartWriter(out, task_id=params.get("task_id", ""), total=len(files),
+                        part_size=int(params.get("part_size") or names.DEFAULT_PART_SIZE),
+                        part_seconds=float(params.get("part_seconds") or names.DEFAULT_PART_SECONDS))
     images = []
     _write(out / names.PROGRESS_FILE, f"0/{len(files)}")
     for i, path in enumerate(files, 1):
@@ -67,7 +68,7 @@ def kernel(params_path: Path, out: Path) -> int:
         else:
             entry["error"] = "cannot identify image file"
         images.append(entry)
-        writer.add(entry)
+        writer.add([entry])
         if log:
             with open(log, "a") as fh:
                 fh.write(rel + "\n")

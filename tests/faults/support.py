@@ -23,7 +23,7 @@ import pytest
 from compute_to_data import conventions as names
 from compute_to_data.conventions import TaskState
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.runners.base import marked_processes
+from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
 from compute_to_data.settings import Settings
 from compute_to_data.tasks import TaskContext, TaskLifecycle
 from compute_to_data.tasks.state import TaskRecord, TaskStateStore
@@ -120,9 +120,9 @@ class FaultZone:
 
     def assert_nothing_left(self, task_id: str) -> None:
         deadline = time.monotonic() + 2
-        while marked_processes(task_id) and time.monotonic() < deadline:
+        while processes_with_env(ENV_TASK_ID, task_id) and time.monotonic() < deadline:
             time.sleep(0.05)  # killed processes may take a moment to go
-        assert marked_processes(task_id) == [], "a process of the run outlived its state"
+        assert processes_with_env(ENV_TASK_ID, task_id) == [], "a process of the run outlived its state"
         assert not self.staging(task_id).exists(), "the run's staging directory is left"
         assert_no_half_pair(self.alice, IMAGES)
 

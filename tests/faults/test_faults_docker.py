@@ -45,7 +45,7 @@ def test_sigkill_of_the_engine_while_its_container_runs(docker_zone) -> None:
     assert run.code == -9, run.log[-3000:]
     assert [c.status for c in containers_of(client, task.task_id)] == ["running"]  # what kill -9 leaves
     record = zone.truthful_within_two_leases(task.task_id, run.ended_at)
-    assert record.get(names.A_ERROR).startswith("no sign of life from localhost since ")
+    assert record.get(names.A_ERROR).startswith(f"no sign of life from {record.get(names.A_RUN_HOST)} since ")
     assert containers_of(client, task.task_id) == [], "the container outlived its task's state"
     zone.assert_nothing_left(task.task_id)
     zone.resume_and_complete(task.task_id)

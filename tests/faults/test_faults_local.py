@@ -32,7 +32,7 @@ def test_sigkill_at_a_step_boundary(fault_zone: FaultZone, kill: str) -> None:
     run = fault_zone.drive(task.collection, kill=kill)
     assert run.code == -9, run.log[-3000:]
     record = fault_zone.truthful_within_two_leases(task.task_id, run.ended_at)
-    assert record.get(names.A_ERROR).startswith("no sign of life from localhost since ")
+    assert record.get(names.A_ERROR).startswith(f"no sign of life from {record.get(names.A_RUN_HOST)} since ")
     fault_zone.assert_nothing_left(task.task_id)
     before = len(fault_zone.classified())
     fault_zone.resume_and_complete(task.task_id)
