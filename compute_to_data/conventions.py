@@ -54,6 +54,17 @@ A_IMAGE_DIGEST = PREFIX + "image_digest"
 A_PARAMETERS = PREFIX + "parameters"
 A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
+# liveness and cost (the lifecycle, tasks/lifecycle.py)
+A_HEARTBEAT = PREFIX + "heartbeat"
+A_IMAGES_FAILED = PREFIX + "images_failed"
+A_RESUMED = PREFIX + "resumed"
+
+#: what readers show for a running task whose heartbeat is older than the lease (never written).
+STALE = "stale"
+#: the sub-collection of a task collection holding the tagged parts and the task's input selection;
+#: the report browser lists only the task collection's own files, so it stays out of sight.
+TASK_PARTS_COLLECTION = "parts"
+TASK_SELECTION_FILE = "inputs.json"
 #: JSON object, step name -> seconds (``stage_inputs``, ``execute``, ``run.kernel_start`` ...),
 #: written with every state and refreshed as steps finish.
 A_TIMINGS = PREFIX + "timings"
@@ -64,7 +75,8 @@ A_RUN_NODE = PREFIX + "run_node"
 
 
 class TaskState(str, Enum):
-    """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``."""
+    """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``; ``failed`` |
+    ``cancelled`` -> ``queued`` by resume only (``tasks/lifecycle.py`` holds the table)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -96,13 +108,21 @@ CONTAINER_TASK_DIR = "/task"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = ".progress"
+#: a resumed run's notebook gets the earlier runs' predictions here (read-only, in /task) and
+#: covers them in its predictions.json/.csv and report.
+PREVIOUS_PREDICTIONS_FILE = "previous_predictions.json"
+#: every process of a run carries this environment variable (value: the task id), inherited by
+#: all its descendants, so what is left of a dead run can be found and stopped.
+TASK_ID_ENV = "C2D_TASK_ID"
 #: key of ``params.json`` holding what the report shows about the task (provenance, timings so
 #: far, how to show host paths); the entrypoint takes it out before the notebook sees the rest.
 REPORT_CONTEXT_PARAMETER = "c2d_report"
 #: Predictions in parts, written while the notebook runs so that a crash keeps what was done:
 #: ``<outputs>/.parts/part-000000.json``, ``part-000001.json``... Each is written under a
 #: temporary name in the same directory and renamed (os.replace), so a reader sees a part
-#: whole or not at all. Hidden, so never ingested as a task output.
+#: whole or not at all. Hidden, so never ingested as a task output. A part holds
+#: ``{"task_id", "part", "first", "count", "last", "images": [entries as in predictions.json]}``;
+#: the engine stores and tags each one while the notebook works on the next.
 PARTS_DIR = ".parts"
 PART_PREFIX = "part-"
 PART_SUFFIX = ".json"
@@ -140,6 +160,17 @@ def iso_utc(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a trailing ``Z``, second precision: what the state AVUs hold."""
     moment = (moment or utc_now()).astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_utc(value: str) -> datetime | None:
+    """A timestamp as the state AVUs hold it (``2026-11-22T02:03:04Z``), or None if unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def new_task_id(moment: datetime | None = None) -> str:

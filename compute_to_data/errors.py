@@ -135,3 +135,15 @@ class TaskFailedError(ComputeToDataError):
     """The task ran but ended in the ``failed`` state; the message is the recorded error."""
 
     irods_error = "ACTION_FAILED_ERR"
+
+
+class TaskCancelled(ComputeToDataError):
+    """The task was cancelled (``c2d_cancel``) before or while it ran."""
+
+
+class TaskBusyError(TaskStateError):
+    """Another process on this host is running the task right now (it holds the task's run lock)."""
+
+
+class TaskLostError(TaskStateError):
+    """The task is no longer this run's: declared dead by a reaper, or taken over by another run."""

@@ -13,13 +13,19 @@ Researchers call the rules by name through the native rule language (``rules/*.r
 * ``c2d_run(*config)``     run the task now; prints task id, state, task collection, report.
 * ``c2d_submit(*config)``  validate now (errors reported at once), record ``queued``, queue the
   run with the delay server, print the task id at once.
-* ``c2d_status(*task)``    state, timings, progress, error, report of a task (id or collection).
-* ``c2d_cancel(*task)``    a queued task never runs; a running one has its container stopped.
+* ``c2d_status(*task)``    state, timings, progress, error, report of a task (id or collection);
+  a running task that shows no sign of life is checked on its compute host first (and recorded
+  ``failed`` there if its run is gone), so the state printed is the truth.
+* ``c2d_cancel(*task)``    a queued task never runs; a running one is stopped on its host.
+* ``c2d_resume(*task)``    a failed or cancelled task runs again in the same task collection,
+  classifying only what is not done yet; queued with the delay server like ``c2d_submit``.
 
-The rulebase calls two more rules by name itself: ``c2d_run_task`` (the delayed run, and the run
-handed to the compute resource's host with ``remoteExec``) and ``c2d_cancel_here`` (stopping a
-container on its host). Docker is only ever touched on the compute resource's host. Every rule
-acts as the client user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin.
+The rulebase calls three more rules by name itself: ``c2d_run_task`` (the delayed run, and the
+run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
+run on its host) and ``c2d_reap_here`` (checking a silent run on its host). Docker and the run's
+processes are only ever touched on the compute resource's host. Every rule acts as the client
+user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
+through the task lifecycle (``tasks/lifecycle.py``) only.
 
 Errors end the rule with ``callback.msiExit(code, message)``: ``irule`` then prints the
 message and exits with the iRODS code's name (a plain exception would show only ``-1``).
@@ -35,7 +41,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import logging
 import posixpath
@@ -45,16 +50,17 @@ from typing import Any
 from . import conventions as names
 from .conventions import TaskState
 from .errors import (
-    AccessDeniedError,
     ComputeToDataError,
     GridError,
     NotAllowedError,
+    TaskBusyError,
+    TaskCancelled,
     TaskFailedError,
     TaskStateError,
 )
 from .grid import hosts
-from .grid.base import AVU, AccessLevel, EntityType, Resource
 from .grid import irods_errors
+from .grid.base import AVU, EntityType, Resource
 from .grid.irods_errors import describe_code, parse_error_code
 from .grid.rule_engine import RuleEngineGrid
 from .registry import runners as runner_registry
@@ -62,11 +68,15 @@ from .runners import auto_candidates
 from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
+from .tasks.lifecycle import TaskLifecycle
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_run_task", "c2d_cancel_here"]
+__all__ = [
+    "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume",
+    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here",
+]
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
@@ -109,6 +119,7 @@ class _Session:
         self.grid = RuleEngineGrid(callback, rei)
         self.settings = Settings.load()
         self.store = TaskStateStore(self.grid)
+        self.lifecycle = TaskLifecycle(self.grid, self.settings)
 
     @property
     def user(self) -> str:
@@ -298,9 +309,16 @@ def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool
 
 def _submit(session: _Session, config: TaskConfig) -> Any:
     """Validate and record ``queued`` (the engine's ``submit``): nothing changes if a check fails."""
-    from .tasks import create_task
+    return session.lifecycle.submit(config, _context(session, config), submitted_by=session.user)
 
-    return create_task(config, _context(session, config), submitted_by=session.user).submit()
+
+def _queue_or_fail(session: _Session, collection: str) -> None:
+    """Queue the run; a task whose run cannot be queued is recorded failed, never left queued."""
+    try:
+        _queue(session, collection)
+    except ComputeToDataError as exc:
+        session.lifecycle.fail_queued(collection, str(exc))
+        raise
 
 
 def _queue(session: _Session, collection: str) -> None:
@@ -321,34 +339,6 @@ def _queue(session: _Session, collection: str) -> None:
         ) from None
 
 
-def _mark_failed_if_queued(session: _Session, collection: str, message: str) -> None:
-    """A queued task that cannot start must not stay ``queued`` forever; record why."""
-    try:
-        record = session.store.read(collection)
-        if record.state == TaskState.QUEUED:
-            session.store.write(
-                collection,
-                {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message, names.A_STATE: TaskState.FAILED},
-            )
-    except ComputeToDataError as exc:
-        log.error("could not record the failure of %s: %s", collection, exc)
-
-
-def _check_may_change(session: _Session, record: TaskRecord) -> None:
-    if not session.grid.has_access(record.collection, AccessLevel.MODIFY):
-        raise AccessDeniedError(
-            f"{session.user} may not change task {record.task_id} ({record.collection}); "
-            f"it was submitted by {record.get(names.A_SUBMITTED_BY) or 'someone else'}"
-        )
-
-
-def _compute_resource(session: _Session, record: TaskRecord) -> Resource:
-    name = record.get(names.A_COMPUTE_RESOURCE)
-    if not name:
-        raise TaskStateError(f"task {record.task_id} records no compute resource ({names.A_COMPUTE_RESOURCE})")
-    return session.grid.get_resource(name)
-
-
 def _is_here(session: _Session, resource: Resource) -> bool:
     return hosts.is_local_host(resource.host, session.settings.local_host_names)
 
@@ -359,7 +349,8 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
     Here when this is that host; otherwise handed over with ``remoteExec`` (synchronously).
     A task that cannot even start is recorded ``failed`` with the reason, never left queued.
     """
-    record = session.store.read(collection)
+    lifecycle = session.lifecycle
+    record = lifecycle.read(collection)
     if record.state == TaskState.CANCELLED:
         log.info("task %s was cancelled before it started; not running it", record.task_id)
         return record
@@ -368,8 +359,8 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
             f"task {record.task_id} is {record.state.value if record.state else 'in no known state'}; "
             "only a queued task can be started"
         )
-    _check_may_change(session, record)
-    resource = _compute_resource(session, record)
+    lifecycle.check_may_change(record)
+    resource = lifecycle.compute_resource(record)
     if not _is_here(session, resource):
         if hops >= 1:
             message = (
@@ -377,7 +368,7 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
                 "recognise the name as its own; the administrator can add it to local_host_names in the "
                 "compute_to_data settings of that server"
             )
-            _mark_failed_if_queued(session, collection, message)
+            lifecycle.fail_queued(collection, message)
             raise ComputeToDataError(message)
         payload = _encode({"collection": collection, "hops": hops + 1})
         log.info("task %s: running on %s (host of %s)", record.task_id, resource.host, resource.name)
@@ -386,25 +377,22 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         except RuntimeError as exc:
             code = parse_error_code(exc)
             reason = describe_code(code) if code is not None else "unknown error"
-            _mark_failed_if_queued(
-                session, collection, f"could not start the task on {resource.host} ({resource.name}): {reason}"
+            lifecycle.fail_queued(
+                collection, f"could not start the task on {resource.host} ({resource.name}): {reason}"
             )
-        return session.store.read(collection)
+        return lifecycle.read(collection)
     return _run_here(session, record, resource)
 
 
 def _run_here(session: _Session, record: TaskRecord, resource: Resource) -> TaskRecord:
-    from .tasks import TaskCancelled, create_task
-
     collection = record.collection
     try:
         stored = session.grid.read_data_object(
             posixpath.join(collection, names.TASK_CONFIG_FILE), max_bytes=MAX_CONFIG_BYTES
         )
         config = TaskConfig.from_json(stored, source=posixpath.join(collection, names.TASK_CONFIG_FILE))
-        config = dataclasses.replace(config, compute_resource=resource.name)
     except ComputeToDataError as exc:
-        _mark_failed_if_queued(session, collection, f"cannot read the task's config: {exc}")
+        session.lifecycle.fail_queued(collection, f"cannot read the task's config: {exc}")
         raise
 
     def stay_here(task: Any, chosen: Resource) -> bool:
@@ -414,34 +402,32 @@ def _run_here(session: _Session, record: TaskRecord, resource: Resource) -> Task
             task.runner.resolve()  # on the compute host: the only place Docker is asked
         return False
 
-    task = create_task(
-        config,
-        _context(session, config, dispatch=stay_here),
-        task_id=record.task_id,
-        submitted_by=record.get(names.A_SUBMITTED_BY) or session.user,
-    )
     try:
-        task.run()
+        session.lifecycle.start(
+            collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name
+        )
     except TaskCancelled:
         pass
-    except ComputeToDataError as exc:  # refused before the engine took the task over
-        _mark_failed_if_queued(session, collection, str(exc))
+    except TaskBusyError as exc:  # another agent runs it right now: that run records its state
+        log.warning("%s", exc)
         raise
-    return session.store.read(collection)
+    return session.lifecycle.read(collection)
 
 
 def _print_record(session: _Session, record: TaskRecord) -> None:
-    progress = record.get(names.A_PROGRESS)
     session.lines([
         ("task_id", record.task_id),
-        ("state", record.state.value if record.state else "unknown"),
+        ("state", record.display_state(session.lifecycle.lease_seconds)),
         ("collection", record.collection),
         ("report", record.get(names.A_REPORT)),
         ("submitted_by", record.get(names.A_SUBMITTED_BY)),
         ("created", record.get(names.A_CREATED)),
         ("started", record.get(names.A_STARTED)),
         ("finished", record.get(names.A_FINISHED)),
-        ("progress", progress),
+        ("progress", record.get(names.A_PROGRESS)),
+        ("images_failed", record.get(names.A_IMAGES_FAILED)),
+        ("heartbeat", record.get(names.A_HEARTBEAT) if record.state == TaskState.RUNNING else ""),
+        ("resumed", record.get(names.A_RESUMED)),
         ("inputs", record.get(names.A_INPUTS)),
         ("compute_resource", record.get(names.A_COMPUTE_RESOURCE)),
         ("runner", record.get(names.A_RUNNER)),
@@ -473,11 +459,7 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
     outcome = _submit(session, config)
-    try:
-        _queue(session, outcome.collection)
-    except ComputeToDataError as exc:
-        _mark_failed_if_queued(session, outcome.collection, str(exc))
-        raise
+    _queue_or_fail(session, outcome.collection)
     session.lines([
         ("task_id", outcome.task_id),
         ("state", TaskState.QUEUED.value),
@@ -493,45 +475,65 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
 def _c2d_status(session: _Session, args: list[str]) -> None:
     """State of a task: c2d_status(*task) with a task id or a task collection path."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
-    _print_record(session, session.store.find(task))
+    status = session.lifecycle.status(task)  # reaps a dead run when this is its host
+    record = status.record
+    if status.is_stale and not session.lifecycle.is_here(record):
+        record = _reap_remotely(session, record)
+    _print_record(session, record)
+
+
+def _reap_remotely(session: _Session, record: TaskRecord) -> TaskRecord:
+    """A silent run on another host: let that host check it (best effort; else it shows stale)."""
+    try:
+        resource = session.lifecycle.compute_resource(record)
+        payload = _encode({"collection": record.collection, "task_id": record.task_id})
+        session.callback.remoteExec(resource.host, "", f'c2d_reap_here("{payload}")', "")
+    except (ComputeToDataError, RuntimeError) as exc:
+        log.warning("task %s shows no sign of life and its compute host could not check it: %s", record.task_id, exc)
+    return session.lifecycle.read(record.collection)
 
 
 def _c2d_cancel(session: _Session, args: list[str]) -> None:
     """Cancel a task: c2d_cancel(*task); a queued task never runs, a running one is stopped."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
-    record = session.store.find(task)
-    _check_may_change(session, record)
-    state = record.state
-    if state is not None and state.is_final:
-        raise TaskStateError(f"task {record.task_id} is already {state.value}; nothing to cancel")
-    values: dict[str, object] = {names.A_ERROR: f"cancelled by {session.user}", names.A_STATE: TaskState.CANCELLED}
-    if state != TaskState.RUNNING:
-        values = {names.A_FINISHED: names.iso_utc(), **values}
-    session.store.write(record.collection, values)
+    outcome = session.lifecycle.cancel(task, by=session.user)
+    record = outcome.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
-    if state != TaskState.RUNNING:
+    if not outcome.was_running:
         session.out("the queued run will exit without running when the delay server starts it (iqstat lists it until then)")
         return
-    resource = _compute_resource(session, record)
-    payload = _encode({
-        "collection": record.collection,
-        "task_id": record.task_id,
-        "runner": record.get(names.A_RUNNER) or "docker",
-    })
-    if _is_here(session, resource):
-        stopped = _cancel_here(session, _decode(payload))
-        session.out("stopped: " + ("yes" if stopped else "no running container found on this host"))
+    if outcome.here:
+        session.out("stopped: " + ("yes" if outcome.stopped else "nothing of its run was left on this host"))
         return
+    resource = session.lifecycle.compute_resource(record)
+    payload = _encode({"collection": record.collection, "task_id": record.task_id})
     try:
         session.callback.remoteExec(resource.host, "", f'c2d_cancel_here("{payload}")', "")
     except RuntimeError as exc:
         code = parse_error_code(exc)
         raise GridError(
-            f"task {record.task_id} is marked cancelled, but stopping its container on {resource.host} failed: "
-            f"{describe_code(code) if code is not None else exc}; it will not be tagged, and ends when the run ends",
+            f"task {record.task_id} is marked cancelled, but stopping its run on {resource.host} failed: "
+            f"{describe_code(code) if code is not None else exc}; its run stops itself at its next heartbeat "
+            "and tags nothing more",
             irods_code=code,
         ) from None
     session.out(f"stopped: requested on {resource.host}")
+
+
+def _c2d_resume(session: _Session, args: list[str]) -> None:
+    """Resume a failed or cancelled task: c2d_resume(*task); queued at once, runs via the delay server."""
+    task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
+    record = session.lifecycle.resume(task, by=session.user)
+    _queue_or_fail(session, record.collection)
+    session.lines([
+        ("task_id", record.task_id),
+        ("state", TaskState.QUEUED.value),
+        ("collection", record.collection),
+        ("resumed", record.get(names.A_RESUMED)),
+    ])
+    session.out(
+        f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{record.task_id}'\"  (queued rules: iqstat)"
+    )
 
 
 # --- the rules the rulebase calls itself ---------------------------------------------------------
@@ -543,29 +545,35 @@ def _c2d_run_task(session: _Session, args: list[str]) -> None:
     _print_record(session, record)
 
 
-def _cancel_here(session: _Session, doc: dict[str, Any]) -> bool:
-    from .runners import create_runner
-
-    record = session.store.read(str(doc.get("collection", "")))
+def _record_here(session: _Session, doc: dict[str, Any]) -> TaskRecord:
+    record = session.lifecycle.read(str(doc.get("collection", "")))
     if record.task_id != doc.get("task_id"):
         raise TaskStateError("the task id does not match its collection")
-    _check_may_change(session, record)
-    runner = create_runner(str(doc.get("runner") or "docker"), session.settings)
-    return bool(runner.cancel(record.task_id))
+    session.lifecycle.check_may_change(record)
+    return record
 
 
 def _c2d_cancel_here(session: _Session, args: list[str]) -> None:
-    """Internal: stop a task's container on this host (called by c2d_cancel)."""
-    stopped = _cancel_here(session, _decode(_argument(args, "payload", "(internal rule)")))
-    session.out("stopped: " + ("yes" if stopped else "no running container found on this host"))
+    """Internal: stop a task's run on this host (called by c2d_cancel)."""
+    record = _record_here(session, _decode(_argument(args, "payload", "(internal rule)")))
+    stopped = session.lifecycle.stop_run(record)
+    session.out("stopped: " + ("yes" if stopped else "nothing of its run was left on this host"))
+
+
+def _c2d_reap_here(session: _Session, args: list[str]) -> None:
+    """Internal: check a silent run on this host, its compute host (called by c2d_status)."""
+    record = session.lifecycle.reap(_record_here(session, _decode(_argument(args, "payload", "(internal rule)"))))
+    session.out(f"state: {record.display_state(session.lifecycle.lease_seconds)}")
 
 
 c2d_run = _entry("c2d_run", _c2d_run)
 c2d_submit = _entry("c2d_submit", _c2d_submit)
 c2d_status = _entry("c2d_status", _c2d_status)
 c2d_cancel = _entry("c2d_cancel", _c2d_cancel)
+c2d_resume = _entry("c2d_resume", _c2d_resume)
 c2d_run_task = _entry("c2d_run_task", _c2d_run_task)
 c2d_cancel_here = _entry("c2d_cancel_here", _c2d_cancel_here)
+c2d_reap_here = _entry("c2d_reap_here", _c2d_reap_here)
 
 
 # --- optional: submit a task when a *.c2d.json config is uploaded ----------------------------------
@@ -608,11 +616,7 @@ def _upload_submit(path: str, callback: Any, rei: Any) -> None:
     try:
         config = _read_config(session, path, input_default=posixpath.dirname(path))
         outcome = _submit(session, config)
-        try:
-            _queue(session, outcome.collection)
-        except ComputeToDataError as exc:
-            _mark_failed_if_queued(session, outcome.collection, str(exc))
-            raise
+        _queue_or_fail(session, outcome.collection)
     except ComputeToDataError as exc:
         log.warning("upload trigger: task config %s was not submitted: %s", path, exc)
         _note_on_config(session, path, [AVU(A_SUBMIT_ERROR, str(exc)[:2000] or type(exc).__name__)], names.A_TASK_ID)

@@ -172,6 +172,14 @@ class Settings:
     upload_trigger_enabled: bool = False
     max_concurrent_tasks_default: int = 1
     lock_directory: str | None = None
+    #: a running task rewrites c2d::heartbeat at least this often (with its progress) ...
+    heartbeat_interval_seconds: float = 10.0
+    #: ... and one whose heartbeat is older than this is dead (stopped and failed on its host).
+    heartbeat_lease_seconds: float = 60.0
+    #: the notebook writes its predictions in parts of this many images, or every part_seconds,
+    #: and the engine tags each part while the notebook works on the next.
+    part_size: int = names.DEFAULT_PART_SIZE
+    part_seconds: float = names.DEFAULT_PART_SECONDS
     #: the Slurm cluster that runs the tasks of some resources (runner ``slurm``).
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     source: str = "built-in defaults"
@@ -215,6 +223,7 @@ class Settings:
             )
 
     def effective_timeout(self, requested: int | None) -> int:
+        """The task's own limit, else the settings' default; never above the settings' maximum."""
         return min(requested or self.default_timeout_seconds, self.max_timeout_seconds)
 
     def staging_directory_for(self, host: str, resource: str | None = None) -> Path:
@@ -224,6 +233,12 @@ class Settings:
             return Path(slurm_resource.staging_directory)
         return Path(self.staging_directories.get(host, self.staging_directory))
 
+    def lock_directory_for(self, host: str, resource: str | None = None) -> Path:
+        """Where the per-resource slot locks and the per-task run locks live on ``host``."""
+        if self.lock_directory:
+            return Path(self.lock_directory)
+        return self.staging_directory_for(host, resource) / ".locks"
+
     # --- loading -------------------------------------------------------------------------------
     @classmethod
     def from_document(cls, doc: dict[str, Any], source: str) -> "Settings":
@@ -231,7 +246,8 @@ class Settings:
             "allowed_images", "default_image", "gpu_image", "container_user", "limits", "staging_directories",
             "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
-            "max_concurrent_tasks_default", "lock_directory", "slurm", "$comment",
+            "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
+            "heartbeat_lease_seconds", "part_size", "part_seconds", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -263,11 +279,22 @@ class Settings:
                 upload_trigger_enabled=bool(doc.get("upload_trigger_enabled", False)),
                 max_concurrent_tasks_default=int(doc.get("max_concurrent_tasks_default", 1)),
                 lock_directory=doc.get("lock_directory"),
+                heartbeat_interval_seconds=float(doc.get("heartbeat_interval_seconds", 10.0)),
+                heartbeat_lease_seconds=float(doc.get("heartbeat_lease_seconds", 60.0)),
+                part_size=int(doc.get("part_size", names.DEFAULT_PART_SIZE)),
+                part_seconds=float(doc.get("part_seconds", names.DEFAULT_PART_SECONDS)),
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SettingsError(f"{source}: malformed setting: {exc}") from exc
+        if not 0 < settings.heartbeat_interval_seconds < settings.heartbeat_lease_seconds:
+            raise SettingsError(
+                f"{source}: heartbeat_interval_seconds ({settings.heartbeat_interval_seconds:g}) must be above 0 and "
+                f"below heartbeat_lease_seconds ({settings.heartbeat_lease_seconds:g}), or live tasks would look dead"
+            )
+        if settings.part_size < 1 or settings.part_seconds <= 0:
+            raise SettingsError(f"{source}: part_size must be >= 1 and part_seconds > 0")
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
             raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
         if settings.gpu_image and not any(a.matches(settings.gpu_image) for a in settings.allowed_images):
@@ -313,6 +340,10 @@ class Settings:
             "upload_trigger_enabled": self.upload_trigger_enabled,
             "max_concurrent_tasks_default": self.max_concurrent_tasks_default,
             "lock_directory": self.lock_directory,
+            "heartbeat_interval_seconds": self.heartbeat_interval_seconds,
+            "heartbeat_lease_seconds": self.heartbeat_lease_seconds,
+            "part_size": self.part_size,
+            "part_seconds": self.part_seconds,
             "slurm": self.slurm.to_document(),
         }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -54,8 +55,17 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+#: iRODS refuses logical paths longer than MAX_NAME_LEN (1088 bytes) ...
+MAX_LOGICAL_PATH_BYTES = 1088
+#: ... and vault file systems names longer than 255 bytes (a path component is a file name there).
+MAX_COMPONENT_BYTES = 255
+#: what a task adds below output.collection: "/<task id>/parts/run00-part-000001.json" and room.
+TASK_PATH_RESERVE = 64
+
+
 def _logical_path_problems(doc: dict[str, Any]) -> list[str]:
-    """What JSON Schema cannot say well: no '.'/'..' components, no doubled slashes."""
+    """What JSON Schema cannot say well: no '.'/'..' components, no doubled slashes, lengths
+    iRODS accepts, and an output collection that cannot swallow the inputs."""
     problems = []
     candidates = {
         "$.inputs.collection": doc.get("inputs", {}).get("collection"),
@@ -69,7 +79,42 @@ def _logical_path_problems(doc: dict[str, Any]) -> list[str]:
         parts = value.split("/")[1:]
         if any(p in ("", ".", "..") for p in parts):
             problems.append(f"{where}: {value!r} is not a normalized logical path (no '//', '.' or '..')")
+            continue
+        limit = MAX_LOGICAL_PATH_BYTES - (TASK_PATH_RESERVE if where == "$.output.collection" else 0)
+        if len(value.encode("utf-8")) > limit:
+            problems.append(
+                f"{where}: the path is {len(value.encode('utf-8'))} bytes long; iRODS allows at most "
+                f"{MAX_LOGICAL_PATH_BYTES} bytes for a whole logical path"
+                + (f" and a task adds up to {TASK_PATH_RESERVE} below the output collection" if limit < MAX_LOGICAL_PATH_BYTES else "")
+            )
+        elif any(len(p.encode("utf-8")) > MAX_COMPONENT_BYTES for p in parts):
+            problems.append(f"{where}: a collection or object name is longer than {MAX_COMPONENT_BYTES} bytes")
+    inputs, output = candidates["$.inputs.collection"], candidates["$.output.collection"]
+    if isinstance(inputs, str) and isinstance(output, str) and not problems:
+        if inputs == output:
+            problems.append(
+                f"$.output.collection: {output!r} is the input collection; task collections would sit among the "
+                "images and every image would be excluded as a task output: choose another collection, e.g. "
+                f"{posixpath.dirname(inputs)}/c2d_results"
+            )
+        elif inputs.startswith(output.rstrip("/") + "/"):
+            problems.append(
+                f"$.output.collection: the input collection {inputs!r} lies inside the output collection {output!r}, "
+                "where everything counts as task outputs, so no image would be an input: choose an output "
+                "collection outside it"
+            )
     return problems
+
+
+def _non_finite_numbers(doc: Any, where: str = "$") -> list[str]:
+    """NaN and infinities: Python's json accepts them, JSON and every comparison do not."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return [f"{where}: {doc!r} is not a number JSON allows"]
+    if isinstance(doc, dict):
+        return [p for k, v in doc.items() for p in _non_finite_numbers(v, f"{where}.{k}")]
+    if isinstance(doc, list):
+        return [p for i, v in enumerate(doc) for p in _non_finite_numbers(v, f"{where}[{i}]")]
+    return []
 
 
 def validate_document(doc: Any, *, source: str = "task config") -> None:
@@ -78,18 +123,24 @@ def validate_document(doc: Any, *, source: str = "task config") -> None:
         raise ConfigError(f"{source} must be a JSON object, not {type(doc).__name__}")
     validator = jsonschema.Draft202012Validator(task_config_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    problems = [_describe(e) for e in errors]
+    problems = _non_finite_numbers(doc) or [_describe(e) for e in errors]
     if not problems:
         problems = _logical_path_problems(doc)
     if problems:
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):", problems)
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON (JSON has no NaN or Infinity)")
+
+
 def parse_json(text: str | bytes, *, source: str = "task config") -> dict[str, Any]:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     validate_document(doc, source=source)
     return doc
 
@@ -121,7 +172,8 @@ class TaskConfig:
     precision: str = "fp32"
     class_attribute: str = names.DEFAULT_CLASS_ATTRIBUTE
     score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
-    timeout_seconds: int = 3600
+    #: None: the settings' default_timeout_seconds applies (Settings.effective_timeout).
+    timeout_seconds: int | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -156,7 +208,7 @@ class TaskConfig:
             precision=params.get("precision", "fp32"),
             class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
-            timeout_seconds=doc.get("timeout_seconds", 3600),
+            timeout_seconds=doc.get("timeout_seconds"),
             document=copy.deepcopy(doc),
         )
         if config.class_attribute == config.score_attribute:

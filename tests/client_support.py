@@ -19,7 +19,7 @@ from compute_to_data import conventions as names
 from compute_to_data.conventions import TaskState
 from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.tasks.state import as_text
 
 ZONE = "tempZone"
 STORAGE = "lts_resc"
@@ -153,8 +153,28 @@ def make_task(
     }
     if state.is_final:
         values[names.A_FINISHED] = "2026-11-22T02:04:10Z"
-    TaskStateStore(grid).write(collection, values)
+    write_task_avus(grid, collection, values)
     return MadeTask(task_id, collection, inputs, images, classes, scores)
+
+
+def write_task_avus(grid: LocalGrid, collection: str, values: dict) -> None:
+    """Lay the bookkeeping out as the engine leaves it, state included, straight into the catalog
+    (what a finished task looks like to readers; the lifecycle is not involved)."""
+    grid.set_avus(EntityType.COLLECTION, collection, [AVU(k, as_text(v)) for k, v in values.items()])
+
+
+def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+    """Run ``c2d ARGS`` through its real entry point; (exit code, stdout, stderr)."""
+    from compute_to_data.cli import main as cli_main
+
+    monkeypatch.setattr("sys.argv", ["c2d", *args])
+    code = 0
+    try:
+        cli_main.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 # --- a zone for the python-irodsclient adapter (tests/prc_fake.py) ------------------------------

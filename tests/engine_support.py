@@ -29,20 +29,39 @@ RESULTS = f"{HOME}/results"
 
 @dataclass
 class ScriptedRunner(Runner):
-    """Classifies an image as the digit its content starts with; ``fail`` makes the run fail."""
+    """Classifies an image as the digit its content starts with; ``fail`` makes the run fail.
+
+    With ``part_size``, it writes its predictions in parts as the real notebook does and calls
+    the task's poll hook after every image (the runner's poll loop), so the engine tags parts
+    while the "notebook" goes on; ``fail_after`` makes it fail once that many images are done.
+    """
 
     name = "scripted"
     fail: str | None = None
     requests: list[RunRequest] = field(default_factory=list)
     before_return: Callable[[RunRequest], None] | None = None
+    part_size: int = 0
+    fail_after: int | None = None
+    after_image: Callable[[RunRequest, int], None] | None = None
+    classified: list[str] = field(default_factory=list)
 
     def run(self, request: RunRequest) -> RunResult:
+        from compute_to_data.notebook.parts import PartWriter, merged_with_previous
+
         self.requests.append(request)
         params = request.parameters
         out = Path(params["output_dir"])
-        images = []
         files = sorted(p for p in Path(params["input_dir"]).rglob("*") if p.is_file())
+        if request.on_started:
+            request.on_started("localhost", f"scripted:{len(self.requests)}")
+        writer = PartWriter(out, task_id=request.task_id, total=len(files), part_size=self.part_size,
+                            part_seconds=3600) if self.part_size else None
+        images = []
+        fail = self.fail
         for i, path in enumerate(files, 1):
+            if self.fail_after is not None and i > self.fail_after:
+                fail = fail or f"RuntimeError: failed after {self.fail_after} images"
+                break
             rel = path.relative_to(params["input_dir"]).as_posix()
             entry = {"file": rel, "path": posixpath.join(params["logical_root"], rel)}
             content = path.read_bytes()[:1].decode(errors="replace")
@@ -51,18 +70,28 @@ class ScriptedRunner(Runner):
             else:
                 entry["error"] = "cannot identify image file"
             images.append(entry)
+            self.classified.append(rel)
+            if writer is not None:
+                writer.add([entry])
             if request.progress:
                 request.progress(i, len(files))
+            if self.after_image:
+                self.after_image(request, i)
+            if request.on_poll:
+                request.on_poll()
+        if writer is not None and not fail:
+            writer.close()
         (out / names.REPORT_FILE).write_text("<html>report</html>")
-        status = "failed" if self.fail else "succeeded"
-        if not self.fail:
+        status = "failed" if fail else "succeeded"
+        if not fail:
+            images = merged_with_previous(images, params.get("previous_predictions"))
             (out / names.PREDICTIONS_JSON).write_text(json.dumps({"task_id": request.task_id, "images": images}))
         if self.before_return:
             self.before_return(request)
         return RunResult(
             status=status, started="s", finished="f", duration_seconds=0.01,
-            images_total=len(files), images_done=0 if self.fail else len(files),
-            error=self.fail, log="scripted run\n", runner=self.name,
+            images_total=len(files), images_done=0 if fail else len(files),
+            error=fail, log="scripted run\n", runner=self.name,
         )
 
 
@@ -124,6 +153,31 @@ def make_settings(root: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def predictions_by_image(grid: LocalGrid, collection: str = IMAGES) -> dict[str, list[AVU]]:
+    """Every image and the prediction AVUs it carries."""
+    return {
+        o.path: sorted(o.avus, key=lambda a: a.attribute)
+        for o in grid.list_data_objects(collection, recursive=True, avu_attributes=("predictedclass", "predictedscore"))
+    }
+
+
+def assert_tagged_once_by(grid: LocalGrid, task_id: str, collection: str = IMAGES, expect: int | None = None) -> None:
+    """Each image carries exactly one complete pair, made by ``task_id`` (``expect``: how many)."""
+    found = predictions_by_image(grid, collection)
+    tagged = {p: avus for p, avus in found.items() if avus}
+    for path, avus in tagged.items():
+        assert [a.attribute for a in avus] == ["predictedclass", "predictedscore"], (path, avus)
+        assert {a.units for a in avus} == {names.task_units(task_id)}, (path, avus)
+    if expect is not None:
+        assert len(tagged) == expect, sorted(set(found) - set(tagged))
+
+
+def assert_no_half_pair(grid: LocalGrid, collection: str = IMAGES) -> None:
+    for path, avus in predictions_by_image(grid, collection).items():
+        assert [a.attribute for a in avus] in ([], ["predictedclass", "predictedscore"]), (path, avus)
+        assert len({a.units for a in avus}) <= 1, (path, avus)
 
 
 def vault_files(root: Path) -> list[str]:

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import conventions as names
-from compute_to_data.cli import main as cli_main
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
@@ -26,29 +25,17 @@ from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.conventions import TaskState
 from compute_to_data.errors import ConfigError
 from compute_to_data.grid import client as client_module
-from compute_to_data.tasks import TaskContext
+from compute_to_data.tasks import TaskContext, TaskLifecycle
 from compute_to_data.tasks.state import TaskStateStore
 
 try:
-    from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, make_grid, make_settings
+    from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
     from .prc_fake import FakeRule
-    from .client_support import PASSWORDS, make_fake_zone
+    from .client_support import PASSWORDS, make_fake_zone, run_cli
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, make_grid, make_settings
+    from engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
     from prc_fake import FakeRule
-    from client_support import PASSWORDS, make_fake_zone
-
-
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """Run ``c2d ARGS`` through its real entry point; (exit code, stdout, stderr)."""
-    monkeypatch.setattr("sys.argv", ["c2d", *args])
-    code = 0
-    try:
-        cli_main.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    from client_support import PASSWORDS, make_fake_zone, run_cli
 
 
 class SlowRunner(ScriptedRunner):
@@ -355,6 +342,52 @@ def test_zone_commands_go_through_the_rules(zone, capsys, monkeypatch):
     assert code == 0 and (tmp_path / f"{made.task_id}-report.html").read_text().startswith("<!doctype html>")
 
 
+def test_zone_resume_and_a_silent_task(zone, capsys, monkeypatch):
+    """A running task with no sign of life: shown stale; wait asks the server to check it
+    (c2d_status), then gives up with exit code 4; resume goes through c2d_resume."""
+    catalog, made, tmp_path = zone
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"heartbeat_lease_seconds": 0.5, "heartbeat_interval_seconds": 0.2}))
+    monkeypatch.setenv(names.SETTINGS_ENV, str(settings))
+    coll = catalog.collections[made.collection]
+    coll.avus = [a for a in coll.avus if a[0] not in ("c2d::state", "c2d::finished")] + [
+        ("c2d::state", "running", ""), ("c2d::heartbeat", "2026-11-22T02:03:30Z", "")]
+    catalog.rules.update(c2d_status=lambda session, params: "state: stale\n")
+    code, out, _ = run_cli(capsys, monkeypatch, "status", made.task_id)
+    assert code == 0 and "stale" in out and "2026-11-22T02:03:30Z" in out
+    code, out, err = run_cli(capsys, monkeypatch, "wait", made.task_id, "--poll", "0.1")
+    assert code == 4 and "no sign of life" in err
+    assert [c["params"] for c in catalog.rule_calls if "c2d_status" in c["body"]] == [{"*task": made.collection}]
+
+    def c2d_resume(session, params):
+        avus = catalog.collections[params["*task"]].avus
+        catalog.collections[params["*task"]].avus = [a for a in avus if a[0] != "c2d::state"] + [("c2d::state", "queued", "")]
+        return "state: queued\n"
+
+    catalog.rules.update(c2d_resume=c2d_resume)
+    code, _, err = run_cli(capsys, monkeypatch, "resume", made.task_id)
+    assert code == 1 and "is stale; only a failed or cancelled task can be resumed" in err
+    coll.avus = [a for a in coll.avus if a[0] != "c2d::state"] + [("c2d::state", "failed", "")]
+    code, out, _ = run_cli(capsys, monkeypatch, "resume", made.task_id)
+    assert code == 0 and "queued" in out
+    assert catalog.rule_calls[-1]["params"] == {"*task": made.collection}
+
+
+def test_resume_a_failed_task_locally(local, capsys, monkeypatch):
+    local.runner = ScriptedRunner(part_size=2, fail_after=3)
+    _, out, _ = run_cli(capsys, monkeypatch, *local.args("submit", str(local.config_file())))
+    task_id = out.strip()
+    code, _, err = run_cli(capsys, monkeypatch, *local.args("wait", task_id, "--poll", "0.05"))
+    assert code == 1 and f"c2d resume {task_id}" in err
+    local.runner = ScriptedRunner(part_size=2)
+    code, out, err = run_cli(capsys, monkeypatch, *local.args("resume", task_id, "--wait"))
+    assert code == 0 and "queued" in out, err
+    assert len(local.runner.classified) == 4  # the first run's part (2 images) was kept
+    assert_tagged_once_by(local.alice, task_id, expect=6)
+    code, _, err = run_cli(capsys, monkeypatch, *local.args("resume", task_id))
+    assert code == 1 and "is succeeded; only a failed or cancelled task can be resumed" in err
+
+
 def test_zone_wrong_password_is_one_clear_line(zone, capsys, monkeypatch):
     catalog, _, tmp_path = zone
     from irods.password_obfuscation import encode
@@ -397,11 +430,13 @@ def test_task_client_wait_polls_until_final(tmp_path):
     seen: list[str] = []
     ticks = iter(range(100))
 
+    lifecycle = TaskLifecycle(alice, context.settings)
+
     def fake_sleep(seconds: float) -> None:
         if len(seen) == 3:
-            TaskStateStore(alice).write(outcome.collection, {names.A_STATE: TaskState.RUNNING, names.A_PROGRESS: "2/6"})
+            lifecycle.begin_run(outcome.collection, {names.A_PROGRESS: "2/6"})
         if len(seen) == 5:
-            TaskStateStore(alice).write(outcome.collection, {names.A_STATE: TaskState.SUCCEEDED})
+            lifecycle.transition(outcome.collection, TaskState.SUCCEEDED)
 
     result = client.wait(outcome.task_id, poll_seconds=1, on_update=lambda r: seen.append(r.get(names.A_STATE)),
                          sleep=fake_sleep, clock=lambda: float(next(ticks)))

@@ -20,7 +20,7 @@ from compute_to_data.errors import (
     ResourceSelectionError,
 )
 from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
-from compute_to_data.tasks import TaskContext, create_task
+from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
 from compute_to_data.tasks.base import ComputeToDataTask
 from compute_to_data.tasks.slots import ResourceSlot
 from compute_to_data.tasks.state import TaskStateStore
@@ -312,7 +312,7 @@ def test_cancelled_queued_task_does_not_run(tmp_path, grid):
     runner = ScriptedRunner()
     context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=runner)
     submitted = create_task(make_config(), context).submit()
-    TaskStateStore(alice).write(submitted.collection, {names.A_STATE: TaskState.CANCELLED})
+    TaskLifecycle(alice, context.settings).cancel(submitted.collection, "alice")
     from compute_to_data.tasks import TaskCancelled
 
     with pytest.raises(TaskCancelled):
@@ -325,7 +325,7 @@ def test_cancel_while_running_ends_cancelled_and_untagged(tmp_path, grid):
 
     def cancel_midway(request):
         collection = posixpath.join(RESULTS, request.task_id)
-        TaskStateStore(alice).write(collection, {names.A_STATE: TaskState.CANCELLED})
+        TaskLifecycle(alice, make_settings(tmp_path)).cancel(collection, "alice")
 
     task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=cancel_midway))
     assert outcome.state == TaskState.CANCELLED

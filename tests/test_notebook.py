@@ -140,6 +140,29 @@ def test_report_shows_counts_errors_and_figures(classified):
 
 
 @pytest.mark.slow
+def test_a_resumed_run_covers_the_earlier_runs_predictions(tmp_path, model):
+    """With previous_predictions (what the engine hands a resumed task's notebook), predictions.json,
+    .csv and the report cover the earlier runs' images too; the parts hold only this run's."""
+    make_inputs(tmp_path / "inputs", 20)
+    earlier = {"file": "earlier/done.png", "path": f"{LOGICAL_ROOT}/earlier/done.png",
+               "classifications": [{"class": "7", "score": 0.99}], "below_threshold": False}
+    previous = tmp_path / "task" / "previous_predictions.json"
+    previous.parent.mkdir(parents=True)
+    previous.write_text(json.dumps({"images": [earlier]}))
+    params = write_params(tmp_path, parameters(tmp_path, model, batch_size=4, part_size=8,
+                                               previous_predictions=str(previous)))
+    proc = run_entrypoint("--params", params, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "outputs"
+    in_parts = [e for p in sorted((out / names.PARTS_DIR).iterdir()) for e in json.loads(p.read_text())["images"]]
+    final = json.loads((out / names.PREDICTIONS_JSON).read_text())["images"]
+    assert sorted(e["file"] for e in in_parts) == sorted(e["file"] for e in final if e["file"] != "earlier/done.png")
+    assert earlier in final and len(final) == 22  # 20 digits, broken.png, the earlier one
+    assert "earlier/done.png" in (out / names.PREDICTIONS_CSV).read_text().replace(LOGICAL_ROOT + "/", "")
+    assert "<strong>21</strong> classified" in (out / names.REPORT_FILE).read_text()  # 20 + the earlier one
+
+
+@pytest.mark.slow
 def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(classified):
     report = (classified.out / names.REPORT_FILE).read_text()
     notebook = (classified.out / names.NOTEBOOK_FILE).read_text()

@@ -315,7 +315,10 @@ def test_upload_trigger_is_off_unless_enabled(zone: Zone) -> None:
 
 
 def test_rulebase_exports_the_user_rules_but_not_the_upload_pep() -> None:
-    assert set(rules.__all__) == {"c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_run_task", "c2d_cancel_here"}
+    assert set(rules.__all__) == {
+        "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume", "c2d_run_task", "c2d_cancel_here",
+        "c2d_reap_here",
+    }
     assert "acPostProcForPut" not in rules.__all__
 
 
@@ -325,6 +328,7 @@ RULE_FILES = Path(__file__).resolve().parent.parent / "rules"
 
 @pytest.mark.parametrize("name, variable", [
     ("c2d_run", "config"), ("c2d_submit", "config"), ("c2d_status", "task"), ("c2d_cancel", "task"),
+    ("c2d_resume", "task"),
 ])
 def test_native_rule_files(name: str, variable: str) -> None:
     text = (RULE_FILES / f"{name}.r").read_text()
@@ -373,3 +377,45 @@ def test_submit_with_the_real_notebook(tmp_path: Path, monkeypatch: pytest.Monke
         assert tags["predictedclass"].units == f"c2d:{task_id}"
         hits += tags["predictedclass"].value == truth[posixpath.relpath(obj.path, demo.INPUTS)]
     assert hits / len(objects) > 0.7
+
+
+# --- resume and signs of life -------------------------------------------------------------------------
+def test_a_failed_task_is_resumed_through_the_rules(zone: Zone) -> None:
+    zone.runner.fail = "CUDA out of memory"
+    task_id = fields(zone.irule("c2d_submit", CONFIG).stdout)["task_id"]
+    zone.server.run_delay_queue()
+    assert zone.record(f"{RESULTS}/{task_id}")[names.A_STATE] == "failed"
+    assert not zone.irule("c2d_resume", task_id, user="bob").ok  # not bob's
+    zone.runner.fail = None
+    resumed = zone.irule("c2d_resume", task_id)
+    assert resumed.ok, resumed.error
+    out = fields(resumed.stdout)
+    assert out["state"] == "queued" and out["resumed"] == "1" and "c2d_status.r" in resumed.stdout
+    [delayed] = zone.server.run_delay_queue()
+    assert fields(delayed.stdout)["state"] == "succeeded", delayed.stdout
+    record = zone.record(f"{RESULTS}/{task_id}")
+    assert record[names.A_RESUMED] == "1" and names.A_ERROR not in record
+    again = zone.irule("c2d_resume", task_id)
+    assert not again.ok and "is succeeded; only a failed or cancelled task can be resumed" in again.error
+    assert_readable(again.error)
+
+
+def test_status_of_a_silent_task_has_its_compute_host_check_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run died on gpu-node-1; c2d_status on the provider asks that host, which records it failed."""
+    from compute_to_data.settings import Settings
+    from compute_to_data.tasks import TaskLifecycle
+
+    zone = build_zone(tmp_path, monkeypatch, compute_host="gpu-node-1",
+                      settings={"heartbeat_lease_seconds": 1.0, "heartbeat_interval_seconds": 0.5})
+    task_id = fields(zone.irule("c2d_submit", CONFIG).stdout)["task_id"]
+    collection = f"{RESULTS}/{task_id}"
+    TaskLifecycle(zone.alice, Settings.load(zone.settings_file)).begin_run(
+        collection, {names.A_RUN_HOST: "gpu-node-1", names.A_PROGRESS: "2/6"})
+    assert fields(zone.irule("c2d_status", task_id).stdout)["state"] == "running"
+    import time
+
+    time.sleep(2.1)
+    out = fields(zone.irule("c2d_status", task_id).stdout)
+    assert [h for h, text in zone.server.remote_calls if text.startswith("c2d_reap_here(")] == ["gpu-node-1"]
+    assert out["state"] == "failed" and out["error"].startswith("no sign of life from gpu-node-1 since ")
+    assert out["error"].endswith("2/6 images done")

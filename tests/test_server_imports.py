@@ -29,7 +29,10 @@ def test_importing_the_rulebase_pulls_in_no_heavy_package() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["names"] == sorted(["c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_run_task", "c2d_cancel_here"])
+    assert report["names"] == sorted([
+        "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume", "c2d_run_task", "c2d_cancel_here",
+        "c2d_reap_here",
+    ])
     loaded = {name.split(".")[0] for name in report["loaded"]}
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     # the plugin's own modules are imported only when a rule runs inside the server

@@ -27,9 +27,9 @@ warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarni
 from starlette.testclient import TestClient  # noqa: E402
 
 try:
-    from .client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png
+    from .client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png, write_task_avus
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png
+    from client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png, write_task_avus
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -299,11 +299,10 @@ def test_image_pages_are_bounded_queries(tmp_path, monkeypatch):
 def test_task_list_filters_and_pages(world):
     admin, made, tmp = world
     alice = admin.as_user("alice")
-    store = TaskStateStore(alice)
     for i in range(55):
         collection = f"/tempZone/home/alice/results/20261121T0000{i:02d}Z-00000{i % 10}"
         alice.create_collection(collection)
-        store.write(collection, {names.A_TASK_ID: collection.rsplit("/", 1)[1], names.A_STATE: TaskState.FAILED,
+        write_task_avus(alice, collection, {names.A_TASK_ID: collection.rsplit("/", 1)[1], names.A_STATE: TaskState.FAILED,
                                  names.A_SUBMITTED_BY: "alice", names.A_CREATED: "2026-11-21T00:00:00Z"})
     client = local_client(tmp)
     page1 = client.get("/tasks")
@@ -448,7 +447,7 @@ def supersede(admin, made, paths: list[str], later: str = LATER, cls: str = "owl
     alice.apply_metadata(ops)
     collection = posixpath.join(posixpath.dirname(made.collection), later)
     alice.create_collection(collection)
-    TaskStateStore(alice).write(collection, {
+    write_task_avus(alice, collection, {
         names.A_TASK_ID: later, names.A_STATE: TaskState.SUCCEEDED, names.A_SUBMITTED_BY: "alice",
         names.A_CREATED: "2026-11-23T00:00:00Z", names.A_INPUT_COLLECTION: made.input_collection,
     })

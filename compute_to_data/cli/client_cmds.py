@@ -1,4 +1,4 @@
-"""Client commands: ``c2d submit/status/list/wait/cancel/report/serve``.
+"""Client commands: ``c2d submit/status/list/wait/cancel/resume/report/serve``.
 
 They work against a zone through python-irodsclient, configured like the icommands
 (``~/.irods/irods_environment.json`` or ``$IRODS_ENVIRONMENT_FILE``; ``--host/--port/--zone/
@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_tasks)
     app.command("wait")(wait)
     app.command("cancel")(cancel)
+    app.command("resume")(resume)
     app.command("report")(report)
     app.command("serve")(serve)
 
@@ -80,34 +81,39 @@ def _client(*args: object, **kwargs: object) -> TaskClient:
 
 
 # --- presentation -----------------------------------------------------------------------------------
-STATE_STYLE = {"queued": "cyan", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
+STATE_STYLE = {
+    "queued": "cyan", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "yellow",
+    names.STALE: "magenta",
+}
 
 
-def _state_text(record: TaskRecord) -> Text:
-    state = record.state.value if record.state else (record.get(names.A_STATE) or "unknown")
+def _state_text(record: TaskRecord, client: TaskClient | None = None) -> Text:
+    """The state as readers must show it: ``stale`` for a running task with no sign of life."""
+    state = client.display_state(record) if client is not None else (
+        record.state.value if record.state else (record.get(names.A_STATE) or "unknown"))
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
 def _progress_text(record: TaskRecord) -> str:
-    progress = record.progress
-    if progress is None:
-        return record.get(names.A_INPUTS) and f"0/{record.get(names.A_INPUTS)}" or "-"
-    return f"{progress[0]}/{progress[1]}"
+    return record.progress_text()
 
 
-def print_record(record: TaskRecord) -> None:
+def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     rows = [
         ("task", record.task_id),
-        ("state", _state_text(record)),
+        ("state", _state_text(record, client)),
         ("images", _progress_text(record)),
         ("elapsed", format_duration(elapsed(record))),
         ("submitted by", record.get(names.A_SUBMITTED_BY)),
         ("created", record.get(names.A_CREATED)),
         ("started", record.get(names.A_STARTED)),
         ("finished", record.get(names.A_FINISHED)),
+        ("last sign of life", record.get(names.A_HEARTBEAT) if record.state == TaskState.RUNNING else ""),
+        ("runs on", record.get(names.A_RUN_HOST) if record.state == TaskState.RUNNING else ""),
+        ("resumed", record.get(names.A_RESUMED) and f"{record.get(names.A_RESUMED)} time(s)"),
         ("collection", record.collection),
         ("inputs", f"{record.get(names.A_INPUT_COLLECTION)} ({record.get(names.A_INPUTS) or '?'} images)"),
         ("compute resource", record.get(names.A_COMPUTE_RESOURCE)),
@@ -186,11 +192,12 @@ def status(
     """Show a task's state, progress and provenance."""
     import json
 
-    record = _client(local, user, irods_env, host, port, zone).status(task)
+    client = _client(local, user, irods_env, host, port, zone)
+    record = client.status(task)
     if as_json:
         console.print_json(json.dumps({"collection": record.collection, **dict(record.values)}))
     else:
-        print_record(record)
+        print_record(record, client)
 
 
 def list_tasks(
@@ -211,7 +218,7 @@ def list_tasks(
         table.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
     for record in records:
         table.add_row(
-            record.task_id, _state_text(record), _progress_text(record), record.get(names.A_SUBMITTED_BY),
+            record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
             record.get(names.A_CREATED), format_duration(elapsed(record)), record.collection,
         )
     print_whole(table, [r.task_id for r in records])
@@ -223,12 +230,13 @@ def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -
     def line(record: TaskRecord) -> Text:
         text = Text()
         text.append(f"{record.task_id}  ")
-        text.append_text(_state_text(record))
+        text.append_text(_state_text(record, client))
         progress = record.progress
         if progress:
             done, total = progress
             percent = f" ({100 * done / total:.0f}%)" if total else ""
-            text.append(f"  images {done}/{total}{percent}")
+            failed = record.int_value(names.A_IMAGES_FAILED)
+            text.append(f"  images {done}/{total}{percent}" + (f", {failed} unreadable" if failed else ""))
         shown = elapsed(record) if record.get(names.A_STARTED) else None
         seconds = shown.total_seconds() if shown is not None else time.monotonic() - began
         text.append(f"  elapsed {format_duration(timedelta(seconds=seconds))}")
@@ -241,7 +249,7 @@ def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -
         last: list[str] = []
 
         def plain(record: TaskRecord) -> None:
-            key = f"{record.get(names.A_STATE)} {record.get(names.A_PROGRESS)}"
+            key = f"{client.display_state(record)} {record.get(names.A_PROGRESS)}"
             if not last or last[-1] != key:
                 last.append(key)
                 console.print(line(record), highlight=False)
@@ -249,9 +257,16 @@ def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -
         result = client.wait(task, poll_seconds=poll, timeout=timeout, on_update=plain)
     record = result.record
     if result.timed_out:
-        err_console.print(f"still {record.get(names.A_STATE)} after {timeout:g} s; stopped waiting (the task goes on)")
+        err_console.print(f"still {client.display_state(record)} after {timeout:g} s; stopped waiting (the task goes on)")
+    elif result.stale:
+        err_console.print(
+            f"[magenta]no sign of life[/] from task {record.task_id} since {record.get(names.A_HEARTBEAT) or '?'}, "
+            "and its compute host has not recorded how it ended; `c2d status` shows it once it has, and "
+            f"`c2d resume {record.task_id}` then runs what is left"
+        )
     elif record.state == TaskState.FAILED:
         err_console.print(f"[red]task failed:[/] {record.get(names.A_ERROR) or 'no error recorded'}")
+        err_console.print(f"[dim]what is done is kept; run the rest with: c2d resume {record.task_id}[/]")
     elif record.state == TaskState.SUCCEEDED:
         err_console.print(f"[green]done.[/] report: c2d report {record.task_id} --open")
     return result.exit_code
@@ -264,7 +279,8 @@ def wait(
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
     port: PortOpt = None, zone: ZoneOpt = None,
 ) -> None:
-    """Follow a task until it ends. Exit code: 0 succeeded, 1 failed, 2 cancelled, 3 timed out."""
+    """Follow a task until it ends. Exit code: 0 succeeded, 1 failed, 2 cancelled, 3 timed out,
+    4 no sign of life (its compute host has not recorded how it ended)."""
     client = _client(local, user, irods_env, host, port, zone)
     raise typer.Exit(_follow(client, task, poll, timeout))
 
@@ -277,6 +293,22 @@ def cancel(
     """Cancel a queued or running task (through the c2d_cancel rule on a zone)."""
     record = _client(local, user, irods_env, host, port, zone, settings).cancel(task)
     console.print(Text.assemble(f"{record.task_id}: ", _state_text(record)))
+
+
+def resume(
+    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
+    wait_for_it: Annotated[bool, typer.Option("--wait", help="Then follow it as `c2d wait` does.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+) -> None:
+    """Run a failed or cancelled task again in its collection: only images without a complete
+    prediction of the task are classified (through the c2d_resume rule on a zone)."""
+    client = _client(local, user, irods_env, host, port, zone, settings)
+    record = client.resume(task)
+    console.print(Text.assemble(f"{record.task_id}: ", _state_text(record, client)))
+    err_console.print(f"[dim]follow it with: c2d wait {record.task_id}[/]")
+    if wait_for_it:
+        raise typer.Exit(_follow(client, record.task_id, 2.0, None))
 
 
 def report(

@@ -48,8 +48,13 @@ def run(
 ) -> None:
     """Run a task now on a LocalGrid, through the same Template Method the iRODS rules use."""
     from ..grid.local import LocalGrid
+    from ..tasks.lifecycle import Terminated, sigterm_as_exception
 
-    config = TaskConfig.from_json(config_file.read_text(), source=str(config_file))
+    try:
+        text = config_file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the task config {config_file}: {exc.strerror}") from None
+    config = TaskConfig.from_json(text, source=str(config_file))
     if runner is not None:
         config = TaskConfig.from_document({**config.document, "container": {**config.document.get("container", {}), "runner": runner}})
     settings = Settings.load(settings_file)
@@ -57,8 +62,12 @@ def run(
     context = TaskContext(grid=grid, settings=settings, keep_workdir=keep_workdir)
     display = TaskProgressDisplay()
     display.attach(context)
-    with display:
-        outcome = create_task(config, context).run()
+    try:
+        with display, sigterm_as_exception():  # SIGTERM: the run is recorded failed and cleaned up
+            outcome = create_task(config, context).run()
+    except Terminated as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(143) from None
     print_outcome(outcome)
     if not outcome.succeeded:
         raise typer.Exit(1)
@@ -100,6 +109,7 @@ def print_outcome(outcome: TaskOutcome) -> None:
     console.print(
         f"  inputs: {outcome.inputs} classified, {outcome.skipped_already_tagged} skipped (already tagged), "
         f"{outcome.failed_images} unreadable; {outcome.tagged} tagged"
+        + (f"; {outcome.done_before} done by earlier runs" if outcome.done_before else "")
     )
     console.print(f"  replicated to the compute resource: {outcome.replicated_bytes:,} bytes")
     if outcome.error:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SettingsError
 from ..grid.base import Grid
 from ..grid.client import IrodsClientGrid, IrodsConnectionOptions, PasswordPrompt, terminal_prompt
+from ..settings import Settings
 from .submitters import LocalSubmitter, RuleSubmitter, Submitter
 from .tasks import TaskClient
 
@@ -44,6 +46,22 @@ def make_submitter(grid: Grid, options: ClientOptions) -> Submitter:
     return RuleSubmitter(grid)
 
 
+def client_settings(options: ClientOptions) -> Settings:
+    """The settings a client uses for the heartbeat lease (and, with ``--local``, to run tasks):
+    ``--settings``, else ``$C2D_SETTINGS`` or the server's file if readable here, else defaults."""
+    try:
+        return Settings.load(options.settings)
+    except SettingsError:
+        if options.settings is not None:
+            raise
+        return Settings()
+
+
 def open_client(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> TaskClient:
     grid = open_grid(options, prompt)
-    return TaskClient(grid, make_submitter(grid, options))
+    settings = client_settings(options)
+    if grid.kind == "local":  # this host is the compute host: reading a task reaps a dead run
+        from ..tasks.lifecycle import TaskLifecycle
+
+        return TaskClient(grid, make_submitter(grid, options), lifecycle=TaskLifecycle(grid, settings))
+    return TaskClient(grid, make_submitter(grid, options), lease_seconds=settings.heartbeat_lease_seconds)

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import conventions as names
 from ..errors import ComputeToDataError
 
 if TYPE_CHECKING:
@@ -23,25 +22,26 @@ if TYPE_CHECKING:
 
 def run_queued_task(grid, collection: str, context) -> "TaskOutcome":  # noqa: ANN001
     """Run the queued task recorded in ``collection`` with ``context`` (a TaskContext)."""
-    from ..taskconfig import TaskConfig
-    from ..tasks import create_task
-    from ..tasks.state import TaskStateStore
+    from ..tasks.lifecycle import TaskLifecycle
 
-    record = TaskStateStore(grid).read(collection)
-    config_path = posixpath.join(collection, names.TASK_CONFIG_FILE)
-    config = TaskConfig.from_json(grid.read_data_object(config_path), source=config_path)
-    submitted_by = record.get(names.A_SUBMITTED_BY) or grid.user
-    return create_task(config, context, task_id=record.task_id, submitted_by=submitted_by).run()
+    return TaskLifecycle(grid, context.settings).start(collection, context)
 
 
 def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path | None = None) -> int:
+    """The worker's run; SIGTERM ends it as a recorded failure, its runner stopped, staging removed."""
     from ..grid.local import LocalGrid
     from ..settings import Settings
     from ..tasks import TaskContext
+    from ..tasks.lifecycle import Terminated, sigterm_as_exception
 
     grid = LocalGrid(grid_dir, user=user)
     context = TaskContext(grid=grid, settings=Settings.load(settings_file))
-    outcome = run_queued_task(grid, collection, context)
+    try:
+        with sigterm_as_exception():
+            outcome = run_queued_task(grid, collection, context)
+    except Terminated as exc:
+        logging.getLogger(__name__).error("task %s: %s", posixpath.basename(collection), exc)
+        return 143
     logging.getLogger(__name__).info("task %s ended %s", outcome.task_id, outcome.state)
     return 0 if outcome.succeeded else 1
 

@@ -2,8 +2,9 @@
 
 On a zone the client never runs the engine itself: ``c2d_submit`` (a Python rule called by name
 through the native rule engine) validates, records ``queued`` and queues the run on the server,
-as the caller. On a LocalGrid there is no server, so :class:`LocalSubmitter` does what the rule
-does (the engine's ``submit()``) and starts the run in a detached worker process.
+as the caller; ``c2d_cancel``, ``c2d_resume`` and ``c2d_status`` likewise. On a LocalGrid there
+is no server, so :class:`LocalSubmitter` does what the rules do through the task lifecycle
+(``tasks/lifecycle.py``) and starts runs in a detached worker process.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import GridError, TaskStateError
+from ..errors import GridError
 from ..grid.base import Grid
-from ..tasks.state import TaskRecord, TaskStateStore
+from ..tasks.state import TaskRecord
+
+if TYPE_CHECKING:
+    from ..taskconfig import TaskConfig
+    from ..tasks.lifecycle import TaskLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ TASK_ID_RE = re.compile(r"\b(\d{8}T\d{6}Z-[0-9a-f]{6})\b")
 
 SUBMIT_RULE = "c2d_submit"
 CANCEL_RULE = "c2d_cancel"
+RESUME_RULE = "c2d_resume"
+STATUS_RULE = "c2d_status"
 
 
 class Submitter(Protocol):
@@ -39,6 +44,12 @@ class Submitter(Protocol):
 
     def cancel(self, record: TaskRecord) -> None:
         """Ask for the task to stop (queued: never runs; running: stops, ends ``cancelled``)."""
+
+    def resume(self, record: TaskRecord) -> None:
+        """Queue a failed or cancelled task again, in the same task collection."""
+
+    def refresh(self, record: TaskRecord) -> None:
+        """Have the task's compute host check a running task that shows no sign of life."""
 
 
 class RuleSubmitter:
@@ -59,6 +70,12 @@ class RuleSubmitter:
 
     def cancel(self, record: TaskRecord) -> None:
         self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+
+    def resume(self, record: TaskRecord) -> None:
+        self.grid.run_rule(RESUME_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+
+    def refresh(self, record: TaskRecord) -> None:
+        self.grid.run_rule(STATUS_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
 
 
 Launcher = Callable[[Grid, str], None]
@@ -90,7 +107,7 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
 
 
 class LocalSubmitter:
-    """Does on a LocalGrid what ``c2d_submit``/``c2d_cancel`` do on a zone."""
+    """Does on a LocalGrid what the rules do on a zone, through the task lifecycle."""
 
     def __init__(self, grid: Grid, settings_file: Path | None = None, launcher: Launcher | None = None,
                  context_factory: Callable[[Grid], object] | None = None) -> None:
@@ -107,23 +124,42 @@ class LocalSubmitter:
             return self.context_factory(self.grid)
         return TaskContext(grid=self.grid, settings=Settings.load(self.settings_file))
 
+    @property
+    def lifecycle(self) -> "TaskLifecycle":
+        from ..tasks.lifecycle import TaskLifecycle
+
+        return TaskLifecycle(self.grid, getattr(self._context(), "settings"))
+
     def submit(self, config_path: str) -> str:
         from ..taskconfig import TaskConfig
-        from ..tasks import create_task
 
         text = self.grid.read_data_object(config_path, max_bytes=1024 * 1024)
-        config = TaskConfig.from_json(text, source=config_path)
-        outcome = create_task(config, self._context()).submit()  # type: ignore[arg-type]
-        self.launcher(self.grid, outcome.collection)
+        return self.submit_config(TaskConfig.from_json(text, source=config_path))
+
+    def submit_config(self, config: "TaskConfig") -> str:
+        """Queue a validated config (nothing is uploaded first, so a refusal leaves nothing)."""
+        context = self._context()
+        lifecycle = self.lifecycle
+        outcome = lifecycle.submit(config, context)  # type: ignore[arg-type]
+        try:
+            self.launcher(self.grid, outcome.collection)
+        except Exception as exc:
+            lifecycle.fail_queued(outcome.collection, f"could not start the run: {exc}")
+            raise
         return outcome.task_id
 
     def cancel(self, record: TaskRecord) -> None:
-        store = TaskStateStore(self.grid)
-        current = store.read(record.collection)
-        if current.state is not None and current.state.is_final:
-            raise TaskStateError(f"task {current.task_id} is already {current.state.value}; nothing to cancel")
-        # As the rule c2d_cancel records it: who cancelled; a task that never ran ends now.
-        values: dict[str, object] = {names.A_ERROR: f"cancelled by {self.grid.user}", names.A_STATE: TaskState.CANCELLED}
-        if current.state != TaskState.RUNNING:
-            values = {names.A_FINISHED: names.iso_utc(), **values}
-        store.write(record.collection, values)
+        # On a LocalGrid this host is the compute host: a running run is stopped here and now.
+        self.lifecycle.cancel(record.collection, by=self.grid.user)
+
+    def resume(self, record: TaskRecord) -> None:
+        lifecycle = self.lifecycle
+        resumed = lifecycle.resume(record.collection, by=self.grid.user)
+        try:
+            self.launcher(self.grid, resumed.collection)
+        except Exception as exc:
+            lifecycle.fail_queued(resumed.collection, f"could not start the run: {exc}")
+            raise
+
+    def refresh(self, record: TaskRecord) -> None:
+        self.lifecycle.reap(record)

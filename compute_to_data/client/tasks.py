@@ -2,13 +2,18 @@
 
 Everything here reads the ``c2d::`` AVUs of task collections (``tasks.state``) through the
 :class:`~compute_to_data.grid.base.Grid` port, so it works the same against a zone
-(IrodsClientGrid) and against a LocalGrid. Only submitting and cancelling differ, and those go
+(IrodsClientGrid) and against a LocalGrid. Submitting, cancelling and resuming differ, and go
 through a :class:`~compute_to_data.client.submitters.Submitter`.
+
+A running task whose heartbeat is older than the lease is shown ``stale``. On a LocalGrid this
+host is the compute host, so reading a task first reaps a dead run (the lifecycle records it
+``failed``); on a zone ``wait`` asks the server (``c2d_status``) to check it on its host.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import re
 import secrets
@@ -22,9 +27,13 @@ from .. import conventions as names
 from ..conventions import TaskState
 from ..errors import ComputeToDataError, ConfigError, GridError, ObjectNotFoundError, TaskStateError
 from ..grid.base import AccessLevel, Grid, PredictionQuery
+from ..settings import Settings
 from ..taskconfig import TaskConfig, parse_json
+from ..tasks.lifecycle import TaskLifecycle
 from ..tasks.state import TaskRecord, TaskStateStore
 from .submitters import Submitter
+
+log = logging.getLogger(__name__)
 
 #: where uploaded configs go, under the caller's home collection.
 SUBMISSIONS = ".c2d/submissions"
@@ -36,6 +45,8 @@ MAX_REPORT_BYTES = 512 * 1024 * 1024
 #: ``c2d wait`` exit codes: only ``succeeded`` is 0.
 EXIT_CODES = {TaskState.SUCCEEDED: 0, TaskState.FAILED: 1, TaskState.CANCELLED: 2}
 EXIT_TIMEOUT = 3
+#: still no sign of life a lease after its compute host was asked to check it
+EXIT_STALE = 4
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,14 @@ class Submission:
 class WaitResult:
     record: TaskRecord
     timed_out: bool = False
+    stale: bool = False
 
     @property
     def exit_code(self) -> int:
         if self.timed_out:
             return EXIT_TIMEOUT
+        if self.stale:
+            return EXIT_STALE
         state = self.record.state
         return EXIT_CODES.get(state, 1) if state is not None else 1
 
@@ -66,7 +80,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     age = re.fullmatch(r"(\d+)\s*([smhdw])", text)
     if age:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
-        return now - timedelta(**{unit: int(age.group(1))})
+        try:
+            return now - timedelta(**{unit: int(age.group(1))})
+        except (OverflowError, ValueError):  # older than the calendar: every task is newer
+            return datetime.min.replace(tzinfo=timezone.utc)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -76,24 +93,35 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def parse_time(value: str) -> datetime | None:
-    """A ``c2d::created``-style timestamp, or None."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+parse_time = names.parse_iso_utc
 
 
 class TaskClient:
-    """The task operations of one user against one grid."""
+    """The task operations of one user against one grid.
 
-    def __init__(self, grid: Grid, submitter: Submitter | None = None) -> None:
+    ``lifecycle`` is given where this host is the tasks' compute host (a LocalGrid): reading a
+    task then reaps a dead run first. ``lease_seconds`` is when a silent running task is shown
+    ``stale`` (the settings' heartbeat lease; 60 s by default).
+    """
+
+    def __init__(self, grid: Grid, submitter: Submitter | None = None, *, lifecycle: TaskLifecycle | None = None,
+                 lease_seconds: float | None = None) -> None:
         self.grid = grid
         self.submitter = submitter
         self.store = TaskStateStore(grid)
+        self.lifecycle = lifecycle
+        if lease_seconds is None:
+            lease_seconds = lifecycle.lease_seconds if lifecycle is not None else Settings().heartbeat_lease_seconds
+        self.lease_seconds = lease_seconds
+
+    def display_state(self, record: TaskRecord) -> str:
+        return record.display_state(self.lease_seconds)
+
+    def _checked(self, record: TaskRecord) -> TaskRecord:
+        """On the compute host, a dead run is recorded as what it is before anyone is told."""
+        if self.lifecycle is not None and record.is_stale(self.lease_seconds):
+            return self.lifecycle.reap(record)
+        return record
 
     # --- reading ----------------------------------------------------------------------------------
     def find(self, task: str) -> TaskRecord:
@@ -101,7 +129,7 @@ class TaskClient:
         record = self.store.find(task)
         if self.grid.paths_lacking_access([record.collection], AccessLevel.READ):
             raise ObjectNotFoundError(f"task {task} does not exist or {self.grid.user} cannot read it")
-        return record
+        return self._checked(record)
 
     def list(
         self,
@@ -115,6 +143,7 @@ class TaskClient:
         if records:
             hidden = set(self.grid.paths_lacking_access([r.collection for r in records], AccessLevel.READ))
             records = [r for r in records if r.collection not in hidden]
+        records = [self._checked(r) for r in records]
         if state is not None:
             records = [r for r in records if r.state == state]
         if since is not None:
@@ -142,19 +171,43 @@ class TaskClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> WaitResult:
-        """Poll the task's state AVUs until a final state (or ``timeout`` seconds)."""
+        """Poll the task's state AVUs until a final state (or ``timeout`` seconds).
+
+        A task that shows no sign of life is checked on its compute host (the lifecycle here, or
+        the ``c2d_status`` rule on a zone); if it is still silent a lease after that check, the
+        wait ends with ``stale`` rather than waiting for ever on a run that is gone.
+        """
         record = self.find(task)
         collection = record.collection
         started = clock()
+        checked_at: float | None = None
         while True:
             if on_update is not None:
                 on_update(record)
             if record.state is not None and record.state.is_final:
                 return WaitResult(record)
+            if record.is_stale(self.lease_seconds):
+                if checked_at is None:
+                    checked_at = clock()
+                    self._refresh(record)
+                    record = self._checked(self.store.read(collection))
+                    continue
+                if clock() - checked_at >= self.lease_seconds:
+                    return WaitResult(record, stale=True)
+            else:
+                checked_at = None
             if timeout is not None and clock() - started >= timeout:
                 return WaitResult(record, timed_out=True)
             sleep(poll_seconds)
-            record = self.store.read(collection)
+            record = self._checked(self.store.read(collection))
+
+    def _refresh(self, record: TaskRecord) -> None:
+        if self.submitter is None:
+            return
+        try:
+            self.submitter.refresh(record)
+        except ComputeToDataError as exc:  # the check is a courtesy; waiting goes on
+            log.warning("could not have task %s checked: %s", record.task_id, exc)
 
     def report_path(self, record: TaskRecord) -> str:
         return record.get(names.A_REPORT) or posixpath.join(record.collection, names.REPORT_FILE)
@@ -203,13 +256,18 @@ class TaskClient:
             raise GridError("this connection cannot submit or cancel tasks")
         return self.submitter
 
-    def upload_config(self, local_file: Path) -> str:
-        """Validate a local config (all problems at once) and store it in the caller's home."""
+    @staticmethod
+    def read_config(local_file: Path) -> TaskConfig:
+        """A local config, validated (all problems at once)."""
         try:
             text = local_file.read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read {local_file}: {exc.strerror}") from None
-        TaskConfig.from_document(parse_json(text, source=str(local_file)), source=str(local_file))
+        return TaskConfig.from_document(parse_json(text, source=str(local_file)), source=str(local_file))
+
+    def upload_config(self, local_file: Path) -> str:
+        """Validate a local config (all problems at once) and store it in the caller's home."""
+        self.read_config(local_file)
         folder = posixpath.join(self.grid.home(), SUBMISSIONS)
         self.grid.create_collection(folder)
         stamp = names.new_task_id().split("-")[0] + "-" + secrets.token_hex(2)
@@ -240,6 +298,12 @@ class TaskClient:
         ``logical`` None: a path naming an existing local file is local, otherwise logical.
         """
         is_local = Path(config).is_file() if logical is None else not logical
+        submitter = self._require_submitter()
+        if is_local and hasattr(submitter, "submit_config"):
+            # Submitted first, uploaded (for the record) only once accepted: a refusal leaves nothing.
+            task_id = submitter.submit_config(self.read_config(Path(config)))
+            config_path = self.upload_config(Path(config))
+            return Submission(task_id, config_path, self._record_or_none(task_id))
         if is_local:
             config_path = self.upload_config(Path(config))
         else:
@@ -248,18 +312,29 @@ class TaskClient:
             if not self.grid.data_object_exists(config):
                 raise ObjectNotFoundError(f"task config {config} does not exist in the grid (or you cannot read it)")
             config_path = config
-        task_id = self._require_submitter().submit(config_path)
+        task_id = submitter.submit(config_path)
+        return Submission(task_id, config_path, self._record_or_none(task_id))
+
+    def _record_or_none(self, task_id: str) -> TaskRecord | None:
         try:
-            record = self.store.find(task_id)
+            return self.store.find(task_id)
         except ComputeToDataError:
-            record = None
-        return Submission(task_id, config_path, record)
+            return None
 
     def cancel(self, task: str) -> TaskRecord:
         record = self.find(task)
         if record.state is not None and record.state.is_final:
             raise TaskStateError(f"task {record.task_id} is already {record.state.value}; nothing to cancel")
         self._require_submitter().cancel(record)
+        return self.store.read(record.collection)
+
+    def resume(self, task: str) -> TaskRecord:
+        """Run a failed or cancelled task again in its collection (only what is not done yet)."""
+        record = self.find(task)
+        if record.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            state = self.display_state(record)
+            raise TaskStateError(f"task {record.task_id} is {state}; only a failed or cancelled task can be resumed")
+        self._require_submitter().resume(record)
         return self.store.read(record.collection)
 
 

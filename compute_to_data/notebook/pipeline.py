@@ -21,10 +21,8 @@ notebook kernel (torch, Pillow, numpy), never by code the iRODS server imports.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from .. import conventions as names
+from .parts import PartWriter, check_part_settings, prediction_entry  # noqa: F401 - the notebook's pipeline.*
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: autocast dtype per precision name; fp32 runs without autocast.
@@ -422,85 +420,4 @@ def _finish(indices: list[int], failed: list[tuple[int, str]], scores: torch.Ten
         rows = [list(zip(c, s)) for c, s in zip(top.cpu().tolist(), scores.cpu().tolist())]
     return BatchOutcome(indices, rows, failed)
 
-
-def prediction_entry(file: str, path: str, result: list[tuple[str, float]] | str,
-                     score_threshold: float) -> dict[str, Any]:
-    """One image as ``predictions.json`` (and every part) lists it."""
-    entry: dict[str, Any] = {"file": file, "path": path}
-    if isinstance(result, str):
-        entry["error"] = result
-    else:
-        entry["classifications"] = [{"class": c, "score": round(s, 6)} for c, s in result]
-        entry["below_threshold"] = result[0][1] < score_threshold
-    return entry
-
-
-# --- predictions in parts -----------------------------------------------------------------------
-def check_part_settings(part_size: Any, part_seconds: Any) -> tuple[int, float]:
-    """(part_size, part_seconds) as numbers, or ValueError naming the parameter."""
-    if isinstance(part_size, bool) or not isinstance(part_size, (int, float)) or part_size != int(part_size) \
-            or part_size < 1:
-        raise ValueError(f"part_size must be a whole number >= 1, not {part_size!r}")
-    if isinstance(part_seconds, bool) or not isinstance(part_seconds, (int, float)) or not part_seconds > 0 \
-            or math.isinf(part_seconds):
-        raise ValueError(f"part_seconds must be a number > 0, not {part_seconds!r}")
-    return int(part_size), float(part_seconds)
-
-
-class PartWriter:
-    """Writes finished predictions to ``<outputs>/.parts/`` as the run goes.
-
-    A part holds the complete entries of the images finished since the previous part, at most
-    ``part_size`` of them; one is written when ``part_size`` are waiting or ``part_seconds``
-    have passed since the last one, whichever comes first, and the rest when the run ends.
-    Each is written to a hidden temporary name, fsynced and renamed, so a part file is complete
-    at every moment; what a crash leaves is every part finished before it.
-    """
-
-    def __init__(self, output_dir: Path, *, task_id: str, total: int,
-                 part_size: int = names.DEFAULT_PART_SIZE, part_seconds: float = names.DEFAULT_PART_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.part_size, self.part_seconds = check_part_settings(part_size, part_seconds)
-        self.directory = Path(output_dir) / names.PARTS_DIR
-        self.task_id, self.total = task_id, total
-        self.clock = clock
-        self.pending: list[dict[str, Any]] = []
-        self.written: list[Path] = []
-        self.done = 0
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.iterdir():  # parts of an earlier attempt in this directory
-            if stale.is_file() and stale.name.lstrip(".").startswith(names.PART_PREFIX):
-                stale.unlink()
-        self.last_written = clock()
-
-    def add(self, entries: Iterable[dict[str, Any]]) -> list[Path]:
-        """Queue finished entries; write the parts that are due. Returns the files written."""
-        self.pending.extend(entries)
-        written = []
-        while len(self.pending) >= self.part_size:
-            written.append(self._write(self.part_size))
-        if self.pending and self.clock() - self.last_written >= self.part_seconds:
-            written.append(self._write(len(self.pending)))
-        return written
-
-    def close(self) -> list[Path]:
-        """Write what is still waiting (the run's last part)."""
-        return [self._write(len(self.pending))] if self.pending else []
-
-    def _write(self, count: int) -> Path:
-        entries, self.pending = self.pending[:count], self.pending[count:]
-        index = len(self.written)
-        document = {"task_id": self.task_id, "part": index, "first": self.done, "count": len(entries),
-                    "last": self.done + len(entries) >= self.total, "images": entries}
-        target = self.directory / names.part_file_name(index)
-        temporary = self.directory / f".{target.name}.tmp"
-        with open(temporary, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(document, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, target)
-        self.done += len(entries)
-        self.written.append(target)
-        self.last_written = self.clock()
-        return target
 

@@ -44,6 +44,11 @@ StatusCallback = Callable[[str, "str | None"], None]
 for a GPU (Slurm job 42: Resources)")`` while a scheduler holds it back, ``("running", None)``
 once it runs. A task stays ``queued`` while its run is queued."""
 
+PollCallback = Callable[[], None]
+"""Called at every poll while the run goes on, from the supervising loop (the caller's thread):
+the task writes its heartbeat and tags the parts the notebook finished there. An exception it
+raises stops the run (it is killed like an interrupted one) and propagates to the caller."""
+
 StartedCallback = Callable[[str, str], None]
 """Called once with (host, handle) as soon as the run exists: the host whose runner can act on
 the handle, and the handle :meth:`Runner.is_alive` and :meth:`Runner.stop` accept."""
@@ -73,6 +78,7 @@ class RunRequest:
     progress: ProgressCallback | None = None
     on_started: StartedCallback | None = None
     on_status: StatusCallback | None = None
+    on_poll: PollCallback | None = None
 
     @property
     def input_dir(self) -> Path:
@@ -327,6 +333,8 @@ class SupervisedRunner(Runner):
                 deadline = time.monotonic() + request.timeout_seconds + self.timeout_grace
             if previous is None or (previous.phase, previous.reason) != (status.phase, status.reason):
                 self._notify_status(run, status)
+            if request.on_poll is not None and run.stop_reason is None:
+                request.on_poll()
 
     def _result(self, run: ActiveRun, doc: dict[str, Any] | None, reason: str | None, crashed: str | None,
                 exit_code: int, logs: str, started_at: float) -> RunResult:

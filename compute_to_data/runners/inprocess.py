@@ -118,7 +118,7 @@ def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[
         names.CONTAINER_TASK_DIR: request.task_dir,
     }
     translated = dict(parameters)
-    for key in ("input_dir", "output_dir", "model_path", "labels_path"):
+    for key in ("input_dir", "output_dir", "model_path", "labels_path", "previous_predictions"):
         value = translated.get(key)
         if not isinstance(value, str):
             continue
@@ -151,6 +151,8 @@ class InProcessRunner(SupervisedRunner):
     name = "inprocess"
     log_name = names.RUNNER_LOG
     subject = "the notebook runner"
+    #: the module the child runs (``python -m``); tests substitute a lighter stand-in.
+    entrypoint_module = ENTRYPOINT_MODULE
 
     def __init__(self, settings: object | None = None, *, python: str | None = None,
                  poll_interval: float = 1.0, finalize_timeout: float = 120.0) -> None:
@@ -173,7 +175,7 @@ class InProcessRunner(SupervisedRunner):
         params_path = workdir / PARAMS_FILE
         params_path.write_text(json.dumps(to_host_parameters(request.parameters, request), indent=2) + "\n")
         log_path = workdir / names.RUNNER_LOG
-        command = [python, "-m", ENTRYPOINT_MODULE, "--params", str(params_path),
+        command = [python, "-m", self.entrypoint_module, "--params", str(params_path),
                    "--notebook", str(Path(request.notebook_path).resolve()), "--output-dir", str(output_dir)]
         token = secrets.token_hex(8)
         env = self._child_env()
@@ -209,7 +211,7 @@ class InProcessRunner(SupervisedRunner):
         """After a kill or a crash: render the partially executed notebook, write a failed result.json."""
         child: _Child = run.detail
         request = run.request
-        command = [child.python, "-m", ENTRYPOINT_MODULE, "--output-dir", str(child.output_dir),
+        command = [child.python, "-m", self.entrypoint_module, "--output-dir", str(child.output_dir),
                    "--interrupted", message, "--input-dir", str(request.input_dir.resolve()),
                    "--started", run.started]
         offset = child.log_path.stat().st_size if child.log_path.exists() else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..registry import task_types
 from ..taskconfig import TaskConfig
 from .base import ComputeToDataTask, TaskCancelled, TaskContext, TaskOutcome
+from .lifecycle import TaskLifecycle
 
 
 def create_task(
@@ -15,4 +16,4 @@ def create_task(
     return task_class(config, context, task_id=task_id, submitted_by=submitted_by)
 
 
-__all__ = ["ComputeToDataTask", "TaskCancelled", "TaskContext", "TaskOutcome", "create_task"]
+__all__ = ["ComputeToDataTask", "TaskCancelled", "TaskContext", "TaskLifecycle", "TaskOutcome", "create_task"]

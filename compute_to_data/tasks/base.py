@@ -6,11 +6,14 @@ tag results -> finalize. Task types override the steps (and the two hooks
 :meth:`ComputeToDataTask.build_parameters` and :meth:`ComputeToDataTask.tag_results`), never
 the order.
 
-Two promises hold whatever fails: nothing in the catalog changes before the read-only steps
-(validation, selection, permission checks) have passed; and once the task collection exists,
-its ``c2d::state`` tells the truth — a state is written only after what it claims is true, a
-failure is recorded with its error, a report that was produced is registered, and inputs are
-either completely tagged or untouched.
+Three promises hold whatever fails: nothing in the catalog changes before the read-only steps
+(validation, selection, permission checks) have passed; once the task collection exists, its
+``c2d::state`` tells the truth — states change only through the lifecycle
+(:mod:`compute_to_data.tasks.lifecycle`), a state is written only after what it claims is true,
+a failure is recorded with its error, a report that was produced is registered, and every image
+is either completely tagged or untouched; and a run that dies (``kill -9``, a lost host) costs
+only the part it was working on: the parts finished and tagged stay, the run's host finds it
+dead by its heartbeat, and a resumed run classifies only what is left.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from ..errors import (
     ConfigError,
     NoEligibleInputsError,
     ObjectNotFoundError,
+    TaskBusyError,
+    TaskCancelled,
+    TaskLostError,
     TaskStateError,
 )
 from ..grid.base import AccessLevel, DataObject, Grid, Resource
@@ -45,10 +51,12 @@ from ..grid.irods_errors import CAT_NO_ACCESS_PERMISSION, CAT_UNKNOWN_COLLECTION
 from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
+from . import parts as task_parts
+from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import select_compute_resource
 from .slots import ResourceSlot
 from .staging import TaskWorkdir
-from .state import ProgressReporter, TaskStateStore, run_timing_name, timings_text
+from .state import Heartbeat, TaskRecord, TaskStateStore, run_timing_name, timings_text
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,9 @@ TASK_CONFIG_SUFFIX = ".c2d.json"
 
 StepListener = Callable[[str, str, float], None]
 """Called with (step name, "start" | "done" | "failed", seconds) for progress displays."""
+
+PartListener = Callable[[int, int], None]
+"""Called with (part number, images in it) after a part was stored and tagged."""
 
 Dispatcher = Callable[["ComputeToDataTask", Resource], bool]
 """Given the chosen compute resource, run the task on that resource's host if this is not it.
@@ -76,9 +87,13 @@ class TaskContext:
     dispatch: Dispatcher | None = None
     progress_listeners: list[ProgressCallback] = field(default_factory=list)
     step_listeners: list[StepListener] = field(default_factory=list)
+    part_listeners: list[PartListener] = field(default_factory=list)
     keep_workdir: bool = False
     progress_interval: float = 3.0
     tag_batch_size: int = 256
+    #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
+    heartbeat: bool = True
+    parts: bool = True
 
 
 @dataclass
@@ -92,7 +107,13 @@ class TaskOutcome:
     skipped_already_tagged: int = 0
     replicated_bytes: int = 0
     tagged: int = 0
+    #: inputs of the whole task that could not be read (c2d::images_failed)
     failed_images: int = 0
+    #: images a resumed run found done by earlier runs of the task
+    done_before: int = 0
+    #: images of the whole task with a result (classified or reported unreadable), when known
+    images_done: int | None = None
+    parts_tagged: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -104,10 +125,6 @@ class TaskOutcome:
     @property
     def succeeded(self) -> bool:
         return self.state == TaskState.SUCCEEDED
-
-
-class TaskCancelled(ComputeToDataError):
-    """The task was cancelled (``c2d_cancel``) before or while it ran."""
 
 
 class ComputeToDataTask(ABC):
@@ -128,7 +145,9 @@ class ComputeToDataTask(ABC):
         self.grid: Grid = context.grid
         self.settings: Settings = context.settings
         self.store = TaskStateStore(self.grid)
+        self.lifecycle = TaskLifecycle(self.grid, self.settings)
         self.task_id = task_id or names.new_task_id()
+        #: True when this run takes over a task collection that exists (queued by submit or resume)
         self.resuming = task_id is not None
         self.submitted_by = submitted_by or self.grid.user
         self.collection = posixpath.join(config.output_collection, self.task_id)
@@ -138,6 +157,7 @@ class ComputeToDataTask(ABC):
         self.notebook_file: Path | None = None
         self.candidates: list[DataObject] = []
         self.resource: Resource | None = None
+        self.archive_resource: Resource | None = None
         self.inputs: list[DataObject] = []
         self.skipped: list[DataObject] = []
         self.model_object: DataObject | None = None
@@ -146,13 +166,23 @@ class ComputeToDataTask(ABC):
         self.replicated_bytes = 0
         self.run_result: RunResult | None = None
         self.collection_created = False
+        #: the run: its index (0, then one more per resume), start time (its identity) and signs of life
+        self.run_index = 0
+        self.started: str | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.run_lock: RunLock | None = None
+        #: a resumed task: the inputs it selected first, and what earlier runs stored and tagged
+        self.selection: list[str] | None = None
+        self.previous: dict[str, task_parts.Entry] = {}
+        self.total_inputs = 0
         self.outcome = TaskOutcome(self.task_id, None, self.collection)
 
     # ------------------------------------------------------------------ the template methods
     @final
     def run(self) -> TaskOutcome:
-        """Run every step in order. Raises before the task collection exists; after that,
-        failures are recorded and returned in the outcome (state ``failed``/``cancelled``)."""
+        """Run every step in order. Raises before this run owns the task collection (refusals,
+        a cancelled or busy task); after that, failures are recorded and returned in the outcome
+        (state ``failed``/``cancelled``)."""
         self._step("validate", self.validate)
         self._step("select_compute_resource", self.select_compute_resource)
         assert self.resource is not None
@@ -161,9 +191,16 @@ class ComputeToDataTask(ABC):
             return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
-        self._step("prepare_task_collection", self.prepare_task_collection)
-        slot = self._slot()
+        self.run_lock = self.lifecycle.run_lock(self.resource, self.task_id)
+        if not self.run_lock.acquire():
+            raise TaskBusyError(
+                f"task {self.task_id} is being run by another process on this host right now; not starting it twice"
+            )
+        slot: ResourceSlot | None = None
         try:
+            self._step("prepare_task_collection", self.prepare_task_collection)
+            self._reap_dead_runs()
+            slot = self._slot()
             waiting = time.perf_counter()
             acquired = slot.acquire()
             self.outcome.timings["wait_for_slot"] = time.perf_counter() - waiting
@@ -181,12 +218,14 @@ class ComputeToDataTask(ABC):
             self._step("finalize", self.finalize)
         except BaseException as exc:
             self._record_failure(exc)
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: recorded, then let them through
+            if not self.collection_created or not isinstance(exc, Exception):
+                raise  # not ours to record (busy, cancelled before it ran) / Ctrl-C, SIGTERM: recorded
         finally:
-            slot.release()
+            if slot is not None:
+                slot.release()
             if self.workdir is not None and not self.context.keep_workdir:
                 self.workdir.remove()
+            self.run_lock.release()
         return self.outcome
 
     @final
@@ -196,7 +235,11 @@ class ComputeToDataTask(ABC):
         self._step("select_compute_resource", self.select_compute_resource)
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
-        self._step("prepare_task_collection", self.prepare_task_collection)
+        try:
+            self._step("prepare_task_collection", self.prepare_task_collection)
+        except BaseException as exc:
+            self._record_failure(exc)  # a task collection that exists never stays queued for nothing
+            raise
         return self.outcome
 
     # ------------------------------------------------------------------ overridable steps
@@ -211,7 +254,9 @@ class ComputeToDataTask(ABC):
             self.runner = choose_runner(self.config.runner, self.settings)
         else:
             self.settings.check_runner(self.runner.name)
-        if self.runner.uses_container_paths:
+        # The allowlist holds whatever runner was chosen (also in-process, also when auto fell
+        # back to it): a config naming an image the administrator did not allow is refused.
+        if self.runner.uses_container_paths or self.config.image is not None:
             self.settings.check_image_choice(self.config.image)  # the image itself comes with the resource
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
@@ -236,6 +281,11 @@ class ComputeToDataTask(ABC):
         if self.runner is not None and self.runner.uses_container_paths:
             gpus = self.resource.avu_int(names.GPUS_ATTRIBUTE, 0)
             self.image = self.settings.image_for(self.config.image, gpus)
+        if self.config.archive_role is not None:  # refused now, not after the notebook has run
+            archives = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
+            self.archive_resource = select_compute_resource(
+                archives, [], self.config.archive_role, self.config.archive_resource
+            )
 
     def check_permissions(self) -> None:
         """Read on every input, the model and the labels; write where the results go."""
@@ -259,12 +309,43 @@ class ComputeToDataTask(ABC):
                 )
 
     def select_inputs(self) -> None:
-        class_attribute = self.config.class_attribute
+        """The images to classify: a new task takes the pattern's matches (without those that
+        carry a complete prediction, if ``skip_tagged``); a resumed task takes what it selected
+        first, less what its earlier runs classified (stored parts) or tagged."""
+        class_attribute, score_attribute = self.config.class_attribute, self.config.score_attribute
+        if self.resuming:
+            self.selection = task_parts.load_selection(self.grid, self.collection)
+            self.previous = task_parts.merge_entries(e for _, e in task_parts.stored_parts(self.grid, self.collection))
+        if self.selection is not None:
+            by_name = {self.relative_path(o): o for o in self.candidates}
+            selected = [by_name[name] for name in self.selection if name in by_name]
+            units = names.task_units(self.task_id)
+            self.inputs = [
+                o for o in selected
+                if self.relative_path(o) not in self.previous
+                and not task_parts.has_complete_prediction(o, class_attribute, score_attribute, units)
+            ]
+            self.total_inputs = len(self.selection)
+            self.outcome.done_before = len(selected) - len(self.inputs)
+            self.outcome.inputs = len(self.inputs)
+            return
+        complete = [
+            o for o in self.candidates if task_parts.has_complete_prediction(o, class_attribute, score_attribute)
+        ]
+        if self.previous:  # resumed, but no selection recorded: the parts tell what is done
+            done = {self.relative_path(o) for o in complete} | set(self.previous)
+            self.inputs = [o for o in self.candidates if self.relative_path(o) not in done]
+            self.total_inputs = len(self.candidates)
+            self.outcome.done_before = len(self.candidates) - len(self.inputs)
+            self.outcome.inputs = len(self.inputs)
+            return
         if self.config.skip_tagged:
-            self.inputs = [o for o in self.candidates if not o.avu_values(class_attribute)]
-            self.skipped = [o for o in self.candidates if o.avu_values(class_attribute)]
+            skip = {o.path for o in complete}
+            self.inputs = [o for o in self.candidates if o.path not in skip]
+            self.skipped = [o for o in self.candidates if o.path in skip]
         else:
             self.inputs = list(self.candidates)
+        self.total_inputs = len(self.inputs)
         self.outcome.inputs = len(self.inputs)
         self.outcome.skipped_already_tagged = len(self.skipped)
         if not self.inputs:
@@ -292,16 +373,18 @@ class ComputeToDataTask(ABC):
                     f"task {self.task_id} is {record.state.value if record.state else 'in no known state'}; "
                     "only a queued task can be started"
                 )
-            self.collection_created = True
+            self.run_index = record.int_value(names.A_RESUMED)
             # The checks made when it was submitted keep their times, as submit.<step>.
             submitted = {k if "." in k else f"submit.{k}": v for k, v in record.timings.items()}
             self.outcome.timings = {**submitted, **self.outcome.timings}
+            self.collection_created = True
             return
         if self.grid.collection_exists(self.collection):
             raise TaskStateError(f"task collection {self.collection} exists already; not overwriting it")
         self.grid.create_collection(self.collection)
         self.collection_created = True
-        self._write_state(
+        self.lifecycle.create(
+            self.collection,
             {
                 names.A_TASK_ID: self.task_id,
                 names.A_TASK_TYPE: self.task_type,
@@ -312,23 +395,30 @@ class ComputeToDataTask(ABC):
                 names.A_COMPUTE_RESOURCE: self.resource.name if self.resource else None,
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
-                names.A_STATE: TaskState.QUEUED,
+                names.A_TIMINGS: timings_text(self.outcome.timings),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
 
     def stage_inputs(self) -> None:
         """Replicate what is not on the compute resource yet, then hard-link the replicas."""
-        assert self.resource is not None and self.runner is not None
+        assert self.resource is not None and self.runner is not None and self.heartbeat is not None
         self.runner.preflight(self.image.name if self.image is not None else None)
         resource = self.resource.name
+        # What is on the resource now: a task that waited for its slot may find the images
+        # replicated by the one it waited for (and must not count them as its own cost).
+        fresh = {o.path: o for o in self._list_candidates()}
+        self.inputs = [fresh.get(o.path, o) for o in self.inputs]
+        self.model_object = self.grid.get_data_object(self.config.model)
+        self.labels_object = self.grid.get_data_object(self.config.labels)
         needed = [o for o in self.inputs if o.good_replica_on(resource) is None]
         for extra in (self.model_object, self.labels_object):
-            if extra is not None and extra.good_replica_on(resource) is None:
+            if extra.good_replica_on(resource) is None:
                 needed.append(extra)
         for obj in needed:
             self.grid.replicate(obj.path, resource)
             self.replicated_bytes += obj.size
+            self.heartbeat.beat()
         self.outcome.replicated_bytes = self.replicated_bytes
         if needed:
             log.info("replicated %d object(s), %d bytes, to %s", len(needed), self.replicated_bytes, resource)
@@ -340,21 +430,29 @@ class ComputeToDataTask(ABC):
 
         self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.task_id)
         self.workdir.create()
-        for obj in self.inputs:
-            self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj))
-        assert self.model_object is not None and self.labels_object is not None
-        self.model_file = self.workdir.stage_model_file(self._physical_path(self.model_object), self.model_object.name)
-        self.labels_file = self.workdir.stage_model_file(self._physical_path(self.labels_object), self.labels_object.name)
+        for i, obj in enumerate(self.inputs, 1):
+            self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj), shown=obj.path)
+            if i % 200 == 0:
+                self.heartbeat.beat()
+        self.model_file = self.workdir.stage_model_file(
+            self._physical_path(self.model_object), self.model_object.name, shown=self.model_object.path
+        )
+        self.labels_file = self.workdir.stage_labels_file(
+            self._physical_path(self.labels_object), self.labels_object.name, shown=self.labels_object.path
+        )
         self.outcome.notes.extend(self.workdir.report.notes)
 
     def execute(self) -> None:
         assert self.runner is not None and self.workdir is not None and self.notebook_file is not None
+        assert self.heartbeat is not None
         parameters = self.build_parameters()
         params_file = self.workdir.task_dir / names.PARAMS_FILE
         params_file.write_text(json.dumps(parameters, indent=2, sort_keys=True))
         params_file.chmod(0o644)
-        reporter = ProgressReporter(self.store, self.collection, self.context.progress_interval)
-        reporter.listeners.extend(self.context.progress_listeners)
+        if self.previous:
+            previous_file = self.workdir.task_dir / names.PREVIOUS_PREDICTIONS_FILE
+            previous_file.write_text(json.dumps({"task_id": self.task_id, "images": list(self.previous.values())}))
+            previous_file.chmod(0o644)
         request = RunRequest(
             task_id=self.task_id,
             notebook_name=self.config.notebook,
@@ -366,7 +464,9 @@ class ComputeToDataTask(ABC):
             gpus=self.resource.avu_int(names.GPUS_ATTRIBUTE, 0) if self.resource else 0,
             resource_name=self.resource.name if self.resource else "",
             max_concurrent=self._capacity(),
-            progress=reporter,
+            progress=self.heartbeat.progress,
+            on_started=self._record_handle,
+            on_poll=self._on_poll,
         )
         self.run_result = self.runner.run(request)
         self.outcome.run_result = self.run_result
@@ -392,17 +492,45 @@ class ComputeToDataTask(ABC):
     def tag_results(self) -> None:
         """Write results as AVUs on the inputs, in atomic batches, after outputs are ingested."""
 
+    def tag_finished_parts(self) -> None:
+        """Hook, called while the notebook runs: store and tag the parts it finished so far.
+        Task types whose notebooks write no parts keep this default (nothing to do)."""
+
+    def salvage_parts(self, output_dir: Path) -> int:
+        """Hook for a run that ended without its tag step (it failed, or died and is being
+        reaped): store and tag the parts it finished, which are valid results. Default: none."""
+        return 0
+
+    @classmethod
+    def for_salvage(cls, config: TaskConfig, context: TaskContext, record: TaskRecord, resource: Resource
+                    ) -> "ComputeToDataTask | None":
+        """The task of a dead run, rebuilt far enough to salvage its parts (None: nothing to do)."""
+        task = cls(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None)
+        task.resource = resource
+        task.run_index = record.int_value(names.A_RESUMED)
+        task.candidates = task._list_candidates()
+        task.select_inputs()
+        return task if task.selection is not None else None
+
     def finalize(self) -> None:
         assert self.run_result is not None
+        done = self.outcome.images_done
+        if done is None:
+            done = self.outcome.done_before + self.run_result.images_done
         values: dict[str, object] = {
             names.A_FINISHED: names.iso_utc(),
-            names.A_PROGRESS: f"{self.run_result.images_done}/{self.run_result.images_total}",
+            names.A_PROGRESS: f"{done}/{max(self.total_inputs, done)}",
             names.A_RUNNER: self.outcome.runner,
+            names.A_IMAGES_FAILED: self.outcome.failed_images,
             names.A_ERROR: None,
+            names.A_TIMINGS: timings_text(self.outcome.timings),
         }
         values.update(self._provenance())
-        values[names.A_STATE] = TaskState.SUCCEEDED
-        self._write_state(values)
+        try:
+            self.lifecycle.transition(self.collection, TaskState.SUCCEEDED, values, expect_started=self.started)
+        except TaskStateError:
+            self._raise_if_cancelled()
+            raise
         self.outcome.state = TaskState.SUCCEEDED
 
     # ------------------------------------------------------------------ helpers for steps
@@ -466,29 +594,73 @@ class ComputeToDataTask(ABC):
 
     def _slot(self) -> ResourceSlot:
         assert self.resource is not None
-        lock_dir = Path(self.settings.lock_directory) if self.settings.lock_directory else (
-            self.settings.staging_directory_for(self.resource.host, self.resource.name) / ".locks"
-        )
         return ResourceSlot(
-            lock_dir,
+            self.settings.lock_directory_for(self.resource.host, self.resource.name),
             self.resource.name,
             self._capacity(),
             should_stop=self._is_cancelled,
         )
 
+    def _reap_dead_runs(self) -> None:
+        """Before a run starts on a resource: what dead runs left there is stopped and recorded."""
+        assert self.resource is not None
+        try:
+            self.lifecycle.reap_resource(self.resource)
+        except ComputeToDataError as exc:  # never keep a healthy task from running for it
+            log.warning("could not look for dead runs on %s: %s", self.resource.name, exc)
+
     def _record_running(self) -> None:
         self._raise_if_cancelled()
-        self._write_state(
-            {
-                names.A_STARTED: names.iso_utc(),
-                names.A_PROGRESS: f"0/{len(self.inputs)}",
-                names.A_INPUTS: len(self.inputs),
-                names.A_COMPUTE_RESOURCE: self.resource.name if self.resource else None,
-                names.A_RUNNER: self.runner.name if self.runner else None,
-                names.A_STATE: TaskState.RUNNING,
-            },
-        )
+        assert self.resource is not None
+        done = self.outcome.done_before
+        total = max(self.total_inputs, done + len(self.inputs))
+        try:
+            record = self.lifecycle.begin_run(
+                self.collection,
+                {
+                    names.A_PROGRESS: f"{done}/{total}",
+                    names.A_INPUTS: total,
+                    names.A_COMPUTE_RESOURCE: self.resource.name,
+                    names.A_RUNNER: self.runner.name if self.runner else None,
+                    names.A_RUN_HOST: self.resource.host,
+                    names.A_RUN_HANDLE: None,
+                    names.A_TIMINGS: timings_text(self.outcome.timings),
+                },
+            )
+        except TaskStateError:
+            self._raise_if_cancelled()
+            raise
+        self.started = record.get(names.A_STARTED)
         self.outcome.state = TaskState.RUNNING
+        self.heartbeat = Heartbeat(
+            self.store,
+            self.collection,
+            interval=self.settings.heartbeat_interval_seconds,
+            progress_interval=self.context.progress_interval,
+            check=self._check_ours,
+            enabled=self.context.heartbeat,
+        )
+        self.heartbeat.offset, self.heartbeat.total = done, total
+        self.heartbeat.listeners.extend(self.context.progress_listeners)
+        if self.selection is None:  # the first run records what the task is about
+            assert self.resource is not None
+            self.selection = [self.relative_path(o) for o in self.inputs]
+            task_parts.store_selection(self.grid, self.collection, self.resource.name, self.selection)
+
+    def _check_ours(self) -> None:
+        assert self.started is not None
+        self.lifecycle.check_ours(self.collection, self.started)
+
+    def _record_handle(self, host: str, handle: str) -> None:
+        """The run exists: where it is supervised, and the handle that finds it from elsewhere."""
+        self.store.write(self.collection, {names.A_RUN_HOST: host, names.A_RUN_HANDLE: handle})
+
+    def _on_poll(self) -> None:
+        """The runner's poll loop (our main thread): a sign of life, then the finished parts."""
+        assert self.heartbeat is not None
+        self.heartbeat.beat()
+        if self.context.parts:
+            self.tag_finished_parts()
 
     def _is_cancelled(self) -> bool:
         try:
@@ -516,12 +688,10 @@ class ComputeToDataTask(ABC):
 
     def _archive_outputs(self) -> None:
         """Copies of the results on long-term storage, when the task config asks for it."""
-        if self.config.archive_role is None:
+        if self.archive_resource is None:
             return
-        tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
-        archive = select_compute_resource(tagged, [], self.config.archive_role, self.config.archive_resource)
         for obj in self.grid.list_data_objects(self.collection, recursive=True):
-            self.grid.replicate(obj.path, archive.name)
+            self.grid.replicate(obj.path, self.archive_resource.name)
 
     def _put_text(self, name: str, text: str) -> None:
         assert self.resource is not None
@@ -554,17 +724,40 @@ class ComputeToDataTask(ABC):
         return values
 
     def _record_failure(self, exc: BaseException) -> None:
-        """Say truthfully how the task ended; never let bookkeeping hide the original error."""
-        cancelled = isinstance(exc, TaskCancelled) or self._is_cancelled()
+        """Say truthfully how the task ended; never let bookkeeping hide the original error.
+
+        A run that lost the task (cancelled, or declared dead while it was only slow) records
+        nothing over what the winner wrote: the lifecycle refuses, and the run stops.
+        """
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted (Ctrl-C) on the compute host"
+        elif isinstance(exc, Terminated):
+            message = str(exc)
         else:
             message = _one_line(exc)
         self.outcome.error = message
+        cancelled = isinstance(exc, TaskCancelled)
         self.outcome.state = TaskState.CANCELLED if cancelled else TaskState.FAILED
         log.error("task %s %s: %s", self.task_id, self.outcome.state.value, message)
         if not self.collection_created:
             return
+        try:
+            current: TaskRecord | None = self.store.read(self.collection)
+        except ComputeToDataError as read_exc:
+            log.error("could not read the state of task %s: %s", self.task_id, read_exc)
+            current = None
+        if isinstance(exc, TaskLostError) or (current is not None and current.state is not None and current.state.is_final):
+            if current is not None and current.state is not None:
+                self.outcome.state = current.state
+                self.outcome.error = current.get(names.A_ERROR) or message
+            log.warning("task %s: not recording %s over what was recorded meanwhile (%s)", self.task_id,
+                        "cancelled" if cancelled else "failed", current.state.value if current and current.state else "?")
+            return
+        if not cancelled and self.workdir is not None and self.context.parts and self.started is not None:
+            try:  # what the notebook finished before the failure is a valid result: keep it
+                self.salvage_parts(self.workdir.output_dir)
+            except Exception as salvage_exc:
+                log.error("could not tag the finished parts of failed task %s: %s", self.task_id, salvage_exc)
         try:
             if self.workdir is not None and self.outcome.report_path is None and self.workdir.output_dir.is_dir():
                 self._ingest_files(self.workdir.output_files())
@@ -573,14 +766,15 @@ class ComputeToDataTask(ABC):
         try:
             values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
             values.update(self._provenance())
-            values[names.A_STATE] = self.outcome.state
-            self._write_state(values)
+            if self.outcome.failed_images:
+                values[names.A_IMAGES_FAILED] = self.outcome.failed_images
+            values[names.A_TIMINGS] = timings_text(self.outcome.timings)
+            running = current is not None and current.state == TaskState.RUNNING
+            self.lifecycle.transition(
+                self.collection, self.outcome.state, values, expect_started=self.started if running else None
+            )
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)
-
-    def _write_state(self, values: dict[str, object]) -> None:
-        """Write bookkeeping that includes a state, with the step timings so far (``c2d::timings``)."""
-        self.store.write(self.collection, {**values, names.A_TIMINGS: timings_text(self.outcome.timings)})
 
     def _record_timings(self) -> None:
         """Refresh ``c2d::timings`` after a step; advisory, so a failed write never fails the task."""

@@ -1,22 +1,27 @@
 """Image classification: a TorchScript model over images, predictions tagged on each image.
 
-The container's ``predictions.json`` is read on the compute host and turned into AVUs on the
-inputs. It is treated as untrusted output: only images this task staged are ever tagged,
-whatever file names the notebook wrote.
+The notebook's predictions (in parts while it runs, ``predictions.json`` at the end) are read on
+the compute host and turned into AVUs on the inputs. They are treated as untrusted output: only
+images this task staged are ever tagged, whatever file names the notebook wrote, and an image is
+tagged once per run, from the first entry that named it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import posixpath
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import conventions as names
 from ..errors import ComputeToDataError
 from ..grid.base import AVU, DataObject, EntityType, MetadataOperation
+from . import parts as task_parts
 from .base import ComputeToDataTask
 
 log = logging.getLogger(__name__)
@@ -25,15 +30,24 @@ log = logging.getLogger(__name__)
 class ImageClassificationTask(ComputeToDataTask):
     task_type = "image_classification"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: entries this run accepted (file -> entry), stored in the task collection and tagged
+        self.processed: dict[str, task_parts.Entry] = {}
+        self._reader: task_parts.PartReader | None = None
+        self._staged_by_name: dict[str, DataObject] | None = None
+
     def build_parameters(self) -> dict[str, Any]:
         assert self.workdir is not None and self.runner is not None
         assert self.model_object is not None and self.labels_object is not None
         if self.runner.uses_container_paths:
             input_dir, output_dir = names.CONTAINER_INPUT_DIR, names.CONTAINER_OUTPUT_DIR
-            model_dir = names.CONTAINER_TASK_DIR + "/model"
+            model_dir, labels_dir = names.CONTAINER_TASK_DIR + "/model", names.CONTAINER_TASK_DIR + "/labels"
+            task_dir = names.CONTAINER_TASK_DIR
         else:
             input_dir, output_dir = str(self.workdir.input_dir), str(self.workdir.output_dir)
-            model_dir = str(self.workdir.model_dir)
+            model_dir, labels_dir = str(self.workdir.model_dir), str(self.workdir.labels_dir)
+            task_dir = str(self.workdir.task_dir)
         config = self.config
         return {
             names.REPORT_CONTEXT_PARAMETER: self.report_context(),
@@ -42,7 +56,7 @@ class ImageClassificationTask(ComputeToDataTask):
             "input_dir": input_dir,
             "output_dir": output_dir,
             "model_path": posixpath.join(model_dir, self.model_object.name),
-            "labels_path": posixpath.join(model_dir, self.labels_object.name),
+            "labels_path": posixpath.join(labels_dir, self.labels_object.name),
             "logical_root": config.input_collection,
             "batch_size": config.batch_size,
             "score_threshold": config.score_threshold,
@@ -51,6 +65,10 @@ class ImageClassificationTask(ComputeToDataTask):
             "num_workers": config.num_workers,
             "precision": config.precision,
             "device": "auto",
+            # parts off (measuring what they cost): one part, at the end
+            "part_size": self.settings.part_size if self.context.parts else 10**9,
+            "part_seconds": self.settings.part_seconds if self.context.parts else 10.0**9,
+            "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if self.previous else "",
         }
 
     def report_context(self) -> dict[str, Any]:
@@ -64,7 +82,7 @@ class ImageClassificationTask(ComputeToDataTask):
             "task_type": self.task_type,
             "submitted_by": self.submitted_by,
             "input_collection": self.config.input_collection,
-            "inputs": len(self.inputs),
+            "inputs": self.total_inputs or len(self.inputs),
             "compute_resource": self.resource.name if self.resource else None,
             "runner": self.runner.name,
             "model": self.config.model,
@@ -88,18 +106,106 @@ class ImageClassificationTask(ComputeToDataTask):
             }
         return {"provenance": {k: v for k, v in values.items() if v is not None}, "paths": paths}
 
+    # ------------------------------------------------------------------ parts, while the notebook runs
+    def tag_finished_parts(self) -> None:
+        assert self.workdir is not None
+        self._tag_parts(self.workdir.output_dir, check=True)
+
+    def salvage_parts(self, output_dir: Path) -> int:
+        return self._tag_parts(output_dir, check=False)
+
+    def _tag_parts(self, output_dir: Path, *, check: bool) -> int:
+        if self._reader is None:
+            self._reader = task_parts.PartReader(output_dir)
+        count = 0
+        for part in self._reader.new_parts():
+            started = time.perf_counter()
+            if check:
+                self._check_ours()  # a cancelled or reaped run tags nothing more
+            known = len(self.processed)
+            tagged = self._store_and_tag(part.index, part.images)
+            if len(self.processed) == known:
+                continue  # nothing new in it (stored and tagged already, by the run that died)
+            count += 1
+            self.outcome.parts_tagged += 1
+            log.info("task %s: part %d stored and tagged (%d images, %d tagged) in %.2f s", self.task_id,
+                     part.index, len(part.images), tagged, time.perf_counter() - started)
+            for listener in self.context.part_listeners:
+                listener(part.index, len(part.images))
+        return count
+
+    # ------------------------------------------------------------------ the tag step
     def tag_results(self) -> None:
         assert self.workdir is not None
+        if self.context.parts:
+            self.tag_finished_parts()  # the last parts, written as the notebook ended
         predictions_file = self.workdir.output_dir / names.PREDICTIONS_JSON
         try:
             document = json.loads(predictions_file.read_text())
             images = document["images"]
+            if not isinstance(images, list):
+                raise TypeError("images is not a list")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ComputeToDataError(
                 f"the notebook reported success but {names.PREDICTIONS_JSON} is missing or malformed: {exc}"
             ) from exc
-        staged = {self.relative_path(o): o for o in self.inputs}
-        # Re-read earlier predictions now: they may have changed while the notebook ran.
+        self._check_ours()
+        self._store_and_tag(None, [e for e in images if isinstance(e, dict)])
+        self._tag_owed()
+        everything = {**self.previous, **self.processed}
+        self.outcome.images_done = len(everything)
+        self.outcome.failed_images = sum(1 for e in everything.values() if _best(e) is None)
+        self.outcome.class_counts = dict(sorted(Counter(
+            best[0] for best in map(_best, everything.values()) if best is not None
+        ).items()))
+
+    def _store_and_tag(self, index: int | None, images: Sequence[task_parts.Entry]) -> int:
+        """Accept the entries for images this run staged and has not seen yet; store them in the
+        task collection, then tag them. Returns how many images were tagged."""
+        assert self.resource is not None
+        staged = self._staged()
+        accepted: list[task_parts.Entry] = []
+        for entry in images:
+            name = str(entry.get("file", ""))
+            if name in self.processed or name in self.previous:
+                continue  # tagged from a part already; done by an earlier run (the notebook merged it)
+            if name not in staged:
+                log.warning("ignoring a prediction for %r: not an input of this task", entry.get("file"))
+                continue
+            accepted.append({**entry, "file": name, "path": staged[name].path})
+        if not accepted:
+            return 0
+        task_parts.store_part(self.grid, self.collection, self.resource.name, self.task_id, self.run_index, index, accepted)
+        for entry in accepted:
+            self.processed[entry["file"]] = entry
+        return self._tag([(staged[e["file"]], e) for e in accepted])
+
+    def _tag_owed(self) -> None:
+        """Earlier runs' stored entries whose images lack this task's tags (the run died between
+        storing a part and tagging it): tag them now, so every image ends tagged once."""
+        if not self.previous:
+            return
+        units = names.task_units(self.task_id)
+        by_name = {self.relative_path(o): o for o in self.candidates}
+        owed = [
+            (by_name[name], entry) for name, entry in self.previous.items()
+            if name in by_name and not task_parts.has_complete_prediction(
+                by_name[name], self.config.class_attribute, self.config.score_attribute, units)
+        ]
+        if owed:
+            log.info("task %s: tagging %d image(s) an earlier run stored but did not tag", self.task_id, len(owed))
+            self.outcome.tagged += self._tag(owed)
+
+    def _staged(self) -> dict[str, DataObject]:
+        """This run's inputs by their path relative to the input collection (as the notebook names them)."""
+        if self._staged_by_name is None:
+            self._staged_by_name = {self.relative_path(o): o for o in self.inputs}
+        return self._staged_by_name
+
+    def _tag(self, pairs: Sequence[tuple[DataObject, task_parts.Entry]]) -> int:
+        """Tag images with their best prediction: add-only where an image carries none, an atomic
+        replace where it carries an earlier or incomplete one; whole images per batch."""
+        # Re-read the images' predictions now: they may have changed while the notebook ran.
         current = {
             o.path: o
             for o in self.grid.list_data_objects(
@@ -109,37 +215,38 @@ class ImageClassificationTask(ComputeToDataTask):
             )
         }
         fresh: dict[str, list[AVU]] = {}  # no earlier prediction: the cheap add-only path
-        replacing: list[list[MetadataOperation]] = []  # earlier predictions: remove + add, atomically
-        counts: Counter[str] = Counter()
-        failed = 0
-        for entry in images:
-            obj = staged.get(str(entry.get("file", "")))
-            if obj is None:
-                log.warning("ignoring a prediction for %r: not an input of this task", entry.get("file"))
+        replacing: list[list[MetadataOperation]] = []  # earlier or incomplete predictions: remove + add
+        for obj, entry in pairs:
+            best = _best(entry)
+            if best is None:
                 continue
-            if entry.get("error") or not entry.get("classifications"):
-                failed += 1
-                continue
-            best = entry["classifications"][0]
-            label, score = str(best["class"]), float(best["score"])
-            counts[label] += 1
+            label, score = best
             if score < self.config.score_threshold:
                 continue
             known = current.get(obj.path, obj)
             new = self._prediction_avus(label, score)
-            if any(a.attribute in (self.config.class_attribute, self.config.score_attribute) for a in known.avus):
-                replacing.append(self._operations_for(known, new))
-            else:
+            state, _ = task_parts.prediction_pair(known, self.config.class_attribute, self.config.score_attribute)
+            if state == task_parts.Pair.NONE:
                 fresh[obj.path] = new
+            else:
+                operations = self._operations_for(known, new)
+                if operations:
+                    replacing.append(operations)
         batch = max(1, self.context.tag_batch_size)
         paths = list(fresh)
         for start in range(0, len(paths), batch):
             self.grid.add_new_avus(EntityType.DATA_OBJECT, {p: fresh[p] for p in paths[start : start + batch]})
+            self._beat()
         for group in _batches(replacing, batch):
             self.grid.apply_metadata([op for ops in group for op in ops])
-        self.outcome.tagged = len(fresh) + len(replacing)
-        self.outcome.failed_images = failed
-        self.outcome.class_counts = dict(sorted(counts.items()))
+            self._beat()
+        tagged = len(fresh) + len(replacing)
+        self.outcome.tagged += tagged
+        return tagged
+
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
 
     def _prediction_avus(self, label: str, score: float) -> list[AVU]:
         """The units point to this task, so every prediction says which task made it."""
@@ -155,6 +262,21 @@ class ImageClassificationTask(ComputeToDataTask):
         ]
         operations += [MetadataOperation("add", EntityType.DATA_OBJECT, obj.path, a) for a in new if a not in old]
         return operations
+
+
+def _best(entry: task_parts.Entry) -> tuple[str, float] | None:
+    """(class, score) of an entry's best classification; None for an unreadable image (or an
+    entry the notebook wrote wrong: it is reported, never tagged)."""
+    if entry.get("error"):
+        return None
+    try:
+        best = entry["classifications"][0]
+        label, score = str(best["class"]), float(best["score"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if not label or not math.isfinite(score):
+        return None
+    return label, score
 
 
 def _batches(groups: Sequence[list[MetadataOperation]], size: int) -> Iterator[Sequence[list[MetadataOperation]]]:

@@ -4,6 +4,9 @@ Inputs appear at their paths relative to the input collection as hard links to t
 physical files: no copy, no change of ownership or mode of vault files, and only this task's
 inputs are visible to the container (never the whole vault). A copy is made only when the
 staging area is on another filesystem than the vault, and the log says so.
+
+Errors name the logical paths a researcher knows; vault and staging paths (the administrator's
+business) go to the server log only.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class TaskWorkdir:
         return self.task_dir / "model"
 
     @property
+    def labels_dir(self) -> Path:
+        """Apart from the model: a labels object may have the model's name (another collection)."""
+        return self.task_dir / "labels"
+
+    @property
     def output_dir(self) -> Path:
         return self.root / "outputs"
 
@@ -57,36 +65,44 @@ class TaskWorkdir:
             if self.root.exists():
                 # A previous attempt of the same task (e.g. a retried delayed run): start clean.
                 shutil.rmtree(self.root)
-            for directory in (self.input_dir, self.model_dir, self.output_dir):
+            for directory in (self.input_dir, self.model_dir, self.labels_dir, self.output_dir):
                 directory.mkdir(parents=True, exist_ok=True)
             # Readable by the container's uid (the service account, or the uid the admin chose).
-            for directory in (self.root, self.input_dir, self.task_dir, self.model_dir):
+            for directory in (self.root, self.input_dir, self.task_dir, self.model_dir, self.labels_dir):
                 directory.chmod(0o755)
         except OSError as exc:
+            log.error("cannot create the staging directory %s: %s", self.root, exc)
             raise StagingError(
-                f"cannot create the staging directory {self.root}: {exc}; check staging_directory "
-                "in the server settings"
+                f"cannot create the task's staging directory on the compute host ({exc.strerror}); the "
+                "administrator finds the details in the server log (staging_directory in the server settings)"
             ) from exc
 
-    def stage_input(self, physical_path: str, relative_path: str) -> Path:
-        """Hard-link one replica at ``inputs/<relative_path>``."""
-        return self._place(physical_path, self.input_dir, relative_path)
+    def stage_input(self, physical_path: str, relative_path: str, shown: str = "") -> Path:
+        """Hard-link one replica at ``inputs/<relative_path>`` (``shown``: its logical path)."""
+        return self._place(physical_path, self.input_dir, relative_path, shown or relative_path)
 
-    def stage_model_file(self, physical_path: str, name: str) -> Path:
-        return self._place(physical_path, self.model_dir, name)
+    def stage_model_file(self, physical_path: str, name: str, shown: str = "") -> Path:
+        return self._place(physical_path, self.model_dir, name, shown or name)
 
-    def _place(self, physical_path: str, base: Path, relative_path: str) -> Path:
+    def stage_labels_file(self, physical_path: str, name: str, shown: str = "") -> Path:
+        return self._place(physical_path, self.labels_dir, name, shown or name)
+
+    def _place(self, physical_path: str, base: Path, relative_path: str, shown: str) -> Path:
         normalized = posixpath.normpath(relative_path)
         if normalized.startswith(("/", "../")) or normalized in (".", ".."):
             raise StagingError(f"refusing to stage {relative_path!r}: it leaves the staging directory")
         target = base / normalized
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.link(physical_path, target)
             self.report.linked += 1
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise StagingError(f"cannot stage replica {physical_path}: {exc}") from exc
+                log.error("cannot link %s to %s: %s", physical_path, target, exc)
+                raise StagingError(
+                    f"cannot stage {shown} on the compute host ({exc.strerror}); the administrator finds the "
+                    "details in the server log"
+                ) from exc
             if not self.report.copied:
                 note = (
                     f"staging area {self.root} cannot hard-link {physical_path} ({exc.strerror}); "
@@ -97,7 +113,12 @@ class TaskWorkdir:
             try:
                 shutil.copyfile(physical_path, target)
             except OSError as copy_exc:
-                raise StagingError(f"cannot copy replica {physical_path}: {copy_exc}") from copy_exc
+                log.error("cannot copy %s to %s: %s", physical_path, target, copy_exc)
+                target.unlink(missing_ok=True)
+                raise StagingError(
+                    f"cannot stage {shown} on the compute host ({copy_exc.strerror}); the administrator finds "
+                    "the details in the server log"
+                ) from copy_exc
             target.chmod(0o644)
             self.report.copied += 1
             self.report.copied_bytes += target.stat().st_size

@@ -1,7 +1,9 @@
 """Task bookkeeping as ``c2d::`` AVUs on the task collection, readable with ``imeta ls -C``.
 
 Every write replaces the previous values of the attributes it names in one atomic batch, so a
-reader never sees two states at once. Callers write a state only after what it claims is true.
+reader never sees two states at once. ``c2d::state`` itself is written by the lifecycle
+(``tasks/lifecycle.py``) alone, along its table of allowed transitions; this store writes the
+other bookkeeping values and refuses a state.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .. import conventions as names
 from ..conventions import TaskState
@@ -51,6 +54,45 @@ class TaskRecord:
             return int(done), int(total)
         return None
 
+    def int_value(self, attribute: str, default: int = 0) -> int:
+        raw = self.values.get(attribute, "")
+        return int(raw) if raw.isdigit() else default
+
+    @property
+    def heartbeat(self) -> datetime | None:
+        """The last sign of life of a running task (its start, for tasks that never beat)."""
+        return names.parse_iso_utc(self.get(names.A_HEARTBEAT)) or names.parse_iso_utc(self.get(names.A_STARTED))
+
+    def heartbeat_age(self, now: datetime | None = None) -> float | None:
+        beat = self.heartbeat
+        if beat is None:
+            return None
+        return ((now or names.utc_now()) - beat).total_seconds()
+
+    def is_stale(self, lease_seconds: float, now: datetime | None = None) -> bool:
+        """Running, but no sign of life for longer than the lease: probably dead."""
+        if self.state != TaskState.RUNNING:
+            return False
+        age = self.heartbeat_age(now)
+        return age is not None and age > lease_seconds
+
+    def display_state(self, lease_seconds: float, now: datetime | None = None) -> str:
+        """What readers show: the state, or ``stale`` (never written) for a silent running task."""
+        if self.is_stale(lease_seconds, now):
+            return names.STALE
+        return self.state.value if self.state else (self.get(names.A_STATE) or "unknown")
+
+    def progress_text(self) -> str:
+        """``done/total``, and how many inputs could not be read, e.g. ``25/25 (4 unreadable)``."""
+        progress = self.progress
+        if progress is not None:
+            text = f"{progress[0]}/{progress[1]}"
+        elif self.get(names.A_INPUTS):
+            text = f"0/{self.get(names.A_INPUTS)}"
+        else:
+            return "-"
+        failed = self.int_value(names.A_IMAGES_FAILED)
+        return text + (f" ({failed} unreadable)" if failed else "")
     @property
     def timings(self) -> dict[str, float]:
         """``c2d::timings`` in the order the steps ran; {} when absent or unreadable."""
@@ -69,8 +111,14 @@ class TaskStateStore:
         self.grid = grid
 
     def write(self, collection: str, values: Mapping[str, object]) -> None:
-        """Replace the given ``c2d::`` attributes; ``None`` values remove the attribute."""
-        to_set = [AVU(k, _as_text(v)) for k, v in values.items() if v is not None]
+        """Replace the given ``c2d::`` attributes; ``None`` values remove the attribute.
+
+        ``c2d::state`` is refused: only the lifecycle changes a state (its transitions check
+        that the change is allowed and that nobody else changed the task meanwhile).
+        """
+        if names.A_STATE in values:
+            raise TaskStateError(f"{names.A_STATE} is written by the task lifecycle only (tasks/lifecycle.py)")
+        to_set = [AVU(k, as_text(v)) for k, v in values.items() if v is not None]
         to_clear = [k for k, v in values.items() if v is None]
         self.grid.set_avus(EntityType.COLLECTION, collection, to_set, clear=to_clear)
 
@@ -104,40 +152,76 @@ class TaskStateStore:
         return sorted(records, key=lambda r: r.task_id, reverse=True)
 
 
-class ProgressReporter:
-    """Writes ``c2d::progress`` from the runner's callbacks, at most every ``interval`` seconds.
+class Heartbeat:
+    """Signs of life of a running task: ``c2d::heartbeat`` and ``c2d::progress`` in one write.
 
-    The runner may call it often (every batch); the catalog sees one write per interval plus the
-    final count, which keeps progress visible (>= every 10 s) without flooding the catalog.
+    The engine calls :meth:`beat` from its main thread at safe points (the runner's poll loop,
+    between replications, staging links and tagging batches; never from a second thread: the
+    rule engine's callback is not thread-safe). A changed progress is written at most every
+    ``progress_interval`` seconds, and a heartbeat at least every ``interval`` seconds while
+    beats come in; the catalog sees one write per interval, not one per batch.
+
+    Before each write ``check`` runs (the lifecycle's "is this task still ours?"): a run that
+    was cancelled, or declared dead by a reaper, learns it here and stops.
     """
 
-    def __init__(self, store: TaskStateStore, collection: str, interval: float = 3.0) -> None:
+    def __init__(
+        self,
+        store: TaskStateStore,
+        collection: str,
+        *,
+        interval: float = 10.0,
+        progress_interval: float = 3.0,
+        check: Callable[[], None] | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.store = store
         self.collection = collection
         self.interval = interval
-        self._last_write = 0.0
-        self._last_value: tuple[int, int] | None = None
-        self.listeners: list = []
+        self.progress_interval = min(progress_interval, interval)
+        self.check = check
+        self.enabled = enabled
+        self.listeners: list[Callable[[int, int], None]] = []
+        #: images done in earlier runs of the task (a resumed run counts on from there)
+        self.offset = 0
+        self.total: int | None = None
+        self._last_write = time.monotonic()
+        self._written: tuple[int, int] | None = None
+        self._current: tuple[int, int] | None = None
+        self.writes = 0
 
-    def __call__(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int) -> None:
+        """The runner's progress callback (images of this run): recorded with the next beat."""
+        shown = (self.offset + done, self.total if self.total is not None else self.offset + total)
         for listener in self.listeners:
-            listener(done, total)
-        value = (done, total)
-        if value == self._last_value:
-            return
-        now = time.monotonic()
-        if now - self._last_write < self.interval and done < total:
-            return
-        self._write(value, now)
+            listener(*shown)
+        self._current = shown
+        self.beat(final=done >= total)
 
-    def _write(self, value: tuple[int, int], now: float) -> None:
-        try:
-            self.store.write(self.collection, {names.A_PROGRESS: f"{value[0]}/{value[1]}"})
-        except Exception as exc:  # progress is advisory: never fail a task for it
-            log.warning("could not record progress on %s: %s", self.collection, exc)
+    def beat(self, *, final: bool = False) -> None:
+        """Write a sign of life if one is due; raises (from ``check``) if the task is not ours."""
+        now = time.monotonic()
+        changed = self._current is not None and self._current != self._written
+        due = (self.enabled and now - self._last_write >= self.interval) or (
+            changed and (final or now - self._last_write >= self.progress_interval)
+        )
+        if not due:
             return
+        if self.enabled and self.check is not None:
+            self.check()
+        values: dict[str, object] = {}
+        if self.enabled:
+            values[names.A_HEARTBEAT] = names.iso_utc()
+        if changed and self._current is not None:
+            values[names.A_PROGRESS] = f"{self._current[0]}/{self._current[1]}"
+        try:
+            self.store.write(self.collection, values)
+        except Exception as exc:  # a sign of life is advisory: never fail a task for it
+            log.warning("could not record the heartbeat of %s: %s", self.collection, exc)
+            return
+        self.writes += 1
         self._last_write = now
-        self._last_value = value
+        self._written = self._current
 
 
 # --- step timings (c2d::timings) -----------------------------------------------------------------
@@ -219,9 +303,10 @@ def timings_summary(timings: Mapping[str, float]) -> str:
     return ", ".join(f"{step} ({'; '.join(subs)})" if subs else step for step, subs in groups)
 
 
-def _as_text(value: object) -> str:
+def as_text(value: object) -> str:
+    """An AVU value: states by name, JSON for dicts and lists (never NaN: iRODS keeps JSON)."""
     if isinstance(value, TaskState):
         return value.value
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return str(value)

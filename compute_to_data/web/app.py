@@ -49,6 +49,7 @@ from ..errors import (
 )
 from ..grid.base import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, PredictionQuery, Validation
 from ..grid.client import IrodsConnectionOptions
+from ..settings import Settings
 from ..tasks.state import TaskRecord, format_seconds, timing_rows
 from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
 from .sessions import Authenticator, IrodsAuthenticator, LocalAuthenticator, SessionStore, UserSession
@@ -99,6 +100,9 @@ def create_app(config: WebConfig) -> Starlette:
     templates.env.globals.update(q=lambda s: quote(str(s), safe=""), sandbox=REPORT_SANDBOX)
     templates.env.filters["duration"] = lambda record: format_duration(elapsed(record))
     templates.env.filters["seconds"] = format_seconds
+    # "stale": a running task with no sign of life for longer than the heartbeat lease (never written)
+    lease = Settings().heartbeat_lease_seconds
+    templates.env.filters["shown_state"] = lambda record: record.display_state(lease)
     store = SessionStore(config.idle_seconds)
     thumbs = ThumbnailCache(config.cache_dir, config.thumbnail_size)
     auth = config.authenticator

@@ -180,6 +180,9 @@ class FakeIrodsServer:
         self.server_log: list[str] = []
         self.remote_calls: list[tuple[str, str]] = []
         self.calls: Counter[str] = Counter()
+        #: fault injection: microservice name -> N: its call N+1 fails once (SYS_INTERNAL_ERR
+        #: -154000, as a catalog hiccup would answer), the calls around it succeed
+        self.faults: dict[str, int] = {}
         self.queries: list[tuple[str, str]] = []
         self._ids = itertools.count(10001)
         self._fds = itertools.count(3)
@@ -295,6 +298,8 @@ class FakeCallback:
             def call(*args: Any) -> dict:
                 self._check_args(name, args)
                 self._server.calls[name] += 1
+                if name in self._server.faults and self._server.calls[name] == self._server.faults[name] + 1:
+                    raise irods_error(-154000, f"{name} failed (injected fault)")
                 return method(self, *args)
             return call
         if name in self._server.rules:

@@ -1,0 +1,343 @@
+"""The task lifecycle: one writer of c2d::state, signs of life, the reaper, parts and resume.
+
+On LocalGrid with the scripted runner (tests/engine_support.py), which writes its predictions in
+parts and calls the task's poll hook as a real runner's supervise loop does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from compute_to_data import conventions as names
+from compute_to_data.conventions import TaskState
+from compute_to_data.errors import AccessDeniedError, TaskBusyError, TaskStateError
+from compute_to_data.grid import hosts
+from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
+from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
+from compute_to_data.tasks.lifecycle import TRANSITIONS
+from compute_to_data.tasks.parts import stored_parts
+from compute_to_data.tasks.state import TaskStateStore
+
+from .engine_support import (
+    IMAGES,
+    RESULTS,
+    ScriptedRunner,
+    assert_no_half_pair,
+    assert_tagged_once_by,
+    make_config,
+    make_grid,
+    make_settings,
+)
+
+TWELVE = {f"img_{i:02d}.png": str(i % 3).encode() for i in range(12)}
+
+
+@pytest.fixture
+def grid(tmp_path):
+    return make_grid(tmp_path, TWELVE)
+
+
+def settings_for(tmp_path, **overrides):
+    values = {"heartbeat_interval_seconds": 0.2, "heartbeat_lease_seconds": 1.0, "part_size": 4,
+              "lock_directory": str(tmp_path / "locks")}
+    values.update(overrides)
+    return make_settings(tmp_path, **values)
+
+
+def context_for(tmp_path, grid, runner, **settings):
+    return TaskContext(grid=grid, settings=settings_for(tmp_path, **settings), runner=runner, progress_interval=0.0)
+
+
+def record_of(grid, collection):
+    return TaskStateStore(grid).read(collection)
+
+
+# --- one writer, one table ------------------------------------------------------------------------
+def test_only_the_lifecycle_writes_a_state(tmp_path, grid):
+    _, alice = grid
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    with pytest.raises(TaskStateError, match="written by the task lifecycle only"):
+        TaskStateStore(alice).write(submitted.collection, {names.A_STATE: TaskState.SUCCEEDED})
+    source = Path(__file__).resolve().parents[1] / "compute_to_data"
+    writers = [p.relative_to(source).as_posix() for p in source.rglob("*.py")
+               if "A_STATE:" in p.read_text() or "names.A_STATE, TaskState" in p.read_text()]
+    assert writers == ["tasks/lifecycle.py"], writers  # nothing else builds a state write
+
+
+def test_transitions_outside_the_table_are_refused_with_a_clear_message(tmp_path, grid):
+    _, alice = grid
+    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    context = context_for(tmp_path, alice, ScriptedRunner())
+    done = create_task(make_config(), context).run()
+    assert done.succeeded
+    with pytest.raises(TaskStateError, match=rf"task {done.task_id} is succeeded; only a failed or cancelled task can be resumed"):
+        lifecycle.resume(done.task_id, "alice")
+    with pytest.raises(TaskStateError, match="is already succeeded; nothing to cancel"):
+        lifecycle.cancel(done.task_id, "alice")
+    for state, allowed in TRANSITIONS.items():
+        for target in TaskState:
+            assert (target in allowed) == (
+                (state, target) in {
+                    (None, TaskState.QUEUED), (TaskState.QUEUED, TaskState.RUNNING), (TaskState.QUEUED, TaskState.FAILED),
+                    (TaskState.QUEUED, TaskState.CANCELLED), (TaskState.RUNNING, TaskState.SUCCEEDED),
+                    (TaskState.RUNNING, TaskState.FAILED), (TaskState.RUNNING, TaskState.CANCELLED),
+                    (TaskState.FAILED, TaskState.QUEUED), (TaskState.CANCELLED, TaskState.QUEUED),
+                }
+            ), (state, target)
+    with pytest.raises(TaskStateError, match="cannot become running"):
+        lifecycle.transition(done.collection, TaskState.RUNNING)
+    assert record_of(alice, done.collection).state == TaskState.SUCCEEDED
+
+
+def test_a_writer_that_lost_a_race_does_not_overwrite(tmp_path, grid):
+    """The engine finishing after a reaper recorded failed (or another run took over) is refused."""
+    _, alice = grid
+    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+
+    def reaped_meanwhile(request):
+        collection = posixpath.join(RESULTS, request.task_id)
+        started = record_of(alice, collection).get(names.A_STARTED)
+        lifecycle.transition(collection, TaskState.FAILED, {names.A_ERROR: "no sign of life from x since y"},
+                             expect_started=started)
+
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(before_return=reaped_meanwhile)))
+    outcome = task.run()
+    record = record_of(alice, task.collection)
+    assert record.state == TaskState.FAILED and record.get(names.A_ERROR) == "no sign of life from x since y"
+    assert outcome.state == TaskState.FAILED and "no sign of life" in outcome.error
+    assert_tagged_once_by(alice, task.task_id, expect=0)  # it stopped: tagged nothing after losing the task
+
+    # A stale read is caught by the batch itself: it removes the state it read, which is gone.
+    queued = create_task(make_config(inputs__skip_tagged=False), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    stale = record_of(alice, queued.collection)
+    lifecycle.cancel(queued.collection, "alice")  # meanwhile, someone cancels it
+    reads = []
+    real_read = lifecycle.store.read
+
+    def read_stale_once(collection):
+        reads.append(collection)
+        return stale if len(reads) == 1 else real_read(collection)
+
+    lifecycle.store.read = read_stale_once  # type: ignore[method-assign]
+    with pytest.raises(TaskStateError, match="only a queued task can be started"):
+        lifecycle.begin_run(queued.collection, {})
+    assert len(reads) == 2 and real_read(queued.collection).state == TaskState.CANCELLED
+
+
+def test_two_runs_of_the_same_task_at_once_one_refuses(tmp_path, grid):
+    """Both find the task queued (the first waits for a free slot): the run lock decides."""
+    from compute_to_data.tasks.slots import ResourceSlot
+
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner())
+    submitted = create_task(make_config(), context).submit()
+    lifecycle = TaskLifecycle(alice, context.settings)
+    busy = ResourceSlot(tmp_path / "locks", "gpu_resc", 1)
+    assert busy.acquire()  # another task holds the resource's only slot
+    first: list = []
+    thread = threading.Thread(target=lambda: first.append(lifecycle.start(submitted.collection, context)))
+    thread.start()
+    try:
+        time.sleep(1.0)
+        assert record_of(alice, submitted.collection).state == TaskState.QUEUED
+        second = context_for(tmp_path, alice, ScriptedRunner())
+        with pytest.raises(TaskBusyError, match="being run by another process on this host"):
+            TaskLifecycle(alice, second.settings).start(submitted.collection, second)
+        assert record_of(alice, submitted.collection).state == TaskState.QUEUED  # the refusal recorded nothing
+    finally:
+        busy.release()
+        thread.join(20)
+    assert first[0].succeeded and second.runner.requests == []
+    with pytest.raises(TaskStateError, match="is succeeded; only a queued task can be started"):
+        lifecycle.start(submitted.collection, second)
+    assert_tagged_once_by(alice, submitted.task_id, expect=12)
+
+
+# --- signs of life --------------------------------------------------------------------------------
+def test_a_running_task_records_its_host_handle_and_heartbeat(tmp_path, grid):
+    _, alice = grid
+    seen = []
+
+    def look(request, i):
+        if i in (1, 12):
+            time.sleep(0.25)
+            request.on_poll()
+            seen.append(dict(record_of(alice, posixpath.join(RESULTS, request.task_id)).values))
+
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(after_image=look)))
+    assert task.run().succeeded
+    first, last = seen
+    assert first[names.A_STATE] == "running" and first[names.A_RUN_HOST] == "localhost"
+    assert first[names.A_RUN_HANDLE] == "scripted:1" and first[names.A_HEARTBEAT] >= first[names.A_STARTED]
+    assert last[names.A_PROGRESS] == "12/12" and last[names.A_HEARTBEAT] >= first[names.A_HEARTBEAT]
+
+
+def test_a_cancelled_run_stops_at_its_next_sign_of_life_and_keeps_the_cancel(tmp_path, grid):
+    """Observation 5: the cancel stops the run (it tags nothing more) and its error stays."""
+    _, alice = grid
+    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+
+    def cancel_at_six(request, i):
+        if i == 6:
+            lifecycle.cancel(request.task_id, "alice")
+            time.sleep(0.25)  # the next heartbeat is due
+
+    runner = ScriptedRunner(part_size=4, after_image=cancel_at_six)
+    task = create_task(make_config(), context_for(tmp_path, alice, runner))
+    outcome = task.run()
+    record = record_of(alice, task.collection)
+    assert record.state == TaskState.CANCELLED and record.get(names.A_ERROR) == "cancelled by alice"
+    assert outcome.state == TaskState.CANCELLED
+    assert len(runner.classified) == 6  # the run went no further
+    assert_tagged_once_by(alice, task.task_id, expect=4)  # the first part: tagged before the cancel
+    assert_no_half_pair(alice)
+
+
+def marked_sleeper(task_id: str) -> subprocess.Popen:
+    """What a dead engine leaves behind: a notebook process carrying the task's marker."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                            env={**os.environ, names.TASK_ID_ENV: task_id}, start_new_session=True)
+
+
+def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
+    _, alice = grid
+    settings = settings_for(tmp_path)
+    lifecycle = TaskLifecycle(alice, settings)
+    context = context_for(tmp_path, alice, ScriptedRunner())
+    submitted = create_task(make_config(), context).submit()
+    lifecycle.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUN_HOST: "localhost",
+                                               names.A_RUNNER: "inprocess", names.A_RUN_HANDLE: "1:nosuchtoken"})
+    staging = Path(settings.staging_directory) / submitted.task_id
+    (staging / "outputs").mkdir(parents=True)
+    leftover = marked_sleeper(submitted.task_id)
+    try:
+        assert lifecycle.status(submitted.task_id).display_state == "running"  # alive: a fresh heartbeat
+        lock = lifecycle.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
+        assert lock.acquire()
+        time.sleep(2.1)
+        held = lifecycle.status(submitted.task_id)  # silent, but its lock is held: alive, only slow
+        assert held.display_state == names.STALE and held.record.state == TaskState.RUNNING
+        lock.release()
+        status = lifecycle.status(submitted.task_id)
+        assert status.record.state == TaskState.FAILED and status.display_state == "failed"
+        error = status.record.get(names.A_ERROR)
+        assert error.startswith("no sign of life from localhost since ") and error.endswith("; 4/12 images done")
+        assert leftover.wait(5) == -9 and not staging.exists()
+        assert processes_with_env(ENV_TASK_ID, submitted.task_id) == []
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+
+
+def test_elsewhere_a_silent_task_is_shown_stale_and_left_alone(tmp_path, grid, monkeypatch):
+    _, alice = grid
+    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.begin_run(submitted.collection, {})
+    monkeypatch.setattr(hosts, "is_local_host", lambda host, extra=(): False)
+    time.sleep(2.1)
+    status = lifecycle.status(submitted.task_id)
+    assert status.display_state == names.STALE and status.record.state == TaskState.RUNNING
+    assert record_of(alice, submitted.collection).get(names.A_STATE) == "running"  # "stale" is never written
+
+
+# --- parts and resume -----------------------------------------------------------------------------
+def test_parts_are_tagged_while_the_notebook_works_on_the_next(tmp_path, grid):
+    _, alice = grid
+    tagged_at: dict[int, int] = {}
+
+    def count(request, i):
+        tagged_at[i] = sum(1 for o in alice.list_data_objects(IMAGES, avu_attributes=("predictedclass",)) if o.avus)
+
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(part_size=4, after_image=count)))
+    outcome = task.run()
+    assert outcome.succeeded and outcome.parts_tagged == 3 and outcome.tagged == 12
+    assert tagged_at[4] == 0 and tagged_at[5] == 4 and tagged_at[9] == 8  # each part right after it was written
+    assert [name for name, _ in stored_parts(alice, task.collection)] == [
+        "run00-part-000000.json", "run00-part-000001.json", "run00-part-000002.json"]
+    assert_tagged_once_by(alice, task.task_id, expect=12)
+
+
+def test_a_failed_run_keeps_its_parts_and_a_resume_does_only_the_rest(tmp_path, grid):
+    _, alice = grid
+    runner = ScriptedRunner(part_size=4, fail_after=7)
+    context = context_for(tmp_path, alice, runner)
+    task = create_task(make_config(), context)
+    outcome = task.run()
+    assert outcome.state == TaskState.FAILED and "failed after 7 images" in outcome.error
+    assert_tagged_once_by(alice, task.task_id, expect=4)  # the one finished part
+    assert_no_half_pair(alice)
+
+    lifecycle = TaskLifecycle(alice, context.settings)
+    resumed = lifecycle.resume(task.task_id, "alice")
+    assert resumed.state == TaskState.QUEUED and resumed.get(names.A_RESUMED) == "1"
+    assert names.A_ERROR not in resumed.values and names.A_FINISHED not in resumed.values
+    again = ScriptedRunner(part_size=4)
+    final = lifecycle.start(task.collection, context_for(tmp_path, alice, again))
+    assert final.succeeded, final.error
+    assert len(again.classified) == 8 and final.done_before == 4  # only what was not done
+    record = record_of(alice, task.collection)
+    assert record.get(names.A_PROGRESS) == "12/12" and record.get(names.A_INPUTS) == "12"
+    assert_tagged_once_by(alice, task.task_id, expect=12)
+    predictions = json.loads(alice.read_data_object(f"{task.collection}/predictions.json"))
+    assert len(predictions["images"]) == 12  # the whole task, earlier run included
+    assert {n for n, _ in stored_parts(alice, task.collection)} >= {"run00-part-000000.json", "run01-part-000000.json"}
+    with pytest.raises(TaskStateError, match="is succeeded; only a failed or cancelled task can be resumed"):
+        lifecycle.resume(task.task_id, "alice")
+
+
+def test_an_image_stored_but_not_tagged_by_a_dead_run_is_tagged_by_the_resume(tmp_path, grid):
+    """The crash window between storing a part and tagging it costs nothing twice."""
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner(part_size=4, fail_after=5))
+    task = create_task(make_config(), context)
+    task.run()
+    first_part = [o for o in alice.list_data_objects(IMAGES, avu_attributes=("predictedclass", "predictedscore")) if o.avus]
+    victim = first_part[0]
+    alice.apply_metadata([MetadataOperation("remove", EntityType.DATA_OBJECT, victim.path, a) for a in victim.avus])
+    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    again = ScriptedRunner(part_size=4)
+    assert lifecycle.start(task.collection, context_for(tmp_path, alice, again)).succeeded
+    assert victim.name not in again.classified and len(again.classified) == 8
+    assert_tagged_once_by(alice, task.task_id, expect=12)
+
+
+def test_resume_replaces_an_incomplete_pair_of_the_task_atomically(tmp_path, grid):
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner(part_size=0, fail_after=0))
+    task = create_task(make_config(), context)
+    task.run()
+    units = names.task_units(task.task_id)
+    alice.set_avus(EntityType.DATA_OBJECT, f"{IMAGES}/img_03.png", [AVU("predictedclass", "0", units)])
+    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    again = ScriptedRunner()
+    assert lifecycle.start(task.collection, context_for(tmp_path, alice, again)).succeeded
+    assert "img_03.png" in again.classified
+    assert_tagged_once_by(alice, task.task_id, expect=12)
+
+
+def test_resume_refuses_a_running_task_and_someone_elses(tmp_path, grid):
+    admin, alice = grid
+    admin.add_user("bob")
+    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.begin_run(submitted.collection, {})
+    with pytest.raises(TaskStateError, match="is running; only a failed or cancelled task can be resumed"):
+        lifecycle.resume(submitted.task_id, "alice")
+    lifecycle.cancel(submitted.task_id, "alice")
+    alice.set_acl("read", "bob", RESULTS, recursive=True)
+    with pytest.raises(AccessDeniedError, match="bob may not change task"):
+        TaskLifecycle(admin.as_user("bob"), settings_for(tmp_path)).resume(submitted.collection, "bob")
+    assert record_of(alice, submitted.collection).state == TaskState.CANCELLED
