@@ -69,6 +69,7 @@ from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
 from .tasks.lifecycle import TaskLifecycle
+from .tasks.shards import aggregate
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
@@ -312,13 +313,21 @@ def _submit(session: _Session, config: TaskConfig) -> Any:
     return session.lifecycle.submit(config, _context(session, config), submitted_by=session.user)
 
 
-def _queue_or_fail(session: _Session, collection: str) -> None:
-    """Queue the run; a task whose run cannot be queued is recorded failed, never left queued."""
-    try:
-        _queue(session, collection)
-    except ComputeToDataError as exc:
-        session.lifecycle.fail_queued(collection, str(exc))
-        raise
+def _queue_or_fail(session: _Session, collection: str) -> list[str]:
+    """Queue the task's runs (one per shard for a task larger than one shard); a run that
+    cannot be queued is recorded failed, never left queued. The collections queued."""
+    lifecycle = session.lifecycle
+    runs = lifecycle.queued_runs(lifecycle.read(collection))
+    for i, run in enumerate(runs):
+        try:
+            _queue(session, run)
+        except ComputeToDataError as exc:
+            for rest in runs[i:]:
+                lifecycle.fail_queued(rest, str(exc))
+            if run != collection:  # a shard: the task says why it will not complete
+                lifecycle.fail_queued(collection, f"its shards could not all be queued: {exc}")
+            raise
+    return runs
 
 
 def _queue(session: _Session, collection: str) -> None:
@@ -354,13 +363,19 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
     if record.state == TaskState.CANCELLED:
         log.info("task %s was cancelled before it started; not running it", record.task_id)
         return record
-    if record.state != TaskState.QUEUED:
+    if record.state != TaskState.QUEUED and not (record.is_sharded and record.state == TaskState.RUNNING):
         raise TaskStateError(
             f"task {record.task_id} is {record.state.value if record.state else 'in no known state'}; "
             "only a queued task can be started"
         )
     lifecycle.check_may_change(record)
-    resource = lifecycle.compute_resource(record)
+    if record.is_sharded:  # its own run makes its summary, on the host of its last shard's resource
+        shards = lifecycle.shards(record)
+        resource = session.grid.get_resource(shards[-1].get(names.A_COMPUTE_RESOURCE)) if shards else None
+        if resource is None:
+            raise TaskStateError(f"task {record.task_id} has no shards")
+    else:
+        resource = lifecycle.compute_resource(record)
     if not _is_here(session, resource):
         if hops >= 1:
             message = (
@@ -387,10 +402,7 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
 def _run_here(session: _Session, record: TaskRecord, resource: Resource) -> TaskRecord:
     collection = record.collection
     try:
-        stored = session.grid.read_data_object(
-            posixpath.join(collection, names.TASK_CONFIG_FILE), max_bytes=MAX_CONFIG_BYTES
-        )
-        config = TaskConfig.from_json(stored, source=posixpath.join(collection, names.TASK_CONFIG_FILE))
+        config = session.lifecycle.read_config(record)
     except ComputeToDataError as exc:
         session.lifecycle.fail_queued(collection, f"cannot read the task's config: {exc}")
         raise
@@ -434,6 +446,24 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
         ("error", record.get(names.A_ERROR)),
         ("timings", timings_summary(record.timings)),
     ])
+    if record.is_sharded:
+        _print_shards(session, record)
+
+
+#: a sharded task's status lists every shard up to this many, else only those not succeeded
+_SHARD_LINES = 20
+
+
+def _print_shards(session: _Session, record: TaskRecord) -> None:
+    shards = session.lifecycle.shards(record)
+    session.out(f"shards: {aggregate(shards).describe()}")
+    shown = shards if len(shards) <= _SHARD_LINES else [s for s in shards if s.state != TaskState.SUCCEEDED]
+    for shard in shown[:_SHARD_LINES]:
+        details = [shard.display_state(session.lifecycle.lease_seconds), f"on {shard.get(names.A_COMPUTE_RESOURCE)}",
+                   f"images {shard.progress_text()}"]
+        if shard.get(names.A_ERROR):
+            details.append(f"error: {shard.get(names.A_ERROR)}")
+        session.out(f"shard {shard.get(names.A_SHARD)}: " + ", ".join(details))
 
 
 # --- the rules users call -----------------------------------------------------------------------
@@ -442,7 +472,11 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
     outcome = _submit(session, config)
-    record = _execute_queued(session, outcome.collection, hops=0)
+    # a task larger than one shard: its shards one after the other, each on its host (c2d_submit
+    # runs them at once, through the delay server)
+    for run in session.lifecycle.queued_runs(session.lifecycle.read(outcome.collection)):
+        _execute_queued(session, run, hops=0)
+    record = session.lifecycle.read(outcome.collection)
     if record.state != TaskState.SUCCEEDED:
         details = [f"task {record.task_id} ended {record.state.value if record.state else 'in no known state'}"]
         if record.get(names.A_ERROR):
@@ -466,6 +500,7 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
         ("collection", outcome.collection),
         ("compute_resource", outcome.compute_resource),
         ("inputs", outcome.inputs),
+        ("shards", len(outcome.shard_collections) or None),
     ])
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{outcome.task_id}'\"  (queued rules: iqstat)"
@@ -479,6 +514,11 @@ def _c2d_status(session: _Session, args: list[str]) -> None:
     record = status.record
     if status.is_stale and not session.lifecycle.is_here(record):
         record = _reap_remotely(session, record)
+    if record.is_sharded and record.state == TaskState.RUNNING:
+        for shard in session.lifecycle.shards(record):  # silent shards elsewhere: their hosts check them
+            if shard.is_stale(session.lifecycle.lease_seconds) and not session.lifecycle.is_here(shard):
+                _reap_remotely(session, shard)
+        record = session.lifecycle.read(record.collection)
     _print_record(session, record)
 
 
@@ -499,6 +539,10 @@ def _c2d_cancel(session: _Session, args: list[str]) -> None:
     outcome = session.lifecycle.cancel(task, by=session.user)
     record = outcome.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
+    if record.is_sharded:
+        _stop_shards_elsewhere(session, outcome.elsewhere)
+        session.out(f"shards: {aggregate(session.lifecycle.shards(record)).describe()}")
+        return
     if not outcome.was_running:
         session.out("the queued run will exit without running when the delay server starts it (iqstat lists it until then)")
         return
@@ -520,16 +564,31 @@ def _c2d_cancel(session: _Session, args: list[str]) -> None:
     session.out(f"stopped: requested on {resource.host}")
 
 
+def _stop_shards_elsewhere(session: _Session, shards: tuple[TaskRecord, ...]) -> None:
+    """Running shards of a cancelled task on other hosts: stopped there (each also stops itself
+    at its next heartbeat, so a host that cannot be reached only delays it)."""
+    for shard in shards:
+        try:
+            resource = session.lifecycle.compute_resource(shard)
+            payload = _encode({"collection": shard.collection, "task_id": shard.task_id})
+            session.callback.remoteExec(resource.host, "", f'c2d_cancel_here("{payload}")', "")
+            session.out(f"shard {shard.get(names.A_SHARD)}: stop requested on {resource.host}")
+        except (ComputeToDataError, RuntimeError) as exc:
+            log.warning("could not stop shard %s on its host: %s", shard.collection, exc)
+            session.out(f"shard {shard.get(names.A_SHARD)}: stops itself at its next heartbeat")
+
+
 def _c2d_resume(session: _Session, args: list[str]) -> None:
     """Resume a failed or cancelled task: c2d_resume(*task); queued at once, runs via the delay server."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
     record = session.lifecycle.resume(task, by=session.user)
-    _queue_or_fail(session, record.collection)
+    runs = _queue_or_fail(session, record.collection)
     session.lines([
         ("task_id", record.task_id),
         ("state", TaskState.QUEUED.value),
         ("collection", record.collection),
         ("resumed", record.get(names.A_RESUMED)),
+        ("shards_queued", len([r for r in runs if r != record.collection]) if record.is_sharded else None),
     ])
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{record.task_id}'\"  (queued rules: iqstat)"

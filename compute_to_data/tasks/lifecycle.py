@@ -220,7 +220,8 @@ class TaskLifecycle:
                     raise
                 log.info("task %s changed while it became %s (%s); reading it again", record.task_id, to.value, exc)
                 continue
-            log.info("task %s: %s -> %s", record.task_id, _state_name(record.state), to.value)
+            shown = f"{record.task_id} shard {record.get(names.A_SHARD)}" if record.is_shard else record.task_id
+            log.info("task %s: %s -> %s", shown, _state_name(record.state), to.value)
             merged = {k: v for k, v in record.values.items() if k not in wanted}
             merged.update({k: as_text(v) for k, v in wanted.items() if v is not None})
             merged[names.A_STATE] = to.value
@@ -486,8 +487,28 @@ class TaskLifecycle:
             for shard in self.shards(record):
                 if shard.is_stale(self.lease_seconds):
                     self.reap(shard)  # recorded failed here when this is its host; the task follows
-            record = self.store.read(record.collection)
+            record = self._summary_never_started(self.store.read(record.collection))
         return TaskStatus(record, record.display_state(self.lease_seconds))
+
+    def _summary_never_started(self, record: TaskRecord) -> TaskRecord:
+        """Every shard succeeded a lease ago, yet no summary began (the run that ended the last
+        one died before it could start it): say so, so that a resume makes it."""
+        if record.state != TaskState.RUNNING or record.get(names.A_SUMMARY_RESOURCE):
+            return record
+        shards = self.shards(record)
+        if not shards or not aggregate(shards).all_succeeded:
+            return record
+        ended = max((names.parse_iso_utc(s.get(names.A_FINISHED)) for s in shards), default=None, key=lambda t: t or names.utc_now())
+        if ended is None or (names.utc_now() - ended).total_seconds() <= self.lease_seconds:
+            return record
+        try:
+            return self.transition(record.collection, TaskState.FAILED, {
+                names.A_FINISHED: names.iso_utc(),
+                names.A_ERROR: "every shard succeeded but the summary report was not made (the run that ended the last "
+                               "shard stopped first); resume the task to make it",
+            })
+        except TaskStateError:
+            return self.store.read(record.collection)
 
     def show(self, record: TaskRecord) -> TaskStatus:
         return TaskStatus(record, record.display_state(self.lease_seconds))

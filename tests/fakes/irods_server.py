@@ -26,7 +26,12 @@ server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the f
   rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`); delay and
   remote rule text is limited to 2,700 characters;
 * ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule
-  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``);
+  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``):
+  the rule runs as on that host (:meth:`FakeIrodsServer.current_host` says which, per thread),
+  so a zone with several resource hosts runs each host's share there;
+* the delay server runs queued rules (on this server's host) up to ``concurrency`` at once, each
+  in its own thread as its own agent with its own ``callback`` (as
+  ``number_of_concurrent_delay_rule_executors`` does), so shards on different hosts run at once;
 * ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED).
 
 What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import posixpath
 import re
 import tempfile
@@ -188,7 +194,16 @@ class FakeIrodsServer:
         self._fds = itertools.count(3)
         self._open: dict[int, _Open] = {}
         self._cursors: dict[int, tuple[list[tuple[str, ...]], int]] = {}
-        self.host_stack: list[str] = []
+        self._threads = threading.local()
+
+    @property
+    def host_stack(self) -> list[str]:
+        """Hosts of the rules running in this thread, innermost last (each delay executor and
+        each remoteExec is an agent of its own)."""
+        stack = getattr(self._threads, "stack", None)
+        if stack is None:
+            stack = self._threads.stack = []
+        return stack
 
     # --- rulebase -------------------------------------------------------------------------------
     def load_rulebase(self, module: Any, names: list[str] | None = None) -> None:
@@ -248,20 +263,35 @@ class FakeIrodsServer:
             return RuleRun(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), "", f"no rule {rule}")
         return self._execute(self.rules[rule], [str(a) for a in args], self.rei(user, host))
 
-    def run_delay_queue(self, limit: int | None = None) -> list[RuleRun]:
-        """Run queued rules in order, as the delay server does (as their submitting user)."""
-        runs = []
-        while self.delay_queue and (limit is None or len(runs) < limit):
-            entry = self.delay_queue.pop(0)
-            if entry.instance != PYTHON_INSTANCE:
-                raise AssertionError(f"fake delay server runs Python bodies only, not {entry.instance}")
-            source = "def expressionFcn(rule_args, callback, rei):\n" + "\n".join(
-                "    " + line for line in entry.body.splitlines()
-            )
-            namespace: dict[str, Any] = {}
-            exec(compile(source, f"<delayed rule {entry.id}>", "exec"), namespace)  # noqa: S102 - the plugin does this
-            runs.append(self._execute(namespace["expressionFcn"], [], self.rei(entry.user)))
-        return runs
+    def run_delay_queue(self, limit: int | None = None, concurrency: int = 1) -> list[RuleRun]:
+        """Run queued rules in order, as the delay server does (as their submitting user); with
+        ``concurrency`` > 1, that many at once, each in a thread of its own (rules they queue
+        run too, until the queue is empty)."""
+        if concurrency <= 1:
+            runs = []
+            while self.delay_queue and (limit is None or len(runs) < limit):
+                runs.append(self._run_delayed(self.delay_queue.pop(0)))
+            return runs
+        from concurrent.futures import ThreadPoolExecutor
+
+        done: list[RuleRun] = []
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delay-executor") as pool:
+            while self.delay_queue and (limit is None or len(done) < limit):
+                batch = []
+                while self.delay_queue and (limit is None or len(done) + len(batch) < limit):
+                    batch.append(self.delay_queue.pop(0))
+                done.extend(pool.map(self._run_delayed, batch))
+        return done
+
+    def _run_delayed(self, entry: DelayedRule) -> RuleRun:
+        if entry.instance != PYTHON_INSTANCE:
+            raise AssertionError(f"fake delay server runs Python bodies only, not {entry.instance}")
+        source = "def expressionFcn(rule_args, callback, rei):\n" + "\n".join(
+            "    " + line for line in entry.body.splitlines()
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<delayed rule {entry.id}>", "exec"), namespace)  # noqa: S102 - the plugin does this
+        return self._execute(namespace["expressionFcn"], [], self.rei(entry.user))
 
     def put(
         self, local: Path, logical: str, user: str = "alice", resource: str = "lts_resc", pep: str = "acPostProcForPut"
