@@ -5,7 +5,7 @@ tests/test_rules_shards.py)."""
 from __future__ import annotations
 
 import json
-import posixpath
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,16 @@ from compute_to_data.tasks.selection import select_compute_resource
 from compute_to_data.tasks.sharding import Candidate, ShardDraft, ShardPlanner, capacity, place_shards
 from compute_to_data.tasks.shards import aggregate, shard_records
 from compute_to_data.tasks.state import TaskRecord, TaskStateStore
+from compute_to_data.web.app import WebConfig, create_app
 
+from .client_support import run_cli
 from .engine_support import (
     HOME, IMAGES, RESULTS, ScriptedRunner, assert_no_half_pair, assert_tagged_once_by, make_config, make_grid,
     make_settings,
 )
+
+warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
+from starlette.testclient import TestClient  # noqa: E402
 
 
 # --- planning: pure ---------------------------------------------------------------------------------
@@ -337,3 +342,31 @@ def test_aggregate_counts_states_and_progress() -> None:
     total = aggregate(records)
     assert total.progress == "7/14" and total.images_failed == 1 and not total.finished
     assert total.describe() == "3 shards: 1 queued, 1 running, 1 succeeded"
+
+
+# --- what a user sees: c2d status and the report browser --------------------------------------------
+def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, monkeypatch) -> None:
+    admin, alice = zone
+    outcome = create_task(sharded_config(compute={"spread": True}), context(tmp_path, alice)).run()
+    assert outcome.succeeded
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run_cli(capsys, monkeypatch, "status", outcome.task_id, "--local", str(alice.root), "--user", "alice")
+    assert code == 0, err
+    assert "3 shards: 3 succeeded" in out and "0002/0003" in out and "gpu_resc2" in out
+    code, out, err = run_cli(capsys, monkeypatch, "status", outcome.task_id, "--json", "--local", str(alice.root),
+                             "--user", "alice")
+    doc = json.loads(out)
+    assert doc[names.A_SHARDS] == "3" and [s[names.A_SHARD] for s in doc["shards"]] == ["0001/0003", "0002/0003", "0003/0003"]
+    code, out, err = run_cli(capsys, monkeypatch, "list", "--local", str(alice.root), "--user", "alice")
+    assert len([line for line in out.splitlines() if outcome.task_id in line]) == 1 and "24/24" in out  # shards are not tasks
+
+    client = TestClient(create_app(WebConfig.for_local(alice.root, "alice", cache_dir=tmp_path / "cache")))
+    page = client.get(f"/tasks/{outcome.task_id}").text
+    table = page[page.index('id="shards"'):page.index("</table>", page.index('id="shards"'))]
+    assert table.count("<tr><td class=\"num\">") == 3 and "gpu_resc2" in table
+    assert f'href="/tasks/{outcome.task_id}/report/shards/0002/report.html"' in table
+    assert "3 shards: 3 succeeded; images 24/24" in page
+    shard_report = client.get(f"/tasks/{outcome.task_id}/report/shards/0002/report.html")
+    assert shard_report.status_code == 200 and "sandbox" in shard_report.headers["content-security-policy"]
+    assert client.get(f"/tasks/{outcome.task_id}/report/shards/..%2F..%2Fx/report.html").status_code == 404
+    assert client.get(f"/tasks/{outcome.task_id}/report/content").status_code == 200

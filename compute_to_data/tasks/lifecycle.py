@@ -289,13 +289,13 @@ class TaskLifecycle:
         record = self.store.read(collection)
         if record.state == TaskState.CANCELLED:
             raise TaskCancelled(f"task {record.task_id} was cancelled before it started; not running it")
+        if record.is_sharded and record.state in (TaskState.QUEUED, TaskState.RUNNING):
+            return self.finish(record, context, compute_resource=compute_resource)
         if record.state != TaskState.QUEUED:
             raise TaskStateError(
                 f"task {record.task_id} is {_state_name(record.state)}; only a queued task can be started "
                 "(a failed or cancelled one can be resumed)"
             )
-        if record.is_sharded:
-            return self.finish(record, context, compute_resource=compute_resource)
         shard = ShardSpec.of(record) if record.is_shard else None
         if shard is not None:  # a shard runs on the resource it was placed on
             compute_resource = record.get(names.A_COMPUTE_RESOURCE) or compute_resource
