@@ -642,15 +642,15 @@ class ComputeToDataTask(ABC):
         otherwise the whole (small) listing, sorted by path, for a task that runs as today."""
         limit = self.shard_size()
         pages = self._candidate_pages()
-        seen: list[DataObject] = []
+        seen: list[Sequence[DataObject]] = []
         eligible = 0
         for page in pages:
-            seen.extend(page)
+            seen.append(page)
             eligible += sum(1 for o in page if self._is_eligible(o))
             if eligible > limit:
                 self.plan = ShardPlan(pages_of(seen, pages), list(resources))
                 return []
-        return sorted(seen, key=lambda o: o.path)
+        return sorted((o for page in seen for o in page), key=lambda o: o.path)
 
     def _choose_for_shards(self, tagged: Sequence[Resource]) -> None:
         """The resources the shards may go to (placed once the listing is read), refused now if

@@ -166,10 +166,11 @@ def resource_load(grid: Grid, resources: Iterable[Resource]) -> dict[str, int]:
     return load
 
 
-def pages_of(first: Sequence[DataObject], rest: Iterator[Sequence[DataObject]]) -> Iterator[Sequence[DataObject]]:
-    """The pages a listing gave so far (buffered while deciding whether to shard), then the rest."""
-    if first:
-        yield first
+def pages_of(first: list[Sequence[DataObject]], rest: Iterator[Sequence[DataObject]]) -> Iterator[Sequence[DataObject]]:
+    """The pages a listing gave so far (buffered while deciding whether to shard), then the rest;
+    each buffered page is let go of as it is handed out, so planning never holds more than a page."""
+    while first:
+        yield first.pop(0)
     yield from rest
 
 
