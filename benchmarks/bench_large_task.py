@@ -115,7 +115,7 @@ def run_one(root: Path, size: int, shards: int) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = create_task(config, TaskContext(grid=alice, settings=settings)).run()
     wall = time.perf_counter() - started
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss = peak_rss_mb()
     task = TaskStateStore(alice).read(outcome.collection)
     records = shard_records(alice, outcome.collection)
     inference = sum(r.timings.get("run.inference", 0.0) for r in records)
@@ -132,6 +132,14 @@ def run_one(root: Path, size: int, shards: int) -> dict[str, Any]:
         "last_shard_to_task_end_seconds": (finished - max(ends)).total_seconds() if finished and all(ends) else None,
         "peak_rss_mb": peak_rss, "shard_totals": per_shard,
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would count the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def localgrid_part(root: Path, sizes: list[int], shards: int) -> list[dict[str, Any]]:

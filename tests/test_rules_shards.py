@@ -194,3 +194,32 @@ def test_a_task_smaller_than_a_shard_is_one_run_as_today(small_zone: Zone) -> No
     assert record[names.A_STATE] == "succeeded" and names.A_SHARDS not in record
     assert not zone.alice.collection_exists(f"{collection}/shards")
     assert zone.task_collections(RESULTS) == [collection]
+
+
+def test_a_failed_summary_is_made_again_by_resume_on_the_last_shards_host(small_zone: Zone,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    zone = small_zone
+    original = zone.runner._summarize
+    broken = {"on": True}
+
+    def summary(request, out):  # noqa: ANN001, ANN202
+        if broken["on"]:
+            raise RuntimeError("disk full")
+        return original(request, out)
+
+    monkeypatch.setattr(zone.runner, "_summarize", summary)
+    task_id, collection = submit(zone)
+    zone.server.run_delay_queue(concurrency=4)
+    out = fields(zone.irule("c2d_status", task_id).stdout)
+    assert out["state"] == "failed" and "summary report could not be made" in out["error"]
+    broken["on"] = False
+    resumed = zone.irule("c2d_resume", task_id)
+    assert resumed.ok, resumed.error
+    [queued] = zone.server.delay_queue  # nothing to run again but the summary
+    hosts_before = len(zone.runner_hosts)
+    [run] = zone.server.run_delay_queue()
+    assert run.ok, run.error
+    assert fields(run.stdout)["state"] == "succeeded"
+    last = shard_records(zone.alice, collection)[-1].get(names.A_COMPUTE_RESOURCE)
+    assert zone.runner_hosts[hosts_before:] == [GPU_HOSTS[last]]
+    assert zone.record(collection)[names.A_SUMMARY_RESOURCE] == last

@@ -29,7 +29,7 @@ from .engine_support import (
     make_settings,
 )
 
-warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 
@@ -370,3 +370,38 @@ def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, 
     assert shard_report.status_code == 200 and "sandbox" in shard_report.headers["content-security-policy"]
     assert client.get(f"/tasks/{outcome.task_id}/report/shards/..%2F..%2Fx/report.html").status_code == 404
     assert client.get(f"/tasks/{outcome.task_id}/report/content").status_code == 200
+
+
+def test_a_summary_that_never_started_or_died_is_found_and_resume_makes_it(tmp_path: Path, zone, monkeypatch) -> None:
+    import time
+
+    from compute_to_data.tasks.summary import TaskSummary
+
+    admin, alice = zone
+    ctx = context(tmp_path, alice, heartbeat_interval_seconds=0.2, heartbeat_lease_seconds=1.0)
+    run = TaskSummary.run
+    monkeypatch.setattr(TaskSummary, "run", lambda self: None)  # the run that ended the last shard died first
+    outcome = create_task(sharded_config(), ctx).run()
+    lifecycle = TaskLifecycle(alice, ctx.settings)
+    assert lifecycle.read(outcome.collection).state == TaskState.RUNNING
+    assert lifecycle.status(outcome.task_id).record.state == TaskState.RUNNING  # within the lease: it may come
+    time.sleep(2.1)
+    found = lifecycle.status(outcome.task_id).record
+    assert found.state == TaskState.FAILED and "summary report was not made" in found.get(names.A_ERROR)
+    monkeypatch.setattr(TaskSummary, "run", run)
+    resumed = lifecycle.resume(outcome.task_id, by="alice")
+    assert lifecycle.queued_runs(resumed) == [outcome.collection]
+    assert lifecycle.start(outcome.collection, ctx).state == TaskState.SUCCEEDED
+    # a summary whose run dies while it runs: its heartbeat goes silent, its host records it
+    again = create_task(sharded_config(inputs={"collection": f"{IMAGES}/a", "pattern": "*.png"}, tagging={
+        "class_attribute": "c2", "score_attribute": "s2"}), context(tmp_path, alice, max_shard_size=4,
+                                                               heartbeat_interval_seconds=0.2, heartbeat_lease_seconds=1.0))
+    monkeypatch.setattr(TaskSummary, "run", lambda self: self.lifecycle.store.write(self.collection, {
+        names.A_SUMMARY_RESOURCE: self.resource.name, names.A_RUN_HOST: self.resource.host,
+        names.A_HEARTBEAT: names.iso_utc()}))
+    task = again.run()
+    assert lifecycle.read(task.collection).state == TaskState.RUNNING
+    time.sleep(2.1)
+    dead = lifecycle.status(task.task_id).record
+    assert dead.state == TaskState.FAILED
+    assert dead.get(names.A_ERROR).startswith("its summary report was not made: no sign of life from localhost since ")

@@ -302,6 +302,17 @@ def parse_score(text: str | None) -> float | None:
         return None
 
 
+def check_page_size(page_size: int) -> None:
+    if page_size < 1:
+        raise ValueError(f"page_size must be >= 1, not {page_size}")
+
+
+def in_pages(objects: Sequence[DataObject], page_size: int) -> Iterator[list[DataObject]]:
+    """A collection's listing handed out ``page_size`` objects at a time."""
+    for start in range(0, len(objects), page_size):
+        yield list(objects[start : start + page_size])
+
+
 def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
     """Reject relative, unnormalized or out-of-zone paths with a message naming the path.
 
@@ -463,14 +474,11 @@ class Grid(ABC):
         own queries (LocalGrid by key ranges, the iRODS adapters with one listing per
         collection, which bounds memory by the largest single collection).
         """
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        check_page_size(page_size)
         pending = [collection]
         while pending:
             current = pending.pop(0)
-            objects = self.list_data_objects(current, False, avu_attributes)
-            for start in range(0, len(objects), page_size):
-                yield objects[start : start + page_size]
+            yield from in_pages(self.list_data_objects(current, False, avu_attributes), page_size)
             if recursive:
                 pending[:0] = self.list_collections(current)
 

@@ -54,6 +54,8 @@ from . import genquery_quote as gq
 from . import irods_errors
 from .base import (
     LISTING_PAGE_SIZE,
+    check_page_size,
+    in_pages,
     AVU,
     AccessLevel,
     CollectionAVUs,
@@ -676,8 +678,7 @@ class IrodsClientGrid(Grid):
         asked for, and handed out in pages: memory is bounded by the largest single collection."""
         from irods.models import Collection, DataObject as D
 
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        check_page_size(page_size)
         self._split(collection)
         with self._errors(f"list collection {collection}"):
             self._require_collection(collection)
@@ -693,8 +694,7 @@ class IrodsClientGrid(Grid):
                 readable = self._readable_paths(where, AccessLevel.READ)
                 rows = [r for r in self._object_rows(where) if posixpath.join(r[Collection.name], r[D.name]) in readable]
                 objects = self._build_objects(rows, self._avu_rows(where, avu_attributes) if rows else {})
-            for start in range(0, len(objects), page_size):
-                yield objects[start : start + page_size]
+            yield from in_pages(objects, page_size)
 
     def list_collections(self, parent: str) -> list[str]:
         from irods.models import Collection

@@ -63,6 +63,7 @@ from .base import (
     DataObject,
     EntityType,
     LISTING_PAGE_SIZE,
+    check_page_size,
     Grid,
     MetadataOperation,
     Replica,
@@ -706,8 +707,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
         ``page_size`` names of one collection (``name > last``, on the (collection, name)
         index), so no page costs more than its own rows, however large the listing."""
         self._check_path(collection)
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        check_page_size(page_size)
         with self._transaction(write=False) as conn:
             _, root_id = self._require(conn, collection, AccessLevel.READ_METADATA, "c")
             collections = [(root_id, collection)]

@@ -37,7 +37,7 @@ from typing import Any
 from ..errors import AccessDeniedError, AlreadyExistsError, ComputeToDataError, GridError, ObjectNotFoundError
 from . import genquery_quote as gq
 from .base import (
-    AVU, LISTING_PAGE_SIZE, AccessLevel, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation,
+    AVU, LISTING_PAGE_SIZE, AccessLevel, check_page_size, in_pages, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation,
     Replica, Resource,
 )
 from .irods_errors import (
@@ -396,8 +396,7 @@ class RuleEngineGrid(Grid):
         the AVUs asked for: three queries) and handed out in pages. Memory is bounded by the
         largest single collection, never by the listing; the genquery module fetches each
         query's rows 256 at a time."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, not {page_size}")
+        check_page_size(page_size)
         self._require_collection(collection)
         collections = [collection]
         if recursive:
@@ -411,9 +410,7 @@ class RuleEngineGrid(Grid):
             readable = self._readable_objects(AccessLevel.READ, [where[0]])
             rows = [r for r in rows if posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) in readable]
             avus = self._object_avus(avu_attributes, where) if rows else {}
-            objects = self._build_objects(rows, avus)
-            for start in range(0, len(objects), page_size):
-                yield objects[start : start + page_size]
+            yield from in_pages(self._build_objects(rows, avus), page_size)
 
     def list_collections(self, parent: str) -> list[str]:
         self._require_collection(parent)
