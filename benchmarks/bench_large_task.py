@@ -269,28 +269,95 @@ def agent_part(root: Path, inputs: int) -> list[dict[str, Any]]:
 
 
 # --- 3. the fake server with the real server's costs --------------------------------------------------
+def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: float, shard_size: int | None,
+                   agents: int, storage_host: str, collections: bool) -> dict[str, Any]:
+    """One task on a fresh zone through the rules, the fake server charging the measured costs and
+    its delay server polling as a real one: ``c2d_run`` step by step, or ``c2d_submit`` of shards."""
+    from bench_staging import survey  # the staging benchmark's survey of sub-collections
+
+    from compute_to_data import rules
+    from compute_to_data.grid.rule_engine import RuleEngineGrid
+    from compute_to_data.registry import runners
+    from tests.engine_support import IMAGES, ScriptedRunner, make_grid
+    from tests.fakes.costs import CatalogCosts
+    from tests.fakes.delay_server import FakeDelayServer
+    from tests.fakes.irods_server import FakeIrodsServer
+
+    root.mkdir(parents=True, exist_ok=True)
+    admin, alice = make_grid(root, survey(images, folders, False), compute_host="localhost", storage_host=storage_host)
+    settings_file = root / "compute_to_data.json"
+    settings_file.write_text(json.dumps({
+        "allowed_runners": ["inprocess"], "staging_directory": str(root / "staging"), "lock_directory": str(root / "locks"),
+        "default_timeout_seconds": 7200, "replication": {"agents": agents}, "max_shard_size": 1_000_000,
+    }))
+    os.environ[names.SETTINGS_ENV] = str(settings_file)
+    local_config = root / "task_config.json"
+    local_config.write_text(json.dumps({
+        "task_type": "image_classification",
+        "inputs": {"collection": IMAGES, "pattern": "*.png", "recursive": True},
+        "output": {"collection": RESULTS},
+        "compute": {"replicate": "when_needed", "shard_size": shard_size or images},
+        "container": {"runner": "inprocess"},
+        "parameters": {"model": MODEL, "labels": LABELS},
+    }))
+    alice.put_file(local_config, f"{HOME}/task_config.json", "lts_resc")
+    runner = ScriptedRunner()
+
+    def make_runner(settings: object = None) -> ScriptedRunner:
+        return runner
+
+    make_runner.uses_container_paths = False  # type: ignore[attr-defined]
+    runners._items["inprocess"] = make_runner  # the scripted stand-in for the notebook: no inference
+    costs = CatalogCosts.measured(scale=scale)
+    server = FakeIrodsServer(admin.root, host="irods-provider", costs=costs)
+    server.load_rulebase(rules)
+    RuleEngineGrid.replicates_collections = collections
+    try:
+        with FakeDelayServer(server, poll_seconds=30.0 * scale, executors=4):
+            started = time.perf_counter()
+            run = server.irule("c2d_run" if shard_size is None else "c2d_submit", f"{HOME}/task_config.json", user="alice")
+            if not run.ok:
+                raise SystemExit(f"{name}: {run.error}")
+            while True:
+                [task] = admin.find_collections_with_avu(names.A_TASK_ID, under=RESULTS)
+                state = task.first(names.A_STATE)
+                if state in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            total = time.perf_counter() - started
+    finally:
+        RuleEngineGrid.replicates_collections = True
+    return {"scenario": name, "state": state, "total_seconds": total, "shards": task.first(names.A_SHARDS) or "",
+            "msiDataObjRepl": server.calls["msiDataObjRepl"], "msiCollRepl": server.calls["msiCollRepl"],
+            "charged_seconds": dict(costs.charged.most_common(6))}
+
+
 def costs_part(root: Path, images: int, scale: float) -> dict[str, Any] | None:
     """Pipelined, parallel shards vs step by step, and in-place staging, with measured costs."""
     if importlib.util.find_spec("tests.fakes.costs") is None or importlib.util.find_spec("tests.fakes.delay_server") is None:
         print("3. fake server with the real server's catalog costs: skipped here (tests/fakes/costs.py and "
               "tests/fakes/delay_server.py, from the staging work, are not on this branch)", flush=True)
         return None
-    from bench_staging import SCENARIOS, run_scenario  # noqa: PLC0415 - the staging benchmark's zone and runner
-
-    print(f"3. fake server with the real server's catalog costs (x{scale:g}): {images:,} images", flush=True)
+    print(f"3. fake server with the real server's catalog costs (x{scale:g}), {images:,} images in 10 sub-collections "
+          "on a storage resource of another host", flush=True)
+    scenarios = {
+        "serial": dict(shard_size=None, agents=1, storage_host="storage-host", collections=False),
+        "pipelined": dict(shard_size=images // 4, agents=4, storage_host="storage-host", collections=True),
+        "in_place": dict(shard_size=images // 4, agents=4, storage_host="localhost", collections=True),
+    }
+    titles = {"serial": "step by step (one run, one agent)", "pipelined": "4 shards, pipelined, 4 agents",
+              "in_place": "4 shards, replica on the compute host"}
     results = {}
-    for name, shard_size in (("serial", None), ("parallel", images // 4), ("in_place", images // 4)):
-        scenario = SCENARIOS[name]
-        started = time.perf_counter()
-        result = run_scenario(root / name, scenario, images=images, scale=scale, shard_size=shard_size)
+    for name, options in scenarios.items():
+        result = costs_scenario(root / name, name, images=images, folders=10, scale=scale, **options)
         results[name] = result
-        print(f"  {scenario.title:26s} ({'one task' if shard_size is None else f'shards of {shard_size}'}): "
-              f"{result['total_seconds']:.0f} s, msiDataObjRepl {result['msiDataObjRepl']}, msiCollRepl "
-              f"{result['msiCollRepl']} ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"  {titles[name]:40s}: {result['state']} in {result['total_seconds']:.0f} s, msiDataObjRepl "
+              f"{result['msiDataObjRepl']}, msiCollRepl {result['msiCollRepl']}; charged "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in result["charged_seconds"].items()), flush=True)
     base = results["serial"]["total_seconds"]
-    print(f"  pipelined shards + parallel replication / step by step: {results['parallel']['total_seconds'] / base:.2f} "
-          f"(target <= 0.6); in place: {results['in_place']['msiDataObjRepl'] + results['in_place']['msiCollRepl']} "
-          "replications (target 0)", flush=True)
+    print(f"  pipelined / step by step: {results['pipelined']['total_seconds'] / base:.2f} (target <= 0.6); in place: "
+          f"{results['in_place']['msiDataObjRepl'] + results['in_place']['msiCollRepl']} replications (target 0), "
+          f"{results['in_place']['total_seconds'] / base:.2f} of step by step", flush=True)
     return results
 
 
@@ -307,12 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="c2d-bench-large-"))
+    root.mkdir(parents=True, exist_ok=True)
     if args.one is not None:
         print(json.dumps(run_one(root, args.one, args.shards)))
         return 0
     if args.agent_one is not None:
         count, shard_size = (int(v) for v in args.agent_one.split(":"))
-        root.mkdir(parents=True, exist_ok=True)
         print(json.dumps(agent_one(root, count, shard_size)))
         return 0
     parts = args.parts.split(",")
@@ -322,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if "agent" in parts:
         report["agent"] = agent_part(root, args.agent_inputs)
     if "costs" in parts:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_staging's survey
         report["costs"] = costs_part(root / "costs", args.cost_images, args.scale)
     (root / "results.json").write_text(json.dumps(report, indent=1))
     print(f"results: {root / 'results.json'}")
