@@ -28,7 +28,7 @@ from ..conventions import TaskState
 from ..errors import ComputeToDataError, ConfigError, GridError, ObjectNotFoundError, TaskStateError
 from ..grid.base import AccessLevel, Grid, PredictionQuery
 from ..settings import Settings
-from ..taskconfig import TaskConfig, parse_json
+from ..taskconfig import TaskConfig, parse_duration, parse_json
 from ..tasks.lifecycle import TaskLifecycle
 from ..tasks.state import TaskRecord, TaskStateStore
 from .submitters import Submitter
@@ -77,11 +77,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     (``30m``, ``2h``, ``3d``, ``1w``), in UTC."""
     now = now or datetime.now(timezone.utc)
     text = text.strip()
-    age = re.fullmatch(r"(\d+)\s*([smhdw])", text)
-    if age:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
+    age = parse_duration(text)
+    if age is not None:
         try:
-            return now - timedelta(**{unit: int(age.group(1))})
+            return now - age
         except (OverflowError, ValueError):  # older than the calendar: every task is newer
             return datetime.min.replace(tzinfo=timezone.utc)
     try:
