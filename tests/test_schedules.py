@@ -637,3 +637,14 @@ def test_the_report_browser_shows_a_series_and_the_series_on_each_task(zone, tmp
     assert "state-cancelled" in series.text and "cancelled by alice" in series.text and "next run" not in series.text
     assert client.get("/series/not-an-id").status_code == 404
     assert client.get(f"/series/{second}").status_code == 404  # a task of a series is not a series
+
+
+def test_the_fake_delay_server_starts_a_rule_when_its_pluset_is_due(zone):
+    callback = zone.server.callback()
+    hints = f"<INST_NAME>{rules.PYTHON_INSTANCE}</INST_NAME><PLUSET>2h</PLUSET>"
+    callback.delayExec(hints, 'callback.writeLine("serverLog", "later")', "")
+    assert zone.server.run_delay_queue() == [] and len(zone.server.delay_queue) == 1
+    zone.server.advance(2 * 3600 - 30)  # due by the next poll
+    assert len(zone.server.run_delay_queue()) == 1 and "later" in zone.server.server_log
+    with pytest.raises(RuntimeError, match="malformed PLUSET"):
+        callback.delayExec(f"<INST_NAME>{rules.PYTHON_INSTANCE}</INST_NAME><PLUSET>soon</PLUSET>", "pass", "")
