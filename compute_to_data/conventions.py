@@ -56,6 +56,9 @@ A_REPORT = PREFIX + "report"
 A_RUNNER = PREFIX + "runner"
 # liveness and cost (the lifecycle, tasks/lifecycle.py)
 A_HEARTBEAT = PREFIX + "heartbeat"
+#: why a started run waits (a batch scheduler's reason, e.g. "waiting for a GPU (Slurm job 42:
+#: Resources)"); present only while it waits. Readers then show the task as ``queued``.
+A_QUEUE_REASON = PREFIX + "queue_reason"
 A_IMAGES_FAILED = PREFIX + "images_failed"
 A_RESUMED = PREFIX + "resumed"
 

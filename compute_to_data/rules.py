@@ -471,6 +471,7 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
     session.lines([
         ("task_id", record.task_id),
         ("state", record.display_state(session.lifecycle.lease_seconds)),
+        ("waiting", record.queue_reason),
         ("collection", record.collection),
         ("report", record.get(names.A_REPORT)),
         ("submitted_by", record.get(names.A_SUBMITTED_BY)),

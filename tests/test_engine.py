@@ -565,3 +565,35 @@ def test_the_report_context_carries_provenance_timings_and_how_to_show_host_path
     assert context["paths"] == {str(workdir / "inputs"): "/inputs", str(workdir / "outputs"): "/outputs",
                                 str(workdir / "task"): "/task"}
     json.dumps(params)  # params.json stays plain JSON
+
+
+def test_a_run_the_scheduler_holds_back_shows_queued_with_its_reason(tmp_path, grid):
+    """A batch scheduler's pending job: readers show ``queued`` and why, never a false ``running``."""
+    admin, alice = grid
+    seen = []
+
+    def pending_then_running(request):
+        collection = posixpath.join(RESULTS, request.task_id)
+        request.on_status("queued", "waiting for a GPU (Slurm job 42: Resources)")
+        held = TaskStateStore(alice).read(collection)
+        seen.append((held.display_state(60), held.queue_reason))
+        request.on_status("running", None)
+        started = TaskStateStore(alice).read(collection)
+        seen.append((started.display_state(60), started.queue_reason))
+
+    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=pending_then_running))
+    assert outcome.succeeded
+    assert seen == [("queued", "waiting for a GPU (Slurm job 42: Resources)"), ("running", "")]
+    assert names.A_QUEUE_REASON not in TaskStateStore(alice).read(outcome.collection).values
+
+
+def test_a_run_that_ends_while_held_back_keeps_no_queue_reason(tmp_path, grid):
+    admin, alice = grid
+
+    def pending(request):
+        request.on_status("queued", "waiting for a GPU")
+
+    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=pending, fail="the job was cancelled"))
+    record = TaskStateStore(alice).read(outcome.collection)
+    assert record.state.value == "failed" and names.A_QUEUE_REASON not in record.values
+    assert record.display_state(60) == "failed"

@@ -108,6 +108,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
     rows = [
         ("task", record.task_id),
         ("state", _state_text(record, client)),
+        ("waiting", record.queue_reason),
         ("images", _progress_text(record)),
         ("elapsed", format_duration(elapsed(record))),
         ("submitted by", record.get(names.A_SUBMITTED_BY)),

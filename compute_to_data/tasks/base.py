@@ -173,6 +173,7 @@ class ComputeToDataTask(ABC):
         self.run_index = 0
         self.started: str | None = None
         self.heartbeat: Heartbeat | None = None
+        self._queue_reason_written = False
         self.run_lock: RunLock | None = None
         #: a resumed task: the inputs it selected first, and what earlier runs stored and tagged
         self.selection: list[str] | None = None
@@ -472,6 +473,7 @@ class ComputeToDataTask(ABC):
             max_concurrent=self._capacity(),
             progress=self.heartbeat.progress,
             on_started=self._record_handle,
+            on_status=self._record_run_phase,
             on_poll=self._on_poll,
         )
         self.run_result = self.runner.run(request)
@@ -660,6 +662,15 @@ class ComputeToDataTask(ABC):
     def _record_handle(self, host: str, handle: str) -> None:
         """The run exists: where it is supervised, and the handle that finds it from elsewhere."""
         self.store.write(self.collection, {names.A_RUN_HOST: host, names.A_RUN_HANDLE: handle})
+
+    def _record_run_phase(self, phase: str, reason: str | None) -> None:
+        """A scheduler holding the run back: say why (readers show ``queued``); clear it once it runs."""
+        waiting = phase == "queued"
+        if not waiting and not self._queue_reason_written:
+            return
+        value = (reason or "waiting in the scheduler's queue") if waiting else None
+        self.store.write(self.collection, {names.A_QUEUE_REASON: value})
+        self._queue_reason_written = waiting
 
     def _on_poll(self) -> None:
         """The runner's poll loop (our main thread): a sign of life, then the finished parts."""

@@ -75,7 +75,7 @@ TRANSITIONS: dict[TaskState | None, frozenset[TaskState]] = {
 #: what a resumed task forgets of its previous run (the error stays in the log and the report).
 _CLEARED_ON_RESUME = (
     names.A_FINISHED, names.A_ERROR, names.A_HEARTBEAT, names.A_RUN_HANDLE, names.A_RUN_HOST,
-    names.A_STARTED, names.A_IMAGES_FAILED,
+    names.A_STARTED, names.A_IMAGES_FAILED, names.A_QUEUE_REASON,
 )
 
 
@@ -187,6 +187,8 @@ class TaskLifecycle:
         run that is no longer the task's current one.
         """
         wanted = {k: v for k, v in (values or {}).items() if k != names.A_STATE}
+        if to.is_final:  # a run that ended waits for nothing
+            wanted.setdefault(names.A_QUEUE_REASON, None)
         for attempt in range(3):
             record = self.store.read(collection)
             if to not in TRANSITIONS.get(record.state, frozenset()):

@@ -76,10 +76,18 @@ class TaskRecord:
         age = self.heartbeat_age(now)
         return age is not None and age > lease_seconds
 
+    @property
+    def queue_reason(self) -> str:
+        """Why a started run still waits (e.g. for a GPU in a batch scheduler's queue), or ''."""
+        return self.get(names.A_QUEUE_REASON) if self.state == TaskState.RUNNING else ""
+
     def display_state(self, lease_seconds: float, now: datetime | None = None) -> str:
-        """What readers show: the state, or ``stale`` (never written) for a silent running task."""
+        """What readers show: the state, ``stale`` (never written) for a silent running task, or
+        ``queued`` for a run a batch scheduler still holds back (its reason in ``queue_reason``)."""
         if self.is_stale(lease_seconds, now):
             return names.STALE
+        if self.queue_reason:
+            return TaskState.QUEUED.value
         return self.state.value if self.state else (self.get(names.A_STATE) or "unknown")
 
     def progress_text(self) -> str:
