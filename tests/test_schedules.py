@@ -648,3 +648,11 @@ def test_the_fake_delay_server_starts_a_rule_when_its_pluset_is_due(zone):
     assert len(zone.server.run_delay_queue()) == 1 and "later" in zone.server.server_log
     with pytest.raises(RuntimeError, match="malformed PLUSET"):
         callback.delayExec(f"<INST_NAME>{rules.PYTHON_INSTANCE}</INST_NAME><PLUSET>soon</PLUSET>", "pass", "")
+
+
+def test_a_step_with_a_malformed_due_time_does_nothing(tmp_path):
+    alice, scheduler, queue, clock, head, runner, context = local_series(tmp_path)
+    assert scheduler.series._change(head.collection, {}, {names.A_SERIES_NEXT_RUN: None})  # as if never scheduled
+    for due in ("", "tomorrow"):
+        assert scheduler.step(head.collection, due).kind == schedule.StepKind.NOT_ITS_TURN
+    assert queue.runs == [] and len(queue.steps) == 1

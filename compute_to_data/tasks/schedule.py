@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 CONFIG_GONE: tuple[type[ComputeToDataError], ...] = (ConfigError, ObjectNotFoundError, AccessDeniedError, NotAllowedError)
 
 Clock = Callable[[], datetime]
+#: the longest ``c2d::series_reason`` written (a config's every problem can make a long message)
+MAX_REASON = 2000
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,8 @@ class Series:
             if self._change(
                 head_collection,
                 {names.A_SERIES_STATE: SeriesState.ACTIVE.value},
-                {names.A_SERIES_STATE: to.value, names.A_SERIES_NEXT_RUN: None, names.A_SERIES_REASON: reason},
+                {names.A_SERIES_STATE: to.value, names.A_SERIES_NEXT_RUN: None,
+                 names.A_SERIES_REASON: reason[:MAX_REASON] or to.value},
             ):
                 log.info("series %s %s: %s", info.series_id, to.value, reason)
                 return self.read(head_collection)
@@ -408,7 +411,8 @@ class SeriesScheduler:
             return StepOutcome(StepKind.ENDED, f"series {series_id} records no valid schedule; ended", series_id)
         previous = names.parse_iso_utc(due)
         one_before = names.iso_utc(previous - timedelta(seconds=every)) if previous else ""
-        if info.next_run not in (due, one_before):  # one before: the step before died after queuing this one
+        # one before: the step before this one died after it queued this one, before it took its turn
+        if previous is None or info.next_run not in (due, one_before):
             return StepOutcome(StepKind.NOT_ITS_TURN, f"series {series_id}: the run due {due} was taken over "
                                f"(next run {info.next_run or 'none'}); not running it twice", series_id)
         now = self.clock()
