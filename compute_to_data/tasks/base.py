@@ -52,6 +52,7 @@ from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
 from . import parts as task_parts
+from . import schedule
 from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import select_compute_resource
 from .slots import ResourceSlot
@@ -94,6 +95,8 @@ class TaskContext:
     #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
     heartbeat: bool = True
     parts: bool = True
+    #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
+    series: schedule.SeriesLink | None = None
 
 
 @dataclass
@@ -250,6 +253,8 @@ class ComputeToDataTask(ABC):
 
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
+        if not self.resuming:  # a scheduled config makes new tasks only as part of its series
+            schedule.check_new_task(self.config, self.settings, self.context.series)
         self.notebook_file = notebook_path(self.settings, self.config.notebook)
         if self.runner is None:
             self.runner = choose_runner(self.config.runner, self.settings)
@@ -397,6 +402,7 @@ class ComputeToDataTask(ABC):
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
+                **schedule.creation_values(self.config, self.task_id, self.context.series),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
