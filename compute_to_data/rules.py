@@ -20,9 +20,15 @@ Researchers call the rules by name through the native rule language (``rules/*.r
 * ``c2d_resume(*task)``    a failed or cancelled task runs again in the same task collection,
   classifying only what is not done yet; queued with the delay server like ``c2d_submit``.
 
-The rulebase calls three more rules by name itself: ``c2d_run_task`` (the delayed run, and the
+A config with ``schedule: {"every": "1d"}`` submitted with ``c2d_submit`` starts a series
+(``tasks/schedule.py``): its first task is queued as above, and ``c2d_series_step`` is queued
+``every`` later; each step queues the next one, then a new task over the images not classified
+yet. ``c2d_cancel`` of the first task stops the series.
+
+The rulebase calls four more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
-run on its host) and ``c2d_reap_here`` (checking a silent run on its host). Docker and the run's
+run on its host), ``c2d_reap_here`` (checking a silent run on its host) and ``c2d_series_step``
+(a scheduled run of a series, queued with the delay server). Docker and the run's
 processes are only ever touched on the compute resource's host. Every rule acts as the client
 user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
 through the task lifecycle (``tasks/lifecycle.py``) only.
@@ -68,6 +74,7 @@ from .runners import auto_candidates
 from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
+from .tasks import schedule
 from .tasks.lifecycle import TaskLifecycle
 from .tasks.shards import aggregate
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
@@ -76,7 +83,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume",
-    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here",
+    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_series_step",
 ]
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
@@ -297,7 +304,8 @@ def _parse_lenient(text: bytes | str, source: str) -> dict[str, Any]:
     return doc
 
 
-def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None) -> Any:
+def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None,
+             series: schedule.SeriesLink | None = None) -> Any:
     from .tasks import TaskContext
 
     return TaskContext(
@@ -305,12 +313,53 @@ def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool
         settings=session.settings,
         runner=DeferredRunner(config.runner, session.settings),
         dispatch=dispatch,
+        series=series,
     )
 
 
-def _submit(session: _Session, config: TaskConfig) -> Any:
+def _submit(session: _Session, config: TaskConfig, series: schedule.SeriesLink | None = None) -> Any:
     """Validate and record ``queued`` (the engine's ``submit``): nothing changes if a check fails."""
-    return session.lifecycle.submit(config, _context(session, config), submitted_by=session.user)
+    return session.lifecycle.submit(config, _context(session, config, series=series), submitted_by=session.user)
+
+
+def _submit_and_queue(session: _Session, config: TaskConfig) -> tuple[Any, schedule.SeriesInfo | None]:
+    """What ``c2d_submit`` and the upload trigger do: submit, queue the run, and for a scheduled
+    config start its series (the first scheduled step, ``every`` from now)."""
+    scheduled = config.schedule_every is not None
+    outcome = _submit(session, config, schedule.SeriesLink() if scheduled else None)
+    _queue_or_fail(session, outcome.collection)
+    if not scheduled:
+        return outcome, None
+    try:
+        return outcome, _scheduler(session).start(outcome.collection)
+    except ComputeToDataError as exc:
+        raise GridError(
+            f"task {outcome.task_id} is queued and runs once, but its series could not be scheduled: {exc}",
+            irods_code=exc.irods_code,
+        ) from None
+
+
+class _DelayServerQueue:
+    """A series' steps and runs, queued with the delay server as the caller (schedule.RunQueue)."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    def queue_step(self, head_collection: str, due: str, delay_seconds: int) -> None:
+        # PLUSET in seconds: every unit a schedule may use, in the one form the delay server surely reads
+        hints = f"<INST_NAME>{PYTHON_INSTANCE}</INST_NAME><PLUSET>{int(delay_seconds)}s</PLUSET>"
+        body = f'callback.c2d_series_step("{_encode({"series": head_collection, "due": due})}")'
+        _delay(self.session, hints, body, "the next run of the series", head_collection)
+
+    def queue_run(self, collection: str) -> None:
+        _queue_or_fail(self.session, collection)  # one run per shard for a task larger than one shard
+
+
+def _scheduler(session: _Session) -> schedule.SeriesScheduler:
+    return schedule.SeriesScheduler(
+        session.grid, session.settings, _DelayServerQueue(session),
+        lambda config, link: _context(session, config, series=link),
+    )
 
 
 def _queue_or_fail(session: _Session, collection: str) -> list[str]:
@@ -333,17 +382,21 @@ def _queue_or_fail(session: _Session, collection: str) -> list[str]:
 def _queue(session: _Session, collection: str) -> None:
     """Queue ``c2d_run_task`` with the delay server, as the caller."""
     body = f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")'
-    if len(DELAY_HINTS) + len(body) > MAX_RULE_TEXT:
+    _delay(session, DELAY_HINTS, body, "the run", collection)
+
+
+def _delay(session: _Session, hints: str, body: str, what: str, collection: str) -> None:
+    if len(hints) + len(body) > MAX_RULE_TEXT:
         raise ComputeToDataError(
             f"the task collection path {collection!r} is too long to queue (delayed rules are limited to "
             f"{MAX_RULE_TEXT} characters); choose a shorter output collection"
         )
     try:
-        session.callback.delayExec(DELAY_HINTS, body, "")
+        session.callback.delayExec(hints, body, "")
     except RuntimeError as exc:
         code = parse_error_code(exc)
         raise GridError(
-            f"could not queue the run with the delay server: {describe_code(code) if code else exc}",
+            f"could not queue {what} with the delay server: {describe_code(code) if code else exc}",
             irods_code=code,
         ) from None
 
@@ -449,6 +502,7 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
     ])
     if record.is_sharded:
         _print_shards(session, record)
+    _print_series(session, record)
 
 
 #: a sharded task's status lists every shard up to this many, else only those not succeeded
@@ -465,6 +519,26 @@ def _print_shards(session: _Session, record: TaskRecord) -> None:
         if shard.get(names.A_ERROR):
             details.append(f"error: {shard.get(names.A_ERROR)}")
         session.out(f"shard {shard.get(names.A_SHARD)}: " + ", ".join(details))
+
+
+def _print_series(session: _Session, record: TaskRecord) -> None:
+    """The series a task belongs to: its id, schedule, state and next run (read on its head)."""
+    if schedule.series_id_of(record) is None:
+        return
+    try:
+        info = schedule.Series(session.grid, session.settings).info(record)
+    except ComputeToDataError as exc:
+        session.lines([("series", f"{schedule.series_id_of(record)} (its first task cannot be read: {exc})")])
+        return
+    if info is None:
+        return
+    session.lines([
+        ("series", info.series_id),
+        ("schedule", f"every {info.every}"),
+        ("series_state", info.state_text + (f" ({info.reason})" if info.reason else "")),
+        ("next_run", info.next_run if info.is_active else ""),
+        ("series_checked", info.checked),
+    ])
 
 
 # --- the rules users call -----------------------------------------------------------------------
@@ -493,8 +567,7 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
     """Queue a task: c2d_submit(*config); validates now, returns the task id at once."""
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
-    outcome = _submit(session, config)
-    _queue_or_fail(session, outcome.collection)
+    outcome, series = _submit_and_queue(session, config)
     session.lines([
         ("task_id", outcome.task_id),
         ("state", TaskState.QUEUED.value),
@@ -503,6 +576,9 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
         ("inputs", outcome.inputs),
         ("shards", len(outcome.shard_collections) or None),
     ])
+    if series is not None:
+        session.lines([("series", series.series_id), ("schedule", f"every {series.every}"), ("next_run", series.next_run)])
+        session.out(f"the series runs until it is cancelled: c2d_cancel of {series.series_id}")
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{outcome.task_id}'\"  (queued rules: iqstat)"
     )
@@ -535,8 +611,36 @@ def _reap_remotely(session: _Session, record: TaskRecord) -> TaskRecord:
 
 
 def _c2d_cancel(session: _Session, args: list[str]) -> None:
-    """Cancel a task: c2d_cancel(*task); a queued task never runs, a running one is stopped."""
+    """Cancel a task: c2d_cancel(*task); a queued task never runs, a running one is stopped.
+    The first task of a series stops the series: no further run, and its run queued or running
+    now is cancelled too; any other task of a series is cancelled alone."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
+    record = session.lifecycle.find(task)
+    if schedule.is_head(record):
+        series = schedule.Series(session.grid, session.settings)
+        current = series.read(record.collection)
+        if current.is_active:
+            info = series.cancel(record.collection, by=session.user)
+            session.lines([("series", info.series_id), ("series_state", info.state_text)])
+            session.out("no further run of the series will start")
+            for active in series.active_tasks(info.series_id):
+                try:
+                    _cancel_one(session, active.collection)
+                except TaskStateError as exc:  # it ended meanwhile
+                    session.out(f"{active.task_id}: {exc}")
+            return
+        if record.state is not None and record.state.is_final:
+            raise TaskStateError(
+                f"task {record.task_id} is already {record.state.value} and its series is {current.state_text}"
+                + (f" ({current.reason})" if current.reason else "") + "; nothing to cancel"
+            )
+    elif schedule.series_id_of(record):
+        session.out(f"(task of the series {schedule.series_id_of(record)}, which goes on; cancel "
+                    f"{schedule.series_id_of(record)} to stop the series)")
+    _cancel_one(session, record.collection)
+
+
+def _cancel_one(session: _Session, task: str) -> None:
     outcome = session.lifecycle.cancel(task, by=session.user)
     record = outcome.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
@@ -605,6 +709,15 @@ def _c2d_run_task(session: _Session, args: list[str]) -> None:
     _print_record(session, record)
 
 
+def _c2d_series_step(session: _Session, args: list[str]) -> None:
+    """Internal: a scheduled run of a series (queued with the delay server by the step before)."""
+    doc = _decode(_argument(args, "payload", "(internal rule)"))
+    outcome = _scheduler(session).step(str(doc.get("series", "")), str(doc.get("due", "")))
+    log.info("%s", outcome.message)
+    session.lines([("series", outcome.series_id), ("step", outcome.kind.value), ("task_id", outcome.task_id),
+                   ("next_run", outcome.next_run)])
+
+
 def _record_here(session: _Session, doc: dict[str, Any]) -> TaskRecord:
     record = session.lifecycle.read(str(doc.get("collection", "")))
     if record.task_id != doc.get("task_id"):
@@ -634,6 +747,7 @@ c2d_resume = _entry("c2d_resume", _c2d_resume)
 c2d_run_task = _entry("c2d_run_task", _c2d_run_task)
 c2d_cancel_here = _entry("c2d_cancel_here", _c2d_cancel_here)
 c2d_reap_here = _entry("c2d_reap_here", _c2d_reap_here)
+c2d_series_step = _entry("c2d_series_step", _c2d_series_step)
 
 
 # --- optional: submit a task when a *.c2d.json config is uploaded ----------------------------------
@@ -675,8 +789,7 @@ def _upload_submit(path: str, callback: Any, rei: Any) -> None:
     session = _Session("c2d_upload_hook", callback, rei)
     try:
         config = _read_config(session, path, input_default=posixpath.dirname(path))
-        outcome = _submit(session, config)
-        _queue_or_fail(session, outcome.collection)
+        outcome, _ = _submit_and_queue(session, config)
     except ComputeToDataError as exc:
         log.warning("upload trigger: task config %s was not submitted: %s", path, exc)
         _note_on_config(session, path, [AVU(A_SUBMIT_ERROR, str(exc)[:2000] or type(exc).__name__)], names.A_TASK_ID)

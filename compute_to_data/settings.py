@@ -185,6 +185,9 @@ class Settings:
     #: LocalGrid's dispatcher runs at most this many shard runs at once, as the delay server
     #: runs at most number_of_concurrent_delay_rule_executors (default 4) rules on a zone.
     local_concurrent_runs: int = 4
+    #: the shortest interval a scheduled task config may ask for (``schedule.every``), so that
+    #: continuous runs cannot hammer the zone: 1 h unless the administrator says otherwise.
+    schedule_min_interval_seconds: int = 3600
     #: the Slurm cluster that runs the tasks of some resources (runner ``slurm``).
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     source: str = "built-in defaults"
@@ -257,7 +260,7 @@ class Settings:
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
             "heartbeat_lease_seconds", "part_size", "part_seconds", "max_shard_size", "local_concurrent_runs",
-            "$comment",
+            "schedule_min_interval_seconds", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -295,6 +298,7 @@ class Settings:
                 part_seconds=float(doc.get("part_seconds", names.DEFAULT_PART_SECONDS)),
                 max_shard_size=int(doc.get("max_shard_size", 10000)),
                 local_concurrent_runs=int(doc.get("local_concurrent_runs", 4)),
+                schedule_min_interval_seconds=int(doc.get("schedule_min_interval_seconds", 3600)),
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 source=source,
             )
@@ -309,6 +313,8 @@ class Settings:
             raise SettingsError(f"{source}: part_size must be >= 1 and part_seconds > 0")
         if settings.max_shard_size < 1 or settings.local_concurrent_runs < 1:
             raise SettingsError(f"{source}: max_shard_size and local_concurrent_runs must be >= 1")
+        if settings.schedule_min_interval_seconds < 1:
+            raise SettingsError(f"{source}: schedule_min_interval_seconds must be at least 1")
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
             raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
         if settings.gpu_image and not any(a.matches(settings.gpu_image) for a in settings.allowed_images):
@@ -360,6 +366,7 @@ class Settings:
             "part_seconds": self.part_seconds,
             "max_shard_size": self.max_shard_size,
             "local_concurrent_runs": self.local_concurrent_runs,
+            "schedule_min_interval_seconds": self.schedule_min_interval_seconds,
             "slurm": self.slurm.to_document(),
         }
 

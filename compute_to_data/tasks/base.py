@@ -53,6 +53,7 @@ from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
 from . import parts as task_parts
+from . import schedule
 from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import restrict_to, select_compute_resource
 from .sharding import Candidate, ShardDraft, ShardPlanner, place_shards, read_inputs_text
@@ -103,6 +104,8 @@ class TaskContext:
     run_shards: "Callable[[ComputeToDataTask, list[str]], None] | None" = None
     #: objects per page when a task's inputs are listed (planning a large task streams them)
     listing_page_size: int = LISTING_PAGE_SIZE
+    #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
+    series: schedule.SeriesLink | None = None
 
 
 @dataclass
@@ -318,6 +321,8 @@ class ComputeToDataTask(ABC):
 
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
+        if not self.resuming:  # a scheduled config makes new tasks only as part of its series
+            schedule.check_new_task(self.config, self.settings, self.context.series)
         self.notebook_file = notebook_path(self.settings, self.config.notebook)
         if self.runner is None:
             self.runner = choose_runner(self.config.runner, self.settings)
@@ -482,6 +487,7 @@ class ComputeToDataTask(ABC):
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
+                **schedule.creation_values(self.config, self.task_id, self.context.series),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
@@ -740,6 +746,7 @@ class ComputeToDataTask(ABC):
             names.A_MODEL: self.config.model,
             names.A_PARAMETERS: self.config.notebook_parameters(),
             names.A_TIMINGS: timings_text(self.outcome.timings),
+            **schedule.creation_values(self.config, self.task_id, self.context.series),
         })
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
         created: list[str] = []
