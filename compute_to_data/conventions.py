@@ -95,9 +95,11 @@ A_SERIES_REASON = PREFIX + "series_reason"
 A_SHARD = PREFIX + "shard"
 #: on a sharded task's own collection: how many shards it has (its state aggregates theirs)
 A_SHARDS = PREFIX + "shards"
-#: on a sharded task while its summary runs: the compute resource it runs on (c2d::run_host says
-#: the host), so a summary that dies is found and recorded like a dead run
+#: on a sharded task: the compute resource its summary runs on (c2d::run_host says the host), so a
+#: summary that dies is found and recorded like a dead run
 A_SUMMARY_RESOURCE = PREFIX + "summary_resource"
+#: its value until a run takes the summary on (the run that swaps it for its resource makes it)
+SUMMARY_PENDING = "pending"
 SHARDS_COLLECTION = "shards"
 #: one relative path (to the input collection) per line: a shard's inputs, written once at planning
 SHARD_INPUTS_FILE = "inputs.txt"

@@ -223,3 +223,25 @@ def test_a_failed_summary_is_made_again_by_resume_on_the_last_shards_host(small_
     last = shard_records(zone.alice, collection)[-1].get(names.A_COMPUTE_RESOURCE)
     assert zone.runner_hosts[hosts_before:] == [GPU_HOSTS[last]]
     assert zone.record(collection)[names.A_SUMMARY_RESOURCE] == last
+
+
+def test_a_series_run_larger_than_one_shard_runs_as_shards(small_zone: Zone, tmp_path: Path) -> None:
+    zone = small_zone
+    zone.put_config(sharded_doc(6, spread=True) | {"schedule": {"every": "1d"}})
+    task_id, collection = submit(zone)
+    assert len([e for e in zone.server.delay_queue if "c2d_run_task" in e.body]) == 3  # the first task's shards
+    runs = zone.server.run_delay_queue(concurrency=4)  # the series' next step is not due yet
+    assert all(r.ok for r in runs) and zone.record(collection)[names.A_STATE] == "succeeded"
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i in range(12):  # a new site: 12 images, two shards of 6
+        (folder / f"{i}.png").write_bytes(str(i % 3).encode())
+        zone.alice.create_collection(f"{IMAGES}/site9")
+        zone.alice.put_file(folder / f"{i}.png", f"{IMAGES}/site9/{i}.png", "lts_resc")
+    zone.server.advance(86400)
+    runs = zone.server.run_delay_queue(concurrency=4)  # the step, then the new task's shards
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    [second] = [c for c in zone.task_collections(RESULTS) if c != collection and "/shards/" not in c]
+    record = zone.record(second)
+    assert record[names.A_STATE] == "succeeded" and record[names.A_SHARDS] == "2" and record[names.A_SERIES] == task_id
+    assert record[names.A_INPUTS] == "12"

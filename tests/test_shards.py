@@ -405,3 +405,23 @@ def test_a_summary_that_never_started_or_died_is_found_and_resume_makes_it(tmp_p
     dead = lifecycle.status(task.task_id).record
     assert dead.state == TaskState.FAILED
     assert dead.get(names.A_ERROR).startswith("its summary report was not made: no sign of life from localhost since ")
+
+
+def test_a_summary_taken_on_by_another_run_is_left_to_it(tmp_path: Path, zone, monkeypatch) -> None:
+    from compute_to_data.tasks.summary import TaskSummary
+
+    admin, alice = zone
+    runner = ScriptedRunner()
+    ctx = context(tmp_path, alice, runner)
+    run = TaskSummary.run
+    monkeypatch.setattr(TaskSummary, "run", lambda self: None)
+    outcome = create_task(sharded_config(), ctx).run()
+    monkeypatch.setattr(TaskSummary, "run", run)
+    lifecycle = TaskLifecycle(alice, ctx.settings)
+    task = lifecycle.read(outcome.collection)
+    assert task.state == TaskState.RUNNING and task.get(names.A_SUMMARY_RESOURCE) == names.SUMMARY_PENDING
+    first, second = (TaskSummary.for_task(lifecycle, task, ctx, "gpu_resc2") for _ in range(2))
+    assert first._claim(task)  # the first run swaps pending for its resource
+    runner.requests.clear()
+    assert second.run().state == TaskState.RUNNING and runner.requests == []  # the second leaves it alone
+    assert lifecycle.read(outcome.collection).get(names.A_SUMMARY_RESOURCE) == "gpu_resc2"

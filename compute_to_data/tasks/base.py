@@ -743,6 +743,7 @@ class ComputeToDataTask(ABC):
             names.A_PROGRESS: f"0/{planner.total}",
             names.A_SHARDS: len(drafts),
             names.A_COMPUTE_RESOURCE: ",".join(sorted(set(assignment))),
+            names.A_SUMMARY_RESOURCE: names.SUMMARY_PENDING,
             names.A_MODEL: self.config.model,
             names.A_PARAMETERS: self.config.notebook_parameters(),
             names.A_TIMINGS: timings_text(self.outcome.timings),

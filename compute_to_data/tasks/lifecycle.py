@@ -355,7 +355,10 @@ class TaskLifecycle:
         if record.int_value(names.A_IMAGES_FAILED) != total.images_failed:
             values[names.A_IMAGES_FAILED] = total.images_failed
         if values:
-            self.store.write(collection, values)
+            try:
+                self.store.write(collection, values)
+            except GridError as exc:  # another shard's run wrote them at the same moment: advisory
+                log.info("task %s: progress not recorded this time (%s)", record.task_id, exc)
         try:
             if not total.finished:
                 if record.state == TaskState.QUEUED and total.count(TaskState.QUEUED) < total.shards:
@@ -471,6 +474,8 @@ class TaskLifecycle:
             raise TaskStateError(f"task {record.task_id} has no {names.TASK_CONFIG_FILE}; it cannot be resumed")
         values: dict[str, object] = {a: None for a in _CLEARED_ON_RESUME}
         values[names.A_RESUMED] = record.int_value(names.A_RESUMED) + 1
+        if record.is_sharded:  # its summary is to be made (again) once its shards succeeded
+            values[names.A_SUMMARY_RESOURCE] = names.SUMMARY_PENDING
         log.info("task %s resumed by %s (was %s: %s)", record.task_id, by, _state_name(record.state),
                  record.get(names.A_ERROR) or "no error recorded")
         resumed = self.transition(record.collection, TaskState.QUEUED, values, refuse=refuse)
@@ -495,7 +500,7 @@ class TaskLifecycle:
     def _summary_never_started(self, record: TaskRecord) -> TaskRecord:
         """Every shard succeeded a lease ago, yet no summary began (the run that ended the last
         one died before it could start it): say so, so that a resume makes it."""
-        if record.state != TaskState.RUNNING or record.get(names.A_SUMMARY_RESOURCE):
+        if record.state != TaskState.RUNNING or record.get(names.A_SUMMARY_RESOURCE) not in ("", names.SUMMARY_PENDING):
             return record
         shards = self.shards(record)
         if not shards or not aggregate(shards).all_succeeded:
@@ -526,7 +531,7 @@ class TaskLifecycle:
     def compute_resource(self, record: TaskRecord) -> Resource:
         if record.is_sharded:  # the resource its summary runs on, if it runs; its shards have their own
             name = record.get(names.A_SUMMARY_RESOURCE)
-            if not name:
+            if not name or name == names.SUMMARY_PENDING:
                 raise TaskStateError(
                     f"task {record.task_id} runs as {record.get(names.A_SHARDS)} shards, each on its own compute "
                     "resource (see its shards)"

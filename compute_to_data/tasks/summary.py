@@ -7,11 +7,12 @@ task's own collection: ``report.html`` (class counts, score distribution, least 
 across the task, a table of the shards linking to each shard's report), ``predictions.json``
 and ``predictions.csv`` of the whole task. Only then is the task recorded ``succeeded``.
 
-While it runs, the task carries ``c2d::summary_resource`` and ``c2d::run_host`` and a heartbeat,
-and the summary holds a run lock on that host, so a summary that dies is found and recorded
-like any dead run (the task ``failed``; resuming it makes the summary again, nothing else).
-Two shards ending at once may both try: the run lock lets one summary run per host, and the
-lifecycle refuses the second ``succeeded``.
+A run takes the summary on by swapping the task's ``c2d::summary_resource`` from ``pending`` to
+its resource in one atomic batch: two runs ending the last shards at once both try, and the
+batch of the second fails (what it removes is gone), so one summary is made. While it runs, the
+task carries ``c2d::run_host`` and a heartbeat, and the summary holds a run lock on that host,
+so a summary that dies is found and recorded like any dead run (the task ``failed``; resuming
+it makes the summary again, nothing else).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conventions as names
 from ..conventions import TaskState
-from ..errors import ComputeToDataError, TaskCancelled, TaskStateError
-from ..grid.base import Resource
+from ..errors import ComputeToDataError, GridError, TaskCancelled, TaskStateError
+from ..grid.base import AVU, EntityType, MetadataOperation, Resource
 from ..runners.base import Runner, RunRequest
 from ..settings import AllowedImage, notebook_path
 from .lifecycle import RunLock, TaskLifecycle
@@ -98,12 +99,14 @@ class TaskSummary:
         started = time.perf_counter()
         try:
             record = store.read(self.collection)
-            if record.state is not None and record.state.is_final:
-                return record
             if record.state == TaskState.QUEUED:
-                lifecycle.transition(self.collection, TaskState.RUNNING, {names.A_STARTED: names.iso_utc()})
-            store.write(self.collection, {names.A_SUMMARY_RESOURCE: self.resource.name, names.A_RUN_HOST: self.resource.host,
-                                          names.A_HEARTBEAT: names.iso_utc()})
+                try:
+                    lifecycle.transition(self.collection, TaskState.RUNNING, {names.A_STARTED: names.iso_utc()})
+                except TaskStateError:
+                    record = store.read(self.collection)
+            if (record.state is not None and record.state.is_final) or not self._claim(record):
+                return store.read(self.collection)
+            store.write(self.collection, {names.A_RUN_HOST: self.resource.host, names.A_HEARTBEAT: names.iso_utc()})
             heartbeat = Heartbeat(store, self.collection, interval=self.settings.heartbeat_interval_seconds,
                                   check=self._check_running)
             shards = shard_records(lifecycle.grid, self.collection)
@@ -147,6 +150,25 @@ class TaskSummary:
             if workdir is not None and not self.keep_workdir:
                 workdir.remove()
             lock.release()
+
+    def _claim(self, record: TaskRecord) -> bool:
+        """Take the summary on: swap ``c2d::summary_resource`` from ``pending`` to this resource in
+        one atomic batch. Two runs ending the last shards at once both try; the batch of the second
+        fails (the value it removes is gone), and it leaves the summary to the first."""
+        current = record.get(names.A_SUMMARY_RESOURCE)
+        if current and current != names.SUMMARY_PENDING:
+            log.info("task %s: its summary is taken on by a run on %s", record.task_id, current)
+            return False
+        ops = [MetadataOperation("add", EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, self.resource.name))]
+        if current:
+            ops.insert(0, MetadataOperation("remove", EntityType.COLLECTION, self.collection,
+                                            AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING)))
+        try:
+            self.lifecycle.grid.apply_metadata(ops)
+        except GridError as exc:
+            log.info("task %s: another run took its summary on first (%s)", record.task_id, exc)
+            return False
+        return True
 
     def _check_running(self) -> None:
         record = self.lifecycle.store.read(self.collection)
