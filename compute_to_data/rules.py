@@ -25,6 +25,13 @@ A config with ``schedule: {"every": "1d"}`` submitted with ``c2d_submit`` starts
 ``every`` later; each step queues the next one, then a new task over the images not classified
 yet. ``c2d_cancel`` of the first task stops the series.
 
+A task with more images than one shard (``compute.shard_size``) is planned by ``c2d_submit`` as
+shards, each queued as a delayed ``c2d_run_task`` of its own and handed to its resource's host
+like a task; the task's state follows its shards' (tasks/shards.py), and the run that ends the
+last shard renders the task's report. ``c2d_status``, ``c2d_cancel`` and ``c2d_resume`` of the
+task act on its shards (status lists them, cancel stops them on their hosts, resume queues the
+ones that did not succeed).
+
 The rulebase calls four more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
 run on its host), ``c2d_reap_here`` (checking a silent run on its host) and ``c2d_series_step``

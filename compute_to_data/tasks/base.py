@@ -99,9 +99,9 @@ class TaskContext:
     heartbeat: bool = True
     parts: bool = True
     #: how ``run()`` of a task larger than one shard runs its queued shards (given the task and
-    #: their collections): None runs them here, one after the other (tests, c2d_run); LocalGrid
-    #: passes its dispatcher (worker processes), the rule engine its dispatch to each host.
-    run_shards: "Callable[[ComputeToDataTask, list[str]], None] | None" = None
+    #: their collections; the outcomes it has, if any): None runs them here, one after the other
+    #: (tests); ``c2d run --local`` passes the local dispatcher (worker processes).
+    run_shards: "Callable[[ComputeToDataTask, list[str]], list[TaskOutcome]] | None" = None
     #: objects per page when a task's inputs are listed (planning a large task streams them)
     listing_page_size: int = LISTING_PAGE_SIZE
     #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
