@@ -20,9 +20,11 @@ Researchers call the rules by name through the native rule language (``rules/*.r
 * ``c2d_resume(*task)``    a failed or cancelled task runs again in the same task collection,
   classifying only what is not done yet; queued with the delay server like ``c2d_submit``.
 
-The rulebase calls three more rules by name itself: ``c2d_run_task`` (the delayed run, and the
+The rulebase calls four more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
-run on its host) and ``c2d_reap_here`` (checking a silent run on its host). Docker and the run's
+run on its host), ``c2d_reap_here`` (checking a silent run on its host) and
+``c2d_replicate_chunk`` (one of a run's parallel replication agents, queued with the delay
+server: a rule never calls ``callback`` from two threads, so agents are rules of their own). Docker and the run's
 processes are only ever touched on the compute resource's host. Every rule acts as the client
 user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
 through the task lifecycle (``tasks/lifecycle.py``) only.
@@ -69,13 +71,14 @@ from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
 from .tasks.lifecycle import TaskLifecycle
+from .tasks.replication import run_agent
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume",
-    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here",
+    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_replicate_chunk",
 ]
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
@@ -304,7 +307,14 @@ def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool
         settings=session.settings,
         runner=DeferredRunner(config.runner, session.settings),
         dispatch=dispatch,
+        start_replication_agent=lambda manifest: _queue_agent(session, manifest),
     )
+
+
+def _queue_agent(session: _Session, manifest: str) -> None:
+    """Queue ``c2d_replicate_chunk`` for one manifest with the delay server, as the caller."""
+    _delay(session, f'callback.c2d_replicate_chunk("{_encode({"manifest": manifest})}")',
+           what="a replication agent", too_long="the task collection path is too long to queue replication agents")
 
 
 def _submit(session: _Session, config: TaskConfig) -> Any:
@@ -323,18 +333,21 @@ def _queue_or_fail(session: _Session, collection: str) -> None:
 
 def _queue(session: _Session, collection: str) -> None:
     """Queue ``c2d_run_task`` with the delay server, as the caller."""
-    body = f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")'
+    _delay(session, f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")', what="the run",
+           too_long=f"the task collection path {collection!r} is too long to queue")
+
+
+def _delay(session: _Session, body: str, *, what: str, too_long: str) -> None:
     if len(DELAY_HINTS) + len(body) > MAX_RULE_TEXT:
         raise ComputeToDataError(
-            f"the task collection path {collection!r} is too long to queue (delayed rules are limited to "
-            f"{MAX_RULE_TEXT} characters); choose a shorter output collection"
+            f"{too_long} (delayed rules are limited to {MAX_RULE_TEXT} characters); choose a shorter output collection"
         )
     try:
         session.callback.delayExec(DELAY_HINTS, body, "")
     except RuntimeError as exc:
         code = parse_error_code(exc)
         raise GridError(
-            f"could not queue the run with the delay server: {describe_code(code) if code else exc}",
+            f"could not queue {what} with the delay server: {describe_code(code) if code else exc}",
             irods_code=code,
         ) from None
 
@@ -567,6 +580,12 @@ def _c2d_reap_here(session: _Session, args: list[str]) -> None:
     session.out(f"state: {record.display_state(session.lifecycle.lease_seconds)}")
 
 
+def _c2d_replicate_chunk(session: _Session, args: list[str]) -> None:
+    """Internal: one parallel replication agent of a running task (queued by its run)."""
+    doc = _decode(_argument(args, "payload", "(internal rule)"))
+    session.out(run_agent(session.grid, str(doc.get("manifest", ""))))
+
+
 c2d_run = _entry("c2d_run", _c2d_run)
 c2d_submit = _entry("c2d_submit", _c2d_submit)
 c2d_status = _entry("c2d_status", _c2d_status)
@@ -575,6 +594,7 @@ c2d_resume = _entry("c2d_resume", _c2d_resume)
 c2d_run_task = _entry("c2d_run_task", _c2d_run_task)
 c2d_cancel_here = _entry("c2d_cancel_here", _c2d_cancel_here)
 c2d_reap_here = _entry("c2d_reap_here", _c2d_reap_here)
+c2d_replicate_chunk = _entry("c2d_replicate_chunk", _c2d_replicate_chunk)
 
 
 # --- optional: submit a task when a *.c2d.json config is uploaded ----------------------------------
