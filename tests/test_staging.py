@@ -272,6 +272,10 @@ def test_whole_collections_are_those_holding_nothing_else():
     # a task that is not recursive needs only the top's own objects: its sub-collections disqualify it
     assert whole_collections([f"{top}/x.png"], listing, top) == []
     assert whole_collections(needed, [], top) == []
+    # at most `limit` objects each: a larger one gives way to its sub-collections
+    assert whole_collections(needed + [f"{top}/b/notes.txt"], listing, top, limit=3) == [
+        (f"{top}/a", 2), (f"{top}/b", 2), (f"{top}/c", 3)]
+    assert whole_collections(needed, listing, top, limit=2) == [(f"{top}/a", 2), (f"{top}/c/d", 2), (f"{top}/c/e", 1)]
 
 
 def test_chunks_are_contiguous_balanced_and_never_split_a_collection():

@@ -56,7 +56,7 @@ from . import parts as task_parts
 from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import select_compute_resource
 from .slots import ResourceSlot
-from .replication import Replicator, agent_pool
+from .replication import COLLECTION_PLANNING_MINIMUM, Replicator, agent_pool
 from .staging import FROM_RESOURCE, IN_PLACE, Locality, StagingSummary, TaskWorkdir, plan_staging
 from .state import Heartbeat, TaskRecord, TaskStateStore, run_timing_name, timings_text
 
@@ -432,7 +432,8 @@ class ComputeToDataTask(ABC):
                 keep_alive=self.heartbeat.beat, top=self.config.input_collection,
             )
             listing = None
-            if self.grid.replicates_collections:  # what a collection holds besides the inputs
+            if self.grid.replicates_collections and len(plan.to_replicate) >= COLLECTION_PLANNING_MINIMUM:
+                # what the collections hold besides the inputs (msiCollRepl would replicate it)
                 listing = [o.path for o in self.grid.list_data_objects(self.config.input_collection, recursive=True)]
             report = replicator.replicate(plan.to_replicate, listing)
             for name in ("replicated", "replicated_bytes", "agents", "collections", "taken_over", "agent_failures", "retried"):

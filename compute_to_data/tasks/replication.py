@@ -56,6 +56,8 @@ AGENT_CHECK_EVERY = 25
 MAX_CONSECUTIVE_FAILURES = 10
 #: above this many parent collections, what lacks a replica is found with one recursive listing
 _MAX_PARENT_LISTINGS = 16
+#: fewer objects to replicate are not worth a listing of the input collection for whole collections
+COLLECTION_PLANNING_MINIMUM = 20
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,16 @@ class Chunk:
                    tuple((str(c), int(n)) for c, n in doc.get("collections", [])))
 
 
-def whole_collections(needed: Iterable[str], listing: Iterable[str], top: str) -> list[tuple[str, int]]:
+def whole_collections(needed: Iterable[str], listing: Iterable[str], top: str, limit: int | None = None) -> list[tuple[str, int]]:
     """Collections under ``top`` (itself included) whose every listed object, recursively, is
-    needed: one ``msiCollRepl`` each replicates nothing needlessly. Only the topmost of nested
-    ones; (collection, objects) sorted by path. ``listing``: every object under ``top``,
-    recursively, whatever the task's pattern (what msiCollRepl would replicate)."""
+    needed: one ``msiCollRepl`` each replicates nothing needlessly. The topmost such collections
+    of at most ``limit`` objects (a larger one is replaced by its sub-collections, its own objects
+    going one by one); (collection, objects) sorted by path. ``listing``: every object under
+    ``top``, recursively, whatever the task's pattern (what msiCollRepl would replicate)."""
     wanted = set(needed)
     total: Counter[str] = Counter()
     hits: Counter[str] = Counter()
+    children: dict[str, set[str]] = {}
     prefix = top.rstrip("/") + "/"
     for path in listing:
         if not path.startswith(prefix):
@@ -100,11 +104,18 @@ def whole_collections(needed: Iterable[str], listing: Iterable[str], top: str) -
                 hits[collection] += 1
             if collection == top or not collection.startswith(prefix):
                 break
-            collection = posixpath.dirname(collection)
-    qualifying = {c for c, n in total.items() if n and hits[c] == n}
-    return sorted(
-        (c, total[c]) for c in qualifying if c == top or posixpath.dirname(c) not in qualifying
-    )
+            parent = posixpath.dirname(collection)
+            children.setdefault(parent, set()).add(collection)
+            collection = parent
+    chosen: list[tuple[str, int]] = []
+    pending = [top] if total[top] else []
+    while pending:
+        collection = pending.pop()
+        if total[collection] and hits[collection] == total[collection] and (limit is None or total[collection] <= limit):
+            chosen.append((collection, total[collection]))
+        else:
+            pending.extend(children.get(collection, ()))
+    return sorted(chosen)
 
 
 def split_chunks(paths: Sequence[str], collections: Sequence[tuple[str, int]], agents: int) -> list[Chunk]:
@@ -408,23 +419,38 @@ class Replicator:
         report.replicated_bytes = sum(o.size for o in by_path.values())
         if not paths:
             return report
-        collections = whole_collections(paths, listing, self.top) if listing is not None else []
-        in_collections: set[str] = set()
-        for collection, _ in collections:
-            members = [p for p in paths if p.startswith(collection + "/")]
-            self._members[collection] = members
-            in_collections.update(members)
-        loose = [p for p in paths if p not in in_collections]
         agents = self.settings.replication.agents_for(self.resource) if self.pool is not None else 1
         if len(paths) < self.settings.replication.parallel_minimum:
             agents = 1
+        # Whole collections small enough to share out among the agents (the run alone: to make
+        # in one call within its heartbeat lease).
+        limit = -(-len(paths) // agents) if agents > 1 else self.inline_collection_limit
+        collections = whole_collections(paths, listing, self.top, limit) if listing is not None else []
+        chosen = {c for c, _ in collections}
+        self._members = {c: [] for c in chosen}
+        loose = []
+        for path in paths:
+            collection = posixpath.dirname(path)
+            while collection not in chosen and collection.startswith(self.top + "/"):
+                collection = posixpath.dirname(collection)
+            if collection in chosen:
+                self._members[collection].append(path)
+            else:
+                loose.append(path)
         chunks = split_chunks(loose, collections, agents)
-        report.agents = len(chunks)
         handles: list[AgentHandle] = []
         try:
-            assert self.pool is not None or len(chunks) == 1
-            handles = [self.pool.launch(chunk) for chunk in chunks[1:]] if self.pool is not None else []
-            self._replicate_here(chunks[0])
+            own = chunks[:1]
+            for chunk in chunks[1:]:
+                assert self.pool is not None
+                try:
+                    handles.append(self.pool.launch(chunk))
+                except ComputeToDataError as exc:  # no agent for it: the run does it
+                    log.warning("could not start a replication agent (%s); the run replicates its chunk", exc)
+                    own.append(chunk)
+            report.agents = 1 + len(handles)
+            for chunk in own:
+                self._replicate_here(chunk)
             self._supervise(handles)
         finally:
             if self.pool is not None:
@@ -468,7 +494,10 @@ class Replicator:
         log.info("replication chunk %d (%d objects): %s; the run replicates what is left of it",
                  handle.chunk.index, handle.chunk.objects, why)
         assert self.pool is not None
-        self.pool.take_over(handle)
+        try:
+            self.pool.take_over(handle)
+        except ComputeToDataError as exc:  # a late agent then replicates along: harmless, only slower
+            log.warning("could not mark replication chunk %d as taken over: %s", handle.chunk.index, exc)
         self.report.taken_over += 1
         missing = set(self._missing(self._chunk_paths(handle.chunk)))
         if not missing:

@@ -62,9 +62,9 @@ class CatalogCosts:
         self._lock = threading.Lock()
 
     @classmethod
-    def measured(cls, scale: float = 1.0, **overrides: float) -> "CatalogCosts":
+    def measured(cls, scale: float = 1.0, sleep: Callable[[float], None] = time.sleep, **overrides: float) -> "CatalogCosts":
         """The costs measured on the real zone, with ``overrides`` (call name -> seconds)."""
-        return cls({**MEASURED_SECONDS, **overrides}, scale=scale)
+        return cls({**MEASURED_SECONDS, **overrides}, scale=scale, sleep=sleep)
 
     def charge(self, name: str, units: int = 1) -> float:
         """Hold a catalog worker for the cost of ``units`` of call ``name``; returns the seconds."""
