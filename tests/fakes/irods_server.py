@@ -436,13 +436,17 @@ class FakeCallback:
             return self._fail(exc)
         return self._ok([path, parents, 0])
 
-    def msi_msiDataObjRepl(self, path: str, options: str, status: Any) -> dict:
-        opts = _parse_options(options)
-        resource = opts.get("destRescName")
+    def _destination(self, name: str, options: str) -> str:
+        """The ``destRescName`` of a replication's options, which must name a resource."""
+        resource = _parse_options(options).get("destRescName")
         if not resource:
-            raise irods_error(SYS_INVALID_INPUT_PARAM, "msiDataObjRepl needs destRescName")
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"{name} needs destRescName")
         if resource not in {r.name for r in self._server.admin.list_resources()}:
             raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource} does not exist")
+        return resource
+
+    def msi_msiDataObjRepl(self, path: str, options: str, status: Any) -> dict:
+        resource = self._destination("msiDataObjRepl", options)
         try:
             self.grid.replicate(path, resource)
         except ObjectNotFoundError:
@@ -454,12 +458,7 @@ class FakeCallback:
     def msi_msiCollRepl(self, collection: str, options: str, status: Any) -> dict:
         """Every object under ``collection`` (recursively) gets a good replica on destRescName;
         objects that have one already are left alone (as ``msiDataObjRepl`` leaves them)."""
-        opts = _parse_options(options)
-        resource = opts.get("destRescName")
-        if not resource:
-            raise irods_error(SYS_INVALID_INPUT_PARAM, "msiCollRepl needs destRescName")
-        if resource not in {r.name for r in self._server.admin.list_resources()}:
-            raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource} does not exist")
+        resource = self._destination("msiCollRepl", options)
         grid = self.grid
         try:
             if not grid.collection_exists(collection):
