@@ -96,6 +96,19 @@ A_AGENT_STARTED = PREFIX + "agent_started"
 A_AGENT_PROGRESS = PREFIX + "agent_progress"
 A_AGENT_RESULT = PREFIX + "agent_result"
 A_TAKEN_OVER = PREFIX + "taken_over"
+# continuous runs (a scheduled task config, tasks/schedule.py): every task of a series carries
+# the id of the series' first task (its head), and the head carries the series' own state.
+A_SERIES = PREFIX + "series"
+#: on the head: how often the series runs, as the task config says (``1d``)
+A_SCHEDULE = PREFIX + "schedule"
+#: on the head: ``active`` while it runs, ``cancelled`` (c2d_cancel of the head) or ``ended``
+A_SERIES_STATE = PREFIX + "series_state"
+#: on the head: when the next scheduled run is due (ISO 8601 UTC); absent once the series stopped
+A_SERIES_NEXT_RUN = PREFIX + "series_next_run"
+#: on the head: when the last scheduled run looked for images not classified yet
+A_SERIES_CHECKED = PREFIX + "series_checked"
+#: on the head: why the series stopped ("cancelled by alice", or the config that became invalid)
+A_SERIES_REASON = PREFIX + "series_reason"
 
 
 class TaskState(str, Enum):
@@ -111,6 +124,14 @@ class TaskState(str, Enum):
     @property
     def is_final(self) -> bool:
         return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class SeriesState(str, Enum):
+    """``active`` -> ``cancelled`` (by its owner) | ``ended`` (its config became invalid); both final."""
+
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
 
 
 # --- results on the inputs -----------------------------------------------------------------------

@@ -20,11 +20,17 @@ Researchers call the rules by name through the native rule language (``rules/*.r
 * ``c2d_resume(*task)``    a failed or cancelled task runs again in the same task collection,
   classifying only what is not done yet; queued with the delay server like ``c2d_submit``.
 
-The rulebase calls four more rules by name itself: ``c2d_run_task`` (the delayed run, and the
+A config with ``schedule: {"every": "1d"}`` submitted with ``c2d_submit`` starts a series
+(``tasks/schedule.py``): its first task is queued as above, and ``c2d_series_step`` is queued
+``every`` later; each step queues the next one, then a new task over the images not classified
+yet. ``c2d_cancel`` of the first task stops the series.
+
+The rulebase calls five more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
-run on its host), ``c2d_reap_here`` (checking a silent run on its host) and
-``c2d_replicate_chunk`` (one of a run's parallel replication agents, queued with the delay
-server: a rule never calls ``callback`` from two threads, so agents are rules of their own). Docker and the run's
+run on its host), ``c2d_reap_here`` (checking a silent run on its host), ``c2d_series_step``
+(a scheduled run of a series, queued with the delay server) and ``c2d_replicate_chunk`` (one of
+a run's parallel replication agents, queued with the delay server: a rule never calls
+``callback`` from two threads, so agents are rules of their own). Docker and the run's
 processes are only ever touched on the compute resource's host. Every rule acts as the client
 user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
 through the task lifecycle (``tasks/lifecycle.py``) only.
@@ -70,6 +76,7 @@ from .runners import auto_candidates
 from .runners.base import Runner, RunRequest, RunResult
 from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
+from .tasks import schedule
 from .tasks.lifecycle import TaskLifecycle
 from .tasks.replication import run_agent
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
@@ -78,7 +85,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume",
-    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_replicate_chunk",
+    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_series_step", "c2d_replicate_chunk",
 ]
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
@@ -299,7 +306,8 @@ def _parse_lenient(text: bytes | str, source: str) -> dict[str, Any]:
     return doc
 
 
-def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None) -> Any:
+def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None,
+             series: schedule.SeriesLink | None = None) -> Any:
     from .tasks import TaskContext
 
     return TaskContext(
@@ -307,19 +315,60 @@ def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool
         settings=session.settings,
         runner=DeferredRunner(config.runner, session.settings),
         dispatch=dispatch,
+        series=series,
         start_replication_agent=lambda manifest: _queue_agent(session, manifest),
     )
 
 
 def _queue_agent(session: _Session, manifest: str) -> None:
     """Queue ``c2d_replicate_chunk`` for one manifest with the delay server, as the caller."""
-    _delay(session, f'callback.c2d_replicate_chunk("{_encode({"manifest": manifest})}")',
-           what="a replication agent", too_long="the task collection path is too long to queue replication agents")
+    body = f'callback.c2d_replicate_chunk("{_encode({"manifest": manifest})}")'
+    _delay(session, DELAY_HINTS, body, "a replication agent", posixpath.dirname(posixpath.dirname(manifest)))
 
 
-def _submit(session: _Session, config: TaskConfig) -> Any:
+def _submit(session: _Session, config: TaskConfig, series: schedule.SeriesLink | None = None) -> Any:
     """Validate and record ``queued`` (the engine's ``submit``): nothing changes if a check fails."""
-    return session.lifecycle.submit(config, _context(session, config), submitted_by=session.user)
+    return session.lifecycle.submit(config, _context(session, config, series=series), submitted_by=session.user)
+
+
+def _submit_and_queue(session: _Session, config: TaskConfig) -> tuple[Any, schedule.SeriesInfo | None]:
+    """What ``c2d_submit`` and the upload trigger do: submit, queue the run, and for a scheduled
+    config start its series (the first scheduled step, ``every`` from now)."""
+    scheduled = config.schedule_every is not None
+    outcome = _submit(session, config, schedule.SeriesLink() if scheduled else None)
+    _queue_or_fail(session, outcome.collection)
+    if not scheduled:
+        return outcome, None
+    try:
+        return outcome, _scheduler(session).start(outcome.collection)
+    except ComputeToDataError as exc:
+        raise GridError(
+            f"task {outcome.task_id} is queued and runs once, but its series could not be scheduled: {exc}",
+            irods_code=exc.irods_code,
+        ) from None
+
+
+class _DelayServerQueue:
+    """A series' steps and runs, queued with the delay server as the caller (schedule.RunQueue)."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+
+    def queue_step(self, head_collection: str, due: str, delay_seconds: int) -> None:
+        # PLUSET in seconds: every unit a schedule may use, in the one form the delay server surely reads
+        hints = f"<INST_NAME>{PYTHON_INSTANCE}</INST_NAME><PLUSET>{int(delay_seconds)}s</PLUSET>"
+        body = f'callback.c2d_series_step("{_encode({"series": head_collection, "due": due})}")'
+        _delay(self.session, hints, body, "the next run of the series", head_collection)
+
+    def queue_run(self, collection: str) -> None:
+        _queue(self.session, collection)
+
+
+def _scheduler(session: _Session) -> schedule.SeriesScheduler:
+    return schedule.SeriesScheduler(
+        session.grid, session.settings, _DelayServerQueue(session),
+        lambda config, link: _context(session, config, series=link),
+    )
 
 
 def _queue_or_fail(session: _Session, collection: str) -> None:
@@ -333,17 +382,18 @@ def _queue_or_fail(session: _Session, collection: str) -> None:
 
 def _queue(session: _Session, collection: str) -> None:
     """Queue ``c2d_run_task`` with the delay server, as the caller."""
-    _delay(session, f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")', what="the run",
-           too_long=f"the task collection path {collection!r} is too long to queue")
+    body = f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")'
+    _delay(session, DELAY_HINTS, body, "the run", collection)
 
 
-def _delay(session: _Session, body: str, *, what: str, too_long: str) -> None:
-    if len(DELAY_HINTS) + len(body) > MAX_RULE_TEXT:
+def _delay(session: _Session, hints: str, body: str, what: str, collection: str) -> None:
+    if len(hints) + len(body) > MAX_RULE_TEXT:
         raise ComputeToDataError(
-            f"{too_long} (delayed rules are limited to {MAX_RULE_TEXT} characters); choose a shorter output collection"
+            f"the task collection path {collection!r} is too long to queue (delayed rules are limited to "
+            f"{MAX_RULE_TEXT} characters); choose a shorter output collection"
         )
     try:
-        session.callback.delayExec(DELAY_HINTS, body, "")
+        session.callback.delayExec(hints, body, "")
     except RuntimeError as exc:
         code = parse_error_code(exc)
         raise GridError(
@@ -448,6 +498,27 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
         ("error", record.get(names.A_ERROR)),
         ("timings", timings_summary(record.timings)),
     ])
+    _print_series(session, record)
+
+
+def _print_series(session: _Session, record: TaskRecord) -> None:
+    """The series a task belongs to: its id, schedule, state and next run (read on its head)."""
+    if schedule.series_id_of(record) is None:
+        return
+    try:
+        info = schedule.Series(session.grid, session.settings).info(record)
+    except ComputeToDataError as exc:
+        session.lines([("series", f"{schedule.series_id_of(record)} (its first task cannot be read: {exc})")])
+        return
+    if info is None:
+        return
+    session.lines([
+        ("series", info.series_id),
+        ("schedule", f"every {info.every}"),
+        ("series_state", info.state_text + (f" ({info.reason})" if info.reason else "")),
+        ("next_run", info.next_run if info.is_active else ""),
+        ("series_checked", info.checked),
+    ])
 
 
 # --- the rules users call -----------------------------------------------------------------------
@@ -472,8 +543,7 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
     """Queue a task: c2d_submit(*config); validates now, returns the task id at once."""
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
-    outcome = _submit(session, config)
-    _queue_or_fail(session, outcome.collection)
+    outcome, series = _submit_and_queue(session, config)
     session.lines([
         ("task_id", outcome.task_id),
         ("state", TaskState.QUEUED.value),
@@ -481,6 +551,9 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
         ("compute_resource", outcome.compute_resource),
         ("inputs", outcome.inputs),
     ])
+    if series is not None:
+        session.lines([("series", series.series_id), ("schedule", f"every {series.every}"), ("next_run", series.next_run)])
+        session.out(f"the series runs until it is cancelled: c2d_cancel of {series.series_id}")
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{outcome.task_id}'\"  (queued rules: iqstat)"
     )
@@ -508,8 +581,36 @@ def _reap_remotely(session: _Session, record: TaskRecord) -> TaskRecord:
 
 
 def _c2d_cancel(session: _Session, args: list[str]) -> None:
-    """Cancel a task: c2d_cancel(*task); a queued task never runs, a running one is stopped."""
+    """Cancel a task: c2d_cancel(*task); a queued task never runs, a running one is stopped.
+    The first task of a series stops the series: no further run, and its run queued or running
+    now is cancelled too; any other task of a series is cancelled alone."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
+    record = session.lifecycle.find(task)
+    if schedule.is_head(record):
+        series = schedule.Series(session.grid, session.settings)
+        current = series.read(record.collection)
+        if current.is_active:
+            info = series.cancel(record.collection, by=session.user)
+            session.lines([("series", info.series_id), ("series_state", info.state_text)])
+            session.out("no further run of the series will start")
+            for active in series.active_tasks(info.series_id):
+                try:
+                    _cancel_one(session, active.collection)
+                except TaskStateError as exc:  # it ended meanwhile
+                    session.out(f"{active.task_id}: {exc}")
+            return
+        if record.state is not None and record.state.is_final:
+            raise TaskStateError(
+                f"task {record.task_id} is already {record.state.value} and its series is {current.state_text}"
+                + (f" ({current.reason})" if current.reason else "") + "; nothing to cancel"
+            )
+    elif schedule.series_id_of(record):
+        session.out(f"(task of the series {schedule.series_id_of(record)}, which goes on; cancel "
+                    f"{schedule.series_id_of(record)} to stop the series)")
+    _cancel_one(session, record.collection)
+
+
+def _cancel_one(session: _Session, task: str) -> None:
     outcome = session.lifecycle.cancel(task, by=session.user)
     record = outcome.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
@@ -559,6 +660,15 @@ def _c2d_run_task(session: _Session, args: list[str]) -> None:
     _print_record(session, record)
 
 
+def _c2d_series_step(session: _Session, args: list[str]) -> None:
+    """Internal: a scheduled run of a series (queued with the delay server by the step before)."""
+    doc = _decode(_argument(args, "payload", "(internal rule)"))
+    outcome = _scheduler(session).step(str(doc.get("series", "")), str(doc.get("due", "")))
+    log.info("%s", outcome.message)
+    session.lines([("series", outcome.series_id), ("step", outcome.kind.value), ("task_id", outcome.task_id),
+                   ("next_run", outcome.next_run)])
+
+
 def _record_here(session: _Session, doc: dict[str, Any]) -> TaskRecord:
     record = session.lifecycle.read(str(doc.get("collection", "")))
     if record.task_id != doc.get("task_id"):
@@ -595,6 +705,7 @@ c2d_run_task = _entry("c2d_run_task", _c2d_run_task)
 c2d_cancel_here = _entry("c2d_cancel_here", _c2d_cancel_here)
 c2d_reap_here = _entry("c2d_reap_here", _c2d_reap_here)
 c2d_replicate_chunk = _entry("c2d_replicate_chunk", _c2d_replicate_chunk)
+c2d_series_step = _entry("c2d_series_step", _c2d_series_step)
 
 
 # --- optional: submit a task when a *.c2d.json config is uploaded ----------------------------------
@@ -636,8 +747,7 @@ def _upload_submit(path: str, callback: Any, rei: Any) -> None:
     session = _Session("c2d_upload_hook", callback, rei)
     try:
         config = _read_config(session, path, input_default=posixpath.dirname(path))
-        outcome = _submit(session, config)
-        _queue_or_fail(session, outcome.collection)
+        outcome, _ = _submit_and_queue(session, config)
     except ComputeToDataError as exc:
         log.warning("upload trigger: task config %s was not submitted: %s", path, exc)
         _note_on_config(session, path, [AVU(A_SUBMIT_ERROR, str(exc)[:2000] or type(exc).__name__)], names.A_TASK_ID)

@@ -297,6 +297,9 @@ class Settings:
     #: and the engine tags each part while the notebook works on the next.
     part_size: int = names.DEFAULT_PART_SIZE
     part_seconds: float = names.DEFAULT_PART_SECONDS
+    #: the shortest interval a scheduled task config may ask for (``schedule.every``), so that
+    #: continuous runs cannot hammer the zone: 1 h unless the administrator says otherwise.
+    schedule_min_interval_seconds: int = 3600
     #: the Slurm cluster that runs the tasks of some resources (runner ``slurm``).
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     #: parallel replication to compute resources
@@ -368,7 +371,8 @@ class Settings:
             "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
-            "heartbeat_lease_seconds", "part_size", "part_seconds", "replication", "shared_vaults", "$comment",
+            "heartbeat_lease_seconds", "part_size", "part_seconds", "schedule_min_interval_seconds", "replication",
+            "shared_vaults", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -404,6 +408,7 @@ class Settings:
                 heartbeat_lease_seconds=float(doc.get("heartbeat_lease_seconds", 60.0)),
                 part_size=int(doc.get("part_size", names.DEFAULT_PART_SIZE)),
                 part_seconds=float(doc.get("part_seconds", names.DEFAULT_PART_SECONDS)),
+                schedule_min_interval_seconds=int(doc.get("schedule_min_interval_seconds", 3600)),
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 replication=ReplicationSettings.from_document(doc.get("replication", {}), source),
                 shared_vaults=_shared_vaults(doc.get("shared_vaults", {}), source),
@@ -418,6 +423,8 @@ class Settings:
             )
         if settings.part_size < 1 or settings.part_seconds <= 0:
             raise SettingsError(f"{source}: part_size must be >= 1 and part_seconds > 0")
+        if settings.schedule_min_interval_seconds < 1:
+            raise SettingsError(f"{source}: schedule_min_interval_seconds must be at least 1")
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
             raise SettingsError(f"{source}: default_image {settings.default_image!r} is not in allowed_images")
         if settings.gpu_image and not any(a.matches(settings.gpu_image) for a in settings.allowed_images):
@@ -467,6 +474,7 @@ class Settings:
             "heartbeat_lease_seconds": self.heartbeat_lease_seconds,
             "part_size": self.part_size,
             "part_seconds": self.part_seconds,
+            "schedule_min_interval_seconds": self.schedule_min_interval_seconds,
             "slurm": self.slurm.to_document(),
             "replication": self.replication.to_document(),
             "shared_vaults": {name: vault.to_document() for name, vault in self.shared_vaults.items()},

@@ -10,7 +10,9 @@ import copy
 import json
 import math
 import posixpath
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -106,6 +108,43 @@ def _logical_path_problems(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+#: the units of a duration (``schedule.every``, ``c2d list --since``): seconds, minutes, hours, days, weeks
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+#: the longest interval a schedule may have (what a delay hint can say comfortably)
+MAX_SCHEDULE_SECONDS = 366 * 86400
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``30m``, ``6h``, ``1d``, ``1w`` (``45s``) as a timedelta; None when it is not a duration.
+    One syntax for every duration a user writes (schedules, ``--since`` ages)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        return None
+    try:
+        return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
+    except OverflowError:
+        return timedelta.max
+
+
+def _schedule_problems(doc: dict[str, Any]) -> list[str]:
+    """What a schedule cannot be, beyond its syntax (the schema's): longer than a year, or on a
+    task that classifies again what is classified already (every run would redo every image)."""
+    schedule = doc.get("schedule")
+    if not isinstance(schedule, dict) or not isinstance(schedule.get("every"), str):
+        return []
+    problems = []
+    every = parse_duration(schedule["every"])
+    if every is not None and every.total_seconds() > MAX_SCHEDULE_SECONDS:
+        problems.append(f"$.schedule.every: {schedule['every']!r} is longer than a year; the longest interval is 366d")
+    if doc.get("inputs", {}).get("skip_tagged") is False:
+        problems.append(
+            "$.inputs.skip_tagged: a scheduled task classifies only the images that carry no complete prediction "
+            "yet (each run takes what was added since); remove skip_tagged, or the schedule to classify everything again once"
+        )
+    return problems
+
+
 def _non_finite_numbers(doc: Any, where: str = "$") -> list[str]:
     """NaN and infinities: Python's json accepts them, JSON and every comparison do not."""
     if isinstance(doc, float) and not math.isfinite(doc):
@@ -125,7 +164,7 @@ def validate_document(doc: Any, *, source: str = "task config") -> None:
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     problems = _non_finite_numbers(doc) or [_describe(e) for e in errors]
     if not problems:
-        problems = _logical_path_problems(doc)
+        problems = _logical_path_problems(doc) + _schedule_problems(doc)
     if problems:
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):", problems)
 
@@ -176,6 +215,8 @@ class TaskConfig:
     score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
     #: None: the settings' default_timeout_seconds applies (Settings.effective_timeout).
     timeout_seconds: int | None = None
+    #: continuous runs: how often (``1d``), or None for a task that runs once (tasks/schedule.py)
+    schedule_every: str | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -212,6 +253,7 @@ class TaskConfig:
             class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
             timeout_seconds=doc.get("timeout_seconds"),
+            schedule_every=(doc.get("schedule") or {}).get("every"),
             document=copy.deepcopy(doc),
         )
         if config.class_attribute == config.score_attribute:
@@ -224,6 +266,14 @@ class TaskConfig:
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "task config") -> "TaskConfig":
         return cls.from_document(parse_json(text, source=source), source=source)
+
+    @property
+    def schedule_seconds(self) -> int | None:
+        """The schedule's interval in seconds; None for a task that runs once."""
+        if self.schedule_every is None:
+            return None
+        every = parse_duration(self.schedule_every)
+        return int(every.total_seconds()) if every is not None else None
 
     def notebook_parameters(self) -> dict[str, Any]:
         """The researcher-chosen parameters recorded as provenance (``c2d::parameters``)."""

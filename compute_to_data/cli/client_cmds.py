@@ -25,7 +25,9 @@ from .. import conventions as names
 from ..client.connect import ClientOptions, open_client, open_grid
 from ..client.tasks import EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
 from ..conventions import TaskState
+from ..errors import ComputeToDataError
 from ..grid.client import IrodsConnectionOptions
+from ..tasks import schedule
 from ..tasks.state import TaskRecord, format_seconds, timing_rows
 
 console = Console(highlight=False)
@@ -85,6 +87,7 @@ STATE_STYLE = {
     "queued": "cyan", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "yellow",
     names.STALE: "magenta",
 }
+SERIES_STYLE = {"active": "green", "cancelled": "yellow", "ended": "red"}
 
 
 def _state_text(record: TaskRecord, client: TaskClient | None = None) -> Text:
@@ -122,12 +125,39 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
         ("container image", record.get(names.A_IMAGE)),
         ("report", record.get(names.A_REPORT)),
         ("error", Text(record.get(names.A_ERROR), style="red")),
+        *_series_rows(record, client),
         ("timings", _timings_table(record)),
     ]
     for label, value in rows:
         if value:
             table.add_row(label, value)
     console.print(table)
+
+
+def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, object]]:
+    """Which series the task belongs to, its schedule and state, and when its next run is."""
+    series_id = schedule.series_id_of(record)
+    if series_id is None:
+        return []
+    try:
+        info = client.series_info(record) if client is not None else schedule.SeriesInfo(record)
+    except ComputeToDataError as exc:
+        return [("series", f"{series_id} (its first task cannot be read: {exc})")]
+    if info is None:
+        return []
+    first = " (this is its first task)" if info.series_id == record.task_id else ""
+    state = Text(info.state_text, style=SERIES_STYLE.get(info.state_text, ""))
+    if info.reason:
+        state.append(f": {info.reason}", style="")
+    next_run = info.next_run if info.is_active else ""
+    if next_run and info.is_overdue():
+        next_run += " (overdue: its queued run was lost; cancel the series and submit it again)"
+    return [
+        ("series", f"{info.series_id}{first}, every {info.every}"),
+        ("series state", state),
+        ("next run", next_run),
+        ("last looked", info.checked),
+    ]
 
 
 def _timings_table(record: TaskRecord) -> Table | None:
@@ -179,6 +209,9 @@ def submit(
     console.print(submission.task_id, highlight=False)
     if submission.record is not None:
         err_console.print(f"[dim]task collection: {submission.record.collection}[/]")
+        if schedule.is_head(submission.record):
+            info = schedule.SeriesInfo(submission.record)
+            err_console.print(f"[dim]series {info.series_id}: {info.summary()}; it runs until: c2d cancel {info.series_id}[/]")
     err_console.print(f"[dim]follow it with: c2d wait {submission.task_id}[/]")
     if wait_for_it:
         raise typer.Exit(_follow(client, submission.task_id, 2.0, None))
@@ -205,24 +238,45 @@ def list_tasks(
     state: Annotated[Optional[TaskState], typer.Option("--state", help="Only tasks in this state.")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Only tasks created since: 2026-11-22, 2026-11-22T10:00Z, or an age: 30m, 2h, 3d.")] = None,
     everyone: Annotated[bool, typer.Option("--all", help="Also tasks other users submitted (that you can read).")] = False,
+    series: Annotated[Optional[str], typer.Option("--series", help="Only the tasks of this series (the id of its first task), with the series' state and next run.")] = None,
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
     port: PortOpt = None, zone: ZoneOpt = None,
 ) -> None:
-    """List your tasks, newest first."""
+    """List your tasks, newest first; a task of a scheduled series shows the series' id."""
     client = _client(local, user, irods_env, host, port, zone)
-    records = client.list(state=state, since=parse_since(since) if since else None, mine_only=not everyone)
+    if series is not None:
+        info, _ = client.series(series)
+        err_console.print(f"series {info.series_id}: {info.summary()}")
+    records = client.list(state=state, since=parse_since(since) if since else None, mine_only=not everyone,
+                          series=series)
     if not records:
         err_console.print("no tasks match")
         return
+    in_series = any(schedule.series_id_of(r) for r in records)
     table = Table(show_edge=False)
-    for column in ("task", "state", "images", "submitted by", "created", "elapsed", "collection"):
+    columns = ["task", "state", "images", "submitted by", "created", "elapsed"] + (["series"] if in_series else []) + ["collection"]
+    for column in columns:
         table.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
     for record in records:
-        table.add_row(
-            record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
-            record.get(names.A_CREATED), format_duration(elapsed(record)), record.collection,
-        )
-    print_whole(table, [r.task_id for r in records])
+        cells = [record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
+                 record.get(names.A_CREATED), format_duration(elapsed(record))]
+        if in_series:
+            cells.append(_series_cell(record))
+        table.add_row(*cells, record.collection)
+    print_whole(table, [r.task_id for r in records] + [r.get(names.A_SERIES) for r in records if r.get(names.A_SERIES)])
+
+
+def _series_cell(record: TaskRecord) -> Text:
+    """The series' id; on its first task also the schedule and the series' state."""
+    series_id = schedule.series_id_of(record)
+    if series_id is None:
+        return Text("")
+    if not schedule.is_head(record):
+        return Text(series_id)
+    info = schedule.SeriesInfo(record)
+    text = Text(f"{series_id} ")
+    text.append(f"every {info.every}, {info.state_text}", style=SERIES_STYLE.get(info.state_text, ""))
+    return text
 
 
 def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -> int:
@@ -291,9 +345,13 @@ def cancel(
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
     port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
 ) -> None:
-    """Cancel a queued or running task (through the c2d_cancel rule on a zone)."""
+    """Cancel a queued or running task (through the c2d_cancel rule on a zone). The first task of
+    a series stops the series (no further run; its run queued or running now is cancelled too)."""
     record = _client(local, user, irods_env, host, port, zone, settings).cancel(task)
     console.print(Text.assemble(f"{record.task_id}: ", _state_text(record)))
+    if schedule.is_head(record):
+        info = schedule.SeriesInfo(record)
+        console.print(Text.assemble(f"series {info.series_id}: ", Text(info.state_text, style=SERIES_STYLE.get(info.state_text, ""))))
 
 
 def resume(

@@ -3,6 +3,10 @@
 ``python -m compute_to_data.client.local_worker --grid DIR --user U --task COLLECTION``
 reads the config the task recorded (``task_config.json`` in its collection) and runs the
 engine with that task id, so the run takes the queued task over (or stops if it was cancelled).
+
+``--series COLLECTION`` (the first task of a series) is the series' local dispatcher: it sleeps
+until the next run the series records, runs the scheduled step (a new task, started in a worker
+of its own), and so on until the series is cancelled or ends (tasks/schedule.py).
 """
 
 from __future__ import annotations
@@ -46,15 +50,34 @@ def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path |
     return 0 if outcome.succeeded else 1
 
 
+def follow_series(grid_dir: Path, user: str, head_collection: str, settings_file: Path | None = None) -> int:
+    """The dispatcher of a series on a LocalGrid, until the series stops (SIGTERM ends it; the
+    series then stays active with its next run recorded: start a dispatcher again to go on)."""
+    from ..grid.local import LocalGrid
+    from ..tasks import schedule
+    from .submitters import LocalSubmitter, worker_launcher
+
+    grid = LocalGrid(grid_dir, user=user)
+    submitter = LocalSubmitter(grid, settings_file=settings_file, launcher=worker_launcher(settings_file))
+    outcomes = schedule.follow(submitter.scheduler(), head_collection)
+    last = outcomes[-1].message if outcomes else "the series is not active"
+    logging.getLogger(__name__).info("series dispatcher of %s ends: %s", posixpath.basename(head_collection), last)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, type=Path)
     parser.add_argument("--user", required=True)
-    parser.add_argument("--task", required=True, help="task collection (logical path)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="task collection (logical path)")
+    which.add_argument("--series", help="collection of the first task of a series (logical path)")
     parser.add_argument("--settings", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.series:
+            return follow_series(args.grid, args.user, args.series, args.settings)
         return run_queued(args.grid, args.user, args.task, args.settings)
     except ComputeToDataError as exc:
         print(f"error: {exc}", file=sys.stderr)

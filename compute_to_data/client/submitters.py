@@ -4,11 +4,14 @@ On a zone the client never runs the engine itself: ``c2d_submit`` (a Python rule
 through the native rule engine) validates, records ``queued`` and queues the run on the server,
 as the caller; ``c2d_cancel``, ``c2d_resume`` and ``c2d_status`` likewise. On a LocalGrid there
 is no server, so :class:`LocalSubmitter` does what the rules do through the task lifecycle
-(``tasks/lifecycle.py``) and starts runs in a detached worker process.
+(``tasks/lifecycle.py``) and starts runs in a detached worker process; a scheduled config's
+series is followed by a detached series worker (the local dispatcher: it sleeps until the next
+run the series' first task records, runs the scheduled step, and ends with the series).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import posixpath
@@ -19,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import GridError
+from ..errors import ComputeToDataError, GridError, TaskStateError
 from ..grid.base import Grid
+from ..tasks import schedule
 from ..tasks.state import TaskRecord
 
 if TYPE_CHECKING:
@@ -82,17 +86,18 @@ Launcher = Callable[[Grid, str], None]
 """Starts the run of the queued task whose collection is given."""
 
 
-def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = None) -> Launcher:
-    """Start ``python -m compute_to_data.client.local_worker`` detached from this process."""
+def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = None, *, series: bool = False) -> Launcher:
+    """Start ``python -m compute_to_data.client.local_worker`` detached from this process: the run
+    of a queued task, or (``series``) the dispatcher of the series whose first task is given."""
 
     def launch(grid: Grid, collection: str) -> None:
         root = Path(getattr(grid, "root"))
         logs = log_dir or root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        log_file = logs / f"{posixpath.basename(collection)}.log"
+        log_file = logs / f"{posixpath.basename(collection)}{'-series' if series else ''}.log"
         command = [
             sys.executable, "-m", "compute_to_data.client.local_worker",
-            "--grid", str(root), "--user", grid.user, "--task", collection,
+            "--grid", str(root), "--user", grid.user, "--series" if series else "--task", collection,
         ]
         if settings_file is not None:
             command += ["--settings", str(settings_file)]
@@ -101,19 +106,40 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=dict(os.environ),
             )
-        log.info("started the run of %s (log: %s)", collection, log_file)
+        log.info("started the %s of %s (log: %s)", "series dispatcher" if series else "run", collection, log_file)
 
     return launch
+
+
+class LocalQueue:
+    """A series' steps and runs on a LocalGrid (schedule.RunQueue): a run starts at once through
+    the launcher; a step needs no queue, the series dispatcher (schedule.follow) waits for the
+    next run the series' first task records."""
+
+    def __init__(self, grid: Grid, launcher: Launcher) -> None:
+        self.grid = grid
+        self.launcher = launcher
+
+    def queue_step(self, head_collection: str, due: str, delay_seconds: int) -> None:
+        log.debug("series %s: next run %s (in %d s)", posixpath.basename(head_collection), due, delay_seconds)
+
+    def queue_run(self, collection: str) -> None:
+        try:
+            self.launcher(self.grid, collection)
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start is the step's failure
+            raise GridError(f"could not start the run: {exc}") from exc
 
 
 class LocalSubmitter:
     """Does on a LocalGrid what the rules do on a zone, through the task lifecycle."""
 
     def __init__(self, grid: Grid, settings_file: Path | None = None, launcher: Launcher | None = None,
-                 context_factory: Callable[[Grid], object] | None = None) -> None:
+                 context_factory: Callable[[Grid], object] | None = None,
+                 series_launcher: Launcher | None = None) -> None:
         self.grid = grid
         self.settings_file = settings_file
         self.launcher = launcher or worker_launcher(settings_file)
+        self.series_launcher = series_launcher or worker_launcher(settings_file, series=True)
         self.context_factory = context_factory
 
     def _context(self) -> object:
@@ -137,8 +163,12 @@ class LocalSubmitter:
         return self.submit_config(TaskConfig.from_json(text, source=config_path))
 
     def submit_config(self, config: "TaskConfig") -> str:
-        """Queue a validated config (nothing is uploaded first, so a refusal leaves nothing)."""
+        """Queue a validated config (nothing is uploaded first, so a refusal leaves nothing); a
+        scheduled one starts its series, followed by a detached series dispatcher."""
+        scheduled = config.schedule_every is not None
         context = self._context()
+        if scheduled:
+            context = dataclasses.replace(context, series=schedule.SeriesLink())  # type: ignore[type-var]
         lifecycle = self.lifecycle
         outcome = lifecycle.submit(config, context)  # type: ignore[arg-type]
         try:
@@ -146,11 +176,46 @@ class LocalSubmitter:
         except Exception as exc:
             lifecycle.fail_queued(outcome.collection, f"could not start the run: {exc}")
             raise
+        if scheduled:
+            self.start_series(outcome.collection)
         return outcome.task_id
+
+    def scheduler(self) -> schedule.SeriesScheduler:
+        """The series' steps on this LocalGrid: new tasks made with this submitter's context."""
+        settings = getattr(self._context(), "settings")
+
+        def context_for(config: object, link: schedule.SeriesLink) -> object:
+            return dataclasses.replace(self._context(), series=link)  # type: ignore[type-var]
+
+        return schedule.SeriesScheduler(self.grid, settings, LocalQueue(self.grid, self.launcher), context_for)  # type: ignore[arg-type]
+
+    def start_series(self, head_collection: str) -> None:
+        scheduler = self.scheduler()
+        try:
+            scheduler.start(head_collection)
+            self.series_launcher(self.grid, head_collection)
+        except Exception as exc:
+            task_id = posixpath.basename(head_collection)
+            try:
+                scheduler.series.stop(head_collection, schedule.SeriesState.ENDED, f"its dispatcher could not start: {exc}")
+            except ComputeToDataError:
+                pass  # ended already (start records why)
+            raise GridError(f"task {task_id} is queued and runs once, but its series could not be scheduled: {exc}") from exc
 
     def cancel(self, record: TaskRecord) -> None:
         # On a LocalGrid this host is the compute host: a running run is stopped here and now.
-        self.lifecycle.cancel(record.collection, by=self.grid.user)
+        lifecycle = self.lifecycle
+        if schedule.is_head(record):
+            series = self.scheduler().series
+            if series.read(record.collection).is_active:  # the series stops, and its active runs
+                info = series.cancel(record.collection, by=self.grid.user)
+                for active in series.active_tasks(info.series_id):
+                    try:
+                        lifecycle.cancel(active.collection, by=self.grid.user)
+                    except TaskStateError as exc:  # it ended meanwhile
+                        log.info("%s", exc)
+                return
+        lifecycle.cancel(record.collection, by=self.grid.user)
 
     def resume(self, record: TaskRecord) -> None:
         lifecycle = self.lifecycle

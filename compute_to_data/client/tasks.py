@@ -28,7 +28,8 @@ from ..conventions import TaskState
 from ..errors import ComputeToDataError, ConfigError, GridError, ObjectNotFoundError, TaskStateError
 from ..grid.base import AccessLevel, Grid, PredictionQuery
 from ..settings import Settings
-from ..taskconfig import TaskConfig, parse_json
+from ..taskconfig import TaskConfig, parse_duration, parse_json
+from ..tasks import schedule
 from ..tasks.lifecycle import TaskLifecycle
 from ..tasks.state import TaskRecord, TaskStateStore
 from .submitters import Submitter
@@ -77,11 +78,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     (``30m``, ``2h``, ``3d``, ``1w``), in UTC."""
     now = now or datetime.now(timezone.utc)
     text = text.strip()
-    age = re.fullmatch(r"(\d+)\s*([smhdw])", text)
-    if age:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
+    age = parse_duration(text)
+    if age is not None:
         try:
-            return now - timedelta(**{unit: int(age.group(1))})
+            return now - age
         except (OverflowError, ValueError):  # older than the calendar: every task is newer
             return datetime.min.replace(tzinfo=timezone.utc)
     try:
@@ -137,9 +137,10 @@ class TaskClient:
         since: datetime | None = None,
         mine_only: bool = False,
         under: str | None = None,
+        series: str | None = None,
     ) -> list[TaskRecord]:
-        """Tasks the caller can read, newest first."""
-        records = self.store.list(under)
+        """Tasks the caller can read, newest first (``series``: only the tasks of that series)."""
+        records = self.store.list(under) if series is None else self._series().tasks(series)
         if records:
             hidden = set(self.grid.paths_lacking_access([r.collection for r in records], AccessLevel.READ))
             records = [r for r in records if r.collection not in hidden]
@@ -151,6 +152,20 @@ class TaskClient:
         if mine_only:
             records = [r for r in records if r.get(names.A_SUBMITTED_BY) == self.grid.user]
         return records
+
+    def _series(self) -> schedule.Series:
+        return schedule.Series(self.grid, self.lifecycle.settings if self.lifecycle is not None else Settings())
+
+    def series_info(self, record: TaskRecord) -> schedule.SeriesInfo | None:
+        """The series a task belongs to (read on its first task); None for a task of no series."""
+        return self._series().info(record)
+
+    def series(self, series_id: str) -> tuple[schedule.SeriesInfo, list[TaskRecord]]:
+        """A series (by its id, the id of its first task) and its tasks the caller can read, newest first."""
+        info = self._series().find(series_id)
+        if self.grid.paths_lacking_access([info.head.collection], AccessLevel.READ):
+            raise ObjectNotFoundError(f"series {series_id} does not exist or {self.grid.user} cannot read it")
+        return info, self.list(series=info.series_id)
 
     def status(self, task: str | None = None) -> TaskRecord:
         """One task; without ``task``, the newest task the caller submitted."""
@@ -322,8 +337,11 @@ class TaskClient:
             return None
 
     def cancel(self, task: str) -> TaskRecord:
+        """A queued or running task; the first task of an active series stops the series (and
+        its run queued or running now), whatever the state of that first task."""
         record = self.find(task)
-        if record.state is not None and record.state.is_final:
+        series_goes_on = schedule.is_head(record) and schedule.SeriesInfo(record).is_active
+        if record.state is not None and record.state.is_final and not series_goes_on:
             raise TaskStateError(f"task {record.task_id} is already {record.state.value}; nothing to cancel")
         self._require_submitter().cancel(record)
         return self.store.read(record.collection)

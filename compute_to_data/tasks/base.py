@@ -53,6 +53,7 @@ from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
 from ..taskconfig import TaskConfig
 from . import parts as task_parts
+from . import schedule
 from .lifecycle import RunLock, TaskLifecycle, Terminated
 from .selection import select_compute_resource
 from .slots import ResourceSlot
@@ -99,6 +100,8 @@ class TaskContext:
     #: starts one replication agent of its own (inside iRODS: a rule queued with the delay
     #: server) on a manifest data object; None: threads where the grid allows, else the run alone
     start_replication_agent: Callable[[str], None] | None = None
+    #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
+    series: schedule.SeriesLink | None = None
 
 
 @dataclass
@@ -257,6 +260,8 @@ class ComputeToDataTask(ABC):
 
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
+        if not self.resuming:  # a scheduled config makes new tasks only as part of its series
+            schedule.check_new_task(self.config, self.settings, self.context.series)
         self.notebook_file = notebook_path(self.settings, self.config.notebook)
         if self.runner is None:
             self.runner = choose_runner(self.config.runner, self.settings)
@@ -404,6 +409,7 @@ class ComputeToDataTask(ABC):
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
+                **schedule.creation_values(self.config, self.task_id, self.context.series),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())

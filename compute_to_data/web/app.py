@@ -50,6 +50,7 @@ from ..errors import (
 from ..grid.base import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, PredictionQuery, Validation
 from ..grid.client import IrodsConnectionOptions
 from ..settings import Settings
+from ..tasks import schedule
 from ..tasks.state import TaskRecord, format_seconds, timing_rows
 from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
 from .sessions import Authenticator, IrodsAuthenticator, LocalAuthenticator, SessionStore, UserSession
@@ -258,10 +259,29 @@ def create_app(config: WebConfig) -> Starlette:
             "parameters": parameters_pretty, "provenance": provenance, "files": files,
             "has_report": any(f.path == report_path for f in files), "query": query, "names": names,
             "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
+            "series": _series_of(client, record),
         }, session=session)
 
     async def task(request: Request) -> Response:
         return await threaded(request, _task, request, request.path_params["task_id"])
+
+    def _series_of(client: TaskClient, record: TaskRecord) -> schedule.SeriesInfo | None:
+        """The series a task belongs to, for its page (None: of no series, or its first task is gone)."""
+        try:
+            return client.series_info(record)
+        except ComputeToDataError as exc:
+            log.info("task %s: its series cannot be read: %s", record.task_id, exc)
+            return None
+
+    def _series_page(request: Request, series_id: str) -> Response:
+        session = user_session(request)
+        if not TASK_ID_RE.fullmatch(series_id):
+            raise HTTPException(404, f"{series_id!r} is not a series id (the id of its first task)")
+        info, records = TaskClient(session.grid).series(series_id)
+        return render(request, "series.html", {"info": info, "records": records, "names": names}, session=session)
+
+    async def series_page(request: Request) -> Response:
+        return await threaded(request, _series_page, request, request.path_params["series_id"])
 
     def _counts(session: UserSession, client: TaskClient, record: TaskRecord, query: PredictionQuery) -> dict[str, int]:
         if not query.input_collection:
@@ -572,6 +592,7 @@ def create_app(config: WebConfig) -> Starlette:
         Route("/tasks/{task_id}/thumbnail", thumbnail),
         Route("/tasks/{task_id}/file", full_image),
         Route("/tasks/{task_id}/validate", validate, methods=["POST"]),
+        Route("/series/{series_id}", series_page),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [

@@ -23,8 +23,10 @@ server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the f
   (except CAT_NO_ROWS_FOUND, which ``callback`` answers with a status like any other call);
   ``writeLine('stdout', ...)`` is shown only when the rule succeeds;
 * ``delayExec`` queues a Python body (wrapped into ``def expressionFcn(rule_args, callback,
-  rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`); delay and
-  remote rule text is limited to 2,700 characters;
+  rei)``, run as the submitting user by :meth:`FakeIrodsServer.run_delay_queue`), to start
+  ``PLUSET`` after it was queued on the fake's clock (:attr:`FakeIrodsServer.now`, moved on by
+  :meth:`FakeIrodsServer.advance`): a run of the queue starts what is due by the delay server's
+  next poll (30 s); delay and remote rule text is limited to 2,700 characters;
 * ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule
   or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``);
 * ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED);
@@ -46,6 +48,7 @@ import posixpath
 import re
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +69,11 @@ CAT_NO_ROWS_FOUND = code_of("CAT_NO_ROWS_FOUND")
 SYS_INVALID_INPUT_PARAM = code_of("SYS_INVALID_INPUT_PARAM")
 INVALID_OBJECT_TYPE = code_of("INVALID_OBJECT_TYPE")
 MAX_RULE_TEXT = 2700
+#: the delay server wakes up this often (delay_server_sleep_time_in_seconds, 30 by default)
+DELAY_SERVER_POLL_SECONDS = 30.0
+#: PLUSET units (a bare number is seconds)
+_PLUSET = re.compile(r"<PLUSET>\s*(\d+)\s*([smhdy]?)\s*</PLUSET>")
+_PLUSET_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
 NATIVE_INSTANCE = "irods_rule_engine_plugin-irods_rule_language-instance"
 
@@ -119,6 +127,8 @@ class DelayedRule:
     hints: str
     body: str
     instance: str
+    #: when the delay server may start it (the fake's clock, seconds)
+    not_before: float = 0.0
 
 
 @dataclass
@@ -188,6 +198,8 @@ class FakeIrodsServer:
         self.acl_policy = acl_policy
         self.rules: dict[str, Callable[..., Any]] = dict(rulebase or {})
         self.delay_queue: list[DelayedRule] = []
+        #: the delay server's clock (seconds since the epoch); only advance() moves it
+        self.now = time.time()
         self.server_log: list[str] = []
         self.remote_calls: list[tuple[str, str]] = []
         self.calls: Counter[str] = Counter()
@@ -276,8 +288,17 @@ class FakeIrodsServer:
             return RuleRun(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), "", f"no rule {rule}")
         return self._execute(self.rules[rule], [str(a) for a in args], self.rei(user, host))
 
+    def advance(self, seconds: float) -> None:
+        """Let time pass for the delay server (rules queued with a PLUSET become due)."""
+        self.now += seconds
+
+    def due_rules(self) -> list[DelayedRule]:
+        """What the delay server's next poll starts: the rules due by then, in the order queued."""
+        return [e for e in self.delay_queue if e.not_before <= self.now + DELAY_SERVER_POLL_SECONDS]
+
     def run_delay_queue(self, limit: int | None = None) -> list[RuleRun]:
-        """Run queued rules in order, as the delay server does (as their submitting user)."""
+        """Run the queued rules that are due, in order, as the delay server does (as their
+        submitting user); rules they queue run too when they are due by the same poll."""
         runs = []
         while limit is None or len(runs) < limit:
             entry = self.take_delayed()
@@ -287,9 +308,13 @@ class FakeIrodsServer:
         return runs
 
     def take_delayed(self) -> DelayedRule | None:
-        """The oldest queued rule, off the queue (None when it is empty)."""
+        """The oldest rule due by the delay server's next poll, off the queue (None: none is due)."""
         with self._lock:
-            return self.delay_queue.pop(0) if self.delay_queue else None
+            due = self.due_rules()
+            if not due:
+                return None
+            self.delay_queue.remove(due[0])
+            return due[0]
 
     def run_delayed(self, entry: DelayedRule) -> RuleRun:
         """Run one queued rule as its submitting user (the delay server's executor does this)."""
@@ -669,7 +694,14 @@ class FakeCallback:
         if match.group(1) == PYTHON_INSTANCE:
             compile("def expressionFcn(rule_args, callback, rei):\n" + "\n".join("    " + l for l in body.splitlines()),
                     "<delayed>", "exec")
-        entry = DelayedRule(next(self._server._ids), self._user, self._server.zone, hints, body, match.group(1))
+        delay = 0.0
+        if "<PLUSET>" in hints:
+            pluset = _PLUSET.search(hints)
+            if pluset is None:
+                raise irods_error(code_of("RE_RUNTIME_ERROR"), f"malformed PLUSET in delay hints {hints!r}")
+            delay = float(int(pluset.group(1)) * _PLUSET_UNITS[pluset.group(2)])
+        entry = DelayedRule(next(self._server._ids), self._user, self._server.zone, hints, body, match.group(1),
+                            not_before=self._server.now + delay)
         self._server.delay_queue.append(entry)
         return self._ok([hints, body, recovery])
 
