@@ -198,6 +198,8 @@ class TaskConfig:
     skip_tagged: bool = True
     compute_role: str = names.ROLE_GPU_COMPUTE
     compute_resource: str | None = None
+    #: ``compute.replicate``: ``when_needed`` (stage in place where the data already is) or ``always``
+    replicate: str = names.REPLICATE_WHEN_NEEDED
     archive_role: str | None = None
     archive_resource: str | None = None
     image: str | None = None
@@ -236,6 +238,7 @@ class TaskConfig:
             skip_tagged=inputs.get("skip_tagged", True),
             compute_role=compute.get("role", names.ROLE_GPU_COMPUTE),
             compute_resource=compute.get("resource"),
+            replicate=compute.get("replicate", names.REPLICATE_WHEN_NEEDED),
             archive_role=(archive or {}).get("role", names.ROLE_LONG_TERM_STORAGE) if archive is not None else None,
             archive_resource=(archive or {}).get("resource"),
             image=container.get("image"),
