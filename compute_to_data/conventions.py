@@ -75,6 +75,27 @@ A_TIMINGS = PREFIX + "timings"
 A_RUN_HOST = PREFIX + "run_host"
 A_RUN_HANDLE = PREFIX + "run_handle"
 A_RUN_NODE = PREFIX + "run_node"
+#: how a run staged its inputs (JSON object): the task config's ``compute.replicate`` choice and
+#: what happened, e.g. ``{"replicate": "when_needed", "in_place": 9998, "replicated": 2, ...}``
+#: (README, "Staging: in place or replicated")
+A_STAGING = PREFIX + "staging"
+
+# --- staging: where the inputs come from ----------------------------------------------------------
+#: ``compute.replicate`` of a task config: ``when_needed`` (default) hard-links a good replica that
+#: lies on the compute host (or in a vault the settings declare visible there) where it lies, and
+#: replicates only the rest; ``always`` replicates whatever has no replica on the compute resource.
+REPLICATE_WHEN_NEEDED = "when_needed"
+REPLICATE_ALWAYS = "always"
+REPLICATE_POLICIES = (REPLICATE_WHEN_NEEDED, REPLICATE_ALWAYS)
+#: the sub-collection of a task collection holding the manifests of its parallel replication
+#: agents (one JSON data object per agent); out of the report browser's sight, like ``parts``.
+TASK_STAGING_COLLECTION = "staging"
+#: AVUs on a manifest, each written by one party: the agent (started, progress, result) and
+#: the run (taken over: the run replicates that chunk itself and the agent stops).
+A_AGENT_STARTED = PREFIX + "agent_started"
+A_AGENT_PROGRESS = PREFIX + "agent_progress"
+A_AGENT_RESULT = PREFIX + "agent_result"
+A_TAKEN_OVER = PREFIX + "taken_over"
 # continuous runs (a scheduled task config, tasks/schedule.py): every task of a series carries
 # the id of the series' first task (its head), and the head carries the series' own state.
 A_SERIES = PREFIX + "series"

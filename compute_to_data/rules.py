@@ -32,10 +32,12 @@ last shard renders the task's report. ``c2d_status``, ``c2d_cancel`` and ``c2d_r
 task act on its shards (status lists them, cancel stops them on their hosts, resume queues the
 ones that did not succeed).
 
-The rulebase calls four more rules by name itself: ``c2d_run_task`` (the delayed run, and the
+The rulebase calls five more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
-run on its host), ``c2d_reap_here`` (checking a silent run on its host) and ``c2d_series_step``
-(a scheduled run of a series, queued with the delay server). Docker and the run's
+run on its host), ``c2d_reap_here`` (checking a silent run on its host), ``c2d_series_step``
+(a scheduled run of a series, queued with the delay server) and ``c2d_replicate_chunk`` (one of
+a run's parallel replication agents, queued with the delay server: a rule never calls
+``callback`` from two threads, so agents are rules of their own). Docker and the run's
 processes are only ever touched on the compute resource's host. Every rule acts as the client
 user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
 through the task lifecycle (``tasks/lifecycle.py``) only.
@@ -84,13 +86,14 @@ from .taskconfig import TaskConfig, parse_json, validate_document
 from .tasks import schedule
 from .tasks.lifecycle import TaskLifecycle
 from .tasks.shards import aggregate
+from .tasks.replication import run_agent
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume",
-    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_series_step",
+    "c2d_run_task", "c2d_cancel_here", "c2d_reap_here", "c2d_series_step", "c2d_replicate_chunk",
 ]
 
 PYTHON_INSTANCE = "irods_rule_engine_plugin-python-instance"
@@ -321,7 +324,14 @@ def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool
         runner=DeferredRunner(config.runner, session.settings),
         dispatch=dispatch,
         series=series,
+        start_replication_agent=lambda manifest: _queue_agent(session, manifest),
     )
+
+
+def _queue_agent(session: _Session, manifest: str) -> None:
+    """Queue ``c2d_replicate_chunk`` for one manifest with the delay server, as the caller."""
+    body = f'callback.c2d_replicate_chunk("{_encode({"manifest": manifest})}")'
+    _delay(session, DELAY_HINTS, body, "a replication agent", posixpath.dirname(posixpath.dirname(manifest)))
 
 
 def _submit(session: _Session, config: TaskConfig, series: schedule.SeriesLink | None = None) -> Any:
@@ -746,6 +756,12 @@ def _c2d_reap_here(session: _Session, args: list[str]) -> None:
     session.out(f"state: {record.display_state(session.lifecycle.lease_seconds)}")
 
 
+def _c2d_replicate_chunk(session: _Session, args: list[str]) -> None:
+    """Internal: one parallel replication agent of a running task (queued by its run)."""
+    doc = _decode(_argument(args, "payload", "(internal rule)"))
+    session.out(run_agent(session.grid, str(doc.get("manifest", ""))))
+
+
 c2d_run = _entry("c2d_run", _c2d_run)
 c2d_submit = _entry("c2d_submit", _c2d_submit)
 c2d_status = _entry("c2d_status", _c2d_status)
@@ -754,6 +770,7 @@ c2d_resume = _entry("c2d_resume", _c2d_resume)
 c2d_run_task = _entry("c2d_run_task", _c2d_run_task)
 c2d_cancel_here = _entry("c2d_cancel_here", _c2d_cancel_here)
 c2d_reap_here = _entry("c2d_reap_here", _c2d_reap_here)
+c2d_replicate_chunk = _entry("c2d_replicate_chunk", _c2d_replicate_chunk)
 c2d_series_step = _entry("c2d_series_step", _c2d_series_step)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,122 @@ class SlurmSettings:
 
 
 @dataclass(frozen=True)
+class SharedVault:
+    """A resource's vault the administrator declares readable on other hosts (a shared parallel
+    filesystem, an NFS export): inputs with a good replica there are hard-linked (or copied) from
+    where they lie on those hosts instead of being replicated to the compute resource."""
+
+    resource: str
+    #: host names (as in the compute resources' RESC_LOC, or names of the host itself) that see
+    #: the vault; ``"*"``: every host.
+    hosts: tuple[str, ...]
+    #: where the vault is mounted on those hosts; None: at its own RESC_VAULT_PATH.
+    path: str | None = None
+
+    def visible_on(self, host: str, is_this_host: Callable[[str], bool] | None = None) -> bool:
+        """Whether the vault is declared visible on ``host`` (or, with ``is_this_host``, on a
+        declared name that designates this host)."""
+        wanted = host.strip().lower()
+        for declared in self.hosts:
+            if declared == "*" or declared.strip().lower() == wanted:
+                return True
+            if is_this_host is not None and is_this_host(declared):
+                return True
+        return False
+
+    def local_path(self, vault_path: str, physical_path: str) -> str | None:
+        """``physical_path`` (under the resource's ``vault_path``) as seen on the declared hosts."""
+        if self.path is None:
+            return physical_path
+        vault = vault_path.rstrip("/")
+        if physical_path != vault and not physical_path.startswith(vault + "/"):
+            return None
+        return self.path.rstrip("/") + physical_path[len(vault):]
+
+    @classmethod
+    def from_document(cls, name: str, doc: Any, source: str) -> "SharedVault":
+        where = f"{source}: shared_vaults.{name}"
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{where} must be an object like {{\"hosts\": [\"gpu-node-1\"], \"path\": \"/mnt/vault\"}}")
+        unknown = sorted(set(doc) - {"hosts", "path", "$comment"})
+        if unknown:
+            raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: hosts, path")
+        hosts = doc.get("hosts")
+        if (not isinstance(hosts, list) or not hosts
+                or not all(isinstance(h, str) and h.strip() and not any(c.isspace() for c in h) for h in hosts)):
+            raise SettingsError(f"{where}.hosts must be a non-empty list of host names (or [\"*\"] for every host)")
+        path = doc.get("path")
+        if path is not None and (not isinstance(path, str) or not path.startswith("/") or path.rstrip("/") == ""):
+            raise SettingsError(f"{where}.path must be an absolute directory path (where the vault is mounted)")
+        if not name or "/" in name or any(c.isspace() for c in name):
+            raise SettingsError(f"{source}: shared_vaults: {name!r} is not a resource name")
+        return cls(name, tuple(hosts), path)
+
+    def to_document(self) -> dict[str, Any]:
+        return {"hosts": list(self.hosts), **({"path": self.path} if self.path is not None else {})}
+
+
+@dataclass(frozen=True)
+class ReplicationSettings:
+    """How inputs that must be replicated to a compute resource are replicated.
+
+    Replication is bound by catalog transactions, not bytes (13 objects/s from one rule on the
+    measured zone, 25/s with four rules at once): several agents replicate at once, each a rule
+    of its own queued with the delay server (a rule never calls the rule engine from two
+    threads), the run being one of them. An agent starts when the delay server next polls
+    (every 30 s by default), by when the run alone has replicated some 400 objects, so fewer
+    objects than ``parallel_minimum`` are replicated by the run alone.
+    """
+
+    #: agents replicating to one resource at once, the run included (1: the run alone)
+    agents: int = 4
+    #: per-resource numbers of agents, overriding ``agents``
+    resources: dict[str, int] = field(default_factory=dict)
+    parallel_minimum: int = 2000
+    #: an agent that reports no progress for this long is taken over by the run
+    stall_seconds: float = 120.0
+    #: how often the run looks at its agents' reports while it waits for them
+    poll_seconds: float = 2.0
+
+    def agents_for(self, resource: str) -> int:
+        return self.resources.get(resource, self.agents)
+
+    @classmethod
+    def from_document(cls, doc: Any, source: str) -> "ReplicationSettings":
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{source}: replication must be an object")
+        known = {"agents", "resources", "parallel_minimum", "stall_seconds", "poll_seconds", "$comment"}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise SettingsError(f"{source}: unknown replication setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'$comment'}))}")
+
+        def count(value: Any, where: str, maximum: int = 64) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+                raise SettingsError(f"{source}: {where} must be an integer from 1 to {maximum}, not {value!r}")
+            return value
+
+        agents = count(doc.get("agents", 4), "replication.agents")
+        per_resource = doc.get("resources", {})
+        if not isinstance(per_resource, dict):
+            raise SettingsError(f"{source}: replication.resources must map resource names to numbers of agents")
+        resources = {str(k): count(v, f"replication.resources.{k}") for k, v in per_resource.items()}
+        minimum = doc.get("parallel_minimum", 2000)
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 2:
+            raise SettingsError(f"{source}: replication.parallel_minimum must be an integer >= 2, not {minimum!r}")
+        seconds = {}
+        for key, default in (("stall_seconds", 120.0), ("poll_seconds", 2.0)):
+            value = doc.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise SettingsError(f"{source}: replication.{key} must be a number above 0, not {value!r}")
+            seconds[key] = float(value)
+        return cls(agents, resources, minimum, seconds["stall_seconds"], seconds["poll_seconds"])
+
+    def to_document(self) -> dict[str, Any]:
+        return {"agents": self.agents, "resources": dict(self.resources), "parallel_minimum": self.parallel_minimum,
+                "stall_seconds": self.stall_seconds, "poll_seconds": self.poll_seconds}
+
+
+@dataclass(frozen=True)
 class Settings:
     allowed_images: tuple[AllowedImage, ...] = ()
     default_image: str | None = None
@@ -190,6 +307,10 @@ class Settings:
     schedule_min_interval_seconds: int = 3600
     #: the Slurm cluster that runs the tasks of some resources (runner ``slurm``).
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    #: parallel replication to compute resources
+    replication: ReplicationSettings = field(default_factory=ReplicationSettings)
+    #: vaults readable on other hosts than their resource's (resource name -> declaration)
+    shared_vaults: dict[str, SharedVault] = field(default_factory=dict)
     source: str = "built-in defaults"
 
     # --- decisions ---------------------------------------------------------------------------
@@ -260,7 +381,7 @@ class Settings:
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
             "heartbeat_lease_seconds", "part_size", "part_seconds", "max_shard_size", "local_concurrent_runs",
-            "schedule_min_interval_seconds", "$comment",
+            "schedule_min_interval_seconds", "replication", "shared_vaults", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -300,6 +421,8 @@ class Settings:
                 local_concurrent_runs=int(doc.get("local_concurrent_runs", 4)),
                 schedule_min_interval_seconds=int(doc.get("schedule_min_interval_seconds", 3600)),
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
+                replication=ReplicationSettings.from_document(doc.get("replication", {}), source),
+                shared_vaults=_shared_vaults(doc.get("shared_vaults", {}), source),
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -368,7 +491,15 @@ class Settings:
             "local_concurrent_runs": self.local_concurrent_runs,
             "schedule_min_interval_seconds": self.schedule_min_interval_seconds,
             "slurm": self.slurm.to_document(),
+            "replication": self.replication.to_document(),
+            "shared_vaults": {name: vault.to_document() for name, vault in self.shared_vaults.items()},
         }
+
+
+def _shared_vaults(doc: Any, source: str) -> dict[str, SharedVault]:
+    if not isinstance(doc, dict):
+        raise SettingsError(f"{source}: shared_vaults must map resource names to {{\"hosts\": [...], \"path\": ...}}")
+    return {str(name): SharedVault.from_document(str(name), entry, source) for name, entry in doc.items() if name != "$comment"}
 
 
 def notebook_path(settings: Settings, name: str) -> Path:

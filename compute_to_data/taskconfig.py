@@ -203,6 +203,8 @@ class TaskConfig:
     spread: bool = False
     #: compute.shard_size as written (None: the default; Settings.effective_shard_size caps it)
     shard_size: int | None = None
+    #: ``compute.replicate``: ``when_needed`` (stage in place where the data already is) or ``always``
+    replicate: str = names.REPLICATE_WHEN_NEEDED
     archive_role: str | None = None
     archive_resource: str | None = None
     image: str | None = None
@@ -244,6 +246,7 @@ class TaskConfig:
             compute_resources=tuple(compute["resources"]) if "resources" in compute else None,
             spread=bool(compute.get("spread", False)),
             shard_size=compute.get("shard_size"),
+            replicate=compute.get("replicate", names.REPLICATE_WHEN_NEEDED),
             archive_role=(archive or {}).get("role", names.ROLE_LONG_TERM_STORAGE) if archive is not None else None,
             archive_resource=(archive or {}).get("resource"),
             image=container.get("image"),

@@ -25,6 +25,8 @@ ZONE = "tempZone"
 HOME = f"/{ZONE}/home/alice"
 IMAGES = f"{HOME}/images"
 RESULTS = f"{HOME}/results"
+#: lts_resc's host in the test zones: a name no host resolves, so never the compute host
+STORAGE_HOST = "storage-host.invalid"
 
 
 @dataclass
@@ -119,10 +121,16 @@ def make_grid(
     *,
     compute_host: str = "localhost",
     users: tuple[str, ...] = ("alice",),
+    storage_host: str = STORAGE_HOST,
 ) -> tuple[LocalGrid, LocalGrid]:
-    """(admin, alice) on a grid with lts_resc (LONG_TERM_STORAGE) and gpu_resc (GPU_COMPUTE)."""
+    """(admin, alice) on a grid with lts_resc (LONG_TERM_STORAGE) and gpu_resc (GPU_COMPUTE).
+
+    lts_resc is on a host of its own, as on a zone whose storage is not the GPU host: its
+    replicas must be replicated to gpu_resc. With ``storage_host=compute_host`` the images lie on
+    the compute host and a ``when_needed`` task stages them in place.
+    """
     admin = LocalGrid.create(root / "grid", zone=ZONE)
-    admin.make_resource("lts_resc")
+    admin.make_resource("lts_resc", host=storage_host)
     admin.make_resource("gpu_resc", host=compute_host)
     admin.apply_metadata([
         MetadataOperation("add", EntityType.RESOURCE, "lts_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_LONG_TERM_STORAGE)),

@@ -286,6 +286,22 @@ def test_replicate_needs_read(contract_grid: GridSetup) -> None:
     assert s.admin.get_data_object(hidden).good_replica_on(COMPUTE) is not None
 
 
+def test_replicate_collection_replicates_everything_under_it(contract_grid: GridSetup) -> None:
+    s, g = contract_grid, contract_grid.grid
+    coll = f"{s.home}/survey"
+    for path in (f"{coll}/a.png", f"{coll}/site1/b.png", f"{coll}/site1/deep/c.png"):
+        s.put(path, b"px")
+    s.put(f"{s.home}/outside.png", b"px")
+    g.replicate(f"{coll}/a.png", COMPUTE)
+    before = g.get_data_object(f"{coll}/a.png").replicas
+    g.replicate_collection(coll, COMPUTE)
+    assert all(o.good_replica_on(COMPUTE) for o in g.list_data_objects(coll, recursive=True))
+    assert g.get_data_object(f"{coll}/a.png").replicas == before  # already there: left alone
+    assert g.get_data_object(f"{s.home}/outside.png").good_replica_on(COMPUTE) is None
+    with pytest.raises(GridError):
+        g.replicate_collection(f"{s.home}/no_such_collection", COMPUTE)
+
+
 def test_replicate_missing(contract_grid: GridSetup) -> None:
     s, g = contract_grid, contract_grid.grid
     with pytest.raises(GridError):

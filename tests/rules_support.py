@@ -24,10 +24,12 @@ from compute_to_data.runners.base import RunRequest, RunResult
 from compute_to_data.settings import Settings
 
 try:  # tests/ may or may not be a package
-    from .engine_support import ScriptedRunner, make_grid
+    from .engine_support import STORAGE_HOST, ScriptedRunner, make_grid
+    from .fakes.costs import CatalogCosts
     from .fakes.irods_server import FakeIrodsServer, RuleRun
 except ImportError:  # pragma: no cover
-    from engine_support import ScriptedRunner, make_grid
+    from engine_support import STORAGE_HOST, ScriptedRunner, make_grid
+    from fakes.costs import CatalogCosts
     from fakes.irods_server import FakeIrodsServer, RuleRun
 
 ZONE = "tempZone"
@@ -116,8 +118,9 @@ def config_doc(**sections: Any) -> dict[str, Any]:
 
 
 def build_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, compute_host: str = "localhost",
-               images: dict[str, bytes] | None = None, settings: dict[str, Any] | None = None) -> Zone:
-    admin, alice = make_grid(tmp_path, images, compute_host=compute_host, users=("alice", "bob"))
+               images: dict[str, bytes] | None = None, settings: dict[str, Any] | None = None,
+               storage_host: str = STORAGE_HOST, costs: CatalogCosts | None = None) -> Zone:
+    admin, alice = make_grid(tmp_path, images, compute_host=compute_host, users=("alice", "bob"), storage_host=storage_host)
 
     doc = {
         "allowed_runners": ["inprocess"],
@@ -129,7 +132,7 @@ def build_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, compute_host:
     settings_file.write_text(json.dumps(doc))
     monkeypatch.setenv(names.SETTINGS_ENV, str(settings_file))
 
-    server = FakeIrodsServer(admin.root, host=PROVIDER)
+    server = FakeIrodsServer(admin.root, host=PROVIDER, costs=costs)
     server.load_rulebase(rules)
     runner = TestRunner()
     zone = Zone(tmp_path, admin, server, runner, settings_file)

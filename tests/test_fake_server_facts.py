@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,15 @@ from compute_to_data.grid.rule_engine import RuleEngineGrid
 
 try:  # tests/ may or may not be a package
     from .fakes import irods_modules
+    from .fakes.costs import MEASURED_CAPACITY, CatalogCosts
+    from .fakes.delay_server import FakeDelayServer
     from .fakes.irods_server import FakeIrodsServer
     from .grid_factories import ALICE, BOB, COMPUTE, STORAGE, ZONE, populate
     from .prc_fake import FakeCatalog, FakeRule, FakeSession
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
     from fakes import irods_modules
+    from fakes.costs import MEASURED_CAPACITY, CatalogCosts
+    from fakes.delay_server import FakeDelayServer
     from fakes.irods_server import FakeIrodsServer
     from grid_factories import ALICE, BOB, COMPUTE, STORAGE, ZONE, populate
     from prc_fake import FakeCatalog, FakeRule, FakeSession
@@ -48,8 +54,6 @@ NOT_MODELLED = {
     "no_microservice_removes_a_queued_rule":
         "nothing to fake: the fake server offers no such microservice either; cancelling a queued task "
         "goes through its state (tests/test_rules_e2e.py)",
-    "delay_server_polls_and_runs_several_at_once":
-        "the fake delay server runs its queue when a test asks (run_delay_queue), on purpose",
     "replica_files_are_private_to_the_service_account":
         "LocalGrid writes 0644/0755 on purpose, so containers running as another uid can read hard "
         "links in tests (docs/irods-behaviour.md, 'differ on purpose')",
@@ -57,8 +61,6 @@ NOT_MODELLED = {
         "the python-irodsclient adapter reads replicas through GenQuery, never data_objects.get",
     "the_mechanism_works_for_a_rodsuser":
         "checked against the real Docker daemon by tests/test_docker_integration.py, not by a fake",
-    "replication_is_bound_by_catalog_transactions": "a speed: measured by benchmarks/, not modelled",
-    "tagging_speed": "a speed: measured by benchmarks/, not modelled",
     "a_killed_agent_leaves_its_task_running":
         "no fake has agents to kill; what the engine does about such a task is its own tests' business",
 }
@@ -217,6 +219,28 @@ def test_delayExec_queues_a_python_body(zone) -> None:
     assert server.server_log == []
     server.run_delay_queue()
     assert server.server_log == ["x"]
+
+
+def test_delay_server_polls_and_runs_several_at_once(zone) -> None:
+    """The fake's delay server (tests/fakes/delay_server.py) starts what it finds at each poll,
+    several rules at once, each in its own agent: two rules that wait for each other both end."""
+    _, server = zone
+    both = threading.Barrier(2, timeout=10)
+
+    def meet(rule_args, callback, rei):
+        both.wait()
+        callback.writeLine("serverLog", "met")
+
+    server.rules["meet"] = meet
+    hints = "<INST_NAME>irods_rule_engine_plugin-python-instance</INST_NAME><PLUSET>1s</PLUSET>"
+    for _ in range(2):
+        server.callback().delayExec(hints, "callback.meet()", "")
+    with FakeDelayServer(server, poll_seconds=0.01, executors=4) as delay_server:
+        deadline = time.monotonic() + 10
+        while len(delay_server.runs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert [run.ok for _, run in delay_server.runs] == [True, True] and server.server_log == ["met", "met"]
+    assert server.delay_queue == []
 
 
 def test_remoteExec_runs_native_rule_text(zone) -> None:
@@ -401,6 +425,41 @@ def test_msiDataObjRepl_on_a_missing_object_returns_CAT_NO_ROWS_FOUND(zone) -> N
     _, server = zone
     result = server.callback().msiDataObjRepl(f"{HOME}/missing.png", f"destRescName={COMPUTE}", 0)
     assert (result["status"], result["code"]) == (False, irods_errors.CAT_NO_ROWS_FOUND)
+
+
+def test_replication_is_bound_by_catalog_transactions(zone, tmp_path) -> None:
+    """msiCollRepl exists (code 0) and replicates a whole collection; with the measured costs the
+    fake charges 1/13 s per msiDataObjRepl and 1/15 s per object of an msiCollRepl, and serves two
+    catalog calls at once (four agents: about 26 objects/s in all, measured 25)."""
+    admin, server = zone
+    charged: list[float] = []
+    server.costs = CatalogCosts.measured(sleep=charged.append)
+    for i in range(3):
+        put(admin, tmp_path, f"{HOME}/survey/site/{i}.png", b"x")
+    put(admin, tmp_path, f"{HOME}/one.png", b"x")
+    callback = server.callback()
+    result = callback.msiCollRepl(f"{HOME}/survey", f"destRescName={COMPUTE}", 0)
+    assert (result["status"], result["code"]) == (True, 0)
+    assert all(o.good_replica_on(COMPUTE) for o in admin.list_data_objects(f"{HOME}/survey", recursive=True))
+    callback.msiDataObjRepl(f"{HOME}/one.png", f"destRescName={COMPUTE}", 0)
+    assert server.costs.charged["msiCollRepl"] == pytest.approx(3 / 15)
+    assert server.costs.charged["msiDataObjRepl"] == pytest.approx(1 / 13)
+    assert MEASURED_CAPACITY * 13 == pytest.approx(25, abs=2)
+    slept = len(charged)
+    server.costs = None  # off by default: nothing is charged
+    callback.msiDataObjRepl(f"{HOME}/one.png", f"destRescName={COMPUTE}", 0)
+    assert slept >= 2 and len(charged) == slept
+
+
+def test_tagging_speed(zone, tmp_path) -> None:
+    """Two msiModAVUMetadata adds per object at ~250 objects/s: 2 ms per add, charged per call."""
+    admin, server = zone
+    server.costs = CatalogCosts.measured(sleep=lambda seconds: None)
+    put(admin, tmp_path, f"{HOME}/a.png", b"x")
+    callback = server.callback()
+    for attribute, value in (("predictedclass", "fox"), ("predictedscore", "0.9")):
+        callback.msiModAVUMetadata("-d", f"{HOME}/a.png", "add", attribute, value, "c2d:t")
+    assert server.costs.charged["msiModAVUMetadata"] == pytest.approx(1 / 250)  # one object, two adds
 
 
 def test_msiCollCreate_creates_parents_and_refuses_an_existing_collection_without_them(zone) -> None:

@@ -28,7 +28,7 @@ ALLOWED_CALLS = {
     "msiMakeGenQuery", "msiExecGenQuery", "msiGetMoreRows", "msiCheckAccess", "msiCollCreate",
     "msiDataObjRepl", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjClose", "msiDataObjOpen",
     "msiDataObjRead", "msiDataObjChksum", "msiDataObjUnlink", "msi_atomic_apply_metadata_operations",
-    "msiModAVUMetadata",
+    "msiModAVUMetadata", "msiCollRepl",
 }
 
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover
     from engine_support import HOME as ENGINE_HOME, ScriptedRunner, make_config, make_grid, make_settings
     from rules_support import CONFIG, HOME, LABELS, MODEL, Zone, build_zone, config_doc
 
-MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl",
+MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl", "msiCollRepl",
             "msi_atomic_apply_metadata_operations", "msiModAVUMetadata", "delayExec")
 BOB_RESULTS = "/tempZone/home/bob/c2d_results"
 

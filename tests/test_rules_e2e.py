@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
     from rules_support import CONFIG, HOME, IMAGES, MODEL, RESULTS, Zone, build_zone, config_doc
 
 TASK_ID = re.compile(r"task_id: (\d{8}T\d{6}Z-[0-9a-f]{6})")
-MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl",
+MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl", "msiCollRepl",
             "msi_atomic_apply_metadata_operations", "msiModAVUMetadata", "delayExec")
 
 
@@ -317,7 +317,7 @@ def test_upload_trigger_is_off_unless_enabled(zone: Zone) -> None:
 def test_rulebase_exports_the_user_rules_but_not_the_upload_pep() -> None:
     assert set(rules.__all__) == {
         "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume", "c2d_run_task", "c2d_cancel_here",
-        "c2d_reap_here", "c2d_series_step",
+        "c2d_reap_here", "c2d_series_step", "c2d_replicate_chunk",
     }
     assert "acPostProcForPut" not in rules.__all__
 

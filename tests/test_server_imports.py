@@ -31,7 +31,7 @@ def test_importing_the_rulebase_pulls_in_no_heavy_package() -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["names"] == sorted([
         "c2d_run", "c2d_submit", "c2d_status", "c2d_cancel", "c2d_resume", "c2d_run_task", "c2d_cancel_here",
-        "c2d_reap_here", "c2d_series_step",
+        "c2d_reap_here", "c2d_series_step", "c2d_replicate_chunk",
     ])
     loaded = {name.split(".")[0] for name in report["loaded"]}
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

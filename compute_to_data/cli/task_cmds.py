@@ -124,7 +124,9 @@ def print_outcome(outcome: TaskOutcome) -> None:
         f"{outcome.failed_images} unreadable; {outcome.tagged} tagged"
         + (f"; {outcome.done_before} done by earlier runs" if outcome.done_before else "")
     )
-    console.print(f"  replicated to the compute resource: {outcome.replicated_bytes:,} bytes")
+    console.print(f"  replicated to the compute resource: {outcome.replicated_bytes:,} bytes"
+                  + (f"; {outcome.staging['in_place']:,} object(s) staged in place, not replicated"
+                     if outcome.staging.get("in_place") else ""))
     if outcome.error:
         console.print(f"  [red]error:[/] {outcome.error}")
     for note in outcome.notes:

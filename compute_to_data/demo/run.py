@@ -94,7 +94,9 @@ def build_zone(directory: Path, images: int | None) -> tuple[LocalGrid, dict]:
     from . import data, model
 
     admin = LocalGrid.create(directory / "grid", zone=ZONE)
-    admin.make_resource("lts_resc")
+    # As on most zones, the storage resource is not on the GPU host: its images are replicated to
+    # gpu_resc (a resource on the compute host itself would be read in place, not replicated).
+    admin.make_resource("lts_resc", host="storage.demo.invalid")
     admin.make_resource("gpu_resc")
     admin.apply_metadata([
         MetadataOperation("add", EntityType.RESOURCE, "lts_resc", AVU(names.ROLE_ATTRIBUTE, names.ROLE_LONG_TERM_STORAGE)),

@@ -203,6 +203,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
     """The embedded grid, acting as one user. See the module docstring for what is modelled."""
 
     kind = "local"
+    concurrent_calls = True
 
     def __init__(self, root: str | os.PathLike[str], user: str = ADMIN_USER) -> None:
         self.root = Path(root).resolve()

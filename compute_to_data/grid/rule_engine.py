@@ -117,6 +117,7 @@ class RuleEngineGrid(Grid):
     """The grid as seen by the client user of a rule, through the rule engine's ``callback``."""
 
     kind = "rule_engine"
+    replicates_collections = True
 
     def __init__(self, callback: Any, rei: Any, *, zone: str | None = None, user: str | None = None) -> None:
         self.callback = callback
@@ -490,6 +491,16 @@ class RuleEngineGrid(Grid):
                     irods_name="CAT_UNKNOWN_FILE",
                 )
             raise grid_error_for_code(code, what)
+
+    def replicate_collection(self, collection: str, resource: str) -> None:
+        """``msiCollRepl(collection, "destRescName=R", 0)``: every object under the collection,
+        recursively, in one call (observed on 5.0.2: code 0, 15 objects/s)."""
+        self._check_path(collection)
+        self._check_option_value("resource name", resource)
+        self._call(
+            "msiCollRepl", collection, f"destRescName={resource}", 0,
+            what=f"replicating collection {collection} to resource {resource}",
+        )
 
     def create_collection(self, path: str) -> None:
         self._check_path(path)

@@ -42,6 +42,7 @@ from ..errors import (
     ConfigError,
     NoEligibleInputsError,
     ObjectNotFoundError,
+    StagingError,
     TaskBusyError,
     TaskCancelled,
     TaskLostError,
@@ -59,7 +60,8 @@ from .selection import restrict_to, select_compute_resource
 from .sharding import Candidate, ShardDraft, ShardPlanner, place_shards, read_inputs_text
 from .shards import Refusals, ShardSpec, pages_of, resource_load
 from .slots import ResourceSlot
-from .staging import TaskWorkdir
+from .replication import COLLECTION_PLANNING_MINIMUM, Replicator, agent_pool
+from .staging import FROM_RESOURCE, IN_PLACE, Locality, StagingSummary, TaskWorkdir, plan_staging
 from .state import Heartbeat, TaskRecord, TaskStateStore, run_timing_name, timings_text
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,9 @@ class TaskContext:
     run_shards: "Callable[[ComputeToDataTask, list[str]], list[TaskOutcome]] | None" = None
     #: objects per page when a task's inputs are listed (planning a large task streams them)
     listing_page_size: int = LISTING_PAGE_SIZE
+    #: starts one replication agent of its own (inside iRODS: a rule queued with the delay
+    #: server) on a manifest data object; None: threads where the grid allows, else the run alone
+    start_replication_agent: Callable[[str], None] | None = None
     #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
     series: schedule.SeriesLink | None = None
 
@@ -118,6 +123,8 @@ class TaskOutcome:
     inputs: int = 0
     skipped_already_tagged: int = 0
     replicated_bytes: int = 0
+    #: how the inputs were staged (``c2d::staging``: in place, replicated, by how many agents)
+    staging: dict[str, Any] = field(default_factory=dict)
     tagged: int = 0
     #: inputs of the whole task that could not be read (c2d::images_failed)
     failed_images: int = 0
@@ -493,46 +500,81 @@ class ComputeToDataTask(ABC):
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
 
     def stage_inputs(self) -> None:
-        """Replicate what is not on the compute resource yet, then hard-link the replicas."""
+        """Link each input from where this host can read it: its replica on the compute resource,
+        or (``compute.replicate: when_needed``) a good replica on this host or in a vault the
+        settings declare visible here, in place; replicate the rest first, by several agents
+        when there are many (:mod:`.replication`). What happened is recorded (``c2d::staging``)."""
         assert self.resource is not None and self.runner is not None and self.heartbeat is not None
         self.runner.preflight(self.image.name if self.image is not None else None)
-        resource = self.resource.name
+        resource = self.resource
         # What is on the resource now: a task that waited for its slot may find the images
         # replicated by the one it waited for (and must not count them as its own cost).
+        self._refresh_staged_objects()
+        locality = Locality(self.grid, self.settings, resource)
+        summary = StagingSummary(self.config.replicate)
+        plan = plan_staging(self._staged_objects(), resource.name, self.config.replicate, locality)
+        summary.on_resource = plan.count(FROM_RESOURCE)[0]
+        summary.in_place, summary.in_place_bytes = plan.count(IN_PLACE)
+        started = time.perf_counter()
+        if plan.to_replicate:
+            replicator = Replicator(
+                self.grid, resource.name, self.settings,
+                pool=agent_pool(self.grid, resource.name, self.collection, self.context.start_replication_agent),
+                keep_alive=self.heartbeat.beat, top=self.config.input_collection,
+            )
+            listing = None
+            # (a shard replicates object by object: whether a collection holds only its inputs
+            # would need the listing of the whole input collection, which a shard never reads)
+            if (self.grid.replicates_collections and self.shard is None
+                    and len(plan.to_replicate) >= COLLECTION_PLANNING_MINIMUM):
+                # what the collections hold besides the inputs (msiCollRepl would replicate it)
+                listing = [o.path for o in self.grid.list_data_objects(self.config.input_collection, recursive=True)]
+            report = replicator.replicate(plan.to_replicate, listing)
+            for name in ("replicated", "replicated_bytes", "agents", "collections", "taken_over", "agent_failures", "retried"):
+                setattr(summary, name, getattr(report, name))
+            self._refresh_staged_objects()
+            plan = plan_staging(self._staged_objects(), resource.name, self.config.replicate, locality)
+            if plan.to_replicate:
+                raise StagingError(f"{plan.to_replicate[0].path} has no good replica on {resource.name} after replication")
+            self.outcome.timings["stage.replicate"] = time.perf_counter() - started
+        self.replicated_bytes = summary.replicated_bytes
+        self.outcome.replicated_bytes = self.replicated_bytes
+        self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
+
+        linking = time.perf_counter()
+        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.run_key)
+        self.workdir.create()
+        placements = plan.placements
+        for i, obj in enumerate(self.inputs, 1):
+            self.workdir.stage_input(placements[obj.path].path, self.relative_path(obj), shown=obj.path)
+            if i % 200 == 0:
+                self.heartbeat.beat()
+        assert self.model_object is not None and self.labels_object is not None
+        self.model_file = self.workdir.stage_model_file(
+            placements[self.model_object.path].path, self.model_object.name, shown=self.model_object.path
+        )
+        self.labels_file = self.workdir.stage_labels_file(
+            placements[self.labels_object.path].path, self.labels_object.name, shown=self.labels_object.path
+        )
+        self.outcome.timings["stage.link"] = time.perf_counter() - linking
+        staged = self.workdir.report
+        summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
+        self.outcome.staging = summary.as_dict()
+        self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
+        if summary.in_place:
+            log.info("task %s: %d object(s) staged in place, %d replicated", self.task_id, summary.in_place, summary.replicated)
+        self.outcome.notes.extend(locality.notes + staged.notes)
+
+    def _refresh_staged_objects(self) -> None:
+        """The inputs, model and labels as the catalog lists them now (their replicas)."""
         fresh = {o.path: o for o in self._list_candidates()}
         self.inputs = [fresh.get(o.path, o) for o in self.inputs]
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
-        needed = [o for o in self.inputs if o.good_replica_on(resource) is None]
-        for extra in (self.model_object, self.labels_object):
-            if extra.good_replica_on(resource) is None:
-                needed.append(extra)
-        for obj in needed:
-            self.grid.replicate(obj.path, resource)
-            self.replicated_bytes += obj.size
-            self.heartbeat.beat()
-        self.outcome.replicated_bytes = self.replicated_bytes
-        if needed:
-            log.info("replicated %d object(s), %d bytes, to %s", len(needed), self.replicated_bytes, resource)
-            fresh = {o.path: o for o in self._list_candidates()}
-            self.inputs = [fresh.get(o.path, o) for o in self.inputs]
-            self.model_object = self.grid.get_data_object(self.config.model)
-            self.labels_object = self.grid.get_data_object(self.config.labels)
-        self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
 
-        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.run_key)
-        self.workdir.create()
-        for i, obj in enumerate(self.inputs, 1):
-            self.workdir.stage_input(self._physical_path(obj), self.relative_path(obj), shown=obj.path)
-            if i % 200 == 0:
-                self.heartbeat.beat()
-        self.model_file = self.workdir.stage_model_file(
-            self._physical_path(self.model_object), self.model_object.name, shown=self.model_object.path
-        )
-        self.labels_file = self.workdir.stage_labels_file(
-            self._physical_path(self.labels_object), self.labels_object.name, shown=self.labels_object.path
-        )
-        self.outcome.notes.extend(self.workdir.report.notes)
+    def _staged_objects(self) -> list[DataObject]:
+        assert self.model_object is not None and self.labels_object is not None
+        return [*self.inputs, self.model_object, self.labels_object]
 
     def execute(self) -> None:
         assert self.runner is not None and self.workdir is not None and self.notebook_file is not None
@@ -869,15 +911,6 @@ class ComputeToDataTask(ABC):
                 self.config.input_collection, recursive=self.config.recursive,
                 avu_attributes=(self.config.class_attribute, self.config.score_attribute))
         }
-
-    def _physical_path(self, obj: DataObject) -> str:
-        assert self.resource is not None
-        replica = obj.good_replica_on(self.resource.name)
-        if replica is None:
-            raise ComputeToDataError(
-                f"{obj.path} has no good replica on {self.resource.name} after replication"
-            )
-        return replica.physical_path
 
     def _check_can_create(self, collection: str) -> None:
         """Modify on the output collection, or on its nearest visible ancestor if it is new.

@@ -258,7 +258,7 @@ class Heartbeat:
 
 # --- step timings (c2d::timings) -----------------------------------------------------------------
 #: sub-timings ``<prefix>.<name>`` are shown under the step they belong to.
-SUB_TIMING_PARENTS = {"run": "execute"}
+SUB_TIMING_PARENTS = {"run": "execute", "stage": "stage_inputs"}
 
 
 def run_timing_name(key: str) -> str:

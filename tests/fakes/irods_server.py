@@ -31,10 +31,13 @@ server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the f
   or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``):
   the rule runs as on that host (:meth:`FakeIrodsServer.current_host` says which, per thread),
   so a zone with several resource hosts runs each host's share there;
-* the delay server runs queued rules (on this server's host) up to ``concurrency`` at once, each
-  in its own thread as its own agent with its own ``callback`` (as
-  ``number_of_concurrent_delay_rule_executors`` does), so shards on different hosts run at once;
-* ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED).
+* ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED);
+* ``msiCollRepl(coll, "destRescName=R", 0)`` replicates every object under ``coll``
+  (recursively) that has no good replica on ``R``, code 0.
+
+With ``costs`` (:mod:`.costs`) every call takes the time it took on the measured zone; several
+rules may then run at once (:mod:`.delay_server`, or ``run_delay_queue(concurrency=N)``), each
+thread its own agent with its own ``callback``, as on the real server.
 
 What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
 """
@@ -47,6 +50,7 @@ import threading
 import posixpath
 import re
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -60,6 +64,7 @@ from compute_to_data.grid.irods_errors import code_of, error_name, parse_error_c
 from compute_to_data.grid.local import LocalGrid
 
 from . import irods_modules
+from .costs import CatalogCosts
 from .irods_catalog import run_genquery
 from .irods_genquery_parser import GenQueryError
 
@@ -83,6 +88,8 @@ _PERMISSIONS = {
     "delete_object": AccessLevel.OWN,  # 1130 in iRODS; LocalGrid knows no level between modify and own
     "own": AccessLevel.OWN,
 }
+#: calls charged per object they handle, inside the call
+_CHARGED_PER_OBJECT = frozenset({"msiCollRepl"})
 _FLAGS = {"-d": EntityType.DATA_OBJECT, "-C": EntityType.COLLECTION, "-R": EntityType.RESOURCE, "-u": EntityType.USER}
 
 
@@ -183,6 +190,7 @@ class FakeIrodsServer:
         *,
         host: str = "irods-provider",
         acl_policy: str = "open",
+        costs: CatalogCosts | None = None,
     ) -> None:
         irods_modules.install()
         self.root = Path(grid_root)
@@ -206,16 +214,24 @@ class FakeIrodsServer:
         self._fds = itertools.count(3)
         self._open: dict[int, _Open] = {}
         self._cursors: dict[int, tuple[list[tuple[str, ...]], int]] = {}
-        self._threads = threading.local()
+        #: what each call costs (None: nothing, the default in tests)
+        self.costs = costs
+        self._lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def host_stack(self) -> list[str]:
-        """Hosts of the rules running in this thread, innermost last (each delay executor and
-        each remoteExec is an agent of its own)."""
-        stack = getattr(self._threads, "stack", None)
+        """The hosts of the rules running in this thread, innermost last (each thread is an agent)."""
+        stack = getattr(self._local, "hosts", None)
         if stack is None:
-            stack = self._threads.stack = []
+            stack = self._local.hosts = []
         return stack
+
+    def count_call(self, name: str) -> int:
+        """One more call of ``name``; returns how many there were (fault injection counts them)."""
+        with self._lock:
+            self.calls[name] += 1
+            return self.calls[name]
 
     # --- rulebase -------------------------------------------------------------------------------
     def load_rulebase(self, module: Any, names: list[str] | None = None) -> None:
@@ -290,26 +306,38 @@ class FakeIrodsServer:
         if concurrency <= 1:
             runs = []
             while limit is None or len(runs) < limit:
-                due = self.due_rules()
-                if not due:
+                entry = self.take_delayed()
+                if entry is None:
                     break
-                self.delay_queue.remove(due[0])
-                runs.append(self._run_delayed(due[0]))
+                runs.append(self.run_delayed(entry))
             return runs
         from concurrent.futures import ThreadPoolExecutor
 
         done: list[RuleRun] = []
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delay-executor") as pool:
             while limit is None or len(done) < limit:
-                due = self.due_rules()[: None if limit is None else limit - len(done)]
-                if not due:
+                batch: list[DelayedRule] = []
+                while limit is None or len(done) + len(batch) < limit:
+                    entry = self.take_delayed()
+                    if entry is None:
+                        break
+                    batch.append(entry)
+                if not batch:
                     break
-                for entry in due:
-                    self.delay_queue.remove(entry)
-                done.extend(pool.map(self._run_delayed, due))
+                done.extend(pool.map(self.run_delayed, batch))
         return done
 
-    def _run_delayed(self, entry: DelayedRule) -> RuleRun:
+    def take_delayed(self) -> DelayedRule | None:
+        """The oldest rule due by the delay server's next poll, off the queue (None: none is due)."""
+        with self._lock:
+            due = self.due_rules()
+            if not due:
+                return None
+            self.delay_queue.remove(due[0])
+            return due[0]
+
+    def run_delayed(self, entry: DelayedRule) -> RuleRun:
+        """Run one queued rule as its submitting user (the delay server's executor does this)."""
         if entry.instance != PYTHON_INSTANCE:
             raise AssertionError(f"fake delay server runs Python bodies only, not {entry.instance}")
         source = "def expressionFcn(rule_args, callback, rei):\n" + "\n".join(
@@ -353,9 +381,11 @@ class FakeCallback:
         if method is not None:
             def call(*args: Any) -> dict:
                 self._check_args(name, args)
-                self._server.calls[name] += 1
-                if name in self._server.faults and self._server.calls[name] == self._server.faults[name] + 1:
+                count = self._server.count_call(name)
+                if name in self._server.faults and count == self._server.faults[name] + 1:
                     raise irods_error(-154000, f"{name} failed (injected fault)")
+                if self._server.costs is not None and name not in _CHARGED_PER_OBJECT:
+                    self._server.costs.charge(name)
                 return method(self, *args)
             return call
         if name in self._server.rules:
@@ -451,13 +481,17 @@ class FakeCallback:
             return self._fail(exc)
         return self._ok([path, parents, 0])
 
-    def msi_msiDataObjRepl(self, path: str, options: str, status: Any) -> dict:
-        opts = _parse_options(options)
-        resource = opts.get("destRescName")
+    def _destination(self, name: str, options: str) -> str:
+        """The ``destRescName`` of a replication's options, which must name a resource."""
+        resource = _parse_options(options).get("destRescName")
         if not resource:
-            raise irods_error(SYS_INVALID_INPUT_PARAM, "msiDataObjRepl needs destRescName")
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"{name} needs destRescName")
         if resource not in {r.name for r in self._server.admin.list_resources()}:
             raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource} does not exist")
+        return resource
+
+    def msi_msiDataObjRepl(self, path: str, options: str, status: Any) -> dict:
+        resource = self._destination("msiDataObjRepl", options)
         try:
             self.grid.replicate(path, resource)
         except ObjectNotFoundError:
@@ -465,6 +499,23 @@ class FakeCallback:
         except ComputeToDataError as exc:
             return self._fail(exc, [path, options, status])
         return self._ok([path, options, 0])
+
+    def msi_msiCollRepl(self, collection: str, options: str, status: Any) -> dict:
+        """Every object under ``collection`` (recursively) gets a good replica on destRescName;
+        objects that have one already are left alone (as ``msiDataObjRepl`` leaves them)."""
+        resource = self._destination("msiCollRepl", options)
+        grid = self.grid
+        try:
+            if not grid.collection_exists(collection):
+                raise ObjectNotFoundError(f"collection {collection} does not exist", irods_code=code_of("CAT_UNKNOWN_COLLECTION"))
+            objects = grid.list_data_objects(collection, recursive=True)
+            if self._server.costs is not None:
+                self._server.costs.charge("msiCollRepl", len(objects))
+            for obj in objects:
+                grid.replicate(obj.path, resource)
+        except ComputeToDataError as exc:
+            return self._fail(exc, [collection, options, status])
+        return self._ok([collection, options, 0])
 
     # --- data objects -------------------------------------------------------------------------------
     def msi_msiDataObjCreate(self, path: str, options: str, fd: Any) -> dict:
