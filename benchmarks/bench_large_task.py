@@ -23,8 +23,7 @@ In one run on this machine:
    2 ms per AVU, ...: ``tests/fakes/costs.py``): a 10,000-image task whose inputs are not on the
    compute resource, pipelined shards with parallel replication against the same task step by
    step (target ratio <= 0.6), and ``when_needed`` staging from a replica on the compute host
-   (target: no replication). Needs the fake server's catalog costs (the staging work); the part
-   says so and is skipped where they are not there.
+   (target: no replication). Needs the fake server's catalog costs (the staging work).
 
 Usage: python benchmarks/bench_large_task.py [--sizes 10000,50000,100000] [--shards 20]
        [--parts localgrid,agent,costs] [--agent-inputs 100000] [--scale 1.0] [--workdir DIR]
@@ -278,13 +277,14 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
     from compute_to_data import rules
     from compute_to_data.grid.rule_engine import RuleEngineGrid
     from compute_to_data.registry import runners
-    from tests.engine_support import IMAGES, ScriptedRunner, make_grid
+    from tests.engine_support import IMAGES, STORAGE_HOST, ScriptedRunner, make_grid
     from tests.fakes.costs import CatalogCosts
     from tests.fakes.delay_server import FakeDelayServer
     from tests.fakes.irods_server import FakeIrodsServer
 
     root.mkdir(parents=True, exist_ok=True)
-    admin, alice = make_grid(root, survey(images, folders, False), compute_host="localhost", storage_host=storage_host)
+    admin, alice = make_grid(root, survey(images, folders, False), compute_host="localhost",
+                             storage_host=STORAGE_HOST if storage_host == "elsewhere" else storage_host)
     settings_file = root / "compute_to_data.json"
     settings_file.write_text(json.dumps({
         "allowed_runners": ["inprocess"], "staging_directory": str(root / "staging"), "lock_directory": str(root / "locks"),
@@ -319,7 +319,8 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
             if not run.ok:
                 raise SystemExit(f"{name}: {run.error}")
             while True:
-                [task] = admin.find_collections_with_avu(names.A_TASK_ID, under=RESULTS)
+                [task] = [c for c in admin.find_collections_with_avu(names.A_TASK_ID, under=RESULTS)
+                          if not c.first(names.A_SHARD)]
                 state = task.first(names.A_STATE)
                 if state in ("succeeded", "failed", "cancelled"):
                     break
@@ -341,8 +342,8 @@ def costs_part(root: Path, images: int, scale: float) -> dict[str, Any] | None:
     print(f"3. fake server with the real server's catalog costs (x{scale:g}), {images:,} images in 10 sub-collections "
           "on a storage resource of another host", flush=True)
     scenarios = {
-        "serial": dict(shard_size=None, agents=1, storage_host="storage-host", collections=False),
-        "pipelined": dict(shard_size=images // 4, agents=4, storage_host="storage-host", collections=True),
+        "serial": dict(shard_size=None, agents=1, storage_host="elsewhere", collections=False),
+        "pipelined": dict(shard_size=images // 4, agents=4, storage_host="elsewhere", collections=True),
         "in_place": dict(shard_size=images // 4, agents=4, storage_host="localhost", collections=True),
     }
     titles = {"serial": "step by step (one run, one agent)", "pipelined": "4 shards, pipelined, 4 agents",
