@@ -111,6 +111,33 @@ A_SERIES_CHECKED = PREFIX + "series_checked"
 A_SERIES_REASON = PREFIX + "series_reason"
 
 
+# shards (a task larger than one shard: tasks/sharding.py, tasks/shards.py)
+#: ``NNNN/total`` on each shard's collection ``<task>/shards/NNNN/``
+A_SHARD = PREFIX + "shard"
+#: on a sharded task's own collection: how many shards it has (its state aggregates theirs)
+A_SHARDS = PREFIX + "shards"
+#: on a sharded task: the compute resource its summary runs on (c2d::run_host says the host), so a
+#: summary that dies is found and recorded like a dead run
+A_SUMMARY_RESOURCE = PREFIX + "summary_resource"
+#: its value until a run takes the summary on (the run that swaps it for its resource makes it)
+SUMMARY_PENDING = "pending"
+SHARDS_COLLECTION = "shards"
+#: one relative path (to the input collection) per line: a shard's inputs, written once at planning
+SHARD_INPUTS_FILE = "inputs.txt"
+DEFAULT_SHARD_SIZE = 5000
+#: the notebook that renders a sharded task's report from all its shards' predictions
+SUMMARY_NOTEBOOK = "summarize_task"
+
+
+def shard_name(number: int) -> str:
+    """``0001``: four digits, from 1, so shard collections sort in their order."""
+    return f"{number:04d}"
+
+
+def shard_collection(task_collection: str, number: int) -> str:
+    return f"{task_collection}/{SHARDS_COLLECTION}/{shard_name(number)}"
+
+
 class TaskState(str, Enum):
     """``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled``; ``failed`` |
     ``cancelled`` -> ``queued`` by resume only (``tasks/lifecycle.py`` holds the table)."""

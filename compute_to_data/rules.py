@@ -25,6 +25,13 @@ A config with ``schedule: {"every": "1d"}`` submitted with ``c2d_submit`` starts
 ``every`` later; each step queues the next one, then a new task over the images not classified
 yet. ``c2d_cancel`` of the first task stops the series.
 
+A task with more images than one shard (``compute.shard_size``) is planned by ``c2d_submit`` as
+shards, each queued as a delayed ``c2d_run_task`` of its own and handed to its resource's host
+like a task; the task's state follows its shards' (tasks/shards.py), and the run that ends the
+last shard renders the task's report. ``c2d_status``, ``c2d_cancel`` and ``c2d_resume`` of the
+task act on its shards (status lists them, cancel stops them on their hosts, resume queues the
+ones that did not succeed).
+
 The rulebase calls five more rules by name itself: ``c2d_run_task`` (the delayed run, and the
 run handed to the compute resource's host with ``remoteExec``), ``c2d_cancel_here`` (stopping a
 run on its host), ``c2d_reap_here`` (checking a silent run on its host), ``c2d_series_step``
@@ -78,6 +85,7 @@ from .settings import Settings
 from .taskconfig import TaskConfig, parse_json, validate_document
 from .tasks import schedule
 from .tasks.lifecycle import TaskLifecycle
+from .tasks.shards import aggregate
 from .tasks.replication import run_agent
 from .tasks.state import TaskRecord, TaskStateStore, timings_summary
 
@@ -361,7 +369,7 @@ class _DelayServerQueue:
         _delay(self.session, hints, body, "the next run of the series", head_collection)
 
     def queue_run(self, collection: str) -> None:
-        _queue(self.session, collection)
+        _queue_or_fail(self.session, collection)  # one run per shard for a task larger than one shard
 
 
 def _scheduler(session: _Session) -> schedule.SeriesScheduler:
@@ -371,13 +379,21 @@ def _scheduler(session: _Session) -> schedule.SeriesScheduler:
     )
 
 
-def _queue_or_fail(session: _Session, collection: str) -> None:
-    """Queue the run; a task whose run cannot be queued is recorded failed, never left queued."""
-    try:
-        _queue(session, collection)
-    except ComputeToDataError as exc:
-        session.lifecycle.fail_queued(collection, str(exc))
-        raise
+def _queue_or_fail(session: _Session, collection: str) -> list[str]:
+    """Queue the task's runs (one per shard for a task larger than one shard); a run that
+    cannot be queued is recorded failed, never left queued. The collections queued."""
+    lifecycle = session.lifecycle
+    runs = lifecycle.queued_runs(lifecycle.read(collection))
+    for i, run in enumerate(runs):
+        try:
+            _queue(session, run)
+        except ComputeToDataError as exc:
+            for rest in runs[i:]:
+                lifecycle.fail_queued(rest, str(exc))
+            if run != collection:  # a shard: the task says why it will not complete
+                lifecycle.fail_queued(collection, f"its shards could not all be queued: {exc}")
+            raise
+    return runs
 
 
 def _queue(session: _Session, collection: str) -> None:
@@ -417,13 +433,19 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
     if record.state == TaskState.CANCELLED:
         log.info("task %s was cancelled before it started; not running it", record.task_id)
         return record
-    if record.state != TaskState.QUEUED:
+    if record.state != TaskState.QUEUED and not (record.is_sharded and record.state == TaskState.RUNNING):
         raise TaskStateError(
             f"task {record.task_id} is {record.state.value if record.state else 'in no known state'}; "
             "only a queued task can be started"
         )
     lifecycle.check_may_change(record)
-    resource = lifecycle.compute_resource(record)
+    if record.is_sharded:  # its own run makes its summary, on the host of its last shard's resource
+        shards = lifecycle.shards(record)
+        resource = session.grid.get_resource(shards[-1].get(names.A_COMPUTE_RESOURCE)) if shards else None
+        if resource is None:
+            raise TaskStateError(f"task {record.task_id} has no shards")
+    else:
+        resource = lifecycle.compute_resource(record)
     if not _is_here(session, resource):
         if hops >= 1:
             message = (
@@ -450,10 +472,7 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
 def _run_here(session: _Session, record: TaskRecord, resource: Resource) -> TaskRecord:
     collection = record.collection
     try:
-        stored = session.grid.read_data_object(
-            posixpath.join(collection, names.TASK_CONFIG_FILE), max_bytes=MAX_CONFIG_BYTES
-        )
-        config = TaskConfig.from_json(stored, source=posixpath.join(collection, names.TASK_CONFIG_FILE))
+        config = session.lifecycle.read_config(record)
     except ComputeToDataError as exc:
         session.lifecycle.fail_queued(collection, f"cannot read the task's config: {exc}")
         raise
@@ -498,7 +517,25 @@ def _print_record(session: _Session, record: TaskRecord) -> None:
         ("error", record.get(names.A_ERROR)),
         ("timings", timings_summary(record.timings)),
     ])
+    if record.is_sharded:
+        _print_shards(session, record)
     _print_series(session, record)
+
+
+#: a sharded task's status lists every shard up to this many, else only those not succeeded
+_SHARD_LINES = 20
+
+
+def _print_shards(session: _Session, record: TaskRecord) -> None:
+    shards = session.lifecycle.shards(record)
+    session.out(f"shards: {aggregate(shards).describe()}")
+    shown = shards if len(shards) <= _SHARD_LINES else [s for s in shards if s.state != TaskState.SUCCEEDED]
+    for shard in shown[:_SHARD_LINES]:
+        details = [shard.display_state(session.lifecycle.lease_seconds), f"on {shard.get(names.A_COMPUTE_RESOURCE)}",
+                   f"images {shard.progress_text()}"]
+        if shard.get(names.A_ERROR):
+            details.append(f"error: {shard.get(names.A_ERROR)}")
+        session.out(f"shard {shard.get(names.A_SHARD)}: " + ", ".join(details))
 
 
 def _print_series(session: _Session, record: TaskRecord) -> None:
@@ -527,7 +564,11 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
     outcome = _submit(session, config)
-    record = _execute_queued(session, outcome.collection, hops=0)
+    # a task larger than one shard: its shards one after the other, each on its host (c2d_submit
+    # runs them at once, through the delay server)
+    for run in session.lifecycle.queued_runs(session.lifecycle.read(outcome.collection)):
+        _execute_queued(session, run, hops=0)
+    record = session.lifecycle.read(outcome.collection)
     if record.state != TaskState.SUCCEEDED:
         details = [f"task {record.task_id} ended {record.state.value if record.state else 'in no known state'}"]
         if record.get(names.A_ERROR):
@@ -550,6 +591,7 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
         ("collection", outcome.collection),
         ("compute_resource", outcome.compute_resource),
         ("inputs", outcome.inputs),
+        ("shards", len(outcome.shard_collections) or None),
     ])
     if series is not None:
         session.lines([("series", series.series_id), ("schedule", f"every {series.every}"), ("next_run", series.next_run)])
@@ -566,6 +608,11 @@ def _c2d_status(session: _Session, args: list[str]) -> None:
     record = status.record
     if status.is_stale and not session.lifecycle.is_here(record):
         record = _reap_remotely(session, record)
+    if record.is_sharded and record.state == TaskState.RUNNING:
+        for shard in session.lifecycle.shards(record):  # silent shards elsewhere: their hosts check them
+            if shard.is_stale(session.lifecycle.lease_seconds) and not session.lifecycle.is_here(shard):
+                _reap_remotely(session, shard)
+        record = session.lifecycle.read(record.collection)
     _print_record(session, record)
 
 
@@ -614,6 +661,10 @@ def _cancel_one(session: _Session, task: str) -> None:
     outcome = session.lifecycle.cancel(task, by=session.user)
     record = outcome.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
+    if record.is_sharded:
+        _stop_shards_elsewhere(session, outcome.elsewhere)
+        session.out(f"shards: {aggregate(session.lifecycle.shards(record)).describe()}")
+        return
     if not outcome.was_running:
         session.out("the queued run will exit without running when the delay server starts it (iqstat lists it until then)")
         return
@@ -635,16 +686,31 @@ def _cancel_one(session: _Session, task: str) -> None:
     session.out(f"stopped: requested on {resource.host}")
 
 
+def _stop_shards_elsewhere(session: _Session, shards: tuple[TaskRecord, ...]) -> None:
+    """Running shards of a cancelled task on other hosts: stopped there (each also stops itself
+    at its next heartbeat, so a host that cannot be reached only delays it)."""
+    for shard in shards:
+        try:
+            resource = session.lifecycle.compute_resource(shard)
+            payload = _encode({"collection": shard.collection, "task_id": shard.task_id})
+            session.callback.remoteExec(resource.host, "", f'c2d_cancel_here("{payload}")', "")
+            session.out(f"shard {shard.get(names.A_SHARD)}: stop requested on {resource.host}")
+        except (ComputeToDataError, RuntimeError) as exc:
+            log.warning("could not stop shard %s on its host: %s", shard.collection, exc)
+            session.out(f"shard {shard.get(names.A_SHARD)}: stops itself at its next heartbeat")
+
+
 def _c2d_resume(session: _Session, args: list[str]) -> None:
     """Resume a failed or cancelled task: c2d_resume(*task); queued at once, runs via the delay server."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
     record = session.lifecycle.resume(task, by=session.user)
-    _queue_or_fail(session, record.collection)
+    runs = _queue_or_fail(session, record.collection)
     session.lines([
         ("task_id", record.task_id),
         ("state", TaskState.QUEUED.value),
         ("collection", record.collection),
         ("resumed", record.get(names.A_RESUMED)),
+        ("shards_queued", len([r for r in runs if r != record.collection]) if record.is_sharded else None),
     ])
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{record.task_id}'\"  (queued rules: iqstat)"

@@ -297,6 +297,11 @@ class Settings:
     #: and the engine tags each part while the notebook works on the next.
     part_size: int = names.DEFAULT_PART_SIZE
     part_seconds: float = names.DEFAULT_PART_SECONDS
+    #: a task config's compute.shard_size is capped by this (default shard: 5,000 images).
+    max_shard_size: int = 10000
+    #: LocalGrid's dispatcher runs at most this many shard runs at once, as the delay server
+    #: runs at most number_of_concurrent_delay_rule_executors (default 4) rules on a zone.
+    local_concurrent_runs: int = 4
     #: the shortest interval a scheduled task config may ask for (``schedule.every``), so that
     #: continuous runs cannot hammer the zone: 1 h unless the administrator says otherwise.
     schedule_min_interval_seconds: int = 3600
@@ -350,6 +355,10 @@ class Settings:
         """The task's own limit, else the settings' default; never above the settings' maximum."""
         return min(requested or self.default_timeout_seconds, self.max_timeout_seconds)
 
+    def effective_shard_size(self, requested: int | None) -> int:
+        """The task's shard size (default 5,000 images), never above the settings' max_shard_size."""
+        return max(1, min(requested or names.DEFAULT_SHARD_SIZE, self.max_shard_size))
+
     def staging_directory_for(self, host: str, resource: str | None = None) -> Path:
         """A Slurm resource's staging directory (on the shared filesystem), else the host's."""
         slurm_resource = self.slurm.resource(resource) if resource else None
@@ -371,8 +380,8 @@ class Settings:
             "staging_directory", "default_timeout_seconds", "max_timeout_seconds", "allowed_runners",
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
-            "heartbeat_lease_seconds", "part_size", "part_seconds", "schedule_min_interval_seconds", "replication",
-            "shared_vaults", "$comment",
+            "heartbeat_lease_seconds", "part_size", "part_seconds", "max_shard_size", "local_concurrent_runs",
+            "schedule_min_interval_seconds", "replication", "shared_vaults", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -408,6 +417,8 @@ class Settings:
                 heartbeat_lease_seconds=float(doc.get("heartbeat_lease_seconds", 60.0)),
                 part_size=int(doc.get("part_size", names.DEFAULT_PART_SIZE)),
                 part_seconds=float(doc.get("part_seconds", names.DEFAULT_PART_SECONDS)),
+                max_shard_size=int(doc.get("max_shard_size", 10000)),
+                local_concurrent_runs=int(doc.get("local_concurrent_runs", 4)),
                 schedule_min_interval_seconds=int(doc.get("schedule_min_interval_seconds", 3600)),
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 replication=ReplicationSettings.from_document(doc.get("replication", {}), source),
@@ -423,6 +434,8 @@ class Settings:
             )
         if settings.part_size < 1 or settings.part_seconds <= 0:
             raise SettingsError(f"{source}: part_size must be >= 1 and part_seconds > 0")
+        if settings.max_shard_size < 1 or settings.local_concurrent_runs < 1:
+            raise SettingsError(f"{source}: max_shard_size and local_concurrent_runs must be >= 1")
         if settings.schedule_min_interval_seconds < 1:
             raise SettingsError(f"{source}: schedule_min_interval_seconds must be at least 1")
         if settings.default_image and not any(a.matches(settings.default_image) for a in settings.allowed_images):
@@ -474,6 +487,8 @@ class Settings:
             "heartbeat_lease_seconds": self.heartbeat_lease_seconds,
             "part_size": self.part_size,
             "part_seconds": self.part_seconds,
+            "max_shard_size": self.max_shard_size,
+            "local_concurrent_runs": self.local_concurrent_runs,
             "schedule_min_interval_seconds": self.schedule_min_interval_seconds,
             "slurm": self.slurm.to_document(),
             "replication": self.replication.to_document(),

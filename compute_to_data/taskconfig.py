@@ -198,6 +198,11 @@ class TaskConfig:
     skip_tagged: bool = True
     compute_role: str = names.ROLE_GPU_COMPUTE
     compute_resource: str | None = None
+    #: compute.resources: spread the shards over these (None: not asked)
+    compute_resources: tuple[str, ...] | None = None
+    spread: bool = False
+    #: compute.shard_size as written (None: the default; Settings.effective_shard_size caps it)
+    shard_size: int | None = None
     #: ``compute.replicate``: ``when_needed`` (stage in place where the data already is) or ``always``
     replicate: str = names.REPLICATE_WHEN_NEEDED
     archive_role: str | None = None
@@ -238,6 +243,9 @@ class TaskConfig:
             skip_tagged=inputs.get("skip_tagged", True),
             compute_role=compute.get("role", names.ROLE_GPU_COMPUTE),
             compute_resource=compute.get("resource"),
+            compute_resources=tuple(compute["resources"]) if "resources" in compute else None,
+            spread=bool(compute.get("spread", False)),
+            shard_size=compute.get("shard_size"),
             replicate=compute.get("replicate", names.REPLICATE_WHEN_NEEDED),
             archive_role=(archive or {}).get("role", names.ROLE_LONG_TERM_STORAGE) if archive is not None else None,
             archive_resource=(archive or {}).get("resource"),
@@ -256,6 +264,11 @@ class TaskConfig:
             schedule_every=(doc.get("schedule") or {}).get("every"),
             document=copy.deepcopy(doc),
         )
+        if config.compute_resource is not None and config.compute_resources is not None:
+            raise ConfigError(
+                f"{source} is invalid (1 problem(s)):",
+                ["$.compute: give either resource (run on it) or resources (spread over them), not both"],
+            )
         if config.class_attribute == config.score_attribute:
             raise ConfigError(
                 f"{source} is invalid (1 problem(s)):",

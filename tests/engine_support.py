@@ -53,6 +53,8 @@ class ScriptedRunner(Runner):
         self.requests.append(request)
         params = request.parameters
         out = Path(params["output_dir"])
+        if request.notebook_name == names.SUMMARY_NOTEBOOK:
+            return self._summarize(request, out)
         files = sorted(p for p in Path(params["input_dir"]).rglob("*") if p.is_file())
         if request.on_started:
             request.on_started("localhost", f"scripted:{len(self.requests)}")
@@ -95,6 +97,22 @@ class ScriptedRunner(Runner):
             images_total=len(files), images_done=0 if fail else len(files),
             error=fail, log="scripted run\n", runner=self.name,
         )
+
+    def _summarize(self, request: RunRequest, out: Path) -> RunResult:
+        if request.on_started:
+            request.on_started("localhost", f"scripted-summary:{len(self.requests)}")
+        return summarize_as_the_notebook_does(request, out)
+
+
+def summarize_as_the_notebook_does(request: RunRequest, out: Path) -> RunResult:
+    """The summary notebook's work without its kernel: the real streaming summary, a plain report."""
+    from compute_to_data.notebook import summary
+
+    params = request.parameters
+    result = summary.summarize(Path(params["input_dir"]), out, Path(params["shards_file"]), params["task_id"])
+    (out / names.REPORT_FILE).write_text(summary.text_report(result))
+    return RunResult(status="succeeded", started="s", finished="f", duration_seconds=0.01,
+                     images_total=result.images, images_done=result.images, log="scripted summary\n", runner="scripted")
 
 
 def make_grid(

@@ -137,10 +137,32 @@ def test_list_data_objects(contract_grid: GridSetup) -> None:
     assert set(by_path[f"{root}/a.png"].avus) == {AVU("predictedclass", "1", "c2d:t"), AVU("predictedscore", "0.9000", "c2d:t")}
     assert by_path[f"{root}/sub/c.png"].avus == (AVU("predictedclass", "2", "c2d:t"),)
     assert by_path[f"{root}/b.png"].avus == ()
-    assert [o.path for o in g.iter_data_objects(root, recursive=True)] == [o.path for o in deep]
+    pages = list(g.iter_data_objects(root, recursive=True, avu_attributes=["predictedclass"], page_size=1))
+    assert all(len(page) == 1 for page in pages)
+    assert sorted(o.path for page in pages for o in page) == [o.path for o in deep]
+    assert {o.path: o.avus for page in pages for o in page}[f"{root}/sub/c.png"] == (AVU("predictedclass", "2", "c2d:t"),)
     assert [o.path for o in g.list_data_objects(f"{root}/sub/deeper")] == [f"{root}/sub/deeper/d.png"]
     with pytest.raises(ObjectNotFoundError):
         g.list_data_objects(f"{s.home}/missing")
+
+
+def test_iter_data_objects_pages_collection_by_collection(contract_grid: GridSetup) -> None:
+    """Pages never exceed page_size, hold only readable objects, and a collection's objects come
+    together (shard planning groups by sub-collection as the pages come)."""
+    s, g = contract_grid, contract_grid.grid
+    root = f"{s.home}/paged"
+    names = [f"{root}/{sub}/{i:02d}.png" for sub in ("a", "b", "b/deep") for i in range(5)] + [f"{root}/top.png"]
+    for path in names:
+        s.put(path, b"x")
+    pages = list(g.iter_data_objects(root, recursive=True, page_size=2))
+    assert all(1 <= len(page) <= 2 for page in pages)
+    seen = [o.path for page in pages for o in page]
+    assert sorted(seen) == sorted(names)
+    order = [posixpath.dirname(p) for p in seen]
+    assert len({c for c in order}) == len([c for i, c in enumerate(order) if i == 0 or order[i - 1] != c])
+    assert [o.path for page in g.iter_data_objects(root) for o in page] == [f"{root}/top.png"]
+    with pytest.raises(ObjectNotFoundError):
+        list(g.iter_data_objects(f"{s.home}/missing"))
 
 
 def test_list_data_objects_only_readable(contract_grid: GridSetup) -> None:

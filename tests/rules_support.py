@@ -17,10 +17,11 @@ import pytest
 from compute_to_data import conventions as names
 from compute_to_data import rules
 from compute_to_data.grid import hosts
-from compute_to_data.grid.base import AVU, EntityType
+from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.registry import runners
 from compute_to_data.runners.base import RunRequest, RunResult
+from compute_to_data.settings import Settings
 
 try:  # tests/ may or may not be a package
     from .engine_support import STORAGE_HOST, ScriptedRunner, make_grid
@@ -145,4 +146,35 @@ def build_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, compute_host:
     # "localhost" is loopback (local to every server); any other name is local only to itself.
     monkeypatch.setattr(hosts, "is_local_host", lambda host, extra=(): host == "localhost" or host == server.current_host())
     zone.put_config(config_doc())
+    return zone
+
+
+#: three GPU resources on three hosts (the multi-host zone); gpu_resc is the one build_zone makes
+GPU_HOSTS = {"gpu_resc": "gpu-host-a", "gpu_resc2": "gpu-host-b", "gpu_resc3": "gpu-host-c"}
+
+
+def build_multihost_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, images: dict[str, bytes],
+                         settings: dict[str, Any] | None = None) -> Zone:
+    """A zone whose three GPU resources live on three hosts, each a server of its own: its own
+    settings (``local_host_names`` naming itself, its own staging and lock directories), and the
+    rules ``remoteExec`` sends it (and the delay server's rules that land there) run as on it.
+    Host identity is decided by the real code (grid/hosts.py: ``local_host_names``)."""
+    real_is_local = hosts.is_local_host
+    zone = build_zone(tmp_path, monkeypatch, compute_host=GPU_HOSTS["gpu_resc"], images=images, settings=settings)
+    monkeypatch.setattr(hosts, "is_local_host", real_is_local)
+    for name, host in GPU_HOSTS.items():
+        if name != "gpu_resc":
+            zone.admin.make_resource(name, host=host)
+            zone.admin.apply_metadata([MetadataOperation("add", EntityType.RESOURCE, name,
+                                                         AVU(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE))])
+    base = json.loads(zone.settings_file.read_text())
+    per_host: dict[str, Settings] = {}
+    for host in [PROVIDER, *GPU_HOSTS.values()]:
+        doc = {**base, "local_host_names": [host], "staging_directory": str(tmp_path / f"staging-{host}"),
+               "lock_directory": str(tmp_path / f"locks-{host}")}
+        path = tmp_path / f"settings-{host}.json"
+        path.write_text(json.dumps(doc))
+        per_host[host] = Settings.from_document(doc, str(path))
+    server = zone.server
+    monkeypatch.setattr(Settings, "load", classmethod(lambda cls, path=None: per_host[server.current_host()]))
     return zone

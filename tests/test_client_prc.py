@@ -224,6 +224,19 @@ def test_listing_fetches_avus_in_bulk(catalog, alice):
     assert len(catalog.queries) <= 9
 
 
+def test_iter_data_objects_pages_per_collection(catalog, alice):
+    for sub in ("a_b", "a_b/sub", "aXb"):
+        for i in range(3):
+            catalog.mkobj(f"{HOME}/{sub}/{i}.png", "alice", predictedclass=(str(i), "c2d:T"))
+    catalog.mkobj(f"{HOME}/a_b/sub/theirs.png", "bob")  # not readable by alice
+    pages = list(alice.iter_data_objects(f"{HOME}/a_b", recursive=True, avu_attributes=["predictedclass"], page_size=2))
+    assert [[o.path for o in page] for page in pages] == [
+        [f"{HOME}/a_b/0.png", f"{HOME}/a_b/1.png"], [f"{HOME}/a_b/2.png"],
+        [f"{HOME}/a_b/sub/0.png", f"{HOME}/a_b/sub/1.png"], [f"{HOME}/a_b/sub/2.png"],
+    ]
+    assert all(o.avus for page in pages for o in page)
+
+
 # --- resources -----------------------------------------------------------------------------------------
 def test_resources(alice):
     gpu = alice.find_resources("COMPUTE_RESOURCE_ROLE", "GPU_COMPUTE")

@@ -143,3 +143,32 @@ def test_two_tasks_started_together_take_turns_on_one_resource(demo):
     (start0, end0), (start1, end1) = executes[0][:2], executes[1][:2]
     assert end0 <= start1 or end1 <= start0, f"containers overlapped: {executes}"
     assert ("queued", "running") in observed, observed
+
+
+def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, docker_env):
+    """The same images again (forced), in two shards: each shard and the summary notebook run in
+    the locked-down container; the task's report covers both shards and links to their reports."""
+    from compute_to_data.demo.run import choose_demo_runner, demo_settings, task_document
+    from compute_to_data.taskconfig import TaskConfig
+    from compute_to_data.tasks import TaskContext, create_task
+    from compute_to_data.tasks.shards import shard_records
+
+    directory, _ = demo
+    alice = LocalGrid(directory / "grid", user="alice")
+    settings = demo_settings(directory)
+    document = task_document(True)
+    document["compute"] = {**document.get("compute", {}), "shard_size": IMAGES // 2}
+    runner, _ = choose_demo_runner("docker", settings)
+    outcome = create_task(TaskConfig.from_document(document), TaskContext(grid=alice, settings=settings, runner=runner)).run()
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    record = TaskStateStore(alice).read(outcome.collection)
+    assert record.get(names.A_SHARDS) == "2" and record.get(names.A_PROGRESS) == f"{IMAGES}/{IMAGES}"
+    assert record.get(names.A_RUNNER) == "docker"
+    shards = shard_records(alice, outcome.collection)
+    assert [s.get(names.A_RUNNER) for s in shards] == ["docker", "docker"]
+    report = alice.read_data_object(posixpath.join(outcome.collection, "report.html")).decode()
+    assert 'href="shards/0001/report.html"' in report and 'href="shards/0002/report.html"' in report
+    whole = alice.read_data_object(posixpath.join(outcome.collection, "predictions.json")).decode()
+    assert whole.count('"file"') == IMAGES
+    for key in (f"{outcome.task_id}-0001", f"{outcome.task_id}-0002", f"{outcome.task_id}-summary"):
+        assert docker_env.client.containers.list(all=True, filters={"label": f"{LABEL_TASK_ID}={key}"}) == []

@@ -404,3 +404,37 @@ def test_server_side_modules_do_not_import_notebook_machinery():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+SUMMARY_NOTEBOOK = CLASSIFY_NOTEBOOK.parent / "summarize_task.ipynb"
+
+
+def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
+    """summarize_task.ipynb through the real entrypoint (papermill, nbconvert): two shards' predictions."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for number, count in (("0001", 3), ("0002", 2)):
+        images = [{"file": f"s{number}/{i}.png", "path": f"{LOGICAL_ROOT}/s{number}/{i}.png",
+                   "classifications": [{"class": str(i % 2), "score": 0.5 + i / 10}, {"class": "x", "score": 0.1}],
+                   "below_threshold": False} for i in range(count)]
+        (inputs / f"{number}.json").write_text(json.dumps({"task_id": "T", "labels": ["0", "1"], "images": images}))
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "shards.json").write_text(json.dumps({"shards": [
+        {"shard": n, "resource": f"gpu_{n}", "host": f"host-{n}", "device": "cpu", "images": c, "images_per_second": 50.0,
+         "seconds": 1.5, "state": "succeeded", "report": f"shards/{n}/report.html"} for n, c in (("0001", 3), ("0002", 2))]}))
+    params = {"task_id": "T", "notebook": "summarize_task", "input_dir": str(inputs), "output_dir": str(tmp_path / "outputs"),
+              "shards_file": str(task / "shards.json"), "score_threshold": 0.0,
+              names.REPORT_CONTEXT_PARAMETER: {"provenance": {"task_id": "T", "shards": 2}, "paths": {}}}
+    params_path = task / names.PARAMS_FILE
+    params_path.write_text(json.dumps(params))
+    proc = run_entrypoint("--params", params_path, "--notebook", SUMMARY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "outputs"
+    result = json.loads((out / names.RESULT_FILE).read_text())
+    assert result["status"] == "succeeded"
+    whole = json.loads((out / names.PREDICTIONS_JSON).read_text())
+    assert whole["task_id"] == "T" and len(whole["images"]) == 5
+    report = (out / names.REPORT_FILE).read_text()
+    assert 'href="shards/0002/report.html"' in report and "host-0001" in report
+    assert "Least certain predictions" in report and "Score distribution" in report and "<img" in report

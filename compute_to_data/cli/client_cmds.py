@@ -128,10 +128,31 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
         *_series_rows(record, client),
         ("timings", _timings_table(record)),
     ]
+    if record.is_sharded:
+        rows.insert(3, ("shards", record.get(names.A_SHARDS)))
     for label, value in rows:
         if value:
             table.add_row(label, value)
     console.print(table)
+    if record.is_sharded and client is not None:
+        print_shards(client.shards(record), client)
+
+
+def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
+    """One line per shard: where it runs, how far it is, how it ended."""
+    from ..tasks.shards import aggregate
+
+    table = Table(title=aggregate(shards).describe(), show_edge=False, title_justify="left")
+    for column in ("shard", "state", "images", "resource", "host", "elapsed", "error"):
+        table.add_column(column, no_wrap=column not in ("error",), overflow="fold")
+    for shard in shards:
+        table.add_row(
+            shard.get(names.A_SHARD), _state_text(shard, client), _progress_text(shard),
+            shard.get(names.A_COMPUTE_RESOURCE), shard.get(names.A_RUN_HOST),
+            format_duration(elapsed(shard)) if shard.get(names.A_STARTED) else "-",
+            Text(shard.get(names.A_ERROR), style="red"),
+        )
+    print_whole(table, [s.get(names.A_SHARD) for s in shards])
 
 
 def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, object]]:
@@ -229,7 +250,10 @@ def status(
     client = _client(local, user, irods_env, host, port, zone)
     record = client.status(task)
     if as_json:
-        console.print_json(json.dumps({"collection": record.collection, **dict(record.values)}))
+        doc: dict[str, object] = {"collection": record.collection, **dict(record.values)}
+        if record.is_sharded:
+            doc["shards"] = [{"collection": s.collection, **dict(s.values)} for s in client.shards(record)]
+        console.print_json(json.dumps(doc))
     else:
         print_record(record, client)
 

@@ -59,7 +59,8 @@ def run(
         config = TaskConfig.from_document({**config.document, "container": {**config.document.get("container", {}), "runner": runner}})
     settings = Settings.load(settings_file)
     grid = LocalGrid(local, user=user)
-    context = TaskContext(grid=grid, settings=settings, keep_workdir=keep_workdir)
+    context = TaskContext(grid=grid, settings=settings, keep_workdir=keep_workdir,
+                          run_shards=_dispatcher(local, user, settings_file, settings.local_concurrent_runs))
     display = TaskProgressDisplay()
     display.attach(context)
     try:
@@ -71,6 +72,18 @@ def run(
     print_outcome(outcome)
     if not outcome.succeeded:
         raise typer.Exit(1)
+
+
+def _dispatcher(grid_dir: Path, user: str, settings_file: Path | None, workers: int):  # noqa: ANN202
+    """A task larger than one shard: its shards in worker processes, at most ``workers`` at once."""
+    from ..client.local_dispatcher import LocalDispatcher
+
+    def run_shards(task: object, collections: list[str]) -> list[TaskOutcome]:
+        console.print(f"running {len(collections)} shards, at most {workers} at once (logs: {grid_dir / 'logs'})")
+        LocalDispatcher(grid_dir, user, settings_file=settings_file, workers=workers).run(collections)
+        return []
+
+    return run_shards
 
 
 def demo(

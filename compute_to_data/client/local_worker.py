@@ -3,6 +3,8 @@
 ``python -m compute_to_data.client.local_worker --grid DIR --user U --task COLLECTION``
 reads the config the task recorded (``task_config.json`` in its collection) and runs the
 engine with that task id, so the run takes the queued task over (or stops if it was cancelled).
+For a task that runs as shards it is the dispatcher: its queued shards run in worker processes
+like this one, at most ``local_concurrent_runs`` at once (``client/local_dispatcher.py``).
 
 ``--series COLLECTION`` (the first task of a series) is the series' local dispatcher: it sleeps
 until the next run the series records, runs the scheduled step (a new task, started in a worker
@@ -36,10 +38,18 @@ def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path |
     from ..grid.local import LocalGrid
     from ..settings import Settings
     from ..tasks import TaskContext
-    from ..tasks.lifecycle import Terminated, sigterm_as_exception
+    from ..tasks.lifecycle import TaskLifecycle, Terminated, sigterm_as_exception
+    from .local_dispatcher import LocalDispatcher
 
     grid = LocalGrid(grid_dir, user=user)
     context = TaskContext(grid=grid, settings=Settings.load(settings_file))
+    lifecycle = TaskLifecycle(grid, context.settings)
+    record = lifecycle.read(collection)
+    if record.is_sharded:
+        shards = [c for c in lifecycle.queued_runs(record) if c != collection]
+        if shards:
+            LocalDispatcher(grid_dir, user, settings_file=settings_file,
+                            workers=context.settings.local_concurrent_runs).run(shards)
     try:
         with sigterm_as_exception():
             outcome = run_queued_task(grid, collection, context)

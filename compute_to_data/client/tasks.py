@@ -31,6 +31,7 @@ from ..settings import Settings
 from ..taskconfig import TaskConfig, parse_duration, parse_json
 from ..tasks import schedule
 from ..tasks.lifecycle import TaskLifecycle
+from ..tasks.shards import shard_records
 from ..tasks.state import TaskRecord, TaskStateStore
 from .submitters import Submitter
 
@@ -118,10 +119,19 @@ class TaskClient:
         return record.display_state(self.lease_seconds)
 
     def _checked(self, record: TaskRecord) -> TaskRecord:
-        """On the compute host, a dead run is recorded as what it is before anyone is told."""
-        if self.lifecycle is not None and record.is_stale(self.lease_seconds):
+        """On the compute host, a dead run is recorded as what it is before anyone is told (for
+        a sharded task: its silent shards, and its summary)."""
+        if self.lifecycle is None:
+            return record
+        if record.is_sharded and record.state == TaskState.RUNNING:
+            return self.lifecycle.status(record.collection).record
+        if record.is_stale(self.lease_seconds):
             return self.lifecycle.reap(record)
         return record
+
+    def shards(self, record: TaskRecord) -> list[TaskRecord]:
+        """A sharded task's shards, by number ([] for a task that runs as one)."""
+        return shard_records(self.grid, record.collection) if record.is_sharded else []
 
     # --- reading ----------------------------------------------------------------------------------
     def find(self, task: str) -> TaskRecord:

@@ -20,6 +20,9 @@ from pathlib import Path
 from .. import conventions as names
 from .irods_errors import USER_INPUT_PATH_ERR
 
+#: objects per page of :meth:`Grid.iter_data_objects` (a GenQuery page holds 256 rows).
+LISTING_PAGE_SIZE = 1000
+
 
 class AccessLevel(IntEnum):
     """iRODS permission levels; comparable because iRODS numbers them that way."""
@@ -299,6 +302,17 @@ def parse_score(text: str | None) -> float | None:
         return None
 
 
+def check_page_size(page_size: int) -> None:
+    if page_size < 1:
+        raise ValueError(f"page_size must be >= 1, not {page_size}")
+
+
+def in_pages(objects: Sequence[DataObject], page_size: int) -> Iterator[list[DataObject]]:
+    """A collection's listing handed out ``page_size`` objects at a time."""
+    for start in range(0, len(objects), page_size):
+        yield list(objects[start : start + page_size])
+
+
 def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
     """Reject relative, unnormalized or out-of-zone paths with a message naming the path.
 
@@ -460,8 +474,30 @@ class Grid(ABC):
         if operations:
             self.apply_metadata(operations)
 
-    def iter_data_objects(self, collection: str, recursive: bool = False) -> Iterator[DataObject]:
-        yield from self.list_data_objects(collection, recursive)
+    def iter_data_objects(
+        self,
+        collection: str,
+        recursive: bool = False,
+        avu_attributes: Sequence[str] = (),
+        page_size: int = LISTING_PAGE_SIZE,
+    ) -> Iterator[list[DataObject]]:
+        """What :meth:`list_data_objects` returns, in pages of at most ``page_size`` objects.
+
+        Planning a task of a million images must never hold them all: callers check
+        permissions, select and assign each page as it comes. Pages come collection by
+        collection (each collection's objects sorted by name, the collections in the adapter's
+        order), so the objects of one sub-collection arrive together. This default walks the
+        collections with :meth:`list_collections` and lists each one; adapters page with their
+        own queries (LocalGrid by key ranges, the iRODS adapters with one listing per
+        collection, which bounds memory by the largest single collection).
+        """
+        check_page_size(page_size)
+        pending = [collection]
+        while pending:
+            current = pending.pop(0)
+            yield from in_pages(self.list_data_objects(current, False, avu_attributes), page_size)
+            if recursive:
+                pending[:0] = self.list_collections(current)
 
     def add_new_avus(self, entity_type: EntityType, avus_by_entity: Mapping[str, Sequence[AVU]]) -> None:
         """Add AVUs to entities that carry none of them yet (fast path for tagging many images).

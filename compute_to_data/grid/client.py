@@ -53,6 +53,9 @@ from ..errors import (
 from . import genquery_quote as gq
 from . import irods_errors
 from .base import (
+    LISTING_PAGE_SIZE,
+    check_page_size,
+    in_pages,
     AVU,
     AccessLevel,
     CollectionAVUs,
@@ -662,6 +665,36 @@ class IrodsClientGrid(Grid):
                 rows += [r for r in self._object_rows(where) if posixpath.join(r[Collection.name], r[D.name]) in readable]
                 avus.update(self._avu_rows(where, avu_attributes))
             return self._build_objects(rows, avus)
+
+    def iter_data_objects(
+        self,
+        collection: str,
+        recursive: bool = False,
+        avu_attributes: Sequence[str] = (),
+        page_size: int = LISTING_PAGE_SIZE,
+    ) -> Iterator[list[DataObject]]:
+        """Collection by collection: the collections below are named by one query (per part of
+        the condition), then each is listed with its replicas, the caller's access and the AVUs
+        asked for, and handed out in pages: memory is bounded by the largest single collection."""
+        from irods.models import Collection, DataObject as D
+
+        check_page_size(page_size)
+        self._split(collection)
+        with self._errors(f"list collection {collection}"):
+            self._require_collection(collection)
+            collections = [collection]
+            if recursive:
+                below: set[str] = set()
+                for where in _under(Collection.name, collection, include_self=False):
+                    below.update(row[Collection.name] for row in self._select([Collection.name], where))
+                collections += sorted(below - {collection})
+        for current in collections:
+            with self._errors(f"list collection {current}"):
+                where = _eq(Collection.name, current)
+                readable = self._readable_paths(where, AccessLevel.READ)
+                rows = [r for r in self._object_rows(where) if posixpath.join(r[Collection.name], r[D.name]) in readable]
+                objects = self._build_objects(rows, self._avu_rows(where, avu_attributes) if rows else {})
+            yield from in_pages(objects, page_size)
 
     def list_collections(self, parent: str) -> list[str]:
         from irods.models import Collection

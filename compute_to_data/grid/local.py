@@ -62,6 +62,8 @@ from .base import (
     CollectionAVUs,
     DataObject,
     EntityType,
+    LISTING_PAGE_SIZE,
+    check_page_size,
     Grid,
     MetadataOperation,
     Replica,
@@ -611,14 +613,15 @@ class LocalGrid(LocalPredictionQueries, Grid):
         avu_attributes: Sequence[str],
         order_limit: str = "",
         limit_params: tuple = (),
+        order: str = "d.path",
     ) -> list[DataObject]:
         """Objects matching ``where`` (on alias ``d``) with replicas and selected AVUs: 2 queries.
 
         With ``order_limit`` the page of object ids is chosen first (in a CTE) and replicas and
         AVUs are fetched only for that page.
         """
-        order = f"ORDER BY d.path {order_limit}" if order_limit else ""
-        page_cte = f"WITH page AS (SELECT d.id FROM data_objects d WHERE {where} {order})"
+        ordering = f"ORDER BY {order} {order_limit}" if order_limit else ""
+        page_cte = f"WITH page AS (SELECT d.id FROM data_objects d WHERE {where} {ordering})"
         rows = conn.execute(
             page_cte
             + " SELECT d.id, d.path, r.repl_num, s.name, r.phys_path, r.size, r.checksum, r.good"
@@ -693,6 +696,45 @@ class LocalGrid(LocalPredictionQueries, Grid):
         with self._transaction(write=False) as conn:
             where, params = self._listing_where(conn, collection, recursive, None)
             return self._objects(conn, where, params, avu_attributes)
+
+    def iter_data_objects(
+        self,
+        collection: str,
+        recursive: bool = False,
+        avu_attributes: Sequence[str] = (),
+        page_size: int = LISTING_PAGE_SIZE,
+    ) -> Iterator[list[DataObject]]:
+        """Pages by key ranges: collection by collection (in path order), each page the next
+        ``page_size`` names of one collection (``name > last``, on the (collection, name)
+        index), so no page costs more than its own rows, however large the listing."""
+        self._check_path(collection)
+        check_page_size(page_size)
+        with self._transaction(write=False) as conn:
+            _, root_id = self._require(conn, collection, AccessLevel.READ_METADATA, "c")
+            collections = [(root_id, collection)]
+            if recursive:
+                low, high = _prefix_bounds(collection)
+                collections += [
+                    (int(r[0]), r[1])
+                    for r in conn.execute(
+                        "SELECT id, path FROM collections WHERE path >= ? AND path < ? ORDER BY path", (low, high)
+                    )
+                ]
+        acl, acl_params = self._acl_clause("d", "d", AccessLevel.READ)
+        for coll_id, _path in collections:
+            last = ""
+            while True:
+                with self._transaction(write=False) as conn:
+                    page = self._objects(
+                        conn, f"d.coll_id = ? AND d.name > ? AND {acl}", (coll_id, last, *acl_params),
+                        avu_attributes, "LIMIT ?", (page_size,), order="d.name",
+                    )
+                if not page:
+                    break
+                yield page
+                if len(page) < page_size:
+                    break
+                last = page[-1].name
 
     def list_data_objects_page(
         self,

@@ -30,13 +30,16 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import AccessDeniedError, AlreadyExistsError, ComputeToDataError, GridError, ObjectNotFoundError
 from . import genquery_quote as gq
-from .base import AVU, AccessLevel, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation, Replica, Resource
+from .base import (
+    AVU, LISTING_PAGE_SIZE, AccessLevel, check_page_size, in_pages, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation,
+    Replica, Resource,
+)
 from .irods_errors import (
     CAT_INVALID_RESOURCE,
     CAT_INVALID_USER,
@@ -381,6 +384,34 @@ class RuleEngineGrid(Grid):
         rows = [r for r in rows if posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) in readable]
         avus = self._object_avus(avu_attributes, (), where) if rows else {}
         return self._build_objects(rows, avus)
+
+    def iter_data_objects(
+        self,
+        collection: str,
+        recursive: bool = False,
+        avu_attributes: Sequence[str] = (),
+        page_size: int = LISTING_PAGE_SIZE,
+    ) -> Iterator[list[DataObject]]:
+        """Collection by collection: one query names the collections (recursive), then each is
+        listed as :meth:`list_data_objects` lists one (objects and replicas, the caller's access,
+        the AVUs asked for: three queries) and handed out in pages. Memory is bounded by the
+        largest single collection, never by the listing; the genquery module fetches each
+        query's rows 256 at a time."""
+        check_page_size(page_size)
+        self._require_collection(collection)
+        collections = [collection]
+        if recursive:
+            below = self._query(["COLL_NAME"], (), gq.under_collection("COLL_NAME", collection, include_self=False))
+            collections += sorted({r["COLL_NAME"] for r in below} - {collection})
+        for current in collections:
+            where = [gq.equals("COLL_NAME", current)]
+            rows = self._query(list(_DATA_COLUMNS), where)
+            if not rows:
+                continue
+            readable = self._readable_objects(AccessLevel.READ, [where[0]])
+            rows = [r for r in rows if posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) in readable]
+            avus = self._object_avus(avu_attributes, where) if rows else {}
+            yield from in_pages(self._build_objects(rows, avus), page_size)
 
     def list_collections(self, parent: str) -> list[str]:
         self._require_collection(parent)

@@ -6,14 +6,17 @@ from ..registry import task_types
 from ..taskconfig import TaskConfig
 from .base import ComputeToDataTask, TaskCancelled, TaskContext, TaskOutcome
 from .lifecycle import TaskLifecycle
+from .shards import ShardSpec
 
 
 def create_task(
-    config: TaskConfig, context: TaskContext, *, task_id: str | None = None, submitted_by: str | None = None
+    config: TaskConfig, context: TaskContext, *, task_id: str | None = None, submitted_by: str | None = None,
+    shard: ShardSpec | None = None,
 ) -> ComputeToDataTask:
-    """The registered task type named by ``config.task_type``, ready to ``run()`` or ``submit()``."""
+    """The registered task type named by ``config.task_type``, ready to ``run()`` or ``submit()``
+    (``shard``: run one shard of a larger task, in the shard's collection)."""
     task_class = task_types.get(config.task_type)
-    return task_class(config, context, task_id=task_id, submitted_by=submitted_by)
+    return task_class(config, context, task_id=task_id, submitted_by=submitted_by, shard=shard)
 
 
-__all__ = ["ComputeToDataTask", "TaskCancelled", "TaskContext", "TaskLifecycle", "TaskOutcome", "create_task"]
+__all__ = ["ComputeToDataTask", "ShardSpec", "TaskCancelled", "TaskContext", "TaskLifecycle", "TaskOutcome", "create_task"]

@@ -28,7 +28,8 @@ import posixpath
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, final
@@ -47,7 +48,7 @@ from ..errors import (
     TaskLostError,
     TaskStateError,
 )
-from ..grid.base import AccessLevel, DataObject, Grid, Resource
+from ..grid.base import LISTING_PAGE_SIZE, AccessLevel, DataObject, Grid, Resource
 from ..grid.irods_errors import CAT_NO_ACCESS_PERMISSION, CAT_UNKNOWN_COLLECTION, CAT_UNKNOWN_FILE
 from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
 from ..settings import AllowedImage, Settings, notebook_path
@@ -55,7 +56,9 @@ from ..taskconfig import TaskConfig
 from . import parts as task_parts
 from . import schedule
 from .lifecycle import RunLock, TaskLifecycle, Terminated
-from .selection import select_compute_resource
+from .selection import restrict_to, select_compute_resource
+from .sharding import Candidate, ShardDraft, ShardPlanner, place_shards, read_inputs_text
+from .shards import Refusals, ShardSpec, pages_of, resource_load
 from .slots import ResourceSlot
 from .replication import COLLECTION_PLANNING_MINIMUM, Replicator, agent_pool
 from .staging import FROM_RESOURCE, IN_PLACE, Locality, StagingSummary, TaskWorkdir, plan_staging
@@ -97,6 +100,12 @@ class TaskContext:
     #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
     heartbeat: bool = True
     parts: bool = True
+    #: how ``run()`` of a task larger than one shard runs its queued shards (given the task and
+    #: their collections; the outcomes it has, if any): None runs them here, one after the other
+    #: (tests); ``c2d run --local`` passes the local dispatcher (worker processes).
+    run_shards: "Callable[[ComputeToDataTask, list[str]], list[TaskOutcome]] | None" = None
+    #: objects per page when a task's inputs are listed (planning a large task streams them)
+    listing_page_size: int = LISTING_PAGE_SIZE
     #: starts one replication agent of its own (inside iRODS: a rule queued with the delay
     #: server) on a manifest data object; None: threads where the grid allows, else the run alone
     start_replication_agent: Callable[[str], None] | None = None
@@ -131,10 +140,36 @@ class TaskOutcome:
     run_result: RunResult | None = None
     dispatched: bool = False
     notes: list[str] = field(default_factory=list)
+    #: a task larger than one shard: its shards' collections (each queued, then run)
+    shard_collections: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
         return self.state == TaskState.SUCCEEDED
+
+
+@dataclass
+class ShardPlan:
+    """A new task found larger than one shard: the listing still to read, the resources its
+    shards may go to, and (once read) the shards and the resource of each."""
+
+    pages: Iterator[Sequence[DataObject]]
+    resources: list[Resource]
+    drafts: list[ShardDraft] = field(default_factory=list)
+    assignment: list[str] = field(default_factory=list)
+
+
+def run_shards_here(task: "ComputeToDataTask", collections: list[str]) -> list[TaskOutcome]:
+    """Run queued shards in this process, one after the other (each on its resource as usual)."""
+    outcomes = []
+    for collection in collections:
+        try:
+            outcomes.append(task.lifecycle.start(collection, task.context))
+        except (TaskCancelled, TaskStateError) as exc:  # cancelled meanwhile, or taken by another run
+            log.info("shard %s not run here: %s", collection, exc)
+        except ComputeToDataError as exc:  # recorded on the shard by the lifecycle
+            log.error("shard %s could not start: %s", collection, exc)
+    return outcomes
 
 
 class ComputeToDataTask(ABC):
@@ -149,6 +184,7 @@ class ComputeToDataTask(ABC):
         *,
         task_id: str | None = None,
         submitted_by: str | None = None,
+        shard: ShardSpec | None = None,
     ) -> None:
         self.config = config
         self.context = context
@@ -161,6 +197,14 @@ class ComputeToDataTask(ABC):
         self.resuming = task_id is not None
         self.submitted_by = submitted_by or self.grid.user
         self.collection = posixpath.join(config.output_collection, self.task_id)
+        #: one shard of a larger task: this run works in the shard's collection, on its inputs
+        self.shard = shard
+        if shard is not None:
+            self.collection = shard.collection
+        #: names this run on its host (lock, staging directory, C2D_TASK_ID of its processes)
+        self.run_key = f"{self.task_id}-{shard.name}" if shard is not None else self.task_id
+        #: a new task found larger than one shard: the listing so far, to plan its shards from
+        self.plan: ShardPlan | None = None
         # Filled in by the steps, in order.
         self.runner: Runner | None = context.runner
         self.image: AllowedImage | None = None
@@ -196,30 +240,37 @@ class ComputeToDataTask(ABC):
         (state ``failed``/``cancelled``)."""
         self._step("validate", self.validate)
         self._step("select_compute_resource", self.select_compute_resource)
+        if self.plan is not None:  # larger than one shard: plan the shards, run them, aggregate
+            return self._run_sharded()
         assert self.resource is not None
         if self.context.dispatch is not None and self.context.dispatch(self, self.resource):
             self.outcome.dispatched = True
             return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
-        self.run_lock = self.lifecycle.run_lock(self.resource, self.task_id)
+        self.run_lock = self.lifecycle.run_lock(self.resource, self.run_key)
         if not self.run_lock.acquire():
+            what = f"shard {self.shard.label} of task {self.task_id}" if self.shard else f"task {self.task_id}"
             raise TaskBusyError(
-                f"task {self.task_id} is being run by another process on this host right now; not starting it twice"
+                f"{what} is being run by another process on this host right now; not starting it twice"
             )
         slot: ResourceSlot | None = None
         try:
             self._step("prepare_task_collection", self.prepare_task_collection)
             self._reap_dead_runs()
-            slot = self._slot()
-            waiting = time.perf_counter()
-            acquired = slot.acquire()
-            self.outcome.timings["wait_for_slot"] = time.perf_counter() - waiting
-            if not acquired:
-                raise TaskCancelled("the task was cancelled while it waited for a free slot")
-            self._record_running()
-            self._step("stage_inputs", self.stage_inputs)
+            if self.shard is None:
+                slot = self._wait_for_slot()
+                self._record_running()
+                self._step("stage_inputs", self.stage_inputs)
+            else:
+                # A shard stages before it takes the resource's slot and tags after it gave it
+                # back, so the next shard replicates while this one computes (pipelining).
+                self._record_running()
+                self._step("stage_inputs", self.stage_inputs)
+                slot = self._wait_for_slot()
             self._step("execute", self.execute)
+            if self.shard is not None:
+                slot.release()
             self._step("ingest_outputs", self.ingest_outputs)
             self._raise_if_cancelled()
             assert self.run_result is not None
@@ -237,13 +288,30 @@ class ComputeToDataTask(ABC):
             if self.workdir is not None and not self.context.keep_workdir:
                 self.workdir.remove()
             self.run_lock.release()
+            if self.shard is not None and self.collection_created:
+                self._settle_task()
         return self.outcome
+
+    def _wait_for_slot(self) -> ResourceSlot:
+        """One of the resource's slots (COMPUTE_RESOURCE_MAX_TASKS); a shard that waits keeps
+        beating (it is running: staged, waiting for the GPU), a queued task just waits."""
+        slot = self._slot()
+        waiting = time.perf_counter()
+        acquired = slot.acquire()
+        self.outcome.timings["wait_for_slot"] = time.perf_counter() - waiting
+        if not acquired:
+            raise TaskCancelled("the task was cancelled while it waited for a free slot")
+        return slot
 
     @final
     def submit(self) -> TaskOutcome:
-        """Check everything a run would check, then record ``queued``; the caller queues the run."""
+        """Check everything a run would check, then record ``queued``; the caller queues the run
+        (one per shard, ``outcome.shard_collections``, for a task larger than one shard)."""
         self._step("validate", self.validate)
         self._step("select_compute_resource", self.select_compute_resource)
+        if self.plan is not None:
+            self._plan_sharded()
+            return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
         try:
@@ -285,10 +353,20 @@ class ComputeToDataTask(ABC):
         self.labels_object = self.grid.get_data_object(self.config.labels)
 
     def select_compute_resource(self) -> None:
-        self.candidates = self._list_candidates()
         tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.compute_role)
+        if self.config.compute_resources is not None and self.shard is None:
+            tagged = restrict_to(tagged, self.config.compute_resources, self.config.compute_role)
+        if self.resuming or self.shard is not None:
+            self.candidates = self._list_candidates()
+        else:  # a new task: larger than one shard? Read the listing only as far as needed to know.
+            self.candidates = self._find_out_size(tagged)
+            if self.plan is not None:
+                self._choose_for_shards(tagged)
+                return
+        load = resource_load(self.grid, tagged) if len(tagged) > 1 and self.config.compute_resource is None else None
         self.resource = select_compute_resource(
-            tagged, self.candidates, self.config.compute_role, self.config.compute_resource
+            tagged, self.candidates, self.config.compute_role, self.config.compute_resource,
+            load=load, default_max_tasks=self.settings.max_concurrent_tasks_default,
         )
         self.outcome.compute_resource = self.resource.name
         if self.runner is not None and self.runner.uses_container_paths:
@@ -303,30 +381,37 @@ class ComputeToDataTask(ABC):
     def check_permissions(self) -> None:
         """Read on every input, the model and the labels; write where the results go."""
         readable = [o.path for o in self.candidates] + [self.config.model, self.config.labels]
-        lacking = self.grid.paths_lacking_access(readable, AccessLevel.READ)
-        if lacking:
-            shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-            raise AccessDeniedError(f"{self.grid.user} cannot read {shown}; ask the owner for read access")
+        lacking = Refusals()
+        lacking.add(self.grid.paths_lacking_access(readable, AccessLevel.READ))
+        if lacking.count:
+            raise self._cannot_read(lacking)
         if not self.resuming:
             self._check_can_create(self.config.output_collection)
         if self.candidates:
             # Tagging predictions needs write access on the images themselves.
-            unwritable = self.grid.paths_lacking_access([o.path for o in self.candidates], AccessLevel.MODIFY)
-            if unwritable:
-                shown = ", ".join(unwritable[:5]) + (
-                    f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else ""
-                )
-                raise AccessDeniedError(
-                    f"{self.grid.user} cannot write metadata on {shown}; predictions are stored as AVUs on "
-                    "the images, which needs modify_object (ichmod write) access"
-                )
+            unwritable = Refusals()
+            unwritable.add(self.grid.paths_lacking_access([o.path for o in self.candidates], AccessLevel.MODIFY))
+            if unwritable.count:
+                raise self._cannot_tag(unwritable)
+
+    def _cannot_read(self, lacking: Refusals) -> AccessDeniedError:
+        return AccessDeniedError(f"{self.grid.user} cannot read {lacking.text()}; ask the owner for read access")
+
+    def _cannot_tag(self, unwritable: Refusals) -> AccessDeniedError:
+        return AccessDeniedError(
+            f"{self.grid.user} cannot write metadata on {unwritable.text()}; predictions are stored as AVUs on "
+            "the images, which needs modify_object (ichmod write) access"
+        )
 
     def select_inputs(self) -> None:
         """The images to classify: a new task takes the pattern's matches (without those that
         carry a complete prediction, if ``skip_tagged``); a resumed task takes what it selected
         first, less what its earlier runs classified (stored parts) or tagged."""
         class_attribute, score_attribute = self.config.class_attribute, self.config.score_attribute
-        if self.resuming:
+        if self.shard is not None:  # its inputs were written once, when the task was planned
+            self.selection = self._shard_inputs()
+            self.previous = task_parts.merge_entries(e for _, e in task_parts.stored_parts(self.grid, self.collection))
+        elif self.resuming:
             self.selection = task_parts.load_selection(self.grid, self.collection)
             self.previous = task_parts.merge_entries(e for _, e in task_parts.stored_parts(self.grid, self.collection))
         if self.selection is not None:
@@ -438,7 +523,10 @@ class ComputeToDataTask(ABC):
                 keep_alive=self.heartbeat.beat, top=self.config.input_collection,
             )
             listing = None
-            if self.grid.replicates_collections and len(plan.to_replicate) >= COLLECTION_PLANNING_MINIMUM:
+            # (a shard replicates object by object: whether a collection holds only its inputs
+            # would need the listing of the whole input collection, which a shard never reads)
+            if (self.grid.replicates_collections and self.shard is None
+                    and len(plan.to_replicate) >= COLLECTION_PLANNING_MINIMUM):
                 # what the collections hold besides the inputs (msiCollRepl would replicate it)
                 listing = [o.path for o in self.grid.list_data_objects(self.config.input_collection, recursive=True)]
             report = replicator.replicate(plan.to_replicate, listing)
@@ -454,7 +542,7 @@ class ComputeToDataTask(ABC):
         self.store.write(self.collection, {names.A_REPLICATED_BYTES: self.replicated_bytes})
 
         linking = time.perf_counter()
-        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.task_id)
+        self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.run_key)
         self.workdir.create()
         placements = plan.placements
         for i, obj in enumerate(self.inputs, 1):
@@ -500,7 +588,7 @@ class ComputeToDataTask(ABC):
             previous_file.write_text(json.dumps({"task_id": self.task_id, "images": list(self.previous.values())}))
             previous_file.chmod(0o644)
         request = RunRequest(
-            task_id=self.task_id,
+            task_id=self.run_key,
             notebook_name=self.config.notebook,
             notebook_path=self.notebook_file,
             workdir=self.workdir.root,
@@ -552,7 +640,8 @@ class ComputeToDataTask(ABC):
     def for_salvage(cls, config: TaskConfig, context: TaskContext, record: TaskRecord, resource: Resource
                     ) -> "ComputeToDataTask | None":
         """The task of a dead run, rebuilt far enough to salvage its parts (None: nothing to do)."""
-        task = cls(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None)
+        task = cls(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None,
+                   shard=ShardSpec.of(record) if record.is_shard else None)
         task.resource = resource
         task.run_index = record.int_value(names.A_RESUMED)
         task.candidates = task._list_candidates()
@@ -580,26 +669,248 @@ class ComputeToDataTask(ABC):
             raise
         self.outcome.state = TaskState.SUCCEEDED
 
+    # ------------------------------------------------------------------ a task larger than one shard
+    def shard_size(self) -> int:
+        return self.settings.effective_shard_size(self.config.shard_size)
+
+    def _candidate_pages(self) -> Iterator[list[DataObject]]:
+        """The input collection's candidates, page by page (never the whole listing at once)."""
+        for page in self.grid.iter_data_objects(
+            self.config.input_collection, recursive=self.config.recursive,
+            avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+            page_size=self.context.listing_page_size,
+        ):
+            kept = [o for o in page if self._is_candidate(o)]
+            if kept:
+                yield kept
+
+    def _find_out_size(self, resources: Sequence[Resource]) -> list[DataObject]:
+        """Read the listing until more images than one shard are eligible: then the task is
+        planned as shards (``self.plan`` keeps the listing's rest) and nothing more is held;
+        otherwise the whole (small) listing, sorted by path, for a task that runs as today."""
+        limit = self.shard_size()
+        pages = self._candidate_pages()
+        seen: list[Sequence[DataObject]] = []
+        eligible = 0
+        for page in pages:
+            seen.append(page)
+            eligible += sum(1 for o in page if self._is_eligible(o))
+            if eligible > limit:
+                self.plan = ShardPlan(pages_of(seen, pages), list(resources))
+                return []
+        return sorted((o for page in seen for o in page), key=lambda o: o.path)
+
+    def _choose_for_shards(self, tagged: Sequence[Resource]) -> None:
+        """The resources the shards may go to (placed once the listing is read), refused now if
+        none or if their container image is not allowed."""
+        assert self.plan is not None
+        role = self.config.compute_role
+        if self.config.compute_resource is not None:
+            resources = [select_compute_resource(tagged, [], role, self.config.compute_resource)]
+        else:
+            select_compute_resource(tagged, [], role)  # refuses a role no resource carries
+            resources = list(tagged)
+        self.plan.resources = resources
+        self.outcome.compute_resource = ",".join(r.name for r in resources)
+        if self.runner is not None and self.runner.uses_container_paths:
+            for resource in resources:
+                self.image = self.settings.image_for(self.config.image, resource.avu_int(names.GPUS_ATTRIBUTE, 0))
+        if self.config.archive_role is not None:
+            archives = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
+            self.archive_resource = select_compute_resource(archives, [], self.config.archive_role, self.config.archive_resource)
+
+    def _plan_sharded(self) -> None:
+        """Check and select page by page, cut the shards, place them; then (all checks passed)
+        write the task, its shards and their inputs, every shard ``queued``."""
+        assert self.plan is not None
+        with tempfile.TemporaryDirectory(prefix="c2d-plan-") as tmp:
+            planner = ShardPlanner(self.shard_size(), Path(tmp))
+            self._step("plan_shards", lambda: self._scan_for_shards(planner))
+            try:
+                self._step("prepare_task_collection", lambda: self._create_shards(planner))
+            except BaseException as exc:
+                self._record_failure(exc)  # a task collection that exists never stays queued for nothing
+                raise
+
+    def _scan_for_shards(self, planner: ShardPlanner) -> None:
+        assert self.plan is not None
+        unreadable, unwritable = Refusals(), Refusals()
+        skipped = 0
+        for page in self.plan.pages:
+            paths = [o.path for o in page]
+            unreadable.add(self.grid.paths_lacking_access(paths, AccessLevel.READ))
+            unwritable.add(self.grid.paths_lacking_access(paths, AccessLevel.MODIFY))
+            for obj in page:
+                if self._is_eligible(obj):
+                    planner.add(Candidate.of(obj, self.relative_path(obj)))
+                else:
+                    skipped += 1
+        unreadable.add(self.grid.paths_lacking_access([self.config.model, self.config.labels], AccessLevel.READ))
+        if unreadable.count:
+            raise self._cannot_read(unreadable)
+        self._check_can_create(self.config.output_collection)
+        if unwritable.count:
+            raise self._cannot_tag(unwritable)
+        self.plan.drafts = planner.finish()
+        resources = self.plan.resources
+        load = resource_load(self.grid, resources) if len(resources) > 1 else {}
+        self.plan.assignment = place_shards(
+            self.plan.drafts, resources, spread=self.config.spread or self.config.compute_resources is not None,
+            load=load, default_max_tasks=self.settings.max_concurrent_tasks_default,
+        )
+        self.total_inputs = self.outcome.inputs = planner.total
+        self.outcome.skipped_already_tagged = skipped
+        log.info("task %s: %d images in %d shards (%s)", self.task_id, planner.total, len(self.plan.drafts),
+                 ", ".join(f"{n} on {r}" for r, n in sorted(Counter(self.plan.assignment).items())))
+
+    def _create_shards(self, planner: ShardPlanner) -> None:
+        assert self.plan is not None
+        by_name = {r.name: r for r in self.plan.resources}
+        drafts, assignment = self.plan.drafts, self.plan.assignment
+        self.resource = by_name[assignment[0]]  # where the task's own files go
+        if self.grid.collection_exists(self.collection):
+            raise TaskStateError(f"task collection {self.collection} exists already; not overwriting it")
+        self.grid.create_collection(self.collection)
+        self.collection_created = True
+        common = {
+            names.A_TASK_ID: self.task_id,
+            names.A_TASK_TYPE: self.task_type,
+            names.A_SUBMITTED_BY: self.submitted_by,
+            names.A_CREATED: names.iso_utc(),
+            names.A_INPUT_COLLECTION: self.config.input_collection,
+        }
+        self.lifecycle.create(self.collection, {
+            **common,
+            names.A_INPUTS: planner.total,
+            names.A_PROGRESS: f"0/{planner.total}",
+            names.A_SHARDS: len(drafts),
+            names.A_COMPUTE_RESOURCE: ",".join(sorted(set(assignment))),
+            names.A_SUMMARY_RESOURCE: names.SUMMARY_PENDING,
+            names.A_MODEL: self.config.model,
+            names.A_PARAMETERS: self.config.notebook_parameters(),
+            names.A_TIMINGS: timings_text(self.outcome.timings),
+            **schedule.creation_values(self.config, self.task_id, self.context.series),
+        })
+        self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
+        created: list[str] = []
+        try:
+            for draft, resource in zip(drafts, assignment):
+                spec = ShardSpec(names.shard_collection(self.collection, draft.number), draft.number, len(drafts))
+                self.grid.create_collection(spec.collection)
+                self.grid.put_file(planner.inputs_file(draft.number),
+                                   posixpath.join(spec.collection, names.SHARD_INPUTS_FILE), resource)
+                self.lifecycle.create(spec.collection, {
+                    **common,
+                    names.A_SHARD: spec.label,
+                    names.A_INPUTS: draft.count,
+                    names.A_PROGRESS: f"0/{draft.count}",
+                    names.A_COMPUTE_RESOURCE: resource,
+                })
+                created.append(spec.collection)
+        except BaseException as exc:
+            for collection in created:
+                self.lifecycle.fail_queued(collection, f"the task could not be planned completely: {_one_line(exc)}")
+            raise
+        self.outcome.shard_collections = created
+        self.outcome.compute_resource = ",".join(sorted(set(assignment)))
+
+    def _run_sharded(self) -> TaskOutcome:
+        """``run()`` of a new task larger than one shard: plan it, run the shards (the context's
+        way, else here one after the other), and report what the task as a whole became."""
+        self._plan_sharded()
+        run_shards = self.context.run_shards or run_shards_here
+        outcomes = run_shards(self, list(self.outcome.shard_collections))
+        record = self.store.read(self.collection)
+        outcome = self.outcome
+        outcome.state = record.state
+        outcome.error = record.get(names.A_ERROR) or None
+        outcome.report_path = record.get(names.A_REPORT) or None
+        outcome.failed_images = record.int_value(names.A_IMAGES_FAILED)
+        progress = record.progress
+        outcome.images_done = progress[0] if progress else None
+        outcome.runner = self.runner.name if self.runner is not None else None
+        counts: Counter[str] = Counter()
+        for shard_outcome in outcomes:
+            outcome.tagged += shard_outcome.tagged
+            outcome.replicated_bytes += shard_outcome.replicated_bytes
+            outcome.parts_tagged += shard_outcome.parts_tagged
+            counts.update(shard_outcome.class_counts)
+        outcome.class_counts = dict(sorted(counts.items()))
+        outcome.notes.append(f"ran as {len(outcome.shard_collections)} shards ({outcome.compute_resource})")
+        return outcome
+
+    def _shard_inputs(self) -> list[str]:
+        """A shard's inputs (relative to the input collection), as planned: read once."""
+        assert self.shard is not None
+        if self.selection is None:
+            logical = posixpath.join(self.collection, names.SHARD_INPUTS_FILE)
+            self.selection = read_inputs_text(self.grid.read_data_object(logical, max_bytes=256 * 1024 * 1024).decode("utf-8"))
+        return self.selection
+
+    def _shard_objects(self) -> list[DataObject]:
+        """A shard's inputs as the catalog has them: only the collections they lie in are listed."""
+        wanted = set(self._shard_inputs())
+        root = self.config.input_collection
+        collections = sorted({posixpath.dirname(posixpath.join(root, rel)) for rel in wanted})
+        found: list[DataObject] = []
+        for collection in collections:
+            for page in self.grid.iter_data_objects(
+                collection, avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+                page_size=self.context.listing_page_size,
+            ):
+                found.extend(o for o in page if self.relative_path(o) in wanted)
+        return sorted(found, key=lambda o: o.path)
+
+    def _settle_task(self) -> None:
+        """A shard ended, however: the task's state and progress follow, and the run that ends
+        its last shard renders the task's report from all of them (tasks/summary.py)."""
+        assert self.shard is not None
+        try:
+            settled = self.lifecycle.settle(self.shard.task_collection)
+            if settled.summarize:
+                from .summary import TaskSummary
+
+                TaskSummary.from_shard_run(self).run()
+        except Exception as exc:  # noqa: BLE001 - the shard's own state is recorded; say why the task's is not
+            log.error("task %s: could not update the task after shard %s ended: %s", self.task_id, self.shard.label, exc)
+
     # ------------------------------------------------------------------ helpers for steps
     def relative_path(self, obj: DataObject) -> str:
         return posixpath.relpath(obj.path, self.config.input_collection)
 
     def _list_candidates(self) -> list[DataObject]:
+        if self.shard is not None:
+            return self._shard_objects()
         listing = self.grid.list_data_objects(
             self.config.input_collection,
             recursive=self.config.recursive,
             avu_attributes=(self.config.class_attribute, self.config.score_attribute),
         )
-        excluded = {self.config.model, self.config.labels}
-        output_prefix = self.config.output_collection.rstrip("/") + "/"
-        return [
-            o
-            for o in listing
-            if fnmatch.fnmatchcase(o.name, self.config.pattern)
-            and o.path not in excluded
-            and not o.name.endswith(TASK_CONFIG_SUFFIX)
-            and not o.path.startswith(output_prefix)
-        ]
+        return [o for o in listing if self._is_candidate(o)]
+
+    def _is_candidate(self, obj: DataObject) -> bool:
+        return (
+            fnmatch.fnmatchcase(obj.name, self.config.pattern)
+            and obj.path not in (self.config.model, self.config.labels)
+            and not obj.name.endswith(TASK_CONFIG_SUFFIX)
+            and not obj.path.startswith(self.config.output_collection.rstrip("/") + "/")
+        )
+
+    def _is_eligible(self, obj: DataObject) -> bool:
+        """A new task classifies it (skip_tagged leaves out images with a complete prediction)."""
+        return not self.config.skip_tagged or not task_parts.has_complete_prediction(
+            obj, self.config.class_attribute, self.config.score_attribute)
+
+    def current_objects(self) -> dict[str, DataObject]:
+        """This run's inputs as the catalog has them now (their predictions may have changed):
+        the input collection's listing, or for a shard only its own collections'."""
+        if self.shard is not None:
+            return {o.path: o for o in self._shard_objects()}
+        return {
+            o.path: o for o in self.grid.list_data_objects(
+                self.config.input_collection, recursive=self.config.recursive,
+                avu_attributes=(self.config.class_attribute, self.config.score_attribute))
+        }
 
     def _check_can_create(self, collection: str) -> None:
         """Modify on the output collection, or on its nearest visible ancestor if it is new.
@@ -636,8 +947,14 @@ class ComputeToDataTask(ABC):
             self.settings.lock_directory_for(self.resource.host, self.resource.name),
             self.resource.name,
             self._capacity(),
-            should_stop=self._is_cancelled,
+            should_stop=self._is_cancelled if self.heartbeat is None else self._beat_while_waiting,
         )
+
+    def _beat_while_waiting(self) -> bool:
+        """A running shard waiting for the GPU: signs of life (which raise if it was cancelled)."""
+        assert self.heartbeat is not None
+        self.heartbeat.beat()
+        return False
 
     def _reap_dead_runs(self) -> None:
         """Before a run starts on a resource: what dead runs left there is stopped and recorded."""
@@ -680,6 +997,8 @@ class ComputeToDataTask(ABC):
         )
         self.heartbeat.offset, self.heartbeat.total = done, total
         self.heartbeat.listeners.extend(self.context.progress_listeners)
+        if self.shard is not None:
+            self.lifecycle.shard_started(self.shard.task_collection)
         if self.selection is None:  # the first run records what the task is about
             assert self.resource is not None
             self.selection = [self.relative_path(o) for o in self.inputs]

@@ -206,14 +206,7 @@ class ImageClassificationTask(ComputeToDataTask):
         """Tag images with their best prediction: add-only where an image carries none, an atomic
         replace where it carries an earlier or incomplete one; whole images per batch."""
         # Re-read the images' predictions now: they may have changed while the notebook ran.
-        current = {
-            o.path: o
-            for o in self.grid.list_data_objects(
-                self.config.input_collection,
-                recursive=self.config.recursive,
-                avu_attributes=(self.config.class_attribute, self.config.score_attribute),
-            )
-        }
+        current = self.current_objects()
         fresh: dict[str, list[AVU]] = {}  # no earlier prediction: the cheap add-only path
         replacing: list[list[MetadataOperation]] = []  # earlier or incomplete predictions: remove + add
         for obj, entry in pairs:

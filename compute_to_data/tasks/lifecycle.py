@@ -53,6 +53,7 @@ from ..errors import (
 from ..grid import hosts
 from ..grid.base import AVU, AccessLevel, EntityType, Grid, MetadataOperation, Resource
 from ..settings import Settings
+from .shards import ShardSpec, aggregate, failure_message, shard_records
 from .state import TaskRecord, TaskStateStore, as_text
 
 if TYPE_CHECKING:
@@ -102,6 +103,17 @@ class CancelOutcome:
     #: the run is on this host (and was stopped here); False: the caller stops it on its host.
     here: bool
     stopped: bool
+    #: a sharded task: its shards that were running on other hosts (the caller stops them there)
+    elsewhere: tuple[TaskRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A sharded task after :meth:`TaskLifecycle.settle`; ``summarize``: every shard succeeded
+    and the task's report is still to be made (by the caller, on a compute host)."""
+
+    record: TaskRecord
+    summarize: bool = False
 
 
 class RunLock:
@@ -210,7 +222,8 @@ class TaskLifecycle:
                     raise
                 log.info("task %s changed while it became %s (%s); reading it again", record.task_id, to.value, exc)
                 continue
-            log.info("task %s: %s -> %s", record.task_id, _state_name(record.state), to.value)
+            shown = f"{record.task_id} shard {record.get(names.A_SHARD)}" if record.is_shard else record.task_id
+            log.info("task %s: %s -> %s", shown, _state_name(record.state), to.value)
             merged = {k: v for k, v in record.values.items() if k not in wanted}
             merged.update({k: as_text(v) for k, v in wanted.items() if v is not None})
             merged[names.A_STATE] = to.value
@@ -273,38 +286,127 @@ class TaskLifecycle:
         gone...) is recorded ``failed`` with the reason, never left queued; a task that another
         process runs right now, or that is not queued, is left alone.
         """
-        from ..taskconfig import TaskConfig
         from . import create_task
 
         record = self.store.read(collection)
         if record.state == TaskState.CANCELLED:
             raise TaskCancelled(f"task {record.task_id} was cancelled before it started; not running it")
+        if record.is_sharded and record.state in (TaskState.QUEUED, TaskState.RUNNING):
+            return self.finish(record, context, compute_resource=compute_resource)
         if record.state != TaskState.QUEUED:
             raise TaskStateError(
                 f"task {record.task_id} is {_state_name(record.state)}; only a queued task can be started "
                 "(a failed or cancelled one can be resumed)"
             )
-        config_path = posixpath.join(collection, names.TASK_CONFIG_FILE)
+        shard = ShardSpec.of(record) if record.is_shard else None
+        if shard is not None:  # a shard runs on the resource it was placed on
+            compute_resource = record.get(names.A_COMPUTE_RESOURCE) or compute_resource
         try:
-            config = TaskConfig.from_json(self.grid.read_data_object(config_path, max_bytes=1024 * 1024), source=config_path)
+            config = self.read_config(record)
             if compute_resource is not None:
                 config = dataclasses.replace(config, compute_resource=compute_resource)
         except ComputeToDataError as exc:
             self.fail_queued(collection, f"cannot read the task's config: {exc}")
+            self._settle_after(shard)
             raise
-        task = create_task(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None)
+        task = create_task(config, context, task_id=record.task_id, submitted_by=record.get(names.A_SUBMITTED_BY) or None,
+                           shard=shard)
         try:
             return task.run()
         except (TaskCancelled, TaskStateError):  # busy, not queued, lost: not this run's to record
             raise
         except ComputeToDataError as exc:  # refused in a read-only step: the queued task ends here
             self.fail_queued(collection, str(exc))
+            self._settle_after(shard)
             raise
+
+    def read_config(self, record: TaskRecord) -> "TaskConfig":
+        """The config a task recorded (``task_config.json``; a shard's is its task's)."""
+        from ..taskconfig import TaskConfig
+
+        owner = ShardSpec.of(record).task_collection if record.is_shard else record.collection
+        config_path = posixpath.join(owner, names.TASK_CONFIG_FILE)
+        return TaskConfig.from_json(self.grid.read_data_object(config_path, max_bytes=1024 * 1024), source=config_path)
+
+    def _settle_after(self, shard: ShardSpec | None) -> None:
+        if shard is not None:
+            try:
+                self.settle(shard.task_collection)
+            except ComputeToDataError as exc:
+                log.error("could not update task %s after its shard %s: %s", shard.task_collection, shard.label, exc)
+
+    # ------------------------------------------------------------------ a task that runs as shards
+    def shards(self, record: TaskRecord) -> list[TaskRecord]:
+        return shard_records(self.grid, record.collection) if record.is_sharded else []
+
+    def settle(self, collection: str) -> Settled:
+        """A sharded task's state and progress from its shards': ``running`` once one started,
+        ``failed`` once all ended and one did not succeed; when all succeeded the caller makes
+        the summary report (:class:`~.summary.TaskSummary`), which records ``succeeded``.
+        Idempotent: two shards ending at once may both settle; the table refuses the second."""
+        record = self.store.read(collection)
+        if not record.is_sharded or (record.state is not None and record.state.is_final):
+            return Settled(record)
+        shards = shard_records(self.grid, collection)
+        total = aggregate(shards)
+        values: dict[str, object] = {}
+        if record.get(names.A_PROGRESS) != total.progress:
+            values[names.A_PROGRESS] = total.progress
+        if record.int_value(names.A_IMAGES_FAILED) != total.images_failed:
+            values[names.A_IMAGES_FAILED] = total.images_failed
+        if values:
+            try:
+                self.store.write(collection, values)
+            except GridError as exc:  # another shard's run wrote them at the same moment: advisory
+                log.info("task %s: progress not recorded this time (%s)", record.task_id, exc)
+        try:
+            if not total.finished:
+                if record.state == TaskState.QUEUED and total.count(TaskState.QUEUED) < total.shards:
+                    self.transition(collection, TaskState.RUNNING, {names.A_STARTED: names.iso_utc()})
+                return Settled(self.store.read(collection))
+            if total.all_succeeded:
+                return Settled(self.store.read(collection), summarize=True)
+            self.transition(collection, TaskState.FAILED, {
+                names.A_FINISHED: names.iso_utc(), names.A_ERROR: failure_message(shards), **values,
+            })
+        except TaskStateError as exc:  # another shard's run settled it first
+            log.info("task %s: %s", record.task_id, exc)
+        return Settled(self.store.read(collection))
+
+    def shard_started(self, task_collection: str) -> None:
+        """A shard began to run: the task is running (and its progress says so)."""
+        try:
+            self.settle(task_collection)
+        except ComputeToDataError as exc:  # the shard runs anyway; its task catches up when it ends
+            log.warning("could not update task %s as its shard started: %s", task_collection, exc)
+
+    def finish(self, record: TaskRecord, context: "TaskContext", *, compute_resource: str | None = None) -> "TaskOutcome":
+        """A sharded task's own run: when every shard succeeded (a resumed task whose shards
+        were all done), make its summary report here; otherwise its shards run by themselves."""
+        from . import TaskOutcome
+        from .summary import TaskSummary
+
+        settled = self.settle(record.collection)
+        if settled.summarize:
+            TaskSummary.for_task(self, settled.record, context, compute_resource).run()
+        final = self.store.read(record.collection)
+        return TaskOutcome(final.task_id, final.state, final.collection, report_path=final.get(names.A_REPORT) or None,
+                           inputs=final.int_value(names.A_INPUTS), error=final.get(names.A_ERROR) or None,
+                           failed_images=final.int_value(names.A_IMAGES_FAILED))
+
+    def queued_runs(self, record: TaskRecord) -> list[str]:
+        """The runs to queue for a task just submitted or resumed: itself, or its queued shards
+        (and, for a sharded task with none left to run, itself, to make its summary)."""
+        if not record.is_sharded:
+            return [record.collection]
+        queued = [s.collection for s in shard_records(self.grid, record.collection) if s.state == TaskState.QUEUED]
+        return queued or [record.collection]
 
     def cancel(self, task: str, by: str) -> CancelOutcome:
         """A queued task never runs; a running one is stopped (here, if this is its host)."""
         record = self.find(task)
         self.check_may_change(record)
+        self._refuse_shard(record, "cancel")
         if record.state is not None and record.state.is_final:
             raise TaskStateError(f"task {record.task_id} is already {record.state.value}; nothing to cancel")
         was_running = record.state == TaskState.RUNNING
@@ -313,6 +415,8 @@ class TaskLifecycle:
             {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"},
             refuse=f"task {record.task_id} is {_state_name(record.state)}; nothing to cancel",
         )
+        if record.is_sharded:
+            return self._cancel_shards(cancelled, by)
         if not was_running:
             return CancelOutcome(cancelled, False, True, False)
         if not self.is_here(record):
@@ -320,11 +424,42 @@ class TaskLifecycle:
         stopped = self.stop_run(record)
         return CancelOutcome(cancelled, True, True, stopped)
 
+    def _cancel_shards(self, cancelled: TaskRecord, by: str) -> CancelOutcome:
+        """Every shard not ended yet is cancelled; running ones are stopped here or by the caller."""
+        elsewhere: list[TaskRecord] = []
+        stopped = running = False
+        for shard in shard_records(self.grid, cancelled.collection):
+            if shard.state is None or shard.state.is_final:
+                continue
+            try:
+                self.transition(shard.collection, TaskState.CANCELLED,
+                                {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"})
+            except TaskStateError:  # it ended meanwhile
+                continue
+            if shard.state == TaskState.RUNNING:
+                running = True
+                if self.is_here(shard):
+                    stopped = self.stop_run(shard) or stopped
+                else:
+                    elsewhere.append(shard)
+        return CancelOutcome(cancelled, running, not elsewhere, stopped, tuple(elsewhere))
+
+    @staticmethod
+    def _refuse_shard(record: TaskRecord, what: str) -> None:
+        if record.is_shard:
+            task = ShardSpec.of(record).task_collection
+            raise TaskStateError(
+                f"{record.collection} is shard {record.get(names.A_SHARD)} of task {record.task_id}; "
+                f"{what} the task ({task}), which does it for its shards"
+            )
+
     def resume(self, task: str, by: str) -> TaskRecord:
         """failed | cancelled -> queued, in the same task collection; the caller queues the run,
-        which classifies only the inputs that carry no complete prediction of this task yet."""
+        which classifies only the inputs that carry no complete prediction of this task yet.
+        A sharded task resumes the shards that did not succeed (``queued_runs`` names them)."""
         record = self.find(task)
         self.check_may_change(record)
+        self._refuse_shard(record, "resume")
         if record.state == TaskState.RUNNING:
             record = self.reap(record)
         refuse = f"task {record.task_id} is {_state_name(record.state)}; only a failed or cancelled task can be resumed"
@@ -339,15 +474,48 @@ class TaskLifecycle:
             raise TaskStateError(f"task {record.task_id} has no {names.TASK_CONFIG_FILE}; it cannot be resumed")
         values: dict[str, object] = {a: None for a in _CLEARED_ON_RESUME}
         values[names.A_RESUMED] = record.int_value(names.A_RESUMED) + 1
+        if record.is_sharded:  # its summary is to be made (again) once its shards succeeded
+            values[names.A_SUMMARY_RESOURCE] = names.SUMMARY_PENDING
         log.info("task %s resumed by %s (was %s: %s)", record.task_id, by, _state_name(record.state),
                  record.get(names.A_ERROR) or "no error recorded")
-        return self.transition(record.collection, TaskState.QUEUED, values, refuse=refuse)
+        resumed = self.transition(record.collection, TaskState.QUEUED, values, refuse=refuse)
+        for shard in self.shards(record):
+            if shard.state in (TaskState.FAILED, TaskState.CANCELLED):
+                again: dict[str, object] = {a: None for a in _CLEARED_ON_RESUME}
+                again[names.A_RESUMED] = shard.int_value(names.A_RESUMED) + 1
+                self.transition(shard.collection, TaskState.QUEUED, again)
+        return resumed
 
     def status(self, task: str) -> TaskStatus:
         """The task; on its compute host a dead run is reaped first, so the state is the truth."""
         record = self.find(task)
         record = self.reap(record)
+        if record.is_sharded and record.state == TaskState.RUNNING:
+            for shard in self.shards(record):
+                if shard.is_stale(self.lease_seconds):
+                    self.reap(shard)  # recorded failed here when this is its host; the task follows
+            record = self._summary_never_started(self.store.read(record.collection))
         return TaskStatus(record, record.display_state(self.lease_seconds))
+
+    def _summary_never_started(self, record: TaskRecord) -> TaskRecord:
+        """Every shard succeeded a lease ago, yet no summary began (the run that ended the last
+        one died before it could start it): say so, so that a resume makes it."""
+        if record.state != TaskState.RUNNING or record.get(names.A_SUMMARY_RESOURCE) not in ("", names.SUMMARY_PENDING):
+            return record
+        shards = self.shards(record)
+        if not shards or not aggregate(shards).all_succeeded:
+            return record
+        ended = max((names.parse_iso_utc(s.get(names.A_FINISHED)) for s in shards), default=None, key=lambda t: t or names.utc_now())
+        if ended is None or (names.utc_now() - ended).total_seconds() <= self.lease_seconds:
+            return record
+        try:
+            return self.transition(record.collection, TaskState.FAILED, {
+                names.A_FINISHED: names.iso_utc(),
+                names.A_ERROR: "every shard succeeded but the summary report was not made (the run that ended the last "
+                               "shard stopped first); resume the task to make it",
+            })
+        except TaskStateError:
+            return self.store.read(record.collection)
 
     def show(self, record: TaskRecord) -> TaskStatus:
         return TaskStatus(record, record.display_state(self.lease_seconds))
@@ -361,6 +529,14 @@ class TaskLifecycle:
             )
 
     def compute_resource(self, record: TaskRecord) -> Resource:
+        if record.is_sharded:  # the resource its summary runs on, if it runs; its shards have their own
+            name = record.get(names.A_SUMMARY_RESOURCE)
+            if not name or name == names.SUMMARY_PENDING:
+                raise TaskStateError(
+                    f"task {record.task_id} runs as {record.get(names.A_SHARDS)} shards, each on its own compute "
+                    "resource (see its shards)"
+                )
+            return self.grid.get_resource(name)
         name = record.get(names.A_COMPUTE_RESOURCE)
         if not name:
             raise TaskStateError(f"task {record.task_id} records no compute resource ({names.A_COMPUTE_RESOURCE})")
@@ -385,7 +561,7 @@ class TaskLifecycle:
         if not self.grid.has_access(record.collection, AccessLevel.MODIFY):
             return record  # someone else's task: its owner's next status call reaps it
         resource = self.compute_resource(record)
-        lock = self.run_lock(resource, record.task_id)
+        lock = self.run_lock(resource, record.run_key)
         if not lock.acquire():
             return record  # its run is alive here, only silent (a long catalog call...)
         try:
@@ -396,18 +572,23 @@ class TaskLifecycle:
             salvaged = self.salvage(current, resource)
             self.remove_staging(current, resource)
             message = self.death_message(current, resource)
+            if current.is_sharded:
+                message = "its summary report was not made: " + message + "; resume the task to make it"
             if salvaged:
                 message += f"; {salvaged} part(s) it had finished are tagged now"
             try:
-                return self.transition(
+                reaped = self.transition(
                     current.collection, TaskState.FAILED,
                     {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message},
-                    expect_started=current.get(names.A_STARTED),
+                    expect_started=None if current.is_sharded else current.get(names.A_STARTED),
                 )
             except TaskLostError:
                 return self.store.read(current.collection)
         finally:
             lock.release()
+        if reaped.is_shard:
+            self._settle_after(ShardSpec.of(reaped))
+        return reaped
 
     def reap_resource(self, resource: Resource) -> int:
         """Reap the dead runs visible to the user on ``resource`` (before a new run starts there)."""
@@ -436,7 +617,7 @@ class TaskLifecycle:
         handle was never recorded). True if anything was left."""
         from ..runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
 
-        task_id, handle = record.task_id, record.get(names.A_RUN_HANDLE)
+        task_id, handle = record.run_key, record.get(names.A_RUN_HANDLE)
         stopped = False
         runner = self._runner_for(record.get(names.A_RUNNER))
         if runner is not None:
@@ -468,15 +649,13 @@ class TaskLifecycle:
         """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
         a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
         from ..registry import task_types
-        from ..taskconfig import TaskConfig
         from . import TaskContext
 
-        output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.task_id / "outputs"
-        if not (output_dir / names.PARTS_DIR).is_dir():
+        output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key / "outputs"
+        if record.is_sharded or not (output_dir / names.PARTS_DIR).is_dir():
             return 0
         try:
-            config_path = posixpath.join(record.collection, names.TASK_CONFIG_FILE)
-            config = TaskConfig.from_json(self.grid.read_data_object(config_path, max_bytes=1024 * 1024), source=config_path)
+            config = self.read_config(record)
             task_class = task_types.get(config.task_type)
             task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
             salvaged = task.salvage_parts(output_dir) if task is not None else 0
@@ -488,7 +667,7 @@ class TaskLifecycle:
         return salvaged
 
     def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
-        root = self.settings.staging_directory_for(resource.host, resource.name) / record.task_id
+        root = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
             log.info("task %s: removed its staging directory", record.task_id)

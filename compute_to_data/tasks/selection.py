@@ -1,17 +1,21 @@
-"""Choosing the compute resource: the role a task asks for, then data locality, then name.
+"""Choosing the compute resource: the role a task asks for, then data locality, then load, then name.
 
 Moving the computation is cheap and moving terabytes of images is not, so among the resources
 tagged with the requested ``COMPUTE_RESOURCE_ROLE`` the one already holding most of the input
-bytes wins; ties go to the first name, so the choice is reproducible.
+bytes wins. Among equally good ones, a resource with a free slot wins over a busy one (observed
+on a real zone: a task waited minutes for ``gpu_resc`` while ``gpu_resc2``, same role, same
+locality, stood idle), then the less loaded for its capacity; the last tie goes to the first
+name, so the choice is reproducible. Shards are placed by :mod:`.sharding` the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .. import conventions as names
 from ..errors import ResourceSelectionError
 from ..grid.base import DataObject, Resource
+from .sharding import capacity, tie_key
 
 
 def bytes_present(resource: Resource, inputs: Sequence[DataObject]) -> int:
@@ -19,8 +23,12 @@ def bytes_present(resource: Resource, inputs: Sequence[DataObject]) -> int:
 
 
 def select_compute_resource(
-    candidates: Sequence[Resource], inputs: Sequence[DataObject], role: str, requested: str | None = None
+    candidates: Sequence[Resource], inputs: Sequence[DataObject], role: str, requested: str | None = None,
+    load: Mapping[str, int] | None = None, default_max_tasks: int = 1,
 ) -> Resource:
+    """``requested`` if it carries the role; else most input bytes, a free slot, less load, name.
+
+    ``load``: tasks and shards queued or running on each resource (None: not considered)."""
     if not candidates:
         raise ResourceSelectionError(
             f"no resource carries {names.ROLE_ATTRIBUTE}={role}; an iRODS administrator can tag one with: "
@@ -36,4 +44,20 @@ def select_compute_resource(
             f"(resources with that role: {tagged}); an administrator can tag it with: "
             f"imeta add -R {requested} {names.ROLE_ATTRIBUTE} {role}"
         )
-    return sorted(candidates, key=lambda r: (-bytes_present(r, inputs), r.name))[0]
+    busy = load or {}
+    return sorted(candidates, key=lambda r: (
+        -bytes_present(r, inputs), *tie_key(r, busy, capacity(r, default_max_tasks)), r.name))[0]
+
+
+def restrict_to(candidates: Sequence[Resource], wanted: Sequence[str], role: str) -> list[Resource]:
+    """The resources a task names (``compute.resources``), each of which must carry the role."""
+    by_name = {r.name: r for r in candidates}
+    missing = [name for name in wanted if name not in by_name]
+    if missing:
+        tagged = ", ".join(sorted(by_name)) or "none"
+        raise ResourceSelectionError(
+            f"resource(s) {', '.join(repr(m) for m in missing)} do not carry {names.ROLE_ATTRIBUTE}={role} "
+            f"(resources with that role: {tagged}); an administrator can tag one with: "
+            f"imeta add -R {missing[0]} {names.ROLE_ATTRIBUTE} {role}"
+        )
+    return [by_name[name] for name in wanted]

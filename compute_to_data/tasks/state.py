@@ -43,6 +43,27 @@ class TaskRecord:
         except ValueError:
             return None
 
+    @property
+    def is_shard(self) -> bool:
+        """One shard of a larger task (``<task>/shards/NNNN``): not a task of its own for readers."""
+        return names.A_SHARD in self.values
+
+    @property
+    def is_sharded(self) -> bool:
+        """A task that runs as shards: its state and progress aggregate theirs."""
+        return names.A_SHARDS in self.values
+
+    @property
+    def run_key(self) -> str:
+        """What names this record's run on its host (lock file, staging directory, the
+        ``C2D_TASK_ID`` marker of its processes): the task id, plus ``-NNNN`` for a shard (the
+        shards of one task may run on one host at once), ``-summary`` for a sharded task."""
+        if self.is_shard:
+            return f"{self.task_id}-{self.get(names.A_SHARD).partition('/')[0]}"
+        if self.is_sharded:  # its one run of its own: the summary report
+            return f"{self.task_id}-summary"
+        return self.task_id
+
     def get(self, attribute: str, default: str = "") -> str:
         return self.values.get(attribute, default)
 
@@ -73,6 +94,8 @@ class TaskRecord:
         """Running, but no sign of life for longer than the lease: probably dead."""
         if self.state != TaskState.RUNNING:
             return False
+        if self.is_sharded and not self.get(names.A_HEARTBEAT):
+            return False  # its shards show their own signs of life; only its summary run beats here
         age = self.heartbeat_age(now)
         return age is not None and age > lease_seconds
 
@@ -143,7 +166,8 @@ class TaskStateStore:
         """A task by collection path or by task id (searched under the caller's whole zone)."""
         if task.startswith("/"):
             return self.read(task.rstrip("/"))
-        found = self.grid.find_collections_with_avu(names.A_TASK_ID, task)
+        found = [c for c in self.grid.find_collections_with_avu(names.A_TASK_ID, task)
+                 if not TaskRecord.from_collection_avus(c).is_shard]
         if not found:
             raise TaskStateError(
                 f"no task with id {task!r} is visible to {self.grid.user}; "
@@ -156,7 +180,7 @@ class TaskStateStore:
 
     def list(self, under: str | None = None) -> list[TaskRecord]:
         found = self.grid.find_collections_with_avu(names.A_TASK_ID, None, under)
-        records = [TaskRecord.from_collection_avus(c) for c in found]
+        records = [r for r in (TaskRecord.from_collection_avus(c) for c in found) if not r.is_shard]
         return sorted(records, key=lambda r: r.task_id, reverse=True)
 
 

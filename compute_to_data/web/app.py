@@ -50,6 +50,7 @@ from ..errors import (
 from ..grid.base import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, PredictionQuery, Validation
 from ..grid.client import IrodsConnectionOptions
 from ..settings import Settings
+from ..tasks.shards import aggregate
 from ..tasks import schedule
 from ..tasks.state import TaskRecord, format_seconds, timing_rows
 from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
@@ -254,7 +255,9 @@ def create_app(config: WebConfig) -> Starlette:
         shown_apart = (names.A_PARAMETERS, names.A_TIMINGS)  # shown as their own sections
         provenance = sorted((k, v) for k, v in record.values.items() if k not in shown_apart)
         report_path = client.report_path(record)
+        shards = client.shards(record)
         return render(request, "task.html", {
+            "shards": shards, "shard_totals": aggregate(shards) if shards else None,
             "record": record, "counts": counts, "total_predicted": sum(counts.values()),
             "parameters": parameters_pretty, "provenance": provenance, "files": files,
             "has_report": any(f.path == report_path for f in files), "query": query, "names": names,
@@ -351,6 +354,25 @@ def create_app(config: WebConfig) -> Starlette:
 
     async def report_content(request: Request) -> Response:
         return await threaded(request, _report_content, request, request.path_params["task_id"])
+
+    def _shard_report(request: Request, task_id: str, shard: str) -> Response:
+        """A shard's own report, where the task's report links to it (``shards/NNNN/report.html``
+        relative to the report): served sandboxed like the task's."""
+        session = user_session(request)
+        _, record = task_of(session, task_id)
+        if not (shard.isdigit() and len(shard) == 4) or not record.is_sharded:
+            raise HTTPException(404, "no such shard")
+        path = posixpath.join(record.collection, names.SHARDS_COLLECTION, shard, names.REPORT_FILE)
+        data = session.grid.read_data_object(path, max_bytes=MAX_REPORT_BYTES)
+        return Response(data, media_type="text/html; charset=utf-8", headers={
+            "content-security-policy": REPORT_CSP,
+            "x-frame-options": "SAMEORIGIN",
+            "cache-control": "private, no-store",
+        })
+
+    async def shard_report(request: Request) -> Response:
+        params = request.path_params
+        return await threaded(request, _shard_report, request, params["task_id"], params["shard"])
 
     def _download(request: Request, task_id: str) -> Response:
         session = user_session(request)
@@ -585,6 +607,7 @@ def create_app(config: WebConfig) -> Starlette:
         Route("/tasks/{task_id}", task),
         Route("/tasks/{task_id}/report", report_page),
         Route("/tasks/{task_id}/report/content", report_content),
+        Route("/tasks/{task_id}/report/shards/{shard}/report.html", shard_report),
         Route("/tasks/{task_id}/download", download),
         Route("/tasks/{task_id}/images", images),
         Route("/tasks/{task_id}/predictions", predictions),

@@ -14,6 +14,7 @@ silently answered wrongly.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ COLUMNS: dict[str, Column] = {
     "META_USER_ATTR_ID": _col("m.id", "user", needs="meta", numeric=True),
 }
 KNOWN_COLUMNS = frozenset(COLUMNS)
+_PLAIN_EQUALS = re.compile(r"= '([^'\\]*)'")
 _GRANTEE = {"USER_NAME": "au.name", "USER_ID": "au.id"}
 
 
@@ -153,9 +155,15 @@ def run_genquery(
     predicates = []
     for p in parsed:
         predicates.append((used.index(p.column), compile_condition(p.text, COLUMNS[p.column].numeric)))
+    # Plain equalities also go into the SQL (the rows are still checked below): the same rows, but
+    # a query for one collection reads that collection, not the whole catalog (large listings).
+    pushed = [(exprs[p.column], m.group(1)) for p in parsed
+              if p.column not in _GRANTEE and not COLUMNS[p.column].numeric
+              and (m := _PLAIN_EQUALS.fullmatch(p.text)) is not None]
+    where = " WHERE " + " AND ".join(f"{expr} = ?" for expr, _ in pushed) if pushed else ""
     conn = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=30)
     try:
-        raw = conn.execute(f"SELECT {select}, {_object_id(family)} FROM {sql}").fetchall()
+        raw = conn.execute(f"SELECT {select}, {_object_id(family)} FROM {sql}{where}", [v for _, v in pushed]).fetchall()
         visible = _visible_objects(conn, family, client_user) if acl_policy == "strict" else None
     finally:
         conn.close()

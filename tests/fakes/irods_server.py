@@ -28,14 +28,16 @@ server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the f
   :meth:`FakeIrodsServer.advance`): a run of the queue starts what is due by the delay server's
   next poll (30 s); delay and remote rule text is limited to 2,700 characters;
 * ``remoteExec(host, '', 'rule("a", "b")', '')`` runs a native-language call of a Python rule
-  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``);
+  or a microservice on ``host`` (a resource host or the server itself, also as ``localhost``):
+  the rule runs as on that host (:meth:`FakeIrodsServer.current_host` says which, per thread),
+  so a zone with several resource hosts runs each host's share there;
 * ``msiPhyPathReg`` is refused to a rodsuser (PATH_REG_NOT_ALLOWED);
 * ``msiCollRepl(coll, "destRescName=R", 0)`` replicates every object under ``coll``
   (recursively) that has no good replica on ``R``, code 0.
 
 With ``costs`` (:mod:`.costs`) every call takes the time it took on the measured zone; several
-rules may then run at once (:mod:`.delay_server`), each thread its own agent with its own
-``callback``, as on the real server.
+rules may then run at once (:mod:`.delay_server`, or ``run_delay_queue(concurrency=N)``), each
+thread its own agent with its own ``callback``, as on the real server.
 
 What LocalGrid does not model is refused loudly: ``msiDataObjUnlink`` answers SYS_NOT_SUPPORTED.
 """
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import posixpath
 import re
 import tempfile
@@ -296,16 +299,33 @@ class FakeIrodsServer:
         """What the delay server's next poll starts: the rules due by then, in the order queued."""
         return [e for e in self.delay_queue if e.not_before <= self.now + DELAY_SERVER_POLL_SECONDS]
 
-    def run_delay_queue(self, limit: int | None = None) -> list[RuleRun]:
+    def run_delay_queue(self, limit: int | None = None, concurrency: int = 1) -> list[RuleRun]:
         """Run the queued rules that are due, in order, as the delay server does (as their
-        submitting user); rules they queue run too when they are due by the same poll."""
-        runs = []
-        while limit is None or len(runs) < limit:
-            entry = self.take_delayed()
-            if entry is None:
-                break
-            runs.append(self.run_delayed(entry))
-        return runs
+        submitting user); rules they queue run too when they are due by the same poll. With
+        ``concurrency`` > 1, that many at once, each in a thread of its own (an agent each)."""
+        if concurrency <= 1:
+            runs = []
+            while limit is None or len(runs) < limit:
+                entry = self.take_delayed()
+                if entry is None:
+                    break
+                runs.append(self.run_delayed(entry))
+            return runs
+        from concurrent.futures import ThreadPoolExecutor
+
+        done: list[RuleRun] = []
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delay-executor") as pool:
+            while limit is None or len(done) < limit:
+                batch: list[DelayedRule] = []
+                while limit is None or len(done) + len(batch) < limit:
+                    entry = self.take_delayed()
+                    if entry is None:
+                        break
+                    batch.append(entry)
+                if not batch:
+                    break
+                done.extend(pool.map(self.run_delayed, batch))
+        return done
 
     def take_delayed(self) -> DelayedRule | None:
         """The oldest rule due by the delay server's next poll, off the queue (None: none is due)."""

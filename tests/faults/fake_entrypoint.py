@@ -44,6 +44,13 @@ def kernel(params_path: Path, out: Path) -> int:
     params = json.loads(params_path.read_text())
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernel.pid").write_text(str(os.getpid()))
+    if params.get("notebook") == names.SUMMARY_NOTEBOOK:  # the real streaming summary, a plain report
+        from compute_to_data.notebook import summary
+
+        result = summary.summarize(Path(params["input_dir"]), out, Path(params["shards_file"]), params["task_id"])
+        finish(out, "succeeded", None, result.images, result.images)
+        _write(out / names.REPORT_FILE, summary.text_report(result))
+        return 0
     inputs = Path(params["input_dir"])
     files = sorted(p for p in inputs.rglob("*") if p.is_file())
     delay = float(os.environ.get("C2D_FAULT_IMAGE_SECONDS", "0.05"))

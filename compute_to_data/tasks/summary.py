@@ -1,0 +1,270 @@
+"""The report of a task that ran as shards: ``summarize_task.ipynb`` over all shards' predictions.
+
+When the last shard of a task ends and every shard succeeded, the run that ended it (on its
+compute host, with its runner: the same locked-down container) stages every shard's
+``predictions.json`` read-only, runs the summary notebook and registers what it wrote in the
+task's own collection: ``report.html`` (class counts, score distribution, least certain images
+across the task, a table of the shards linking to each shard's report), ``predictions.json``
+and ``predictions.csv`` of the whole task. Only then is the task recorded ``succeeded``.
+
+A run takes the summary on by swapping the task's ``c2d::summary_resource`` from ``pending`` to
+its resource in one atomic batch: two runs ending the last shards at once both try, and the
+batch of the second fails (what it removes is gone), so one summary is made. While it runs, the
+task carries ``c2d::run_host`` and a heartbeat, and the summary holds a run lock on that host,
+so a summary that dies is found and recorded like any dead run (the task ``failed``; resuming
+it makes the summary again, nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import conventions as names
+from ..conventions import TaskState
+from ..errors import ComputeToDataError, GridError, TaskCancelled, TaskStateError
+from ..grid.base import AVU, EntityType, MetadataOperation, Resource
+from ..runners.base import Runner, RunRequest
+from ..settings import AllowedImage, notebook_path
+from .lifecycle import RunLock, TaskLifecycle
+from .shards import shard_records
+from .staging import TaskWorkdir
+from .state import Heartbeat, TaskRecord, timings_text
+
+if TYPE_CHECKING:
+    from ..taskconfig import TaskConfig
+    from . import TaskContext
+    from .base import ComputeToDataTask
+
+log = logging.getLogger(__name__)
+
+#: a shard's predictions may be large: read at most this much of one
+MAX_SHARD_PREDICTIONS_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass
+class TaskSummary:
+    lifecycle: TaskLifecycle
+    collection: str
+    config: "TaskConfig"
+    resource: Resource
+    runner: Runner
+    image: AllowedImage | None
+    keep_workdir: bool = False
+
+    @classmethod
+    def from_shard_run(cls, task: "ComputeToDataTask") -> "TaskSummary":
+        """The summary made by the run that ended a task's last shard, on that shard's host."""
+        assert task.shard is not None and task.resource is not None and task.runner is not None
+        return cls(task.lifecycle, task.shard.task_collection, task.config, task.resource, task.runner, task.image,
+                   task.context.keep_workdir)
+
+    @classmethod
+    def for_task(cls, lifecycle: TaskLifecycle, record: TaskRecord, context: "TaskContext",
+                 compute_resource: str | None = None) -> "TaskSummary":
+        """The summary of a task whose shards all succeeded earlier (a resumed task): on the
+        given resource, else on the last shard's."""
+        from ..runners import choose_runner
+
+        grid, settings = lifecycle.grid, lifecycle.settings
+        name = compute_resource or next(
+            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
+        resource = grid.get_resource(name)
+        config = lifecycle.read_config(record)
+        runner = context.runner or choose_runner(config.runner, settings)
+        resolve = getattr(runner, "resolve", None)
+        if callable(resolve):
+            runner = resolve()
+        image = None
+        if runner.uses_container_paths:
+            image = settings.image_for(config.image, resource.avu_int(names.GPUS_ATTRIBUTE, 0))
+        return cls(lifecycle, record.collection, config, resource, runner, image, context.keep_workdir)
+
+    @property
+    def settings(self) -> Any:
+        return self.lifecycle.settings
+
+    def run(self) -> TaskRecord:
+        lifecycle, store = self.lifecycle, self.lifecycle.store
+        record = store.read(self.collection)
+        lock = RunLock(self.settings.lock_directory_for(self.resource.host, self.resource.name), record.run_key)
+        if not lock.acquire():
+            log.info("task %s: its summary is being made by another run on this host", record.task_id)
+            return record
+        workdir: TaskWorkdir | None = None
+        started = time.perf_counter()
+        try:
+            record = store.read(self.collection)
+            if record.state == TaskState.QUEUED:
+                try:
+                    lifecycle.transition(self.collection, TaskState.RUNNING, {names.A_STARTED: names.iso_utc()})
+                except TaskStateError:
+                    record = store.read(self.collection)
+            if (record.state is not None and record.state.is_final) or not self._claim(record):
+                return store.read(self.collection)
+            store.write(self.collection, {names.A_RUN_HOST: self.resource.host, names.A_HEARTBEAT: names.iso_utc()})
+            heartbeat = Heartbeat(store, self.collection, interval=self.settings.heartbeat_interval_seconds,
+                                  check=self._check_running)
+            shards = shard_records(lifecycle.grid, self.collection)
+            workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), record.run_key)
+            workdir.create()
+            table = self._stage(shards, workdir, heartbeat)
+            result = self.runner.run(self._request(record, workdir, heartbeat))
+            if result.log:
+                log_file = workdir.output_dir / result.log_name
+                if not log_file.exists():
+                    log_file.write_text(result.log)
+            self._ingest(workdir)
+            if not result.succeeded:
+                raise ComputeToDataError(result.error or "the summary notebook failed")
+            self._check_running()
+            timings = {**record.timings, "summary": round(time.perf_counter() - started, 3)}
+            total = sum(row["images"] for row in table)
+            failed = sum(s.int_value(names.A_IMAGES_FAILED) for s in shards)
+            return lifecycle.transition(self.collection, TaskState.SUCCEEDED, {
+                names.A_FINISHED: names.iso_utc(),
+                names.A_PROGRESS: f"{total}/{total}",
+                names.A_IMAGES_FAILED: failed,
+                names.A_REPORT: posixpath.join(self.collection, names.REPORT_FILE),
+                names.A_RUNNER: result.runner or self.runner.name,
+                names.A_RUN_HANDLE: result.handle,
+                names.A_ERROR: None,
+                names.A_TIMINGS: timings_text(timings),
+            })
+        except TaskCancelled as exc:
+            log.info("task %s: %s; no summary", record.task_id, exc)
+            return store.read(self.collection)
+        except Exception as exc:  # noqa: BLE001 - the task must end with the reason, whatever it is
+            message = f"the task's summary report could not be made: {exc}; resume the task to make it again"
+            log.error("task %s: %s", record.task_id, message)
+            try:
+                return lifecycle.transition(self.collection, TaskState.FAILED,
+                                            {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message})
+            except TaskStateError:
+                return store.read(self.collection)
+        finally:
+            if workdir is not None and not self.keep_workdir:
+                workdir.remove()
+            lock.release()
+
+    def _claim(self, record: TaskRecord) -> bool:
+        """Take the summary on: swap ``c2d::summary_resource`` from ``pending`` to this resource in
+        one atomic batch. Two runs ending the last shards at once both try; the batch of the second
+        fails (the value it removes is gone), and it leaves the summary to the first."""
+        current = record.get(names.A_SUMMARY_RESOURCE)
+        if current and current != names.SUMMARY_PENDING:
+            log.info("task %s: its summary is taken on by a run on %s", record.task_id, current)
+            return False
+        ops = [MetadataOperation("add", EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, self.resource.name))]
+        if current:
+            ops.insert(0, MetadataOperation("remove", EntityType.COLLECTION, self.collection,
+                                            AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING)))
+        try:
+            self.lifecycle.grid.apply_metadata(ops)
+        except GridError as exc:
+            log.info("task %s: another run took its summary on first (%s)", record.task_id, exc)
+            return False
+        return True
+
+    def _check_running(self) -> None:
+        record = self.lifecycle.store.read(self.collection)
+        if record.state == TaskState.CANCELLED:
+            raise TaskCancelled(f"task {record.task_id} was cancelled")
+
+    def _stage(self, shards: list[TaskRecord], workdir: TaskWorkdir, heartbeat: Heartbeat) -> list[dict[str, Any]]:
+        """Every shard's predictions as ``inputs/NNNN.json`` (read-only), and the shards table."""
+        grid = self.lifecycle.grid
+        hosts: dict[str, str] = {}
+        table = []
+        for shard in shards:
+            number = shard.get(names.A_SHARD).partition("/")[0]
+            target = workdir.input_dir / f"{number}.json"
+            target.write_bytes(grid.read_data_object(posixpath.join(shard.collection, names.PREDICTIONS_JSON),
+                                                     max_bytes=MAX_SHARD_PREDICTIONS_BYTES))
+            target.chmod(0o444)
+            resource = shard.get(names.A_COMPUTE_RESOURCE)
+            if resource and resource not in hosts:
+                try:
+                    hosts[resource] = grid.get_resource(resource).host
+                except ComputeToDataError:
+                    hosts[resource] = ""
+            timings = self._shard_timings(shard)
+            begin, end = names.parse_iso_utc(shard.get(names.A_STARTED)), names.parse_iso_utc(shard.get(names.A_FINISHED))
+            table.append({
+                "shard": number,
+                "resource": resource,
+                "host": hosts.get(resource, ""),
+                "device": str(timings.get("device", "")),
+                "images": shard.int_value(names.A_INPUTS),
+                "images_per_second": timings.get("images_per_second"),
+                "seconds": (end - begin).total_seconds() if begin and end else None,
+                "state": shard.state.value if shard.state else "",
+                "report": f"{names.SHARDS_COLLECTION}/{number}/{names.REPORT_FILE}" if shard.get(names.A_REPORT) else "",
+            })
+            heartbeat.beat()
+        shards_file = workdir.task_dir / "shards.json"
+        shards_file.write_text(json.dumps({"task_id": self.lifecycle.store.read(self.collection).task_id, "shards": table}))
+        shards_file.chmod(0o644)
+        return table
+
+    def _shard_timings(self, shard: TaskRecord) -> dict[str, Any]:
+        """The shard's ``timings.json`` (device, images/s), if its notebook wrote one."""
+        try:
+            doc = json.loads(self.lifecycle.grid.read_data_object(posixpath.join(shard.collection, "timings.json"),
+                                                                   max_bytes=1024 * 1024))
+            return doc if isinstance(doc, dict) else {}
+        except (ComputeToDataError, ValueError):
+            return {}
+
+    def _request(self, record: TaskRecord, workdir: TaskWorkdir, heartbeat: Heartbeat) -> RunRequest:
+        if self.runner.uses_container_paths:
+            input_dir, output_dir, task_dir = names.CONTAINER_INPUT_DIR, names.CONTAINER_OUTPUT_DIR, names.CONTAINER_TASK_DIR
+        else:
+            input_dir, output_dir, task_dir = str(workdir.input_dir), str(workdir.output_dir), str(workdir.task_dir)
+        parameters = {
+            names.REPORT_CONTEXT_PARAMETER: {"provenance": {
+                "task_id": record.task_id, "input_collection": self.config.input_collection,
+                "inputs": record.int_value(names.A_INPUTS), "shards": record.int_value(names.A_SHARDS),
+                "model": self.config.model, "labels": self.config.labels, "notebook": names.SUMMARY_NOTEBOOK,
+                "parameters": self.config.notebook_parameters(),
+            }, "paths": {} if self.runner.uses_container_paths else {
+                str(workdir.input_dir): names.CONTAINER_INPUT_DIR, str(workdir.output_dir): names.CONTAINER_OUTPUT_DIR,
+                str(workdir.task_dir): names.CONTAINER_TASK_DIR}},
+            "task_id": record.task_id,
+            "notebook": names.SUMMARY_NOTEBOOK,
+            "input_dir": input_dir,
+            "output_dir": output_dir,
+            "shards_file": posixpath.join(task_dir, "shards.json"),
+            "score_threshold": self.config.score_threshold,
+        }
+        params_file = workdir.task_dir / names.PARAMS_FILE
+        params_file.write_text(json.dumps(parameters, indent=2, sort_keys=True))
+        params_file.chmod(0o644)
+        store = self.lifecycle.store
+        return RunRequest(
+            task_id=record.run_key,
+            notebook_name=names.SUMMARY_NOTEBOOK,
+            notebook_path=notebook_path(self.settings, names.SUMMARY_NOTEBOOK),
+            workdir=workdir.root,
+            parameters=parameters,
+            timeout_seconds=self.settings.effective_timeout(self.config.timeout_seconds),
+            image=self.image.name if self.image is not None else None,
+            gpus=0,
+            resource_name=self.resource.name,
+            on_started=lambda host, handle: store.write(self.collection, {names.A_RUN_HANDLE: handle}),
+            on_poll=heartbeat.beat,
+        )
+
+    def _ingest(self, workdir: TaskWorkdir) -> None:
+        grid = self.lifecycle.grid
+        for path in workdir.output_files():
+            relative = path.relative_to(workdir.output_dir).as_posix()
+            logical = posixpath.join(self.collection, relative)
+            parent = posixpath.dirname(logical)
+            if parent != self.collection:
+                grid.create_collection(parent)
+            grid.put_file(path, logical, self.resource.name, overwrite=True)
