@@ -165,6 +165,14 @@ class SeriesState(str, Enum):
 DEFAULT_CLASS_ATTRIBUTE = "predictedclass"
 DEFAULT_SCORE_ATTRIBUTE = "predictedscore"
 TASK_UNITS_PREFIX = "c2d:"
+#: an image a task looked at but did not tag: value ``unreadable:<size>`` (the notebook could not
+#: read it) or ``below_threshold:<size>`` (its best score was under ``parameters.score_threshold``),
+#: ``<size>`` the object's size in bytes then; units ``c2d:<task id>``. A scheduled series does not
+#: offer such an image again while its size is unchanged (a replaced file is tried again); a
+#: prediction removes the mark in the same atomic batch. One-off tasks classify it again.
+A_UNCLASSIFIED = PREFIX + "unclassified"
+UNCLASSIFIED_UNREADABLE = "unreadable"
+UNCLASSIFIED_BELOW_THRESHOLD = "below_threshold"
 
 #: a person's verdict on a prediction (web app); each carries the units ``c2d:<task id>`` of the
 #: prediction that was confirmed or corrected, so a later task's prediction is never mistaken for it.

@@ -164,7 +164,9 @@ def test_corrupt_image_is_reported_and_the_task_succeeds(tmp_path):
     admin, alice = make_grid(tmp_path, {"a.png": b"1", "broken.png": b"\x89garbage", "b.png": b"2"})
     task, outcome = run_task(tmp_path, alice)
     assert outcome.succeeded and outcome.tagged == 2 and outcome.failed_images == 1
-    assert avus_of(alice, f"{IMAGES}/broken.png") == {}
+    # No prediction on it: only the mark that says which task could not read it (and its size then).
+    assert avus_of(alice, f"{IMAGES}/broken.png") == {
+        names.A_UNCLASSIFIED: AVU(names.A_UNCLASSIFIED, "unreadable:8", f"c2d:{task.task_id}")}
     predictions = json.loads(alice.read_data_object(f"{task.collection}/predictions.json"))
     assert any(e.get("error") for e in predictions["images"] if e["file"] == "broken.png")
 

@@ -221,6 +221,67 @@ def test_a_series_picks_up_the_images_added_between_two_runs_and_nothing_else(zo
     assert status["next_run"] == decoded(following.body)["due"]
 
 
+def marks_by_image(grid) -> dict[str, list[tuple[str, str]]]:
+    listing = grid.list_data_objects(IMAGES, avu_attributes=(names.A_UNCLASSIFIED,))
+    return {o.path: [(a.value, a.units) for a in o.avus] for o in listing if o.avus}
+
+
+def test_a_series_does_not_offer_again_an_image_it_could_not_read_until_it_is_replaced(zone, tmp_path):
+    [bad] = add_images(zone.alice, tmp_path, {"bad.png": b"x"})  # the scripted notebook cannot read it
+    head, head_collection = submit_series(zone)
+    [first] = zone.server.run_delay_queue()
+    assert first.ok and zone.record(head_collection)[names.A_IMAGES_FAILED] == "1"
+    # The image a run could not read is marked (its size then, the task that tried), not tagged.
+    assert marks_by_image(zone.alice) == {bad: [("unreadable:1", f"c2d:{head}")]}
+    assert bad not in {p for p, u in units_by_image(zone.alice).items() if u}
+    zone.server.advance(DAY)
+    [step] = zone.server.run_delay_queue()
+    assert fields(step.stdout)["step"] == "nothing_new", step.stdout  # not offered again, day after day
+    assert zone.task_collections() == [head_collection]
+
+    # Replaced by a readable file (of another size), it is classified; the mark goes with the prediction.
+    (tmp_path / "fixed.png").write_bytes(b"77")
+    zone.alice.put_file(tmp_path / "fixed.png", bad, "lts_resc", overwrite=True)
+    zone.server.advance(DAY)
+    ran = zone.server.run_delay_queue()
+    assert [fields(r.stdout).get("step", fields(r.stdout).get("state")) for r in ran] == ["started", "succeeded"]
+    [second_collection] = [c for c in zone.task_collections() if c != head_collection]
+    assert zone.record(second_collection)[names.A_INPUTS] == "1"
+    assert marks_by_image(zone.alice) == {}
+    assert units_by_image(zone.alice)[bad] == {f"c2d:{posixpath.basename(second_collection)}"}
+
+
+def test_a_series_does_not_offer_again_images_scored_under_its_threshold(zone, tmp_path):
+    head, head_collection = submit_series(zone, parameters={"model": MODEL, "labels": f"{HOME}/models/labels.txt",
+                                                            "score_threshold": 0.95})
+    [first] = zone.server.run_delay_queue()  # the scripted notebook scores every image 0.9
+    assert first.ok and fields(first.stdout)["state"] == "succeeded"
+    marks = marks_by_image(zone.alice)
+    assert len(marks) == 6 and all(m == [("below_threshold:1", f"c2d:{head}")] for m in marks.values())
+    assert not any(units_by_image(zone.alice).values())
+    new = add_images(zone.alice, tmp_path, {"cam_a.png": b"1"})
+    zone.server.advance(DAY)
+    ran = zone.server.run_delay_queue()
+    assert [r.ok for r in ran] == [True, True]
+    [second_collection] = [c for c in zone.task_collections() if c != head_collection]
+    assert zone.record(second_collection)[names.A_INPUTS] == "1"  # the new image only
+    assert zone.runner.classified[6:] == ["cam_a.png"]
+    assert marks_by_image(zone.alice)[new[0]] == [("below_threshold:1", f"c2d:{posixpath.basename(second_collection)}")]
+
+
+def test_a_one_off_task_classifies_marked_images_again_and_a_prediction_replaces_the_mark(zone, tmp_path):
+    head, head_collection = submit_series(zone, parameters={"model": MODEL, "labels": f"{HOME}/models/labels.txt",
+                                                            "score_threshold": 0.95})
+    zone.server.run_delay_queue()
+    assert len(marks_by_image(zone.alice)) == 6
+    zone.put_config(config_doc())  # the same images, no schedule, no threshold
+    run = zone.irule("c2d_run", CONFIG)
+    assert run.ok, run.error
+    task = fields(run.stdout)["task_id"]
+    assert marks_by_image(zone.alice) == {}
+    assert all(u == {f"c2d:{task}"} for u in units_by_image(zone.alice).values())
+
+
 def test_a_run_with_nothing_new_creates_no_task_and_the_series_goes_on(zone):
     head, head_collection = submit_series(zone)
     zone.server.run_delay_queue()

@@ -438,9 +438,8 @@ class ComputeToDataTask(ABC):
             self.outcome.inputs = len(self.inputs)
             return
         if self.config.skip_tagged:
-            skip = {o.path for o in complete}
-            self.inputs = [o for o in self.candidates if o.path not in skip]
-            self.skipped = [o for o in self.candidates if o.path in skip]
+            self.inputs = [o for o in self.candidates if self._is_eligible(o)]
+            self.skipped = [o for o in self.candidates if not self._is_eligible(o)]
         else:
             self.inputs = list(self.candidates)
         self.total_inputs = len(self.inputs)
@@ -452,7 +451,10 @@ class ComputeToDataTask(ABC):
             if self.skipped:
                 raise NoEligibleInputsError(
                     f"nothing to do: all {len(self.skipped)} matching data objects in {where} already carry "
-                    f"{class_attribute}; set inputs.skip_tagged to false (or use --force) to classify them again"
+                    f"{class_attribute}" + (f" (or {names.A_UNCLASSIFIED}: an earlier run of the series could "
+                                            "not read them or scored them under its threshold)"
+                                            if self.config.schedule_every is not None else "")
+                    + "; set inputs.skip_tagged to false (or use --force) to classify them again"
                 )
             raise NoEligibleInputsError(
                 f"no data object in {where} matches, or none that {self.grid.user} may read; "
@@ -677,7 +679,7 @@ class ComputeToDataTask(ABC):
         """The input collection's candidates, page by page (never the whole listing at once)."""
         for page in self.grid.iter_data_objects(
             self.config.input_collection, recursive=self.config.recursive,
-            avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+            avu_attributes=self.listed_attributes,
             page_size=self.context.listing_page_size,
         ):
             kept = [o for o in page if self._is_candidate(o)]
@@ -855,7 +857,7 @@ class ComputeToDataTask(ABC):
         found: list[DataObject] = []
         for collection in collections:
             for page in self.grid.iter_data_objects(
-                collection, avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+                collection, avu_attributes=self.listed_attributes,
                 page_size=self.context.listing_page_size,
             ):
                 found.extend(o for o in page if self.relative_path(o) in wanted)
@@ -884,7 +886,7 @@ class ComputeToDataTask(ABC):
         listing = self.grid.list_data_objects(
             self.config.input_collection,
             recursive=self.config.recursive,
-            avu_attributes=(self.config.class_attribute, self.config.score_attribute),
+            avu_attributes=self.listed_attributes,
         )
         return [o for o in listing if self._is_candidate(o)]
 
@@ -896,10 +898,20 @@ class ComputeToDataTask(ABC):
             and not obj.path.startswith(self.config.output_collection.rstrip("/") + "/")
         )
 
+    @property
+    def listed_attributes(self) -> tuple[str, ...]:
+        """The AVUs a listing brings with each image: its prediction and its unclassified mark."""
+        return (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED)
+
     def _is_eligible(self, obj: DataObject) -> bool:
-        """A new task classifies it (skip_tagged leaves out images with a complete prediction)."""
-        return not self.config.skip_tagged or not task_parts.has_complete_prediction(
-            obj, self.config.class_attribute, self.config.score_attribute)
+        """A new task classifies it: skip_tagged leaves out images with a complete prediction, and
+        a run of a series also those an earlier task found unreadable or under its threshold (and
+        that were not replaced since): without that, every run would take them again, for ever."""
+        if not self.config.skip_tagged:
+            return True
+        if task_parts.has_complete_prediction(obj, self.config.class_attribute, self.config.score_attribute):
+            return False
+        return self.config.schedule_every is None or not task_parts.is_marked_unclassified(obj)
 
     def current_objects(self) -> dict[str, DataObject]:
         """This run's inputs as the catalog has them now (their predictions may have changed):
@@ -909,7 +921,7 @@ class ComputeToDataTask(ABC):
         return {
             o.path: o for o in self.grid.list_data_objects(
                 self.config.input_collection, recursive=self.config.recursive,
-                avu_attributes=(self.config.class_attribute, self.config.score_attribute))
+                avu_attributes=self.listed_attributes)
         }
 
     def _check_can_create(self, collection: str) -> None:

@@ -204,27 +204,28 @@ class ImageClassificationTask(ComputeToDataTask):
 
     def _tag(self, pairs: Sequence[tuple[DataObject, task_parts.Entry]]) -> int:
         """Tag images with their best prediction: add-only where an image carries none, an atomic
-        replace where it carries an earlier or incomplete one; whole images per batch."""
+        replace where it carries an earlier or incomplete one (or a mark); whole images per batch.
+        An image left without a prediction (unreadable, under the threshold) gets the
+        ``c2d::unclassified`` mark, so a series does not take it again. Returns how many
+        predictions were written."""
         # Re-read the images' predictions now: they may have changed while the notebook ran.
         current = self.current_objects()
-        fresh: dict[str, list[AVU]] = {}  # no earlier prediction: the cheap add-only path
-        replacing: list[list[MetadataOperation]] = []  # earlier or incomplete predictions: remove + add
+        fresh: dict[str, list[AVU]] = {}  # no earlier prediction nor mark: the cheap add-only path
+        replacing: list[list[MetadataOperation]] = []  # earlier or incomplete predictions, marks: remove + add
+        tagged = 0
         for obj, entry in pairs:
+            known = current.get(obj.path, obj)
+            state, _ = task_parts.prediction_pair(known, self.config.class_attribute, self.config.score_attribute)
             best = _best(entry)
+            reason = self._unclassified_reason(entry, best)
+            if reason is not None:
+                if state == task_parts.Pair.NONE:  # an image keeps an earlier prediction; only a bare one is marked
+                    new = [task_parts.unclassified_mark(reason, known, self.task_id)]
+                    self._collect(known, new, fresh, replacing)
+                continue
             if best is None:
                 continue
-            label, score = best
-            if score < self.config.score_threshold:
-                continue
-            known = current.get(obj.path, obj)
-            new = self._prediction_avus(label, score)
-            state, _ = task_parts.prediction_pair(known, self.config.class_attribute, self.config.score_attribute)
-            if state == task_parts.Pair.NONE:
-                fresh[obj.path] = new
-            else:
-                operations = self._operations_for(known, new)
-                if operations:
-                    replacing.append(operations)
+            tagged += self._collect(known, self._prediction_avus(*best), fresh, replacing)
         batch = max(1, self.context.tag_batch_size)
         paths = list(fresh)
         for start in range(0, len(paths), batch):
@@ -233,9 +234,27 @@ class ImageClassificationTask(ComputeToDataTask):
         for group in _batches(replacing, batch):
             self.grid.apply_metadata([op for ops in group for op in ops])
             self._beat()
-        tagged = len(fresh) + len(replacing)
         self.outcome.tagged += tagged
         return tagged
+
+    def _unclassified_reason(self, entry: task_parts.Entry, best: tuple[str, float] | None) -> str | None:
+        """Why an image gets no prediction, if it gets none for a reason worth remembering."""
+        if best is None:
+            return names.UNCLASSIFIED_UNREADABLE if entry.get("error") else None
+        return names.UNCLASSIFIED_BELOW_THRESHOLD if best[1] < self.config.score_threshold else None
+
+    def _collect(self, known: DataObject, new: list[AVU], fresh: dict[str, list[AVU]],
+                 replacing: list[list[MetadataOperation]]) -> bool:
+        """Add-only where the image carries neither a prediction nor a mark, else an atomic
+        replace; False when the image already carries exactly ``new``."""
+        state, _ = task_parts.prediction_pair(known, self.config.class_attribute, self.config.score_attribute)
+        if state == task_parts.Pair.NONE and not task_parts.unclassified_marks(known):
+            fresh[known.path] = new
+            return True
+        operations = self._operations_for(known, new)
+        if operations:
+            replacing.append(operations)
+        return bool(operations)
 
     def _beat(self) -> None:
         if self.heartbeat is not None:
@@ -248,7 +267,7 @@ class ImageClassificationTask(ComputeToDataTask):
 
     def _operations_for(self, obj: DataObject, new: list[AVU]) -> list[MetadataOperation]:
         """Replace earlier predictions of this object: removes first, then the new pair."""
-        attributes = (self.config.class_attribute, self.config.score_attribute)
+        attributes = (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED)
         old = [a for a in obj.avus if a.attribute in attributes]
         operations = [
             MetadataOperation("remove", EntityType.DATA_OBJECT, obj.path, a) for a in old if a not in new

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import conventions as names
 from ..errors import ComputeToDataError
-from ..grid.base import DataObject, Grid
+from ..grid.base import AVU, DataObject, Grid
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,25 @@ def prediction_pair(obj: DataObject, class_attribute: str, score_attribute: str)
 def has_complete_prediction(obj: DataObject, class_attribute: str, score_attribute: str, units: str | None = None) -> bool:
     state, found = prediction_pair(obj, class_attribute, score_attribute)
     return state == Pair.COMPLETE and (units is None or found == units)
+
+
+def unclassified_mark(reason: str, obj: DataObject, task_id: str) -> AVU:
+    """The mark of an image this task looked at and did not tag (``names.A_UNCLASSIFIED``)."""
+    return AVU(names.A_UNCLASSIFIED, f"{reason}:{obj.size}", names.task_units(task_id))
+
+
+def unclassified_marks(obj: DataObject) -> list[AVU]:
+    return [a for a in obj.avus if a.attribute == names.A_UNCLASSIFIED]
+
+
+def is_marked_unclassified(obj: DataObject) -> bool:
+    """An earlier task found this very file unreadable or under its threshold: a mark whose size
+    is the object's size now (a file replaced since, by another of another size, is tried again)."""
+    for mark in unclassified_marks(obj):
+        _, _, size = mark.value.rpartition(":")
+        if size == str(obj.size):
+            return True
+    return False
 
 
 # --- parts stored in the task collection -----------------------------------------------------------

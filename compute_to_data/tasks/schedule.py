@@ -16,7 +16,8 @@ server's ``PLUSET`` on a zone, the local dispatcher on a LocalGrid). A step:
 4. submits a new task from the head's stored ``task_config.json``, linked to the series
    (``c2d::series``): as every task with ``skip_tagged``, it selects the images that carry no
    complete prediction: what was added since the last run, and what earlier runs could not
-   finish. **Nothing new: no task is created**; ``c2d::series_checked`` on the head records the
+   finish, but not an image an earlier task marked ``c2d::unclassified`` (unreadable, or scored
+   under the threshold) while it keeps the size it had then. **Nothing new: no task is created**; ``c2d::series_checked`` on the head records the
    look. A config that cannot run any more (model or inputs deleted, access lost, an image or
    interval the settings no longer allow) **ends the series**, with the reason in
    ``c2d::series_reason``; any other failure fails this run only, and the next one comes;
