@@ -3,8 +3,9 @@
 In one run on this machine:
 
 1. **LocalGrid, in-process runner, the real notebooks**: a task over ``--sizes`` images (default
-   10,000, 50,000 and 100,000 tiny digit PNGs, 500 per sub-collection), always cut into
-   ``--shards`` shards (default 20) spread over two GPU resources, each size on a fresh copy of
+   10,000, 50,000 and 100,000 tiny digit PNGs, 500 per sub-collection), cut into ``--shards``
+   shards (default 20) or, with ``--shard-size``, into shards of that many images (5,000, the
+   default ``compute.shard_size``: 2, 10 and 20 shards), spread over two GPU resources, each size on a fresh copy of
    the images (its own collection). Each task runs in a fresh process that plans it, runs its
    shards one after the other (each staged, run, tagged in parts as on a zone) and makes the
    summary report: that process's peak memory (RSS) is the planning and tagging cost. Printed:
@@ -25,7 +26,7 @@ In one run on this machine:
    step (target ratio <= 0.6), and ``when_needed`` staging from a replica on the compute host
    (target: no replication). Needs the fake server's catalog costs (the staging work).
 
-Usage: python benchmarks/bench_large_task.py [--sizes 10000,50000,100000] [--shards 20]
+Usage: python benchmarks/bench_large_task.py [--sizes 10000,50000,100000] [--shards 20 | --shard-size 5000]
        [--parts localgrid,agent,costs] [--agent-inputs 100000] [--scale 1.0] [--workdir DIR]
 """
 
@@ -90,7 +91,7 @@ def build_zone(root: Path, sizes: list[int]) -> None:
         print(f"  put {size:,} images in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def run_one(root: Path, size: int, shards: int) -> dict[str, Any]:
+def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     """In a fresh process: plan, run every shard here, summarize; what it cost."""
     from compute_to_data.settings import Settings
     from compute_to_data.taskconfig import TaskConfig
@@ -107,7 +108,7 @@ def run_one(root: Path, size: int, shards: int) -> dict[str, Any]:
         "task_type": "image_classification",
         "inputs": {"collection": f"{HOME}/set{size}", "pattern": "*.png", "recursive": True},
         "output": {"collection": RESULTS},
-        "compute": {"spread": True, "shard_size": size // shards},
+        "compute": {"spread": True, "shard_size": shard_size},
         "container": {"runner": "inprocess"},
         "parameters": {"model": MODEL, "labels": LABELS, "batch_size": 256},
     })
@@ -141,13 +142,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def localgrid_part(root: Path, sizes: list[int], shards: int) -> list[dict[str, Any]]:
-    print(f"1. LocalGrid: {', '.join(f'{s:,}' for s in sizes)} images in {shards} shards over {len(GPUS)} "
+def localgrid_part(root: Path, sizes: list[int], shards: int, shard_size: int | None = None) -> list[dict[str, Any]]:
+    cut = f"shards of {shard_size:,} images" if shard_size else f"{shards} shards"
+    print(f"1. LocalGrid: {', '.join(f'{s:,}' for s in sizes)} images in {cut} over {len(GPUS)} "
           f"resources, in-process runner, in {root}", flush=True)
     build_zone(root, sizes)
     results = []
     for size in sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--shards", str(shards), "--workdir", str(root)],
+        size_of_shard = shard_size or size // shards
+        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--shard-size", str(size_of_shard),
+                              "--workdir", str(root)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"the {size}-image task failed:\n{out.stderr[-4000:]}")
@@ -155,7 +159,7 @@ def localgrid_part(root: Path, sizes: list[int], shards: int) -> list[dict[str, 
         results.append(result)
         per_image = 1000 * result["overhead_seconds"] / size
         totals = result["shard_totals"]
-        print(f"  {size:>7,} images: {result['state']} in {result['wall_seconds']:.0f} s, inference "
+        print(f"  {size:>7,} images, {result['shards']} shards: {result['state']} in {result['wall_seconds']:.0f} s, inference "
               f"{result['inference_seconds']:.1f} s, overhead {result['overhead_seconds']:.0f} s = {per_image:.2f} ms/image "
               f"(planning {result['planning_seconds']:.1f} s; over all shards: stage {totals['stage_inputs']:.0f} s, "
               f"kernel start {totals['run.kernel_start']:.0f} s, render {totals['run.render']:.0f} s, tagging "
@@ -168,7 +172,8 @@ def localgrid_part(root: Path, sizes: list[int], shards: int) -> list[dict[str, 
         slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
         fixed = mean_y - slope * mean_x
         print(f"  overhead = {fixed:.0f} s + {1000 * slope:.2f} ms/image (least squares over the sizes; target "
-              f"<= 1.5 ms/image); the fixed part is {fixed / shards:.1f} s per shard (kernel start, report)", flush=True)
+              f"<= 1.5 ms/image)" + ("" if shard_size else f"; the fixed part is {fixed / shards:.1f} s per shard "
+                                        "(kernel start, report)"), flush=True)
     return results
 
 
@@ -365,7 +370,9 @@ def costs_part(root: Path, images: int, scale: float) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,50000,100000")
-    parser.add_argument("--shards", type=int, default=20)
+    parser.add_argument("--shards", type=int, default=20, help="shards per task (each size cut into as many)")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="images per shard instead (e.g. 5000, the default compute.shard_size)")
     parser.add_argument("--parts", default="localgrid,agent,costs")
     parser.add_argument("--agent-inputs", type=int, default=100_000)
     parser.add_argument("--cost-images", type=int, default=10_000)
@@ -377,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="c2d-bench-large-"))
     root.mkdir(parents=True, exist_ok=True)
     if args.one is not None:
-        print(json.dumps(run_one(root, args.one, args.shards)))
+        print(json.dumps(run_one(root, args.one, args.shard_size or args.one // args.shards)))
         return 0
     if args.agent_one is not None:
         count, shard_size = (int(v) for v in args.agent_one.split(":"))
@@ -386,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts.split(",")
     report: dict[str, Any] = {}
     if "localgrid" in parts:
-        report["localgrid"] = localgrid_part(root / "localgrid", [int(s) for s in args.sizes.split(",")], args.shards)
+        report["localgrid"] = localgrid_part(root / "localgrid", [int(s) for s in args.sizes.split(",")], args.shards,
+                                             args.shard_size)
     if "agent" in parts:
         report["agent"] = agent_part(root, args.agent_inputs)
     if "costs" in parts:
