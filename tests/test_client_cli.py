@@ -178,6 +178,33 @@ def test_list_never_cuts_the_task_id(local, capsys, monkeypatch):
             assert max(len(line) for line in out.splitlines()) <= 130
 
 
+def test_list_on_a_terminal_where_the_id_fits_but_another_cell_would_be_cut(monkeypatch, capsys):
+    """At some widths rich keeps the id whole and shortens the state instead (``succ…``): that
+    window is printed as wide as its content too, never with a cut cell."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from compute_to_data.cli import client_cmds
+
+    task_id = "20261201T134534Z-16f637"
+
+    def table() -> Table:
+        t = Table(show_edge=False)
+        for column in ("task", "state", "images", "submitted by", "created", "elapsed", "collection"):
+            t.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
+        t.add_row(task_id, "succeeded", "6/6", "alice", "2026-12-01T13:45:34Z", "1.2 s", f"{RESULTS}/{task_id}")
+        return t
+
+    window = Console(width=92, force_terminal=True, color_system=None, highlight=False)
+    fitted = "\n".join("".join(s.text for s in line) for line in window.render_lines(table(), window.options, pad=False))
+    assert task_id in fitted and "\u2026" in fitted  # the window this test is about
+    monkeypatch.setattr(client_cmds, "console", window)
+    client_cmds.print_whole(table(), [task_id])
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if task_id in line and "succeeded" in line]
+    assert "\u2026" not in out and f"{RESULTS}/{task_id}" in row
+
+
 def test_submit_a_config_already_in_the_grid(local, capsys, monkeypatch):
     logical = f"{HOME}/configs/task.json"
     local.alice.create_collection(f"{HOME}/configs")

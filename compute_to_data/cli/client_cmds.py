@@ -197,9 +197,10 @@ def _timings_table(record: TaskRecord) -> Table | None:
 def print_whole(renderable: RenderableType, must_show: list[str]) -> None:
     """Print a table without ever cutting the strings in ``must_show`` (task ids users copy).
 
-    On a terminal the table fits the window when it can (long paths fold); if an id would be
-    cut, or when the output is not a terminal (piped, at 80 columns), it is printed as wide as
-    its content, one line per row.
+    On a terminal the table fits the window when it can (long paths fold); if an id or any other
+    cell would be cut (a state shown as ``succ…`` misleads as much as a cut id), or when the
+    output is not a terminal (piped, at 80 columns), it is printed as wide as its content, one
+    line per row.
     """
     if console.is_terminal and _shows_whole(renderable, console.width, must_show):
         console.print(renderable)
@@ -213,7 +214,7 @@ def print_whole(renderable: RenderableType, must_show: list[str]) -> None:
 def _shows_whole(renderable: RenderableType, width: int, must_show: list[str]) -> bool:
     lines = console.render_lines(renderable, console.options.update_width(width), pad=False)
     text = "\n".join("".join(segment.text for segment in line) for line in lines)
-    return all(item in text for item in must_show)
+    return "\u2026" not in text and all(item in text for item in must_show)
 
 
 # --- commands ----------------------------------------------------------------------------------------
