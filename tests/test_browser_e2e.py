@@ -92,7 +92,7 @@ def test_zone_sign_in_report_sandbox_filter_and_validate(browser, tmp_path):
 
         # A wrong password: one clear sentence, no traceback, still signed out.
         submit_sign_in(driver, "alice", "not-my-password")
-        error = driver.find_element(By.CSS_SELECTOR, ".error").text
+        error = wait_for(lambda: by_css(driver, ".error"), what="the sign-in error")[0].text  # the form posts, then loads
         assert "wrong user name or password" in error
         assert "Traceback" not in driver.page_source and "/signin" in driver.current_url
 
