@@ -438,8 +438,9 @@ class ComputeToDataTask(ABC):
             self.outcome.inputs = len(self.inputs)
             return
         if self.config.skip_tagged:
-            self.inputs = [o for o in self.candidates if self._is_eligible(o)]
-            self.skipped = [o for o in self.candidates if not self._is_eligible(o)]
+            self.inputs, self.skipped = [], []
+            for obj in self.candidates:
+                (self.inputs if self._is_eligible(obj) else self.skipped).append(obj)
         else:
             self.inputs = list(self.candidates)
         self.total_inputs = len(self.inputs)

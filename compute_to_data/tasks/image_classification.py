@@ -221,11 +221,11 @@ class ImageClassificationTask(ComputeToDataTask):
             if reason is not None:
                 if state == task_parts.Pair.NONE:  # an image keeps an earlier prediction; only a bare one is marked
                     new = [task_parts.unclassified_mark(reason, known, self.task_id)]
-                    self._collect(known, new, fresh, replacing)
+                    self._collect(known, state, new, fresh, replacing)
                 continue
             if best is None:
                 continue
-            tagged += self._collect(known, self._prediction_avus(*best), fresh, replacing)
+            tagged += self._collect(known, state, self._prediction_avus(*best), fresh, replacing)
         batch = max(1, self.context.tag_batch_size)
         paths = list(fresh)
         for start in range(0, len(paths), batch):
@@ -243,11 +243,10 @@ class ImageClassificationTask(ComputeToDataTask):
             return names.UNCLASSIFIED_UNREADABLE if entry.get("error") else None
         return names.UNCLASSIFIED_BELOW_THRESHOLD if best[1] < self.config.score_threshold else None
 
-    def _collect(self, known: DataObject, new: list[AVU], fresh: dict[str, list[AVU]],
+    def _collect(self, known: DataObject, state: task_parts.Pair, new: list[AVU], fresh: dict[str, list[AVU]],
                  replacing: list[list[MetadataOperation]]) -> bool:
-        """Add-only where the image carries neither a prediction nor a mark, else an atomic
-        replace; False when the image already carries exactly ``new``."""
-        state, _ = task_parts.prediction_pair(known, self.config.class_attribute, self.config.score_attribute)
+        """Add-only where the image carries neither a prediction (``state``, as the caller read
+        it) nor a mark, else an atomic replace; False when it already carries exactly ``new``."""
         if state == task_parts.Pair.NONE and not task_parts.unclassified_marks(known):
             fresh[known.path] = new
             return True
