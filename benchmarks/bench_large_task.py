@@ -50,8 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the fake server lives in tests/
     sys.path.insert(0, str(REPO))
 
-from compute_to_data import conventions as names  # noqa: E402
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation  # noqa: E402
+from compute_to_data.domain import conventions as names  # noqa: E402
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation  # noqa: E402
 from compute_to_data.grid.local import LocalGrid  # noqa: E402
 
 HOME = "/tempZone/home/alice"
@@ -93,11 +93,12 @@ def build_zone(root: Path, sizes: list[int]) -> None:
 
 def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     """In a fresh process: plan, run every shard here, summarize; what it cost."""
-    from compute_to_data.settings import Settings
-    from compute_to_data.taskconfig import TaskConfig
-    from compute_to_data.tasks import TaskContext, create_task
-    from compute_to_data.tasks.shards import shard_records
-    from compute_to_data.tasks.state import TaskStateStore
+    from compute_to_data.domain.settings import Settings
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.engine import create_task
+    from compute_to_data.lifecycle.shards import shard_records
+    from compute_to_data.lifecycle.store import TaskStateStore
 
     alice = LocalGrid(root / "grid", user="alice")
     settings = Settings.from_document({
@@ -281,7 +282,7 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
 
     from compute_to_data import rules
     from compute_to_data.grid.rule_engine import RuleEngineGrid
-    from compute_to_data.registry import runners
+    from compute_to_data.domain.registry import runners
     from tests.engine_support import IMAGES, STORAGE_HOST, ScriptedRunner, make_grid
     from tests.fakes.costs import CatalogCosts
     from tests.fakes.delay_server import FakeDelayServer

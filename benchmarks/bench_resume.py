@@ -30,17 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.demo import data, model
 from compute_to_data.demo.run import HOME, LABELS, MODEL, RESULTS
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
-from compute_to_data.settings import Settings
-from compute_to_data.taskconfig import TaskConfig
-from compute_to_data.tasks import TaskContext, TaskLifecycle
-from compute_to_data.tasks.parts import stored_parts
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine.task import TaskContext
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.engine.predictions import stored_parts
 
 LEASE = 5.0
 

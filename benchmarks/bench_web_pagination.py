@@ -27,11 +27,11 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation, PredictionQuery
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, PredictionQuery
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.lifecycle.store import TaskStateStore
 
 TASK_ID = "20261122T020304Z-3f9a1c"
 CLASSES = [str(d) for d in range(10)]

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import ComputeToDataError
+from compute_to_data import __version__
+from compute_to_data.domain.errors import ComputeToDataError
 
 log = logging.getLogger(__name__)
 

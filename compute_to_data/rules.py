@@ -62,9 +62,11 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
-from . import conventions as names
-from .conventions import TaskState
-from .errors import (
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.catalog import AVU, EntityType, Resource
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
     ComputeToDataError,
     GridError,
     NotAllowedError,
@@ -73,21 +75,22 @@ from .errors import (
     TaskFailedError,
     TaskStateError,
 )
-from .grid import hosts
-from .grid import irods_errors
-from .grid.base import AVU, EntityType, Resource
-from .grid.irods_errors import describe_code, parse_error_code
-from .grid.rule_engine import RuleEngineGrid
-from .registry import runners as runner_registry
-from .runners import auto_candidates
-from .runners.base import Runner, RunRequest, RunResult
-from .settings import Settings
-from .taskconfig import TaskConfig, parse_json, validate_document
-from .tasks import schedule
-from .tasks.lifecycle import TaskLifecycle
-from .tasks.shards import aggregate
-from .tasks.replication import run_agent
-from .tasks.state import TaskRecord, TaskStateStore, timings_summary
+from compute_to_data.domain.irods_codes import describe_code, parse_error_code
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.registry import runners as runner_registry
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.shards import aggregate
+from compute_to_data.domain.taskconfig import TaskConfig, parse_json, validate_document
+from compute_to_data.domain.timings import timings_summary
+from compute_to_data.engine.replication import run_agent
+from compute_to_data.grid import hosts
+from compute_to_data.grid.rule_engine import RuleEngineGrid
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.runners import auto_candidates
+from compute_to_data.runners.base import Runner, RunRequest, RunResult
+from compute_to_data.service.scheduler import SeriesScheduler
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +275,7 @@ class DeferredRunner(Runner):
 
     def resolve(self) -> Runner:
         if self._real is None:
-            from .runners import choose_runner
+            from compute_to_data.runners import choose_runner
 
             self._real = choose_runner(self.requested, self.settings)
         return self._real
@@ -316,7 +319,7 @@ def _parse_lenient(text: bytes | str, source: str) -> dict[str, Any]:
 
 def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None,
              series: schedule.SeriesLink | None = None) -> Any:
-    from .tasks import TaskContext
+    from compute_to_data.engine.task import TaskContext
 
     return TaskContext(
         grid=session.grid,
@@ -357,7 +360,7 @@ def _submit_and_queue(session: _Session, config: TaskConfig) -> tuple[Any, sched
 
 
 class _DelayServerQueue:
-    """A series' steps and runs, queued with the delay server as the caller (schedule.RunQueue)."""
+    """A series' steps and runs, queued with the delay server as the caller (RunQueue)."""
 
     def __init__(self, session: _Session) -> None:
         self.session = session
@@ -372,8 +375,8 @@ class _DelayServerQueue:
         _queue_or_fail(self.session, collection)  # one run per shard for a task larger than one shard
 
 
-def _scheduler(session: _Session) -> schedule.SeriesScheduler:
-    return schedule.SeriesScheduler(
+def _scheduler(session: _Session) -> SeriesScheduler:
+    return SeriesScheduler(
         session.grid, session.settings, _DelayServerQueue(session),
         lambda config, link: _context(session, config, series=link),
     )

@@ -15,11 +15,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.records import as_text
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.tasks.state import as_text
 
 ZONE = "tempZone"
 STORAGE = "lts_resc"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from compute_to_data import __version__
-from compute_to_data.settings import AllowedImage, ContainerLimits, Settings
+from compute_to_data.domain.settings import AllowedImage, ContainerLimits, Settings
 from tests.setup_scripts import run_setup_script
 from tests.setup_scripts import unavailable as setup_unavailable
 

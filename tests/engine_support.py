@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compute_to_data import conventions as names
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.runners.base import Runner, RunRequest, RunResult
-from compute_to_data.settings import Settings
-from compute_to_data.taskconfig import TaskConfig
 
 ZONE = "tempZone"
 HOME = f"/{ZONE}/home/alice"
@@ -48,7 +48,7 @@ class ScriptedRunner(Runner):
     classified: list[str] = field(default_factory=list)
 
     def run(self, request: RunRequest) -> RunResult:
-        from compute_to_data.notebook.parts import PartWriter, merged_with_previous
+        from compute_to_data.contract.parts import PartWriter, merged_with_previous
 
         self.requests.append(request)
         params = request.parameters
@@ -106,7 +106,7 @@ class ScriptedRunner(Runner):
 
 def summarize_as_the_notebook_does(request: RunRequest, out: Path) -> RunResult:
     """The summary notebook's work without its kernel: the real streaming summary, a plain report."""
-    from compute_to_data.notebook import summary
+    from compute_to_data.notebook import summarize as summary
 
     params = request.parameters
     result = summary.summarize(Path(params["input_dir"]), out, Path(params["shards_file"]), params["task_id"])

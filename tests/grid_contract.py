@@ -19,8 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data.errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    GridError,
+    ObjectNotFoundError,
+)
 
 try:  # tests/ may or may not be a package
     from .grid_factories import ALICE, BOB, COMPUTE, CPU, STORAGE, GridSetup
@@ -548,7 +558,7 @@ def test_add_new_avus(contract_grid: GridSetup) -> None:
 
 def _predictions_world(s: GridSetup) -> str:
     """Six images under imgs/ (one unreadable to alice), tagged by tasks t1 and t2."""
-    from compute_to_data.grid.base import MetadataOperation as Op
+    from compute_to_data.domain.catalog import MetadataOperation as Op
 
     root = f"{s.home}/imgs"
     tags = {  # name -> (class, score) for task t1
@@ -581,7 +591,8 @@ def _predictions_world(s: GridSetup) -> str:
 
 
 def test_query_and_count_predictions(contract_grid: GridSetup) -> None:
-    from compute_to_data.grid.base import Grid, PredictionQuery
+    from compute_to_data.domain.catalog import PredictionQuery
+    from compute_to_data.grid.base import Grid
 
     s, g = contract_grid, contract_grid.grid
     root = _predictions_world(s)
@@ -616,7 +627,7 @@ def test_query_and_count_predictions(contract_grid: GridSetup) -> None:
 
 def test_missing_things_carry_the_code_of_what_is_missing(contract_grid: GridSetup) -> None:
     """A rule ends with the code of the error it meets, and scripts key on it."""
-    from compute_to_data.grid import irods_errors
+    from compute_to_data.domain import irods_codes as irods_errors
 
     s, g = contract_grid, contract_grid.grid
     s.put(f"{s.bob_home()}/secret.png", b"s", owner=BOB)

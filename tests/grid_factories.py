@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
-from compute_to_data.grid.base import AVU, EntityType, Grid, MetadataOperation
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.grid.base import Grid
 from compute_to_data.grid.local import LocalGrid
 
 ZONE = "tempZone"

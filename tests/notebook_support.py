@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from compute_to_data import conventions as names
+from compute_to_data.domain import conventions as names
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFY_NOTEBOOK = REPO / "notebooks" / "classify_images.ipynb"

@@ -44,9 +44,17 @@ from irods.column import Column, Criterion, DateTime, Integer
 from irods.meta import AVUOperation, iRODSMeta
 
 try:  # tests/ may or may not be a package
-    from .fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+    from .fakes.irods_genquery_parser import (
+        GenQueryError,
+        compile_condition,
+        parse_conditions,
+    )
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
+    from fakes.irods_genquery_parser import (
+        GenQueryError,
+        compile_condition,
+        parse_conditions,
+    )
 
 READ, MODIFY, OWN = 1050, 1120, 1200
 ACCESS_NAMES = {1050: "read_object", 1120: "modify_object", 1200: "own"}

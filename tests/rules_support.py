@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data import rules
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.registry import runners
+from compute_to_data.domain.settings import Settings
 from compute_to_data.grid import hosts
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.registry import runners
 from compute_to_data.runners.base import RunRequest, RunResult
-from compute_to_data.settings import Settings
 
 try:  # tests/ may or may not be a package
     from .engine_support import STORAGE_HOST, ScriptedRunner, make_grid

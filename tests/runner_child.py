@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compute_to_data.registry import runners
+from compute_to_data.domain.registry import runners
+from compute_to_data.domain.settings import Settings
 from compute_to_data.runners.base import RunRequest
-from compute_to_data.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

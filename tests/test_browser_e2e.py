@@ -17,17 +17,29 @@ import time
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.grid.base import EntityType
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import EntityType
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.web.app import WebConfig, create_app
 
 try:
-    from .browser_support import REPO, browser_paths, chrome, live_server, save_screenshot
+    from .browser_support import (
+        REPO,
+        browser_paths,
+        chrome,
+        live_server,
+        save_screenshot,
+    )
     from .client_support import PASSWORDS, make_fake_zone, real_run
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from browser_support import REPO, browser_paths, chrome, live_server, save_screenshot
+    from browser_support import (
+        REPO,
+        browser_paths,
+        chrome,
+        live_server,
+        save_screenshot,
+    )
     from client_support import PASSWORDS, make_fake_zone, real_run
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from compute_to_data import conventions as names
 from compute_to_data.cli.main import app
-from compute_to_data.registry import runners
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.registry import runners
+from compute_to_data.lifecycle.store import TaskStateStore
 
 from .engine_support import RESULTS, ScriptedRunner, make_config, make_grid
 

@@ -17,25 +17,42 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
 from compute_to_data.client.tasks import TaskClient, parse_since
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import ConfigError
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import ConfigError
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid import client as client_module
-from compute_to_data.tasks import TaskContext, TaskLifecycle
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 
 try:
-    from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
-    from .prc_fake import FakeRule
     from .client_support import PASSWORDS, make_fake_zone, run_cli
+    from .engine_support import (
+        HOME,
+        IMAGES,
+        RESULTS,
+        ScriptedRunner,
+        assert_tagged_once_by,
+        make_grid,
+        make_settings,
+    )
+    from .prc_fake import FakeRule
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, assert_tagged_once_by, make_grid, make_settings
-    from prc_fake import FakeRule
     from client_support import PASSWORDS, make_fake_zone, run_cli
+    from engine_support import (
+        HOME,
+        IMAGES,
+        RESULTS,
+        ScriptedRunner,
+        assert_tagged_once_by,
+        make_grid,
+        make_settings,
+    )
+    from prc_fake import FakeRule
 
 
 class SlowRunner(ScriptedRunner):
@@ -270,7 +287,7 @@ def test_a_cancelled_queued_task_never_runs(local, capsys, monkeypatch):
     runner = ScriptedRunner()
     local.runner = runner
     collection = posixpath.join(RESULTS, task_id)
-    from compute_to_data.tasks import TaskCancelled
+    from compute_to_data.domain.errors import TaskCancelled
 
     with pytest.raises(TaskCancelled):
         run_queued_task(local.alice, collection, local.context(local.alice))
@@ -443,9 +460,8 @@ def test_zone_rule_refusal_is_shown_verbatim(zone, capsys, monkeypatch):
 def test_task_client_wait_polls_until_final(tmp_path):
     admin, alice = make_grid(tmp_path)
     context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=ScriptedRunner())
-    from compute_to_data.tasks import create_task
-
-    from compute_to_data.taskconfig import TaskConfig
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine import create_task
 
     config = TaskConfig.from_document({
         "task_type": "image_classification", "inputs": {"collection": IMAGES, "pattern": "*.png"},
@@ -486,8 +502,9 @@ def test_uploaded_configs_never_fire_the_upload_trigger(tmp_path):
 
 
 def test_serve_builds_the_app_for_local_and_zone(local, zone, capsys, monkeypatch):
-    import uvicorn
     import warnings
+
+    import uvicorn
 
     warnings.filterwarnings("ignore", message=".*httpx.*")
     from starlette.testclient import TestClient

@@ -13,7 +13,14 @@ import pytest
 from irods import exception as prc
 from irods.password_obfuscation import encode
 
-from compute_to_data.errors import (
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+    PredictionQuery,
+)
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     AuthenticationError,
@@ -24,7 +31,7 @@ from compute_to_data.errors import (
     ObjectNotFoundError,
 )
 from compute_to_data.grid import client as client_module
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, Grid, MetadataOperation, PredictionQuery
+from compute_to_data.grid.base import Grid
 from compute_to_data.grid.client import (
     NATIVE_RULE_ENGINE,
     IrodsClientGrid,
@@ -424,8 +431,8 @@ def test_login_as_an_unknown_user_is_a_refused_login(catalog, tmp_path, monkeypa
 
 
 def test_rule_exit_codes_pick_the_class_from_the_one_error_table(catalog, alice):
-    from compute_to_data.errors import TaskFailedError
-    from compute_to_data.grid import irods_errors
+    from compute_to_data.domain import irods_codes as irods_errors
+    from compute_to_data.domain.errors import TaskFailedError
 
     def exits(code: int):
         def handler(session, params):
@@ -446,7 +453,7 @@ def test_rule_exit_codes_pick_the_class_from_the_one_error_table(catalog, alice)
 
 def test_the_error_table_agrees_with_python_irodsclient():
     """Every code both know has the same name in PRC's irods.exception as in the project's table."""
-    from compute_to_data.grid import irods_errors
+    from compute_to_data.domain import irods_codes as irods_errors
 
     known = [row for row in irods_errors.TABLE if hasattr(prc, row.name)]
     assert len(known) > 50
@@ -509,7 +516,7 @@ def test_one_page_costs_a_bounded_number_of_queries(predicted):
 
 
 def test_missing_things_carry_the_code_of_what_is_missing(catalog, alice):
-    from compute_to_data.grid import irods_errors
+    from compute_to_data.domain import irods_codes as irods_errors
 
     catalog.mkobj("/tempZone/home/bob/secret.png", "bob")
     for path in (f"{HOME}/missing.png", "/tempZone/home/bob/secret.png"):

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from compute_to_data import conventions as names
+from compute_to_data.domain import conventions as names
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.lifecycle.store import TaskStateStore
 
 try:
     from .client_support import c2d, real_run

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from compute_to_data import conventions as names
 from compute_to_data.cli.main import app
-from compute_to_data.conventions import TaskState
 from compute_to_data.demo.run import INPUTS, RESULTS, run_demo
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.lifecycle.store import TaskStateStore
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +87,9 @@ def test_demo_command_prints_a_summary(first_run, demo_dir):
 
 def test_a_notebook_that_raises_fails_the_task_registers_the_report_and_tags_nothing(tmp_path):
     """The real notebook through the in-process runner, with a model file that is not TorchScript."""
+    from compute_to_data.engine import create_task
+    from compute_to_data.engine.task import TaskContext
     from compute_to_data.runners.inprocess import InProcessRunner
-    from compute_to_data.tasks import TaskContext, create_task
 
     from .engine_support import IMAGES, make_config, make_grid, make_settings
 

@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
 from compute_to_data.demo.run import IMAGE, INPUTS, RESULTS, run_demo
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.grid.local import LocalGrid
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.docker_runner import LABEL_TASK_ID
-from compute_to_data.tasks.state import TaskStateStore
 from tests.docker_env import DockerEnv, get_docker_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -148,10 +148,15 @@ def test_two_tasks_started_together_take_turns_on_one_resource(demo):
 def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, docker_env):
     """The same images again (forced), in two shards: each shard and the summary notebook run in
     the locked-down container; the task's report covers both shards and links to their reports."""
-    from compute_to_data.demo.run import choose_demo_runner, demo_settings, task_document
-    from compute_to_data.taskconfig import TaskConfig
-    from compute_to_data.tasks import TaskContext, create_task
-    from compute_to_data.tasks.shards import shard_records
+    from compute_to_data.demo.run import (
+        choose_demo_runner,
+        demo_settings,
+        task_document,
+    )
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine import create_task
+    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.lifecycle.shards import shard_records
 
     directory, _ = demo
     alice = LocalGrid(directory / "grid", user="alice")

@@ -18,12 +18,12 @@ import docker
 import pytest
 import requests
 
-from compute_to_data import conventions as names
-from compute_to_data.errors import NotAllowedError, RunnerError
+from compute_to_data.contract.workdir import TaskWorkdir
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import NotAllowedError, RunnerError
+from compute_to_data.domain.settings import AllowedImage, ContainerLimits, Settings
 from compute_to_data.runners.base import RunRequest
 from compute_to_data.runners.docker_runner import LABEL_TASK_ID, DockerRunner
-from compute_to_data.settings import AllowedImage, ContainerLimits, Settings
-from compute_to_data.tasks.staging import TaskWorkdir
 from tests.docker_env import DockerEnv, get_docker_env
 
 IMAGE = "compute-to-data/classifier-test:0.1.0"

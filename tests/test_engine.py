@@ -10,22 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import (
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     NoEligibleInputsError,
     NotAllowedError,
     ObjectNotFoundError,
     ResourceSelectionError,
 )
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
-from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
-from compute_to_data.tasks.base import ComputeToDataTask
-from compute_to_data.tasks.slots import ResourceSlot
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.engine import create_task
+from compute_to_data.engine.slots import ResourceSlot
+from compute_to_data.engine.task import ComputeToDataTask, TaskContext
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 
-from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, make_config, make_grid, make_settings, vault_files
+from .engine_support import (
+    HOME,
+    IMAGES,
+    RESULTS,
+    ScriptedRunner,
+    make_config,
+    make_grid,
+    make_settings,
+    vault_files,
+)
 
 
 @pytest.fixture
@@ -275,7 +290,7 @@ def test_resource_holding_most_input_bytes_wins_then_name(tmp_path, grid):
     admin.make_resource("gpu_a")
     tag(admin, "gpu_b", names.ROLE_GPU_COMPUTE)
     tag(admin, "gpu_a", names.ROLE_GPU_COMPUTE)
-    from compute_to_data.tasks.selection import select_compute_resource
+    from compute_to_data.engine.selection import select_compute_resource
 
     candidates = alice.find_resources(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE)
     objects = alice.list_data_objects(IMAGES)
@@ -315,7 +330,7 @@ def test_cancelled_queued_task_does_not_run(tmp_path, grid):
     context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=runner)
     submitted = create_task(make_config(), context).submit()
     TaskLifecycle(alice, context.settings).cancel(submitted.collection, "alice")
-    from compute_to_data.tasks import TaskCancelled
+    from compute_to_data.domain.errors import TaskCancelled
 
     with pytest.raises(TaskCancelled):
         create_task(make_config(), context, task_id=submitted.task_id).run()
@@ -459,7 +474,7 @@ def test_tagging_is_batched_and_adds_only_where_no_prediction_exists(tmp_path, g
 
 def test_runner_preflight_refusal_replicates_nothing(tmp_path, grid):
     admin, alice = grid
-    from compute_to_data.errors import RunnerError
+    from compute_to_data.domain.errors import RunnerError
 
     class NotBuilt(ScriptedRunner):
         def preflight(self, image):
@@ -530,7 +545,7 @@ def test_timings_are_written_with_every_state_and_refreshed_as_steps_end(tmp_pat
 def test_a_failed_task_shows_where_its_time_went(tmp_path, grid):
     admin, alice = grid
 
-    from compute_to_data.tasks.image_classification import ImageClassificationTask
+    from compute_to_data.engine.image_classification import ImageClassificationTask
 
     class FailingTagging(ImageClassificationTask):
         def tag_results(self):

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import rules
-from compute_to_data.errors import ObjectNotFoundError
-from compute_to_data.grid import hosts, irods_errors
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType
+from compute_to_data.domain.errors import ObjectNotFoundError
+from compute_to_data.grid import hosts
 from compute_to_data.grid.client import NATIVE_RULE_ENGINE, IrodsClientGrid
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.grid.rule_engine import RuleEngineGrid

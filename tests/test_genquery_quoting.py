@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import pytest
 
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.grid import genquery_quote as gq
-from compute_to_data.grid import irods_errors
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
 
 try:
-    from .fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
     from .fakes.irods_catalog import KNOWN_COLUMNS
+    from .fakes.irods_genquery_parser import (
+        GenQueryError,
+        compile_condition,
+        parse_conditions,
+    )
     from .grid_factories import rule_engine_factory
 except ImportError:  # pragma: no cover
-    from fakes.irods_genquery_parser import GenQueryError, compile_condition, parse_conditions
     from fakes.irods_catalog import KNOWN_COLUMNS
+    from fakes.irods_genquery_parser import (
+        GenQueryError,
+        compile_condition,
+        parse_conditions,
+    )
     from grid_factories import rule_engine_factory
 
 HOSTILE = [

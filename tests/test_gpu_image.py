@@ -12,15 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import NotAllowedError
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import NotAllowedError
+from compute_to_data.domain.settings import AllowedImage
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.runners.base import RunRequest, RunResult
-from compute_to_data.settings import AllowedImage
-from compute_to_data.tasks import TaskContext, create_task
 
-from .engine_support import RESULTS, ScriptedRunner, make_config, make_grid, make_settings
+from .engine_support import (
+    RESULTS,
+    ScriptedRunner,
+    make_config,
+    make_grid,
+    make_settings,
+)
 
 CPU_IMAGE, CUDA_IMAGE = "compute-to-data/classifier:1", "compute-to-data/classifier-cuda:1"
 

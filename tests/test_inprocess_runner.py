@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
+from compute_to_data.domain import conventions as names
 from compute_to_data.runners.base import RunRequest
 from compute_to_data.runners.inprocess import InProcessRunner, to_host_parameters
-from tests.notebook_support import CLASSIFY_NOTEBOOK, SLEEP_NOTEBOOK, make_inputs, parameters, tiny_model
+from tests.notebook_support import (
+    CLASSIFY_NOTEBOOK,
+    SLEEP_NOTEBOOK,
+    make_inputs,
+    parameters,
+    tiny_model,
+)
 
 
 def request(workdir: Path, notebook: Path, params: dict, *, timeout: int = 300, task_id: str = "t-1",
@@ -195,8 +201,8 @@ def test_kill_tree_reaches_descendants_in_other_sessions(tmp_path):
 def test_a_run_left_by_a_killed_supervisor_is_stopped_by_its_handle(tmp_path):
     import signal
 
+    from compute_to_data.domain.settings import Settings
     from compute_to_data.runners.inprocess import processes_with_env
-    from compute_to_data.settings import Settings
     from tests.runner_child import start_supervisor, wait_for_handle
 
     req = request(tmp_path, SLEEP_NOTEBOOK, sleep_params(tmp_path, steps=1, step_seconds=300), task_id="t-orphan")

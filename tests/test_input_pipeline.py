@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
-from compute_to_data import conventions as names
+from compute_to_data.domain import conventions as names
 from compute_to_data.notebook import pipeline
 from compute_to_data.notebook.pipeline import DevicePlan, PrecisionChoice
 

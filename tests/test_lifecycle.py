@@ -17,16 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import AccessDeniedError, TaskBusyError, TaskStateError
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    TaskBusyError,
+    TaskStateError,
+)
+from compute_to_data.engine import create_task
+from compute_to_data.engine.predictions import stored_parts
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid import hosts
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.lifecycle.machine import TRANSITIONS, TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
-from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
-from compute_to_data.tasks.lifecycle import TRANSITIONS
-from compute_to_data.tasks.parts import stored_parts
-from compute_to_data.tasks.state import TaskStateStore
 
 from .engine_support import (
     IMAGES,
@@ -71,7 +76,7 @@ def test_only_the_lifecycle_writes_a_state(tmp_path, grid):
     source = Path(__file__).resolve().parents[1] / "compute_to_data"
     writers = [p.relative_to(source).as_posix() for p in source.rglob("*.py")
                if "A_STATE:" in p.read_text() or "names.A_STATE, TaskState" in p.read_text()]
-    assert writers == ["tasks/lifecycle.py"], writers  # nothing else builds a state write
+    assert writers == ["lifecycle/machine.py"], writers  # nothing else builds a state write
 
 
 def test_transitions_outside_the_table_are_refused_with_a_clear_message(tmp_path, grid):
@@ -136,7 +141,7 @@ def test_a_writer_that_lost_a_race_does_not_overwrite(tmp_path, grid):
 
 def test_two_runs_of_the_same_task_at_once_one_refuses(tmp_path, grid):
     """Both find the task queued (the first waits for a free slot): the run lock decides."""
-    from compute_to_data.tasks.slots import ResourceSlot
+    from compute_to_data.engine.slots import ResourceSlot
 
     _, alice = grid
     context = context_for(tmp_path, alice, ScriptedRunner())

@@ -13,10 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data.errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    GridError,
+    ObjectNotFoundError,
+)
+from compute_to_data.domain.registry import grids
 from compute_to_data.grid.local import AccessEntry, LocalGrid, irods_checksum
-from compute_to_data.registry import grids
 
 ZONE = "tempZone"
 HOME = f"/{ZONE}/home/alice"

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compute_to_data.cli.main import app
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType
 from compute_to_data.grid.local import LocalGrid
 
 HOME = "/tempZone/home/alice"

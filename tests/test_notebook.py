@@ -13,10 +13,16 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data.demo import data
+from compute_to_data.domain import conventions as names
 from tests.notebook_support import (
-    CLASSIFY_NOTEBOOK, CONTRACT_KEYS, LOGICAL_ROOT, make_inputs, parameters, tiny_model, write_params,
+    CLASSIFY_NOTEBOOK,
+    CONTRACT_KEYS,
+    LOGICAL_ROOT,
+    make_inputs,
+    parameters,
+    tiny_model,
+    write_params,
 )
 
 ENTRYPOINT = [sys.executable, "-m", "compute_to_data.notebook.entrypoint"]

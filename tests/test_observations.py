@@ -16,18 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import ConfigError, NotAllowedError, ResourceSelectionError
-from compute_to_data.grid.base import AVU, EntityType
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
+    ConfigError,
+    NotAllowedError,
+    ResourceSelectionError,
+)
+from compute_to_data.domain.settings import AllowedImage
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.settings import AllowedImage
-from compute_to_data.taskconfig import TaskConfig
-from compute_to_data.tasks import TaskContext, create_task
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.lifecycle.store import TaskStateStore
 
 from .client_support import run_cli
 from .engine_support import (

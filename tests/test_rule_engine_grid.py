@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data.errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
-from compute_to_data.grid import irods_errors, rule_engine
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    GridError,
+    ObjectNotFoundError,
+)
+from compute_to_data.grid import rule_engine
 from compute_to_data.grid.rule_engine import RuleEngineGrid
 
 try:
@@ -257,7 +268,7 @@ def test_every_error_class_default_comes_from_the_one_table() -> None:
     and no default is CAT_NO_ROWS_FOUND, which a rule cannot end with."""
     import inspect
 
-    from compute_to_data import errors
+    from compute_to_data.domain import errors
 
     declared = [
         cls for _, cls in inspect.getmembers(errors, inspect.isclass)

@@ -15,15 +15,18 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import rules
-from compute_to_data.errors import AccessDeniedError, ObjectNotFoundError
-from compute_to_data.grid import irods_errors
-from compute_to_data.tasks import TaskContext, create_task
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.errors import AccessDeniedError, ObjectNotFoundError
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext
 
 try:
-    from .engine_support import HOME as ENGINE_HOME, ScriptedRunner, make_config, make_grid, make_settings
+    from .engine_support import HOME as ENGINE_HOME
+    from .engine_support import ScriptedRunner, make_config, make_grid, make_settings
     from .rules_support import CONFIG, HOME, LABELS, MODEL, Zone, build_zone, config_doc
 except ImportError:  # pragma: no cover
-    from engine_support import HOME as ENGINE_HOME, ScriptedRunner, make_config, make_grid, make_settings
+    from engine_support import HOME as ENGINE_HOME
+    from engine_support import ScriptedRunner, make_config, make_grid, make_settings
     from rules_support import CONFIG, HOME, LABELS, MODEL, Zone, build_zone, config_doc
 
 MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl", "msiCollRepl",

@@ -15,14 +15,32 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data import rules
-from compute_to_data.grid.base import AccessLevel, EntityType
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AccessLevel, EntityType
 
 try:
-    from .rules_support import CONFIG, HOME, IMAGES, MODEL, RESULTS, Zone, build_zone, config_doc
+    from .rules_support import (
+        CONFIG,
+        HOME,
+        IMAGES,
+        MODEL,
+        RESULTS,
+        Zone,
+        build_zone,
+        config_doc,
+    )
 except ImportError:  # pragma: no cover
-    from rules_support import CONFIG, HOME, IMAGES, MODEL, RESULTS, Zone, build_zone, config_doc
+    from rules_support import (
+        CONFIG,
+        HOME,
+        IMAGES,
+        MODEL,
+        RESULTS,
+        Zone,
+        build_zone,
+        config_doc,
+    )
 
 TASK_ID = re.compile(r"task_id: (\d{8}T\d{6}Z-[0-9a-f]{6})")
 MUTATING = ("msiCollCreate", "msiDataObjCreate", "msiDataObjWrite", "msiDataObjRepl", "msiCollRepl",
@@ -402,8 +420,8 @@ def test_a_failed_task_is_resumed_through_the_rules(zone: Zone) -> None:
 
 def test_status_of_a_silent_task_has_its_compute_host_check_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run died on gpu-node-1; c2d_status on the provider asks that host, which records it failed."""
-    from compute_to_data.settings import Settings
-    from compute_to_data.tasks import TaskLifecycle
+    from compute_to_data.domain.settings import Settings
+    from compute_to_data.lifecycle.machine import TaskLifecycle
 
     zone = build_zone(tmp_path, monkeypatch, compute_host="gpu-node-1",
                       settings={"heartbeat_lease_seconds": 1.0, "heartbeat_interval_seconds": 0.5})

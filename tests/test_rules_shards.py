@@ -15,13 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.tasks.base import ComputeToDataTask
-from compute_to_data.tasks.shards import shard_records
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.engine.task import ComputeToDataTask
+from compute_to_data.lifecycle.shards import shard_records
 
 from .engine_support import assert_no_half_pair, assert_tagged_once_by
-from .rules_support import CONFIG, GPU_HOSTS, IMAGES, RESULTS, Zone, build_multihost_zone, config_doc
+from .rules_support import (
+    CONFIG,
+    GPU_HOSTS,
+    IMAGES,
+    RESULTS,
+    Zone,
+    build_multihost_zone,
+    config_doc,
+)
 
 LEASE = 1.0
 

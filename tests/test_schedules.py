@@ -20,19 +20,22 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data import rules
 from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import main as worker_main
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
-from compute_to_data.conventions import SeriesState, TaskState
-from compute_to_data.errors import ConfigError, SettingsError, TaskStateError
-from compute_to_data.grid.base import AccessLevel
-from compute_to_data.settings import Settings
-from compute_to_data.taskconfig import TaskConfig, parse_duration
-from compute_to_data.tasks import TaskContext, create_task, schedule
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AccessLevel
+from compute_to_data.domain.conventions import SeriesState, TaskState
+from compute_to_data.domain.errors import ConfigError, SettingsError, TaskStateError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig, parse_duration
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.scheduler import SeriesScheduler, StepKind, follow
 from compute_to_data.web.app import WebConfig, create_app
 
 warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarning)
@@ -40,11 +43,25 @@ from starlette.testclient import TestClient  # noqa: E402
 
 try:
     from .client_support import run_cli
-    from .engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, make_grid, make_settings
+    from .engine_support import (
+        HOME,
+        IMAGES,
+        RESULTS,
+        ScriptedRunner,
+        make_grid,
+        make_settings,
+    )
     from .rules_support import CONFIG, MODEL, Zone, build_zone, config_doc
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
     from client_support import run_cli
-    from engine_support import HOME, IMAGES, RESULTS, ScriptedRunner, make_grid, make_settings
+    from engine_support import (
+        HOME,
+        IMAGES,
+        RESULTS,
+        ScriptedRunner,
+        make_grid,
+        make_settings,
+    )
     from rules_support import CONFIG, MODEL, Zone, build_zone, config_doc
 
 DAY = 86400
@@ -480,7 +497,7 @@ def local_series(tmp_path: Path, every: str = "1d"):
     outcome = create_task(config, context(config, schedule.SeriesLink())).submit()
     queue = RecordingQueue()
     clock = [datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)]
-    scheduler = schedule.SeriesScheduler(alice, settings, queue, context, clock=lambda: clock[0])
+    scheduler = SeriesScheduler(alice, settings, queue, context, clock=lambda: clock[0])
     scheduler.start(outcome.collection)
     return alice, scheduler, queue, clock, outcome, runner, context
 
@@ -494,12 +511,12 @@ def test_a_step_takes_over_from_one_that_died_after_queuing_it(tmp_path):
     # The step due on the 23rd queued its successor (the 24th), then died before it claimed its turn.
     clock[0] = datetime(2026, 11, 24, 2, 0, 5, tzinfo=timezone.utc)
     outcome = scheduler.step(head.collection, "2026-11-24T02:00:00Z")
-    assert outcome.kind == schedule.StepKind.STARTED and outcome.inputs == 1
+    assert outcome.kind == StepKind.STARTED and outcome.inputs == 1
     assert scheduler.series.read(head.collection).next_run == "2026-11-25T02:00:00Z"
     assert queue.steps[-1][1:] == ("2026-11-25T02:00:00Z", DAY - 5)
     # A step of a turn long taken does nothing.
     stale = scheduler.step(head.collection, "2026-11-23T02:00:00Z")
-    assert stale.kind == schedule.StepKind.NOT_ITS_TURN and len(queue.runs) == 1
+    assert stale.kind == StepKind.NOT_ITS_TURN and len(queue.runs) == 1
 
 
 def test_a_step_whose_next_run_cannot_be_queued_ends_the_series(tmp_path):
@@ -511,7 +528,7 @@ def test_a_step_whose_next_run_cannot_be_queued_ends_the_series(tmp_path):
     scheduler.queue.queue_step = refuse  # type: ignore[method-assign]
     clock[0] += timedelta(days=1)
     outcome = scheduler.step(head.collection, "2026-11-23T02:00:00Z")
-    assert outcome.kind == schedule.StepKind.ENDED
+    assert outcome.kind == StepKind.ENDED
     info = scheduler.series.read(head.collection)
     assert info.state == SeriesState.ENDED and "could not be queued: the delay queue is full" in info.reason
 
@@ -567,21 +584,21 @@ def test_on_localgrid_a_series_runs_through_the_local_dispatcher(tmp_path):
         clock[0] += timedelta(seconds=seconds)
 
     new = add_images(local.alice, tmp_path, {"cam_a.png": b"1", "cam_b.png": b"2"})
-    [outcome] = schedule.follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600, max_steps=1)
-    assert outcome.kind == schedule.StepKind.STARTED and outcome.inputs == 2
+    [outcome] = follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600, max_steps=1)
+    assert outcome.kind == StepKind.STARTED and outcome.inputs == 2
     assert DAY - 60 <= sum(slept) <= DAY + 60 and max(slept) <= 3 * 3600  # it slept until the next run, looking now and then
     second = store.read(outcome.collection)
     assert second.get(names.A_SERIES) == head and second.state == TaskState.SUCCEEDED
     assert sorted(local.runner.classified[6:]) == ["cam_a.png", "cam_b.png"]
     assert all(u == {f"c2d:{outcome.task_id}"} for p, u in units_by_image(local.alice).items() if p in new)
 
-    [nothing] = schedule.follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600, max_steps=1)
-    assert nothing.kind == schedule.StepKind.NOTHING_NEW and len(local.tasks()) == 2
+    [nothing] = follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600, max_steps=1)
+    assert nothing.kind == StepKind.NOTHING_NEW and len(local.tasks()) == 2
 
     local.submitter.cancel(store.read(head_collection))
     assert store.read(head_collection).get(names.A_SERIES_STATE) == "cancelled"
     add_images(local.alice, tmp_path, {"cam_c.png": b"0"})
-    assert schedule.follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600) == []  # it ends
+    assert follow(scheduler, head_collection, sleep=sleep, poll_seconds=3 * 3600) == []  # it ends
     assert len(local.tasks()) == 2
 
 
@@ -591,8 +608,8 @@ def test_on_localgrid_a_seconds_interval_allowed_by_a_test_setting_runs_in_real_
     head_collection = f"{RESULTS}/{head}"
     add_images(local.alice, tmp_path, {"cam_a.png": b"1"})
     started = time.monotonic()
-    [outcome] = schedule.follow(local.submitter.scheduler(), head_collection, poll_seconds=0.5, max_steps=1)
-    assert outcome.kind == schedule.StepKind.STARTED and outcome.inputs == 1
+    [outcome] = follow(local.submitter.scheduler(), head_collection, poll_seconds=0.5, max_steps=1)
+    assert outcome.kind == StepKind.STARTED and outcome.inputs == 1
     assert time.monotonic() - started < 30
     with pytest.raises(ConfigError, match="at most every 1h"):
         LocalZone(tmp_path / "strict").submitter.submit_config(TaskConfig.from_document(scheduled_doc("2s")))
@@ -635,7 +652,7 @@ def test_c2d_submit_list_status_and_cancel_of_a_series(cli, capsys, monkeypatch,
     add_images(cli.alice, tmp_path, {"cam_a.png": b"1"})
     scheduler = cli.submitter.scheduler()
     scheduler.clock = lambda: names.utc_now() + timedelta(days=1, minutes=1)
-    [step] = schedule.follow(scheduler, f"{RESULTS}/{head}", max_steps=1)
+    [step] = follow(scheduler, f"{RESULTS}/{head}", max_steps=1)
     second = step.task_id
 
     code, out, err = run_cli(capsys, monkeypatch, "list", *args)
@@ -715,5 +732,5 @@ def test_a_step_with_a_malformed_due_time_does_nothing(tmp_path):
     alice, scheduler, queue, clock, head, runner, context = local_series(tmp_path)
     assert scheduler.series._change(head.collection, {}, {names.A_SERIES_NEXT_RUN: None})  # as if never scheduled
     for due in ("", "tomorrow"):
-        assert scheduler.step(head.collection, due).kind == schedule.StepKind.NOT_ITS_TURN
+        assert scheduler.step(head.collection, due).kind == StepKind.NOT_ITS_TURN
     assert queue.runs == [] and len(queue.steps) == 1

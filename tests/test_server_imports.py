@@ -17,10 +17,10 @@ PROBE = """
 import json, sys
 from compute_to_data.rules import *  # noqa: F401,F403 - what core.py does
 import compute_to_data.rules as rules
-from compute_to_data.settings import Settings
+from compute_to_data.domain.settings import Settings
 planned = rules.DeferredRunner("auto", Settings(allowed_runners=("docker", "inprocess")))
 planned.uses_container_paths  # imports the docker runner's module (as validation does), runs nothing
-import compute_to_data.tasks.image_classification  # the task type the engine loads by name
+import compute_to_data.engine.image_classification  # the task type the engine loads by name
 print(json.dumps({"names": sorted(rules.__all__), "loaded": sorted(sys.modules)}))
 """
 
@@ -43,7 +43,7 @@ def test_installation_examples_are_consistent() -> None:
     """config/*.example: what the README tells the administrator to install."""
     from pathlib import Path
 
-    from compute_to_data.settings import Settings
+    from compute_to_data.domain.settings import Settings
 
     config = Path(__file__).resolve().parent.parent / "config"
     settings = Settings.from_document(json.loads((config / "compute_to_data.json.example").read_text()), "example")

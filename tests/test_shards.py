@@ -10,22 +10,44 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import AccessDeniedError, ConfigError
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation, Resource
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+    Resource,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import AccessDeniedError, ConfigError
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.shards import aggregate
+from compute_to_data.engine import create_task
+from compute_to_data.engine.planning import (
+    Candidate,
+    ShardDraft,
+    ShardPlanner,
+    capacity,
+    place_shards,
+)
+from compute_to_data.engine.selection import select_compute_resource
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.notebook import summary as task_summary
-from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
-from compute_to_data.tasks.selection import select_compute_resource
-from compute_to_data.tasks.sharding import Candidate, ShardDraft, ShardPlanner, capacity, place_shards
-from compute_to_data.tasks.shards import aggregate, shard_records
-from compute_to_data.tasks.state import TaskRecord, TaskStateStore
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.notebook import summarize as task_summary
 from compute_to_data.web.app import WebConfig, create_app
 
 from .client_support import run_cli
 from .engine_support import (
-    HOME, IMAGES, RESULTS, ScriptedRunner, assert_no_half_pair, assert_tagged_once_by, make_config, make_grid,
+    IMAGES,
+    RESULTS,
+    ScriptedRunner,
+    assert_no_half_pair,
+    assert_tagged_once_by,
+    make_config,
+    make_grid,
     make_settings,
 )
 
@@ -375,7 +397,7 @@ def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, 
 def test_a_summary_that_never_started_or_died_is_found_and_resume_makes_it(tmp_path: Path, zone, monkeypatch) -> None:
     import time
 
-    from compute_to_data.tasks.summary import TaskSummary
+    from compute_to_data.engine.summary import TaskSummary
 
     admin, alice = zone
     ctx = context(tmp_path, alice, heartbeat_interval_seconds=0.2, heartbeat_lease_seconds=1.0)
@@ -408,7 +430,7 @@ def test_a_summary_that_never_started_or_died_is_found_and_resume_makes_it(tmp_p
 
 
 def test_a_summary_taken_on_by_another_run_is_left_to_it(tmp_path: Path, zone, monkeypatch) -> None:
-    from compute_to_data.tasks.summary import TaskSummary
+    from compute_to_data.engine.summary import TaskSummary
 
     admin, alice = zone
     runner = ScriptedRunner()

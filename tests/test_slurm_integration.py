@@ -23,21 +23,28 @@ from typing import Any
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.settings import (
+    AllowedImage,
+    ContainerLimits,
+    Settings,
+    SlurmResource,
+    SlurmSettings,
+)
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid.local import LocalGrid
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.base import RunRequest, RunResult
 from compute_to_data.runners.docker_runner import LABEL_TASK_ID
 from compute_to_data.runners.slurm_runner import JOB_DIR, STARTED_FILE, SlurmRunner
-from compute_to_data.settings import AllowedImage, ContainerLimits, Settings, SlurmResource, SlurmSettings
-from compute_to_data.taskconfig import TaskConfig
-from compute_to_data.tasks import TaskContext, create_task
-from compute_to_data.tasks.state import TaskStateStore
 from tests.notebook_support import SLEEP_NOTEBOOK, tiny_model
-from tests.test_inprocess_runner import alive
 from tests.runner_child import start_supervisor, wait_for_handle
 from tests.slurm_env import SlurmEnv, get_slurm_env
+from tests.test_inprocess_runner import alive
 
 pytestmark = [pytest.mark.slurm]
 

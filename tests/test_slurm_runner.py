@@ -15,8 +15,15 @@ from typing import Any
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.errors import NotAllowedError, RunnerError, SettingsError
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import NotAllowedError, RunnerError, SettingsError
+from compute_to_data.domain.settings import (
+    AllowedImage,
+    ContainerLimits,
+    Settings,
+    SlurmResource,
+    SlurmSettings,
+)
 from compute_to_data.runners import auto_candidates, choose_runner
 from compute_to_data.runners.base import RunRequest
 from compute_to_data.runners.slurm_runner import (
@@ -31,7 +38,6 @@ from compute_to_data.runners.slurm_runner import (
     describe_pending,
     parse_memory_mb,
 )
-from compute_to_data.settings import AllowedImage, ContainerLimits, Settings, SlurmResource, SlurmSettings
 from tests.notebook_support import SLEEP_NOTEBOOK
 
 IMAGE = "compute-to-data/classifier:0.1.0"

@@ -12,16 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.errors import GridError, SettingsError
-from compute_to_data.settings import ReplicationSettings, Settings, SharedVault
-from compute_to_data.tasks import TaskContext, TaskLifecycle, create_task
-from compute_to_data.tasks import staging
-from compute_to_data.tasks.replication import split_chunks, whole_collections
-from compute_to_data.tasks.state import TaskStateStore
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import GridError, SettingsError
+from compute_to_data.domain.settings import ReplicationSettings, Settings, SharedVault
+from compute_to_data.engine import create_task, staging
+from compute_to_data.engine.replication import split_chunks, whole_collections
+from compute_to_data.engine.task import TaskContext
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 
-from .engine_support import HOME, IMAGES, ScriptedRunner, make_config, make_grid, make_settings, vault_files
+from .engine_support import (
+    HOME,
+    IMAGES,
+    ScriptedRunner,
+    make_config,
+    make_grid,
+    make_settings,
+    vault_files,
+)
 
 MODEL, LABELS = f"{HOME}/models/model.pt", f"{HOME}/models/labels.txt"
 
@@ -318,7 +327,7 @@ def test_replication_and_shared_vault_settings_are_validated():
 def test_replicate_policy_in_the_task_config():
     assert make_config().replicate == names.REPLICATE_WHEN_NEEDED
     assert make_config(compute={"replicate": "always"}).replicate == names.REPLICATE_ALWAYS
-    from compute_to_data.errors import ConfigError
+    from compute_to_data.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="compute.replicate"):
         make_config(compute={"replicate": "sometimes"})

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data import rules
-from compute_to_data.grid.base import EntityType
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import EntityType
 
 try:
     from .fakes.costs import CatalogCosts

@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data.client.predictions import load_predictions, supersession
-from compute_to_data.grid.base import AVU, EntityType, MetadataOperation, PredictedObject, PredictionQuery, Validation
-from compute_to_data.tasks.state import TaskRecord, TaskStateStore
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    EntityType,
+    MetadataOperation,
+    PredictedObject,
+    PredictionQuery,
+    Validation,
+)
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.lifecycle.store import TaskStateStore
 
 try:
     from .client_support import make_fake_zone, make_grid, make_task

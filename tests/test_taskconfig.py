@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data.errors import ConfigError, NotAllowedError, SettingsError
-from compute_to_data.settings import Settings
-from compute_to_data.taskconfig import TaskConfig, parse_json
+from compute_to_data.domain.errors import ConfigError, NotAllowedError, SettingsError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig, parse_json
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {

@@ -15,11 +15,17 @@ from urllib.parse import quote
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.timings import timings_text
 from compute_to_data.grid.client import IrodsConnectionOptions
-from compute_to_data.tasks.state import TaskStateStore, timings_text
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.web.app import WebConfig, create_app
 from compute_to_data.web.security import REPORT_SANDBOX
 
@@ -27,9 +33,25 @@ warnings.filterwarnings("ignore", message=".*httpx.*", category=DeprecationWarni
 from starlette.testclient import TestClient  # noqa: E402
 
 try:
-    from .client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png, write_task_avus
+    from .client_support import (
+        LABELS,
+        PASSWORDS,
+        make_fake_zone,
+        make_grid,
+        make_task,
+        png,
+        write_task_avus,
+    )
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from client_support import LABELS, PASSWORDS, make_fake_zone, make_grid, make_task, png, write_task_avus
+    from client_support import (
+        LABELS,
+        PASSWORDS,
+        make_fake_zone,
+        make_grid,
+        make_task,
+        png,
+        write_task_avus,
+    )
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -154,8 +176,9 @@ def test_full_image_is_served_for_browsers(world):
     assert full.content == png(1)
     assert full.headers["content-security-policy"].startswith("sandbox")
     # A TIFF input is converted to PNG for the browser.
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     tiff = tmp / "x.tif"
     Image.new("L", (10, 10), 200).save(tiff, "TIFF")

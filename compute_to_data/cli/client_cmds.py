@@ -21,14 +21,21 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .. import conventions as names
-from ..client.connect import ClientOptions, open_client, open_grid
-from ..client.tasks import EXIT_TIMEOUT, TaskClient, elapsed, format_duration, parse_since
-from ..conventions import TaskState
-from ..errors import ComputeToDataError
-from ..grid.client import IrodsConnectionOptions
-from ..tasks import schedule
-from ..tasks.state import TaskRecord, format_seconds, timing_rows
+from compute_to_data.client.connect import ClientOptions, open_client, open_grid
+from compute_to_data.client.tasks import (
+    EXIT_TIMEOUT,
+    TaskClient,
+    elapsed,
+    format_duration,
+    parse_since,
+)
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.timings import format_seconds, timing_rows
+from compute_to_data.grid.client import IrodsConnectionOptions
+from compute_to_data.lifecycle import series as schedule
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -140,7 +147,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
 
 def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     """One line per shard: where it runs, how far it is, how it ended."""
-    from ..tasks.shards import aggregate
+    from compute_to_data.domain.shards import aggregate
 
     table = Table(title=aggregate(shards).describe(), show_edge=False, title_justify="left")
     for column in ("shard", "state", "images", "resource", "host", "elapsed", "error"):
@@ -422,7 +429,7 @@ def serve(
     (with --local: no sign-in, acting as --user)."""
     import uvicorn
 
-    from ..web.app import WebConfig, create_app
+    from compute_to_data.web.app import WebConfig, create_app
 
     options = _options(local, user, irods_env, host, port, zone)
     if options.is_local:

@@ -13,8 +13,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import ComputeToDataError
-from ..settings import Settings
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.settings import Settings
 
 app = typer.Typer(help="Build and list the classifier container image.", no_args_is_help=True)
 
@@ -37,7 +37,7 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show the docker build output."),
 ) -> None:
     """Build and tag the classifier image (or with --cuda its CUDA twin); print its id and size."""
-    from .. import images
+    from compute_to_data import images
 
     if not quiet:
         handler = logging.StreamHandler()
@@ -73,7 +73,7 @@ def build(
 @app.command("ls")
 def list_images() -> None:
     """Classifier images on this host, and whether the server settings allow them."""
-    from .. import images
+    from compute_to_data import images
 
     try:
         rows = images.list_images()

@@ -16,9 +16,14 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from ..errors import ComputeToDataError, GridError
-from ..grid.base import AVU, AccessLevel, EntityType, MetadataOperation
-from ..grid.local import ADMIN_USER, LocalGrid
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import ComputeToDataError, GridError
+from compute_to_data.grid.local import ADMIN_USER, LocalGrid
 
 app = typer.Typer(
     help="Set up and inspect a LocalGrid, the embedded iRODS stand-in for development and tests.",

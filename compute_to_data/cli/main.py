@@ -7,9 +7,9 @@ import sys
 
 import typer
 
-from .. import __version__
-from ..errors import ComputeToDataError
-from . import client_cmds, image_cmds, local_cmds, task_cmds
+from compute_to_data import __version__
+from compute_to_data.cli import client_cmds, image_cmds, local_cmds, task_cmds
+from compute_to_data.domain.errors import ComputeToDataError
 
 app = typer.Typer(
     name="c2d",

@@ -8,12 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError
-from ..settings import Settings
-from ..taskconfig import TaskConfig
-from ..tasks import TaskContext, TaskOutcome, create_task
-from ..tasks.state import timings_summary
-from .display import TaskProgressDisplay
+from compute_to_data.cli.display import TaskProgressDisplay
+from compute_to_data.domain.errors import ConfigError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.domain.timings import timings_summary
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext, TaskOutcome
 
 console = Console()
 
@@ -47,8 +48,8 @@ def run(
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the staging directory for debugging."),
 ) -> None:
     """Run a task now on a LocalGrid, through the same Template Method the iRODS rules use."""
-    from ..grid.local import LocalGrid
-    from ..tasks.lifecycle import Terminated, sigterm_as_exception
+    from compute_to_data.engine.termination import Terminated, sigterm_as_exception
+    from compute_to_data.grid.local import LocalGrid
 
     try:
         text = config_file.read_text()
@@ -76,7 +77,7 @@ def run(
 
 def _dispatcher(grid_dir: Path, user: str, settings_file: Path | None, workers: int):  # noqa: ANN202
     """A task larger than one shard: its shards in worker processes, at most ``workers`` at once."""
-    from ..client.local_dispatcher import LocalDispatcher
+    from compute_to_data.client.local_dispatcher import LocalDispatcher
 
     def run_shards(task: object, collections: list[str]) -> list[TaskOutcome]:
         console.print(f"running {len(collections)} shards, at most {workers} at once (logs: {grid_dir / 'logs'})")
@@ -93,7 +94,7 @@ def demo(
     images: int | None = typer.Option(None, "--images", min=1, help="How many images (default: the 540 test digits; more adds shifted variants)."),
 ) -> None:
     """Build a demo zone (LocalGrid) with real images and a trained model, and classify them."""
-    from ..demo.run import run_demo
+    from compute_to_data.demo.run import run_demo
 
     display = TaskProgressDisplay()
     with display:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import SettingsError
-from ..grid.base import Grid
-from ..grid.client import IrodsClientGrid, IrodsConnectionOptions, PasswordPrompt, terminal_prompt
-from ..settings import Settings
-from .submitters import LocalSubmitter, RuleSubmitter, Submitter
-from .tasks import TaskClient
+from compute_to_data.client.submitters import LocalSubmitter, RuleSubmitter, Submitter
+from compute_to_data.client.tasks import TaskClient
+from compute_to_data.domain.errors import SettingsError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.grid.base import Grid
+from compute_to_data.grid.client import (
+    IrodsClientGrid,
+    IrodsConnectionOptions,
+    PasswordPrompt,
+    terminal_prompt,
+)
 
 DEFAULT_LOCAL_USER = "rods"
 
@@ -31,7 +36,7 @@ class ClientOptions:
 
 def open_grid(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> Grid:
     if options.local is not None:
-        from ..grid.local import LocalGrid
+        from compute_to_data.grid.local import LocalGrid
 
         return LocalGrid(options.local, user=options.user or DEFAULT_LOCAL_USER)
     irods = options.irods
@@ -61,7 +66,7 @@ def open_client(options: ClientOptions, prompt: PasswordPrompt | None = terminal
     grid = open_grid(options, prompt)
     settings = client_settings(options)
     if grid.kind == "local":  # this host is the compute host: reading a task reaps a dead run
-        from ..tasks.lifecycle import TaskLifecycle
+        from compute_to_data.lifecycle.machine import TaskLifecycle
 
         return TaskClient(grid, make_submitter(grid, options), lifecycle=TaskLifecycle(grid, settings))
     return TaskClient(grid, make_submitter(grid, options), lease_seconds=settings.heartbeat_lease_seconds)

@@ -20,26 +20,28 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ComputeToDataError
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.service.scheduler import follow
 
 if TYPE_CHECKING:
-    from ..tasks import TaskOutcome
+    from compute_to_data.engine.task import TaskOutcome
 
 
 def run_queued_task(grid, collection: str, context) -> "TaskOutcome":  # noqa: ANN001
     """Run the queued task recorded in ``collection`` with ``context`` (a TaskContext)."""
-    from ..tasks.lifecycle import TaskLifecycle
+    from compute_to_data.lifecycle.machine import TaskLifecycle
 
     return TaskLifecycle(grid, context.settings).start(collection, context)
 
 
 def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path | None = None) -> int:
     """The worker's run; SIGTERM ends it as a recorded failure, its runner stopped, staging removed."""
-    from ..grid.local import LocalGrid
-    from ..settings import Settings
-    from ..tasks import TaskContext
-    from ..tasks.lifecycle import TaskLifecycle, Terminated, sigterm_as_exception
-    from .local_dispatcher import LocalDispatcher
+    from compute_to_data.client.local_dispatcher import LocalDispatcher
+    from compute_to_data.domain.settings import Settings
+    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.engine.termination import Terminated, sigterm_as_exception
+    from compute_to_data.grid.local import LocalGrid
+    from compute_to_data.lifecycle.machine import TaskLifecycle
 
     grid = LocalGrid(grid_dir, user=user)
     context = TaskContext(grid=grid, settings=Settings.load(settings_file))
@@ -63,13 +65,12 @@ def run_queued(grid_dir: Path, user: str, collection: str, settings_file: Path |
 def follow_series(grid_dir: Path, user: str, head_collection: str, settings_file: Path | None = None) -> int:
     """The dispatcher of a series on a LocalGrid, until the series stops (SIGTERM ends it; the
     series then stays active with its next run recorded: start a dispatcher again to go on)."""
-    from ..grid.local import LocalGrid
-    from ..tasks import schedule
-    from .submitters import LocalSubmitter, worker_launcher
+    from compute_to_data.client.submitters import LocalSubmitter, worker_launcher
+    from compute_to_data.grid.local import LocalGrid
 
     grid = LocalGrid(grid_dir, user=user)
     submitter = LocalSubmitter(grid, settings_file=settings_file, launcher=worker_launcher(settings_file))
-    outcomes = schedule.follow(submitter.scheduler(), head_collection)
+    outcomes = follow(submitter.scheduler(), head_collection)
     last = outcomes[-1].message if outcomes else "the series is not active"
     logging.getLogger(__name__).info("series dispatcher of %s ends: %s", posixpath.basename(head_collection), last)
     return 0

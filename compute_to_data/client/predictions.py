@@ -20,10 +20,11 @@ import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .. import conventions as names
-from ..errors import ComputeToDataError
-from ..grid.base import Grid, PredictionQuery, parse_score
-from ..tasks.state import TaskRecord
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import PredictionQuery, parse_score
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import ComputeToDataError, GridError, TaskStateError
-from ..grid.base import Grid
-from ..tasks import schedule
-from ..tasks.state import TaskRecord
+from compute_to_data.domain.errors import ComputeToDataError, GridError, TaskStateError
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.service.scheduler import SeriesScheduler
 
 if TYPE_CHECKING:
-    from ..taskconfig import TaskConfig
-    from ..tasks.lifecycle import TaskLifecycle
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.lifecycle.machine import TaskLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
 
 
 class LocalQueue:
-    """A series' steps and runs on a LocalGrid (schedule.RunQueue): a run starts at once through
-    the launcher; a step needs no queue, the series dispatcher (schedule.follow) waits for the
+    """A series' steps and runs on a LocalGrid (RunQueue): a run starts at once through
+    the launcher; a step needs no queue, the series dispatcher (follow) waits for the
     next run the series' first task records."""
 
     def __init__(self, grid: Grid, launcher: Launcher) -> None:
@@ -143,8 +144,8 @@ class LocalSubmitter:
         self.context_factory = context_factory
 
     def _context(self) -> object:
-        from ..settings import Settings
-        from ..tasks import TaskContext
+        from compute_to_data.domain.settings import Settings
+        from compute_to_data.engine.task import TaskContext
 
         if self.context_factory is not None:
             return self.context_factory(self.grid)
@@ -152,12 +153,12 @@ class LocalSubmitter:
 
     @property
     def lifecycle(self) -> "TaskLifecycle":
-        from ..tasks.lifecycle import TaskLifecycle
+        from compute_to_data.lifecycle.machine import TaskLifecycle
 
         return TaskLifecycle(self.grid, getattr(self._context(), "settings"))
 
     def submit(self, config_path: str) -> str:
-        from ..taskconfig import TaskConfig
+        from compute_to_data.domain.taskconfig import TaskConfig
 
         text = self.grid.read_data_object(config_path, max_bytes=1024 * 1024)
         return self.submit_config(TaskConfig.from_json(text, source=config_path))
@@ -180,14 +181,14 @@ class LocalSubmitter:
             self.start_series(outcome.collection)
         return outcome.task_id
 
-    def scheduler(self) -> schedule.SeriesScheduler:
+    def scheduler(self) -> SeriesScheduler:
         """The series' steps on this LocalGrid: new tasks made with this submitter's context."""
         settings = getattr(self._context(), "settings")
 
         def context_for(config: object, link: schedule.SeriesLink) -> object:
             return dataclasses.replace(self._context(), series=link)  # type: ignore[type-var]
 
-        return schedule.SeriesScheduler(self.grid, settings, LocalQueue(self.grid, self.launcher), context_for)  # type: ignore[arg-type]
+        return SeriesScheduler(self.grid, settings, LocalQueue(self.grid, self.launcher), context_for)  # type: ignore[arg-type]
 
     def start_series(self, head_collection: str) -> None:
         scheduler = self.scheduler()

@@ -23,17 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import ComputeToDataError, ConfigError, GridError, ObjectNotFoundError, TaskStateError
-from ..grid.base import AccessLevel, Grid, PredictionQuery
-from ..settings import Settings
-from ..taskconfig import TaskConfig, parse_duration, parse_json
-from ..tasks import schedule
-from ..tasks.lifecycle import TaskLifecycle
-from ..tasks.shards import shard_records
-from ..tasks.state import TaskRecord, TaskStateStore
-from .submitters import Submitter
+from compute_to_data.client.submitters import Submitter
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AccessLevel, PredictionQuery
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
+    ComputeToDataError,
+    ConfigError,
+    GridError,
+    ObjectNotFoundError,
+    TaskStateError,
+)
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig, parse_duration, parse_json
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.store import TaskStateStore
 
 log = logging.getLogger(__name__)
 

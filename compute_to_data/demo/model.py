@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data
+from compute_to_data.demo import data
 
 log = logging.getLogger(__name__)
 

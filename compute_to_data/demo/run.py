@@ -15,16 +15,17 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
-from .. import conventions as names
-from ..errors import NoEligibleInputsError
-from ..grid.base import AVU, EntityType, MetadataOperation
-from ..grid.local import LocalGrid
-from ..runners import create_runner, docker_available
-from ..runners.base import Runner
-from ..settings import Settings
-from ..tasks import TaskContext, TaskOutcome, create_task
-from ..taskconfig import TaskConfig
+from compute_to_data import __version__
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.errors import NoEligibleInputsError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine import create_task
+from compute_to_data.engine.task import TaskContext, TaskOutcome
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.runners import create_runner, docker_available
+from compute_to_data.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def choose_demo_runner(requested: str, settings: Settings) -> tuple[Runner, str]
 
 def build_zone(directory: Path, images: int | None) -> tuple[LocalGrid, dict]:
     """Resources, user, images and model; returns (alice's grid handle, facts for the summary)."""
-    from . import data, model
+    from compute_to_data.demo import data, model
 
     admin = LocalGrid.create(directory / "grid", zone=ZONE)
     # As on most zones, the storage resource is not on the GPU host: its images are replicated to
@@ -175,7 +176,7 @@ def run_demo(
         replica = alice.get_data_object(outcome.report_path).good_replica_on(outcome.compute_resource or "gpu_resc")
         result.report_file = Path(replica.physical_path) if replica else None
     if outcome.succeeded:
-        from .data import accuracy
+        from compute_to_data.demo.data import accuracy
 
         predictions = json.loads(alice.read_data_object(posixpath.join(outcome.collection, names.PREDICTIONS_JSON)))
         truth = json.loads((directory / "truth.json").read_text())

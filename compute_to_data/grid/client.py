@@ -40,7 +40,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (
+from compute_to_data.domain import irods_codes as irods_errors
+from compute_to_data.domain.catalog import (
+    AVU,
+    LISTING_PAGE_SIZE,
+    AccessLevel,
+    CollectionAVUs,
+    DataObject,
+    EntityType,
+    MetadataOperation,
+    PredictedObject,
+    PredictionPage,
+    PredictionQuery,
+    Replica,
+    Resource,
+    check_page_size,
+    in_pages,
+    parse_score,
+)
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     AuthenticationError,
@@ -50,26 +68,8 @@ from ..errors import (
     NotAllowedError,
     ObjectNotFoundError,
 )
-from . import genquery_quote as gq
-from . import irods_errors
-from .base import (
-    LISTING_PAGE_SIZE,
-    check_page_size,
-    in_pages,
-    AVU,
-    AccessLevel,
-    CollectionAVUs,
-    DataObject,
-    EntityType,
-    Grid,
-    MetadataOperation,
-    PredictedObject,
-    PredictionPage,
-    PredictionQuery,
-    Replica,
-    Resource,
-    parse_score,
-)
+from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +501,8 @@ class IrodsClientGrid(Grid):
 
     # --- resources --------------------------------------------------------------------------------
     def _resources(self, names: Sequence[str]) -> list[Resource]:
-        from irods.models import Resource as R, ResourceMeta as RM
+        from irods.models import Resource as R
+        from irods.models import ResourceMeta as RM
 
         rows: dict[str, dict[str, Any]] = {}
         avus: dict[str, list[AVU]] = {}
@@ -522,7 +523,8 @@ class IrodsClientGrid(Grid):
         ]
 
     def find_resources(self, attribute: str, value: str | None = None) -> list[Resource]:
-        from irods.models import Resource as R, ResourceMeta as RM
+        from irods.models import Resource as R
+        from irods.models import ResourceMeta as RM
 
         with self._errors(f"find resources with {attribute}"):
             where = _eq(RM.name, attribute) + (_eq(RM.value, value) if value is not None else _ALL)
@@ -558,14 +560,17 @@ class IrodsClientGrid(Grid):
     )
 
     def _object_rows(self, where: _Where) -> list[dict]:
-        from irods.models import Collection, DataObject as D
+        from irods.models import Collection
+        from irods.models import DataObject as D
 
         columns = [Collection.name] + [getattr(D, c) for c in self._REPLICA_COLUMNS]
         return self._select(columns, where)
 
     def _avu_rows(self, where: _Where, attributes: Sequence[str]) -> dict[str, list[AVU]]:
         """AVUs named ``attributes`` of the objects matching ``where``, by path."""
-        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+        from irods.models import Collection
+        from irods.models import DataObject as D
+        from irods.models import DataObjectMeta as DM
 
         found: dict[str, list[AVU]] = {}
         attributes = list(dict.fromkeys(attributes))
@@ -580,7 +585,8 @@ class IrodsClientGrid(Grid):
 
     def _readable_paths(self, where: _Where, level: AccessLevel) -> set[str]:
         """Paths of the objects matching ``where`` on which the caller holds ``level``."""
-        from irods.models import Collection, DataAccess, DataObject as D
+        from irods.models import Collection, DataAccess
+        from irods.models import DataObject as D
 
         held: dict[str, int] = {}
         mine = self._caller_ids()
@@ -592,7 +598,8 @@ class IrodsClientGrid(Grid):
 
     @staticmethod
     def _build_objects(rows: Iterable[dict], avus: dict[str, list[AVU]]) -> list[DataObject]:
-        from irods.models import Collection, DataObject as D
+        from irods.models import Collection
+        from irods.models import DataObject as D
 
         replicas: dict[str, dict[int, Replica]] = {}
         for row in rows:
@@ -622,7 +629,8 @@ class IrodsClientGrid(Grid):
         return objects
 
     def _object(self, coll: str, name: str) -> _Where:
-        from irods.models import Collection, DataObject as D
+        from irods.models import Collection
+        from irods.models import DataObject as D
 
         return _eq(Collection.name, coll) + _eq(D.name, name)
 
@@ -650,7 +658,8 @@ class IrodsClientGrid(Grid):
     ) -> list[DataObject]:
         """The objects the caller may read: per part of the listing (the collection, what is
         below it), one query for the replicas, one for the caller's access, one per 20 AVU names."""
-        from irods.models import Collection, DataObject as D
+        from irods.models import Collection
+        from irods.models import DataObject as D
 
         self._split(collection)
         with self._errors(f"list collection {collection}"):
@@ -676,7 +685,8 @@ class IrodsClientGrid(Grid):
         """Collection by collection: the collections below are named by one query (per part of
         the condition), then each is listed with its replicas, the caller's access and the AVUs
         asked for, and handed out in pages: memory is bounded by the largest single collection."""
-        from irods.models import Collection, DataObject as D
+        from irods.models import Collection
+        from irods.models import DataObject as D
 
         check_page_size(page_size)
         self._split(collection)
@@ -730,7 +740,8 @@ class IrodsClientGrid(Grid):
 
     def _held_levels(self, coll: str, names: Sequence[str]) -> dict[str, int]:
         """Highest access the caller holds on each named object of ``coll`` (absent: no such object)."""
-        from irods.models import Collection, DataAccess, DataObject as D
+        from irods.models import Collection, DataAccess
+        from irods.models import DataObject as D
 
         mine, admin = self._caller()
         held: dict[str, int] = {}
@@ -890,7 +901,8 @@ class IrodsClientGrid(Grid):
     ) -> list[CollectionAVUs]:
         """Collections the caller can see carrying the AVU: one query per part of the scope
         (with the access columns), then their AVUs, 20 collections a query."""
-        from irods.models import Collection, CollectionAccess, CollectionMeta as CM
+        from irods.models import Collection, CollectionAccess
+        from irods.models import CollectionMeta as CM
 
         with self._errors(f"find collections with {attribute}"):
             avu = _eq(CM.name, attribute) + (_eq(CM.value, value) if value is not None else _ALL)
@@ -947,7 +959,8 @@ class IrodsClientGrid(Grid):
     # --- predictions (efficient override of the port's default) -----------------------------------
     def _prediction_where(self, query: PredictionQuery, attribute: str, extra: _Where) -> tuple[_Where, _Where]:
         """(scope, the rest): the input collection's prefix, and the AVU conditions."""
-        from irods.models import Collection, DataObjectMeta as DM
+        from irods.models import Collection
+        from irods.models import DataObjectMeta as DM
 
         scope = _on(Collection.name, gq.prefix(Collection.name.icat_key, self._input_root(query)))
         return scope, _eq(DM.name, attribute) + _eq(DM.units, query.units) + extra
@@ -973,7 +986,8 @@ class IrodsClientGrid(Grid):
 
     def _page_avus(self, ids: Sequence[int], attributes: Sequence[str], units: str) -> dict[int, list[AVU]]:
         """AVUs named ``attributes`` of the objects with these ids (one query per 20 ids)."""
-        from irods.models import DataObject as D, DataObjectMeta as DM
+        from irods.models import DataObject as D
+        from irods.models import DataObjectMeta as DM
 
         found: dict[int, list[AVU]] = {}
         attributes = list(dict.fromkeys(attributes))
@@ -989,7 +1003,9 @@ class IrodsClientGrid(Grid):
 
     def _scan_query(self, query: PredictionQuery, attribute: str, extra: _Where) -> tuple[Any, _Where, bool]:
         """The ordered query over the prediction AVU ``attribute``; its checks; whether it is exact."""
-        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+        from irods.models import Collection
+        from irods.models import DataObject as D
+        from irods.models import DataObjectMeta as DM
 
         scope, rest = self._prediction_where(query, attribute, extra)
         where = scope + rest
@@ -997,7 +1013,9 @@ class IrodsClientGrid(Grid):
         return q, where, not rest.checks and self._scope_is_exact(query, scope)
 
     def _rows_of(self, query: PredictionQuery, rows: Iterable[dict], where: _Where) -> Iterator[tuple[int, str, str]]:
-        from irods.models import Collection, DataObject as D, DataObjectMeta as DM
+        from irods.models import Collection
+        from irods.models import DataObject as D
+        from irods.models import DataObjectMeta as DM
 
         seen: set[int] = set()
         for row in rows:

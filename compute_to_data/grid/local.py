@@ -44,8 +44,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AccessDeniedError, AlreadyExistsError, GridError, ObjectNotFoundError
-from .irods_errors import (
+from compute_to_data.domain.catalog import (
+    AVU,
+    LISTING_PAGE_SIZE,
+    AccessLevel,
+    CollectionAVUs,
+    DataObject,
+    EntityType,
+    MetadataOperation,
+    Replica,
+    Resource,
+    check_logical_path,
+    check_page_size,
+)
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    GridError,
+    ObjectNotFoundError,
+)
+from compute_to_data.domain.irods_codes import (
     CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
     CAT_INVALID_RESOURCE,
     CAT_INVALID_USER,
@@ -54,21 +72,8 @@ from .irods_errors import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
 )
-from .local_predictions import LocalPredictionQueries
-from .base import (
-    check_logical_path,
-    AVU,
-    AccessLevel,
-    CollectionAVUs,
-    DataObject,
-    EntityType,
-    LISTING_PAGE_SIZE,
-    check_page_size,
-    Grid,
-    MetadataOperation,
-    Replica,
-    Resource,
-)
+from compute_to_data.grid.base import Grid
+from compute_to_data.grid.local_predictions import LocalPredictionQueries
 
 log = logging.getLogger(__name__)
 

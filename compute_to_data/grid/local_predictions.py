@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import AVU, AccessLevel, PredictedObject, PredictionPage, PredictionQuery, parse_score
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    PredictedObject,
+    PredictionPage,
+    PredictionQuery,
+    parse_score,
+)
 
 
 class LocalPredictionQueries:

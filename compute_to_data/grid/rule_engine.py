@@ -34,13 +34,28 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import AccessDeniedError, AlreadyExistsError, ComputeToDataError, GridError, ObjectNotFoundError
-from . import genquery_quote as gq
-from .base import (
-    AVU, LISTING_PAGE_SIZE, AccessLevel, check_page_size, in_pages, check_logical_path, CollectionAVUs, DataObject, EntityType, Grid, MetadataOperation,
-    Replica, Resource,
+from compute_to_data.domain.catalog import (
+    AVU,
+    LISTING_PAGE_SIZE,
+    AccessLevel,
+    CollectionAVUs,
+    DataObject,
+    EntityType,
+    MetadataOperation,
+    Replica,
+    Resource,
+    check_logical_path,
+    check_page_size,
+    in_pages,
 )
-from .irods_errors import (
+from compute_to_data.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    ComputeToDataError,
+    GridError,
+    ObjectNotFoundError,
+)
+from compute_to_data.domain.irods_codes import (
     CAT_INVALID_RESOURCE,
     CAT_INVALID_USER,
     CAT_NO_ROWS_FOUND,
@@ -54,6 +69,8 @@ from .irods_errors import (
     parse_error_code,
     to_grid_error,
 )
+from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .. import conventions as names
+from compute_to_data.domain import conventions as names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from . import execute  # papermill/nbconvert: imported only once we know we run
+    from compute_to_data.notebook import (
+        execute,  # papermill/nbconvert: imported only once we know we run
+    )
 
     if args.interrupted is not None:
         execute.finalize_interrupted(args.output_dir, args.interrupted, input_dir=args.input_dir,

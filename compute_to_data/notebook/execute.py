@@ -26,8 +26,8 @@ from typing import Any
 
 import nbformat
 
-from .. import conventions as names
-from ..runners.base import read_progress
+from compute_to_data.contract.results import read_progress
+from compute_to_data.domain import conventions as names
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,11 @@ def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) 
     """The table at the top of the report; every value escaped (it holds user-chosen paths)."""
     import html
 
-    from ..tasks.state import format_seconds, run_timing_name, timing_rows
+    from compute_to_data.domain.timings import (
+        format_seconds,
+        run_timing_name,
+        timing_rows,
+    )
 
     def row(label: str, value: object) -> str:
         return (f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'

@@ -34,7 +34,11 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from .parts import PartWriter, check_part_settings, prediction_entry  # noqa: F401 - the notebook's pipeline.*
+from compute_to_data.contract.parts import (  # noqa: F401 - the notebook's pipeline.*
+    PartWriter,
+    check_part_settings,
+    prediction_entry,
+)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: autocast dtype per precision name; fp32 runs without autocast.

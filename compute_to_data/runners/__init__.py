@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import NotAllowedError, RunnerError
-from ..registry import runners
-from ..settings import Settings
-from .base import Runner, RunRequest, RunResult
+from compute_to_data.domain.errors import NotAllowedError, RunnerError
+from compute_to_data.domain.registry import runners
+from compute_to_data.domain.settings import Settings
+from compute_to_data.runners.base import Runner, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ not start the run, e.g. a later status call after the supervising process died.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -31,8 +30,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..errors import RunnerError
+from compute_to_data.contract.results import read_progress, read_result
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import RunnerError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Runner(ABC):
     def run(self, request: RunRequest) -> RunResult:
         """Run to completion (or failure, timeout); never raise for a failing notebook.
 
-        Raise :class:`~compute_to_data.errors.RunnerError` only when the run could not be
+        Raise :class:`~compute_to_data.domain.errors.RunnerError` only when the run could not be
         started or supervised at all.
         """
 
@@ -428,14 +428,6 @@ class SupervisedRunner(Runner):
             log.exception("task %s: status callback failed", run.request.task_id)
 
 
-# --- shared helpers ------------------------------------------------------------------------------
-def read_progress(output_dir: Path) -> tuple[int, int] | None:
-    """``(done, total)`` from the notebook's ``.progress`` file, or None if absent or unreadable."""
-    try:
-        done, _, total = (output_dir / names.PROGRESS_FILE).read_text().strip().partition("/")
-        return int(done), int(total)
-    except (OSError, ValueError):
-        return None
 
 
 def report_progress(
@@ -456,13 +448,6 @@ def report_progress(
     return current
 
 
-def read_result(output_dir: Path) -> dict[str, Any] | None:
-    """``result.json`` as a dict, or None when missing or not a JSON object."""
-    try:
-        doc = json.loads((output_dir / names.RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def last_line(logs: str) -> str:

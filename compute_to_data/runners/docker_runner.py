@@ -2,7 +2,7 @@
 
 The service account that starts containers is in the ``docker`` group, which is
 root-equivalent; so everything that decides how powerful a container is comes from the
-administrator's server settings (:mod:`compute_to_data.settings`) or the resource's AVUs, never
+administrator's server settings (:mod:`compute_to_data.domain.settings`) or the resource's AVUs, never
 from a researcher's task config:
 
 * the image must be on the settings' allowlist (and match its pinned digest, if any), and must
@@ -31,10 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..errors import NotAllowedError, RunnerError
-from ..settings import AllowedImage, Settings
-from .base import ActiveRun, Phase, RunRequest, RunStatus, SupervisedRunner, truncate_log
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import NotAllowedError, RunnerError
+from compute_to_data.domain.settings import AllowedImage, Settings
+from compute_to_data.runners.base import (
+    ActiveRun,
+    Phase,
+    RunRequest,
+    RunStatus,
+    SupervisedRunner,
+    truncate_log,
+)
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..errors import RunnerError
-from .base import ActiveRun, Phase, RunRequest, RunStatus, SupervisedRunner, truncate_log
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import RunnerError
+from compute_to_data.runners.base import (
+    ActiveRun,
+    Phase,
+    RunRequest,
+    RunStatus,
+    SupervisedRunner,
+    truncate_log,
+)
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import conventions as names
-from ..errors import NotAllowedError, RunnerError
-from ..settings import Settings, SlurmResource
-from .base import ActiveRun, Phase, RunRequest, RunStatus, SupervisedRunner, truncate_log
-from .docker_runner import LABEL_ROLE, DockerRunner, cli_arguments
-from .inprocess import ENTRYPOINT_MODULE, find_python, to_host_parameters
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import NotAllowedError, RunnerError
+from compute_to_data.domain.settings import Settings, SlurmResource
+from compute_to_data.runners.base import (
+    ActiveRun,
+    Phase,
+    RunRequest,
+    RunStatus,
+    SupervisedRunner,
+    truncate_log,
+)
+from compute_to_data.runners.docker_runner import (
+    LABEL_ROLE,
+    DockerRunner,
+    cli_arguments,
+)
+from compute_to_data.runners.inprocess import (
+    ENTRYPOINT_MODULE,
+    find_python,
+    to_host_parameters,
+)
 
 log = logging.getLogger(__name__)
 

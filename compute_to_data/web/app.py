@@ -34,12 +34,29 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .. import conventions as names
-from ..client.predictions import Supersession, TaskPredictions, load_predictions, supersession
-from ..client.submitters import TASK_ID_RE
-from ..client.tasks import TaskClient, elapsed, format_duration, parse_since
-from ..conventions import TaskState
-from ..errors import (
+from compute_to_data.client.predictions import (
+    Supersession,
+    TaskPredictions,
+    load_predictions,
+    supersession,
+)
+from compute_to_data.client.submitters import TASK_ID_RE
+from compute_to_data.client.tasks import (
+    TaskClient,
+    elapsed,
+    format_duration,
+    parse_since,
+)
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    VALIDATION_ATTRIBUTES,
+    AccessLevel,
+    EntityType,
+    PredictionQuery,
+    Validation,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     AuthenticationError,
     ComputeToDataError,
@@ -47,15 +64,28 @@ from ..errors import (
     ObjectNotFoundError,
     TaskStateError,
 )
-from ..grid.base import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, PredictionQuery, Validation
-from ..grid.client import IrodsConnectionOptions
-from ..settings import Settings
-from ..tasks.shards import aggregate
-from ..tasks import schedule
-from ..tasks.state import TaskRecord, format_seconds, timing_rows
-from .security import IMAGE_CSP, REPORT_CSP, REPORT_SANDBOX, SecurityHeaders, new_token, tokens_match
-from .sessions import Authenticator, IrodsAuthenticator, LocalAuthenticator, SessionStore, UserSession
-from .thumbnails import ThumbnailCache, browser_image
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.shards import aggregate
+from compute_to_data.domain.timings import format_seconds, timing_rows
+from compute_to_data.grid.client import IrodsConnectionOptions
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.web.security import (
+    IMAGE_CSP,
+    REPORT_CSP,
+    REPORT_SANDBOX,
+    SecurityHeaders,
+    new_token,
+    tokens_match,
+)
+from compute_to_data.web.sessions import (
+    Authenticator,
+    IrodsAuthenticator,
+    LocalAuthenticator,
+    SessionStore,
+    UserSession,
+)
+from compute_to_data.web.thumbnails import ThumbnailCache, browser_image
 
 log = logging.getLogger(__name__)
 

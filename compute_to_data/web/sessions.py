@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import AuthenticationError
-from ..grid.base import Grid
-from ..grid.client import IrodsClientGrid, IrodsConnectionOptions
-from .security import new_token
+from compute_to_data.domain.errors import AuthenticationError
+from compute_to_data.grid.base import Grid
+from compute_to_data.grid.client import IrodsClientGrid, IrodsConnectionOptions
+from compute_to_data.web.security import new_token
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class LocalAuthenticator:
     needs_sign_in = False
 
     def __init__(self, root: Path, user: str) -> None:
-        from ..grid.local import LocalGrid
+        from compute_to_data.grid.local import LocalGrid
 
         self.grid = LocalGrid(root, user=user)
 

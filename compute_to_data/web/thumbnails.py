@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import GridError
+from compute_to_data.domain.errors import GridError
 
 log = logging.getLogger(__name__)
 

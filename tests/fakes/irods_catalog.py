@@ -20,7 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .irods_genquery_parser import NO_COLUMN_NAME_FOUND, GenQueryError, compile_condition, parse_conditions
+from .irods_genquery_parser import (
+    NO_COLUMN_NAME_FOUND,
+    GenQueryError,
+    compile_condition,
+    parse_conditions,
+)
 
 _LEVEL_NAME = (
     "CASE a.level WHEN 1200 THEN 'own' WHEN 1120 THEN 'modify_object' WHEN 1050 THEN 'read_object' "

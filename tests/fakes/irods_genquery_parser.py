@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from compute_to_data.grid.irods_errors import code_of
+from compute_to_data.domain.irods_codes import code_of
 
 INPUT_ARG_NOT_WELL_FORMED_ERR = code_of("INPUT_ARG_NOT_WELL_FORMED_ERR")
 NO_COLUMN_NAME_FOUND = code_of("NO_COLUMN_NAME_FOUND")

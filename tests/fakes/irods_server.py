@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import posixpath
 import re
 import tempfile
@@ -58,9 +57,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compute_to_data.errors import ComputeToDataError, GridError, ObjectNotFoundError
-from compute_to_data.grid.base import AVU, AccessLevel, EntityType, MetadataOperation
-from compute_to_data.grid.irods_errors import code_of, error_name, parse_error_code
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import (
+    ComputeToDataError,
+    GridError,
+    ObjectNotFoundError,
+)
+from compute_to_data.domain.irods_codes import code_of, error_name, parse_error_code
 from compute_to_data.grid.local import LocalGrid
 
 from . import irods_modules

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compute_to_data.errors import ComputeToDataError
-from compute_to_data.tasks import TaskContext
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.engine.task import TaskContext
 
 from . import fault_runner
 
@@ -50,9 +50,10 @@ def kill_points(context: TaskContext, spec: str | None, sig: int) -> TaskContext
 
 
 def run_local(args: argparse.Namespace, sig: int) -> int:
+    from compute_to_data.domain.settings import Settings
+    from compute_to_data.engine.termination import Terminated, sigterm_as_exception
     from compute_to_data.grid.local import LocalGrid
-    from compute_to_data.settings import Settings
-    from compute_to_data.tasks.lifecycle import TaskLifecycle, Terminated, sigterm_as_exception
+    from compute_to_data.lifecycle.machine import TaskLifecycle
 
     grid = LocalGrid(args.grid, user=args.user)
     settings = Settings.load()

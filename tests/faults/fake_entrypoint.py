@@ -3,7 +3,7 @@
 ``python -m tests.faults.fake_entrypoint --params P --notebook NB --output-dir O`` starts a
 "kernel" in a new session (as Jupyter does, so killing the child's group would miss it), which
 "classifies" each input as the digit it starts with, slowly, writing ``.progress``, parts
-(``compute_to_data.notebook.parts``, the real notebook's writer) and at the end the contract
+(``compute_to_data.contract.parts``, the real notebook's writer) and at the end the contract
 files, merged with a resumed task's earlier predictions. ``--interrupted MSG`` finalizes a killed
 run as the real entrypoint does.
 
@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from compute_to_data import conventions as names
-from compute_to_data.notebook.parts import PartWriter, merged_with_previous
+from compute_to_data.contract.parts import PartWriter, merged_with_previous
+from compute_to_data.domain import conventions as names
 
 
 def _write(path: Path, text: str) -> None:
@@ -45,7 +45,7 @@ def kernel(params_path: Path, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernel.pid").write_text(str(os.getpid()))
     if params.get("notebook") == names.SUMMARY_NOTEBOOK:  # the real streaming summary, a plain report
-        from compute_to_data.notebook import summary
+        from compute_to_data.notebook import summarize as summary
 
         result = summary.summarize(Path(params["input_dir"]), out, Path(params["shards_file"]), params["task_id"])
         finish(out, "succeeded", None, result.images, result.images)

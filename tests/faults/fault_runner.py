@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compute_to_data.registry import runners
+from compute_to_data.domain.registry import runners
 from compute_to_data.runners.inprocess import InProcessRunner
 
 NAME = "faultproc"

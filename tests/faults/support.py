@@ -20,15 +20,23 @@ from typing import Any
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import Settings
+from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid.local import LocalGrid
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
-from compute_to_data.settings import Settings
-from compute_to_data.tasks import TaskContext, TaskLifecycle
-from compute_to_data.tasks.state import TaskRecord, TaskStateStore
 
-from ..engine_support import IMAGES, assert_no_half_pair, assert_tagged_once_by, make_config, make_grid
+from ..engine_support import (
+    IMAGES,
+    assert_no_half_pair,
+    assert_tagged_once_by,
+    make_config,
+    make_grid,
+)
 from . import fault_runner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +185,7 @@ def build(root: Path, **settings: Any) -> FaultZone:
 
 @pytest.fixture
 def fault_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FaultZone:
-    from compute_to_data.registry import runners
+    from compute_to_data.domain.registry import runners
 
     monkeypatch.setitem(runners._items, fault_runner.NAME, fault_runner.FaultRunner)
     zone = build(tmp_path)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
-from compute_to_data.registry import runners
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.registry import runners
 from compute_to_data.runners.docker_runner import LABEL_TASK_ID
 
 from ..docker_env import TEST_NOTEBOOKS, get_docker_env

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from compute_to_data import conventions as names
-from compute_to_data.conventions import TaskState
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
 
 from ..engine_support import predictions_by_image
 from .support import PART_SIZE, FaultZone
@@ -96,7 +96,7 @@ def test_a_full_staging_filesystem(tmp_path, monkeypatch) -> None:
     import os
     import subprocess
 
-    from compute_to_data.registry import runners
+    from compute_to_data.domain.registry import runners
 
     from . import fault_runner
     from .support import build
@@ -129,7 +129,7 @@ def test_a_full_staging_filesystem(tmp_path, monkeypatch) -> None:
 def test_sigkill_during_a_real_notebook(tmp_path, monkeypatch) -> None:
     """papermill and a Jupyter kernel in its own session (the in-process runner as deployed):
     after the engine's death the kernel is no longer in the tree of the child it started."""
-    from compute_to_data.registry import runners
+    from compute_to_data.domain.registry import runners
 
     from ..docker_env import TEST_NOTEBOOKS
     from . import fault_runner

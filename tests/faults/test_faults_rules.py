@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data import rules
-from compute_to_data.conventions import TaskState
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
 
 from ..engine_support import HOME, make_config
 from ..fakes.irods_server import FakeIrodsServer

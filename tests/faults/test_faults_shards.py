@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import conventions as names
 from compute_to_data.client.local_dispatcher import LocalDispatcher
-from compute_to_data.conventions import TaskState
-from compute_to_data.tasks.shards import shard_records
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.lifecycle.shards import shard_records
 
 from ..engine_support import assert_no_half_pair, assert_tagged_once_by
 from . import fault_runner
@@ -24,7 +24,7 @@ SHARD = 5  # 13 files in one collection: shards of 5, 5 and 3
 
 @pytest.fixture
 def sharded_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FaultZone:
-    from compute_to_data.registry import runners
+    from compute_to_data.domain.registry import runners
 
     monkeypatch.setitem(runners._items, fault_runner.NAME, fault_runner.FaultRunner)
     zone = build(tmp_path, max_shard_size=SHARD)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .. import conventions as names
-from ..errors import ResourceSelectionError
-from ..grid.base import DataObject, Resource
-from .sharding import capacity, tie_key
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import DataObject, Resource
+from compute_to_data.domain.errors import ResourceSelectionError
+from compute_to_data.engine.planning import capacity, tie_key
 
 
 def bytes_present(resource: Resource, inputs: Sequence[DataObject]) -> int:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import conventions as names
-from .errors import NotAllowedError, SettingsError
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import NotAllowedError, SettingsError
 
 
 @dataclass(frozen=True)
@@ -509,7 +509,7 @@ def notebook_path(settings: Settings, name: str) -> Path:
     if settings.notebook_directory:
         directory = Path(settings.notebook_directory)
     else:
-        directory = Path(__file__).resolve().parent / "notebooks"
+        directory = Path(__file__).resolve().parents[1] / "notebooks"
     candidate = directory / (name if name.endswith(".ipynb") else name + ".ipynb")
     if not candidate.is_file():
         available = sorted(p.stem for p in directory.glob("*.ipynb")) if directory.is_dir() else []

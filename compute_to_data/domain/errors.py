@@ -4,7 +4,7 @@ Every message is written for the person who has to act on it: it names the objec
 setting involved and, where possible, what to do next. Each error carries the iRODS error it
 ends a rule with (``irods_code``), so ``irule`` and scripts calling the rules see a code they
 can key on. A class names its default iRODS error by *name* (``irods_error``); the code comes
-from the project's one iRODS error table (:mod:`compute_to_data.grid.irods_errors`), which also
+from the project's one iRODS error table (:mod:`compute_to_data.domain.irods_codes`), which also
 says which of these classes a code turns into when an adapter meets it.
 """
 
@@ -28,7 +28,9 @@ class ComputeToDataError(Exception):
         """The iRODS error code for this error (the instance's own, else the class default)."""
         if self._irods_code is not None:
             return int(self._irods_code)
-        from .grid.irods_errors import code_of  # the table imports this module
+        from compute_to_data.domain.irods_codes import (
+            code_of,  # the table imports this module
+        )
 
         return code_of(self.irods_error)
 

@@ -18,11 +18,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..errors import ComputeToDataError
-from ..grid.base import AVU, DataObject, EntityType, MetadataOperation
-from . import parts as task_parts
-from .base import ComputeToDataTask
+from compute_to_data.contract.parts import Entry, PartReader
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    DataObject,
+    EntityType,
+    MetadataOperation,
+)
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.engine import predictions as task_parts
+from compute_to_data.engine.task import ComputeToDataTask
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +39,8 @@ class ImageClassificationTask(ComputeToDataTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: entries this run accepted (file -> entry), stored in the task collection and tagged
-        self.processed: dict[str, task_parts.Entry] = {}
-        self._reader: task_parts.PartReader | None = None
+        self.processed: dict[str, Entry] = {}
+        self._reader: PartReader | None = None
         self._staged_by_name: dict[str, DataObject] | None = None
 
     def build_parameters(self) -> dict[str, Any]:
@@ -116,7 +122,7 @@ class ImageClassificationTask(ComputeToDataTask):
 
     def _tag_parts(self, output_dir: Path, *, check: bool) -> int:
         if self._reader is None:
-            self._reader = task_parts.PartReader(output_dir)
+            self._reader = PartReader(output_dir)
         count = 0
         for part in self._reader.new_parts():
             started = time.perf_counter()
@@ -159,12 +165,12 @@ class ImageClassificationTask(ComputeToDataTask):
             best[0] for best in map(_best, everything.values()) if best is not None
         ).items()))
 
-    def _store_and_tag(self, index: int | None, images: Sequence[task_parts.Entry]) -> int:
+    def _store_and_tag(self, index: int | None, images: Sequence[Entry]) -> int:
         """Accept the entries for images this run staged and has not seen yet; store them in the
         task collection, then tag them. Returns how many images were tagged."""
         assert self.resource is not None
         staged = self._staged()
-        accepted: list[task_parts.Entry] = []
+        accepted: list[Entry] = []
         for entry in images:
             name = str(entry.get("file", ""))
             if name in self.processed or name in self.previous:
@@ -202,7 +208,7 @@ class ImageClassificationTask(ComputeToDataTask):
             self._staged_by_name = {self.relative_path(o): o for o in self.inputs}
         return self._staged_by_name
 
-    def _tag(self, pairs: Sequence[tuple[DataObject, task_parts.Entry]]) -> int:
+    def _tag(self, pairs: Sequence[tuple[DataObject, Entry]]) -> int:
         """Tag images with their best prediction: add-only where an image carries none, an atomic
         replace where it carries an earlier or incomplete one (or a mark); whole images per batch.
         An image left without a prediction (unreadable, under the threshold) gets the
@@ -237,7 +243,7 @@ class ImageClassificationTask(ComputeToDataTask):
         self.outcome.tagged += tagged
         return tagged
 
-    def _unclassified_reason(self, entry: task_parts.Entry, best: tuple[str, float] | None) -> str | None:
+    def _unclassified_reason(self, entry: Entry, best: tuple[str, float] | None) -> str | None:
         """Why an image gets no prediction, if it gets none for a reason worth remembering."""
         if best is None:
             return names.UNCLASSIFIED_UNREADABLE if entry.get("error") else None
@@ -275,7 +281,7 @@ class ImageClassificationTask(ComputeToDataTask):
         return operations
 
 
-def _best(entry: task_parts.Entry) -> tuple[str, float] | None:
+def _best(entry: Entry) -> tuple[str, float] | None:
     """(class, score) of an entry's best classification; None for an unreadable image (or an
     entry the notebook wrote wrong: it is reported, never tagged)."""
     if entry.get("error"):

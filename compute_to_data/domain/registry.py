@@ -14,7 +14,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from .errors import ComputeToDataError
+from compute_to_data.domain.errors import ComputeToDataError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _registries() -> tuple["Registry[type]", "Registry[type]", "Registry[type]"]
 task_types, runners, grids = _registries()
 
 # Built-ins, by import path so that nothing heavy is imported before it is needed.
-task_types.register_lazy("image_classification", "compute_to_data.tasks.image_classification:ImageClassificationTask")
+task_types.register_lazy("image_classification", "compute_to_data.engine.image_classification:ImageClassificationTask")
 runners.register_lazy("inprocess", "compute_to_data.runners.inprocess:InProcessRunner")
 runners.register_lazy("docker", "compute_to_data.runners.docker_runner:DockerRunner")
 runners.register_lazy("slurm", "compute_to_data.runners.slurm_runner:SlurmRunner")

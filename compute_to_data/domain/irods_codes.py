@@ -4,7 +4,7 @@ Every adapter turns the iRODS errors it meets into the project's typed errors th
 table: the rule-engine adapter (``RuntimeError('[iRods__Error__Code:N] ...')`` raised by
 ``callback``), the python-irodsclient adapter (PRC's exceptions, which carry the same codes)
 and LocalGrid (which raises with these codes so that the fake server can hand them on). The
-classes in :mod:`compute_to_data.errors` name their default code here too, so a code means one
+classes in :mod:`compute_to_data.domain.errors` name their default code here too, so a code means one
 thing everywhere.
 
 Inside the server the message of a failed call starts with ``[iRods__Error__Code:<code>] [-]\\t``
@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import (
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     AuthenticationError,

@@ -1,4 +1,4 @@
-"""The notebook's side of predictions in parts (read by ``compute_to_data.tasks.parts``).
+"""The notebook's side of predictions in parts (read by ``compute_to_data.engine.predictions``).
 
 A notebook adds the entries of the images it finished (the entries of ``predictions.json``);
 every ``part_size`` images, or ``part_seconds`` after the previous part, :class:`PartWriter`
@@ -14,14 +14,19 @@ notebooks and stand-ins use it directly.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
+from compute_to_data.domain import conventions as names
+
+log = logging.getLogger(__name__)
 
 
 def prediction_entry(file: str, path: str, result: list[tuple[str, float]] | str,
@@ -119,3 +124,50 @@ def merged_with_previous(images: list[dict[str, Any]], previous_path: str | os.P
     mine = {e["file"] for e in images}
     merged = [e for e in previous_entries(previous_path) if e["file"] not in mine] + list(images)
     return sorted(merged, key=lambda e: e["file"])
+
+
+_PART_FILE = re.compile(re.escape(names.PART_PREFIX) + r"(\d{6})" + re.escape(names.PART_SUFFIX) + "$")
+
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One finished part: its number and its entries (as in ``predictions.json``)."""
+
+    index: int
+    images: list[Entry]
+
+
+class PartReader:
+    """Finds the finished parts in a run's ``.parts`` directory, each one once, in order."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.directory = Path(output_dir) / names.PARTS_DIR
+        self.seen: set[int] = set()
+
+    def new_parts(self) -> list[Part]:
+        try:
+            candidates = sorted(self.directory.iterdir())
+        except OSError:  # not there (yet): nothing finished
+            return []
+        found = []
+        for path in candidates:
+            match = _PART_FILE.match(path.name)
+            if match is None or int(match.group(1)) in self.seen or not path.is_file() or path.is_symlink():
+                continue
+            index = int(match.group(1))
+            self.seen.add(index)
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                images = doc["images"]
+                if not isinstance(images, list):
+                    raise TypeError("images is not a list")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                # Parts are renamed into place whole, so this is a notebook bug; predictions.json
+                # at the end still covers these images.
+                log.warning("ignoring malformed part %s: %s", path.name, exc)
+                continue
+            found.append(Part(index, [e for e in images if isinstance(e, dict)]))
+        return found

@@ -1,7 +1,7 @@
 """Predictions in parts: what survives a crash, and what a resumed run builds on.
 
 The notebook writes its predictions in parts while it runs (``/outputs/.parts/part-NNNNNN.json``,
-each renamed into place when complete: :mod:`compute_to_data.notebook.parts` writes them). The
+each renamed into place when complete: :mod:`compute_to_data.contract.parts` writes them). The
 engine picks up each finished part from the runner's poll loop, stores it in the task collection
 (``<task>/parts/runRR-part-NNNNNN.json``, filtered to this task's own inputs) and then tags its
 images, while the notebook works on the next part. A run that dies keeps every part it stored
@@ -20,62 +20,24 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..errors import ComputeToDataError
-from ..grid.base import AVU, DataObject, Grid
+from compute_to_data.contract.parts import Entry
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, DataObject
+from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
 
-_PART_FILE = re.compile(re.escape(names.PART_PREFIX) + r"(\d{6})" + re.escape(names.PART_SUFFIX) + "$")
 _STORED_PART = re.compile(r"run(\d{2,})-(?:part-(\d{6})|final)\.json$")
 
-Entry = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Part:
-    """One finished part: its number and its entries (as in ``predictions.json``)."""
-
-    index: int
-    images: list[Entry]
 
 
-class PartReader:
-    """Finds the finished parts in a run's ``.parts`` directory, each one once, in order."""
-
-    def __init__(self, output_dir: Path) -> None:
-        self.directory = Path(output_dir) / names.PARTS_DIR
-        self.seen: set[int] = set()
-
-    def new_parts(self) -> list[Part]:
-        try:
-            candidates = sorted(self.directory.iterdir())
-        except OSError:  # not there (yet): nothing finished
-            return []
-        found = []
-        for path in candidates:
-            match = _PART_FILE.match(path.name)
-            if match is None or int(match.group(1)) in self.seen or not path.is_file() or path.is_symlink():
-                continue
-            index = int(match.group(1))
-            self.seen.add(index)
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-                images = doc["images"]
-                if not isinstance(images, list):
-                    raise TypeError("images is not a list")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                # Parts are renamed into place whole, so this is a notebook bug; predictions.json
-                # at the end still covers these images.
-                log.warning("ignoring malformed part %s: %s", path.name, exc)
-                continue
-            found.append(Part(index, [e for e in images if isinstance(e, dict)]))
-        return found
 
 
 # --- a prediction on an image: complete, incomplete, or none ---------------------------------------

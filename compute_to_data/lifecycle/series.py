@@ -35,33 +35,32 @@ from __future__ import annotations
 import logging
 import math
 import posixpath
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from .. import conventions as names
-from ..conventions import SeriesState, TaskState
-from ..errors import (
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.conventions import SeriesState, TaskState
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     ComputeToDataError,
     ConfigError,
     GridError,
-    NoEligibleInputsError,
     NotAllowedError,
     ObjectNotFoundError,
     TaskStateError,
 )
-from ..grid.base import AVU, EntityType, Grid, MetadataOperation
-from ..settings import Settings
-from ..taskconfig import TaskConfig, parse_duration
-from .lifecycle import TaskLifecycle
-from .state import TaskRecord, TaskStateStore, as_text
+from compute_to_data.domain.records import TaskRecord, as_text
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig, parse_duration
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.store import TaskStateStore
 
 if TYPE_CHECKING:
-    from . import TaskContext
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -197,43 +196,12 @@ class SeriesInfo:
         return text
 
 
-class StepKind(str, Enum):
-    STARTED = "started"            # a new task of the series is queued
-    NOTHING_NEW = "nothing_new"    # nothing to classify: no task created
-    BUSY = "busy"                  # the series' previous run is still queued or running
-    FAILED = "failed"              # this run could not be made; the next one comes
-    ENDED = "ended"                # the config cannot run any more: the series ended now
-    STOPPED = "stopped"            # the series was cancelled or ended before: nothing done
-    NOT_ITS_TURN = "not_its_turn"  # another step took this turn (a step queued or started twice)
-
-    @property
-    def series_goes_on(self) -> bool:
-        return self in (StepKind.STARTED, StepKind.NOTHING_NEW, StepKind.BUSY, StepKind.FAILED)
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    kind: StepKind
-    message: str
-    series_id: str = ""
-    task_id: str | None = None
-    collection: str | None = None
-    inputs: int = 0
-    next_run: str | None = None
 
 
-class RunQueue(Protocol):
-    """Where scheduled steps and task runs are queued: the delay server (rules.py) or the local
-    dispatcher (client/submitters.py)."""
-
-    def queue_step(self, head_collection: str, due: str, delay_seconds: int) -> None:
-        """Have :meth:`SeriesScheduler.step` run for ``head_collection`` and ``due`` in ``delay_seconds``."""
-
-    def queue_run(self, collection: str) -> None:
-        """Have the queued task of ``collection`` run (as ``c2d_submit`` does)."""
 
 
-ContextFactory = Callable[[TaskConfig, SeriesLink], "TaskContext"]
 
 
 class Series:
@@ -364,144 +332,5 @@ def next_due(due: str, every_seconds: int, now: datetime) -> str:
     return names.iso_utc(start + timedelta(seconds=steps * every_seconds))
 
 
-class SeriesScheduler:
-    """Starts a series after its head was submitted, and runs its scheduled steps."""
-
-    def __init__(self, grid: Grid, settings: Settings, queue: RunQueue, context_factory: ContextFactory,
-                 clock: Clock | None = None) -> None:
-        self.grid = grid
-        self.settings = settings
-        self.queue = queue
-        self.context_factory = context_factory
-        #: the time steps are scheduled by: the host's (the delay server's on a zone), or a test's
-        self.clock: Clock = clock or (lambda: names.utc_now())
-        self.series = Series(grid, settings)
-        self.lifecycle = self.series.lifecycle
-
-    def start(self, head_collection: str) -> SeriesInfo:
-        """The head task was submitted: queue the series' first step, ``every`` from now. If it
-        cannot be queued, the series ends with the reason (its head still runs once) and this raises."""
-        info = self.series.read(head_collection)
-        every = info.every_seconds
-        if not every:
-            raise TaskStateError(f"task {info.series_id} records no valid {names.A_SCHEDULE}")
-        due = names.iso_utc(self.clock() + timedelta(seconds=every))
-        if not self.series.record_next_run(head_collection, due):
-            raise TaskStateError(f"series {info.series_id} changed while its first run was being scheduled")
-        try:
-            self.queue.queue_step(head_collection, due, every)
-        except ComputeToDataError as exc:
-            self.series.stop(head_collection, SeriesState.ENDED, f"its next run could not be queued: {exc}")
-            raise
-        log.info("series %s: every %s, next run %s", info.series_id, info.every, due)
-        return self.series.read(head_collection)
-
-    def step(self, head_collection: str, due: str) -> StepOutcome:
-        """One scheduled run of the series (see the module's docstring for the order)."""
-        try:
-            info = self.series.read(head_collection)
-        except ComputeToDataError as exc:
-            return StepOutcome(StepKind.STOPPED, f"the series' first task {head_collection} cannot be read: {exc}")
-        series_id = info.series_id
-        if not info.is_active:
-            return StepOutcome(StepKind.STOPPED, f"series {series_id} is {info.state_text}"
-                               + (f" ({info.reason})" if info.reason else "") + "; no further run", series_id)
-        every = info.every_seconds
-        if not every:
-            self._end(head_collection, f"it records no valid {names.A_SCHEDULE} ({info.every!r})")
-            return StepOutcome(StepKind.ENDED, f"series {series_id} records no valid schedule; ended", series_id)
-        previous = names.parse_iso_utc(due)
-        one_before = names.iso_utc(previous - timedelta(seconds=every)) if previous else ""
-        # one before: the step before this one died after it queued this one, before it took its turn
-        if previous is None or info.next_run not in (due, one_before):
-            return StepOutcome(StepKind.NOT_ITS_TURN, f"series {series_id}: the run due {due} was taken over "
-                               f"(next run {info.next_run or 'none'}); not running it twice", series_id)
-        now = self.clock()
-        following = next_due(due, every, now)
-        delay = max(1, math.ceil(((names.parse_iso_utc(following) or now) - now).total_seconds()))
-        try:
-            self.queue.queue_step(head_collection, following, delay)
-        except ComputeToDataError as exc:
-            self._end(head_collection, f"its next run could not be queued: {exc}")
-            return StepOutcome(StepKind.ENDED, f"series {series_id}: the next run could not be queued: {exc}", series_id)
-        if not self.series.claim(head_collection, info.next_run, following, names.iso_utc(now)):
-            return StepOutcome(StepKind.NOT_ITS_TURN, f"series {series_id}: another step took the run due {due}", series_id)
-        return self._run(info, following)
-
-    def _run(self, info: SeriesInfo, following: str) -> StepOutcome:
-        series_id, head_collection = info.series_id, info.head.collection
-        then = f"the next run is due {following}"
-        busy = self.series.active_tasks(series_id, stale_too=False)
-        if busy:
-            return StepOutcome(StepKind.BUSY, f"series {series_id}: task {busy[0].task_id} of the series is still "
-                               f"{busy[0].state.value if busy[0].state else '?'}; this run is skipped, {then}",
-                               series_id, next_run=following)
-        try:
-            config = self._config(head_collection)
-            from . import create_task
-
-            task = create_task(config, self.context_factory(config, SeriesLink(series_id)))
-            outcome = task.submit()
-        except NoEligibleInputsError:
-            return StepOutcome(StepKind.NOTHING_NEW, f"series {series_id}: nothing new to classify (no task created); "
-                               + then, series_id, next_run=following)
-        except CONFIG_GONE as exc:
-            reason = f"its task config cannot run any more: {exc}"
-            self._end(head_collection, reason)
-            return StepOutcome(StepKind.ENDED, f"series {series_id} ended: {reason}", series_id)
-        except ComputeToDataError as exc:
-            log.warning("series %s: this run could not be made: %s", series_id, exc)
-            return StepOutcome(StepKind.FAILED, f"series {series_id}: this run could not be made ({exc}); {then}",
-                               series_id, next_run=following)
-        if not self.series.read(head_collection).is_active:  # cancelled while this run was being made
-            self.lifecycle.cancel(outcome.collection, by="the series' cancellation")
-            return StepOutcome(StepKind.STOPPED, f"series {series_id} was cancelled; task {outcome.task_id} too",
-                               series_id, outcome.task_id, outcome.collection)
-        try:
-            self.queue.queue_run(outcome.collection)
-        except ComputeToDataError as exc:
-            self.lifecycle.fail_queued(outcome.collection, f"could not queue the run: {exc}")
-            return StepOutcome(StepKind.FAILED, f"series {series_id}: the run of task {outcome.task_id} could not be "
-                               f"queued ({exc}); {then}", series_id, outcome.task_id, outcome.collection)
-        log.info("series %s: task %s queued over %d new image(s); %s", series_id, outcome.task_id, outcome.inputs, then)
-        return StepOutcome(StepKind.STARTED, f"series {series_id}: task {outcome.task_id} queued over {outcome.inputs} "
-                           f"image(s) not classified yet; {then}", series_id, outcome.task_id, outcome.collection,
-                           outcome.inputs, following)
-
-    def _config(self, head_collection: str) -> TaskConfig:
-        path = posixpath.join(head_collection, names.TASK_CONFIG_FILE)
-        try:
-            text = self.grid.read_data_object(path, max_bytes=1024 * 1024)
-        except ObjectNotFoundError as exc:
-            raise ObjectNotFoundError(f"the series' task config {path} is gone ({exc})") from None
-        return TaskConfig.from_json(text, source=path)
-
-    def _end(self, head_collection: str, reason: str) -> None:
-        try:
-            self.series.stop(head_collection, SeriesState.ENDED, reason)
-        except ComputeToDataError as exc:  # cancelled meanwhile, or the catalog failed: say it in the log
-            log.warning("could not record the end of series %s (%s): %s", posixpath.basename(head_collection), reason, exc)
 
 
-def follow(scheduler: SeriesScheduler, head_collection: str, *, sleep: Callable[[float], None] = time.sleep,
-           poll_seconds: float = 30.0, max_steps: int | None = None) -> list[StepOutcome]:
-    """The local dispatcher of a series (LocalGrid, where no delay server exists): wait for the
-    next run the head records, run its step, and so on until the series stops. It looks at the
-    head at least every ``poll_seconds``, so a cancelled series ends its dispatcher soon.
-    ``scheduler.clock`` and ``sleep`` let a test run a week of a series in no time."""
-    outcomes: list[StepOutcome] = []
-    while max_steps is None or len(outcomes) < max_steps:
-        info = scheduler.series.read(head_collection)
-        if not info.is_active or not info.next_run:
-            break
-        due = names.parse_iso_utc(info.next_run)
-        wait = (due - scheduler.clock()).total_seconds() if due is not None else 0.0
-        if wait > 0:
-            sleep(min(wait, poll_seconds))
-            continue
-        outcome = scheduler.step(head_collection, info.next_run)
-        outcomes.append(outcome)
-        log.info("%s", outcome.message)
-        if not outcome.kind.series_goes_on:
-            break
-    return outcomes

@@ -25,24 +25,24 @@ This module is imported by the iRODS server (rules.py): standard library and lig
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import posixpath
 import shutil
-import signal
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock, Timeout
-
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import (
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    AVU,
+    AccessLevel,
+    EntityType,
+    MetadataOperation,
+    Resource,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     ComputeToDataError,
     GridError,
@@ -50,16 +50,19 @@ from ..errors import (
     TaskLostError,
     TaskStateError,
 )
-from ..grid import hosts
-from ..grid.base import AVU, AccessLevel, EntityType, Grid, MetadataOperation, Resource
-from ..settings import Settings
-from .shards import ShardSpec, aggregate, failure_message, shard_records
-from .state import TaskRecord, TaskStateStore, as_text
+from compute_to_data.domain.records import TaskRecord, as_text
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.shards import ShardSpec, aggregate, failure_message
+from compute_to_data.grid import hosts
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle.runlock import RunLock
+from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.store import TaskStateStore
 
 if TYPE_CHECKING:
-    from ..runners.base import Runner
-    from ..taskconfig import TaskConfig
-    from . import TaskContext, TaskOutcome
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine.task import TaskContext, TaskOutcome
+    from compute_to_data.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -116,39 +119,6 @@ class Settled:
     summarize: bool = False
 
 
-class RunLock:
-    """A per-task lock file on the compute host, held for as long as a run of the task lives.
-
-    Two runs of the same task at once are refused (the second cannot take the lock), and a
-    reaper knows a silent run is really gone when it can take the lock itself: the OS releases
-    it when the process holding it dies, however it dies.
-    """
-
-    def __init__(self, directory: Path, task_id: str) -> None:
-        self.path = Path(directory) / f"task-{task_id}.lock"
-        self._lock: FileLock | None = None
-
-    def acquire(self) -> bool:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TaskStateError(f"cannot create the lock directory {self.path.parent}: {exc.strerror}") from exc
-        lock = FileLock(str(self.path))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            return False
-        self._lock = lock
-        return True
-
-    def release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    @property
-    def held(self) -> bool:
-        return self._lock is not None
 
 
 class TaskLifecycle:
@@ -275,7 +245,7 @@ class TaskLifecycle:
     # ------------------------------------------------------------------ what users ask for
     def submit(self, config: "TaskConfig", context: "TaskContext", submitted_by: str | None = None) -> "TaskOutcome":
         """Check everything a run would check, create the task collection, record ``queued``."""
-        from . import create_task
+        from compute_to_data.engine import create_task
 
         return create_task(config, context, submitted_by=submitted_by or self.grid.user).submit()
 
@@ -286,7 +256,7 @@ class TaskLifecycle:
         gone...) is recorded ``failed`` with the reason, never left queued; a task that another
         process runs right now, or that is not queued, is left alone.
         """
-        from . import create_task
+        from compute_to_data.engine import create_task
 
         record = self.store.read(collection)
         if record.state == TaskState.CANCELLED:
@@ -322,7 +292,7 @@ class TaskLifecycle:
 
     def read_config(self, record: TaskRecord) -> "TaskConfig":
         """The config a task recorded (``task_config.json``; a shard's is its task's)."""
-        from ..taskconfig import TaskConfig
+        from compute_to_data.domain.taskconfig import TaskConfig
 
         owner = ShardSpec.of(record).task_collection if record.is_shard else record.collection
         config_path = posixpath.join(owner, names.TASK_CONFIG_FILE)
@@ -383,8 +353,8 @@ class TaskLifecycle:
     def finish(self, record: TaskRecord, context: "TaskContext", *, compute_resource: str | None = None) -> "TaskOutcome":
         """A sharded task's own run: when every shard succeeded (a resumed task whose shards
         were all done), make its summary report here; otherwise its shards run by themselves."""
-        from . import TaskOutcome
-        from .summary import TaskSummary
+        from compute_to_data.engine.summary import TaskSummary
+        from compute_to_data.engine.task import TaskOutcome
 
         settled = self.settle(record.collection)
         if settled.summarize:
@@ -615,7 +585,11 @@ class TaskLifecycle:
         """Stop whatever is left of the task's run on this host: by its handle with the runner that
         ran it (container, process tree), and every process marked with the task id (a run whose
         handle was never recorded). True if anything was left."""
-        from ..runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
+        from compute_to_data.runners.inprocess import (
+            ENV_TASK_ID,
+            kill_tree,
+            processes_with_env,
+        )
 
         task_id, handle = record.run_key, record.get(names.A_RUN_HANDLE)
         stopped = False
@@ -636,7 +610,7 @@ class TaskLifecycle:
 
     def _runner_for(self, name: str) -> "Runner | None":
         """The runner that ran the task (by ``c2d::runner``), made here only to stop its run."""
-        from ..registry import runners
+        from compute_to_data.domain.registry import runners
 
         try:
             factory: Any = runners.get(name) if name else None
@@ -648,8 +622,8 @@ class TaskLifecycle:
     def salvage(self, record: TaskRecord, resource: Resource) -> int:
         """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
         a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
-        from ..registry import task_types
-        from . import TaskContext
+        from compute_to_data.domain.registry import task_types
+        from compute_to_data.engine.task import TaskContext
 
         output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key / "outputs"
         if record.is_sharded or not (output_dir / names.PARTS_DIR).is_dir():
@@ -673,32 +647,5 @@ class TaskLifecycle:
             log.info("task %s: removed its staging directory", record.task_id)
 
 
-class Terminated(BaseException):
-    """SIGTERM turned into an exception in the main thread, so a run records how it ended,
-    stops its runner and removes its staging directory (not an Exception: nothing swallows it)."""
 
 
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """For the engine's own processes (local worker, ``c2d run --local``), never inside iRODS.
-
-    The first SIGTERM raises :class:`Terminated` in the main thread; further ones are ignored
-    while the run cleans up (SIGKILL remains the way to end it at once).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    raised = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
-        if raised:
-            return
-        raised = True
-        raise Terminated("terminated (SIGTERM) on the compute host")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

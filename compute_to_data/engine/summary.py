@@ -24,21 +24,28 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import ComputeToDataError, GridError, TaskCancelled, TaskStateError
-from ..grid.base import AVU, EntityType, MetadataOperation, Resource
-from ..runners.base import Runner, RunRequest
-from ..settings import AllowedImage, notebook_path
-from .lifecycle import RunLock, TaskLifecycle
-from .shards import shard_records
-from .staging import TaskWorkdir
-from .state import Heartbeat, TaskRecord, timings_text
+from compute_to_data.contract.workdir import TaskWorkdir
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, Resource
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
+    ComputeToDataError,
+    GridError,
+    TaskCancelled,
+    TaskStateError,
+)
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import AllowedImage, notebook_path
+from compute_to_data.domain.timings import timings_text
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.runlock import RunLock
+from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.store import Heartbeat
+from compute_to_data.runners.base import Runner, RunRequest
 
 if TYPE_CHECKING:
-    from ..taskconfig import TaskConfig
-    from . import TaskContext
-    from .base import ComputeToDataTask
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine.task import ComputeToDataTask, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,7 @@ class TaskSummary:
                  compute_resource: str | None = None) -> "TaskSummary":
         """The summary of a task whose shards all succeeded earlier (a resumed task): on the
         given resource, else on the last shard's."""
-        from ..runners import choose_runner
+        from compute_to_data.runners import choose_runner
 
         grid, settings = lifecycle.grid, lifecycle.settings
         name = compute_resource or next(

@@ -39,12 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import ComputeToDataError, StagingError
-from ..grid.base import AVU, DataObject, EntityType, Grid
-from ..settings import Settings
-from .state import TaskStateStore
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, DataObject, EntityType
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import ComputeToDataError, StagingError
+from compute_to_data.domain.settings import Settings
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle.store import TaskStateStore
 
 log = logging.getLogger(__name__)
 

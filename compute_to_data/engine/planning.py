@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import conventions as names
-from ..grid.base import DataObject, Resource
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import DataObject, Resource
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from ..registry import task_types
-from ..taskconfig import TaskConfig
-from .base import ComputeToDataTask, TaskCancelled, TaskContext, TaskOutcome
-from .lifecycle import TaskLifecycle
-from .shards import ShardSpec
+from compute_to_data.domain.registry import task_types
+from compute_to_data.domain.shards import ShardSpec
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine.task import (
+    ComputeToDataTask,
+    TaskCancelled,
+    TaskContext,
+    TaskOutcome,
+)
+from compute_to_data.lifecycle.machine import TaskLifecycle
 
 
 def create_task(

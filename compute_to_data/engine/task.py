@@ -9,7 +9,7 @@ the order.
 Three promises hold whatever fails: nothing in the catalog changes before the read-only steps
 (validation, selection, permission checks) have passed; once the task collection exists, its
 ``c2d::state`` tells the truth — states change only through the lifecycle
-(:mod:`compute_to_data.tasks.lifecycle`), a state is written only after what it claims is true,
+(:mod:`compute_to_data.lifecycle.machine`), a state is written only after what it claims is true,
 a failure is recorded with its error, a report that was produced is registered, and every image
 is either completely tagged or untouched; and a run that dies (``kill -9``, a lost host) costs
 only the part it was working on: the parts finished and tagged stay, the run's host finds it
@@ -34,9 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, final
 
-from .. import conventions as names
-from ..conventions import TaskState
-from ..errors import (
+from compute_to_data.contract.parts import Entry
+from compute_to_data.contract.workdir import TaskWorkdir
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import (
+    LISTING_PAGE_SIZE,
+    AccessLevel,
+    DataObject,
+    Resource,
+)
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
     AccessDeniedError,
     ComputeToDataError,
     ConfigError,
@@ -48,21 +56,46 @@ from ..errors import (
     TaskLostError,
     TaskStateError,
 )
-from ..grid.base import LISTING_PAGE_SIZE, AccessLevel, DataObject, Grid, Resource
-from ..grid.irods_errors import CAT_NO_ACCESS_PERMISSION, CAT_UNKNOWN_COLLECTION, CAT_UNKNOWN_FILE
-from ..runners.base import ProgressCallback, Runner, RunRequest, RunResult
-from ..settings import AllowedImage, Settings, notebook_path
-from ..taskconfig import TaskConfig
-from . import parts as task_parts
-from . import schedule
-from .lifecycle import RunLock, TaskLifecycle, Terminated
-from .selection import restrict_to, select_compute_resource
-from .sharding import Candidate, ShardDraft, ShardPlanner, place_shards, read_inputs_text
-from .shards import Refusals, ShardSpec, pages_of, resource_load
-from .slots import ResourceSlot
-from .replication import COLLECTION_PLANNING_MINIMUM, Replicator, agent_pool
-from .staging import FROM_RESOURCE, IN_PLACE, Locality, StagingSummary, TaskWorkdir, plan_staging
-from .state import Heartbeat, TaskRecord, TaskStateStore, run_timing_name, timings_text
+from compute_to_data.domain.irods_codes import (
+    CAT_NO_ACCESS_PERMISSION,
+    CAT_UNKNOWN_COLLECTION,
+    CAT_UNKNOWN_FILE,
+)
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import AllowedImage, Settings, notebook_path
+from compute_to_data.domain.shards import Refusals, ShardSpec, pages_of
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.domain.timings import run_timing_name, timings_text
+from compute_to_data.engine import predictions as task_parts
+from compute_to_data.engine.planning import (
+    Candidate,
+    ShardDraft,
+    ShardPlanner,
+    place_shards,
+    read_inputs_text,
+)
+from compute_to_data.engine.replication import (
+    COLLECTION_PLANNING_MINIMUM,
+    Replicator,
+    agent_pool,
+)
+from compute_to_data.engine.selection import restrict_to, select_compute_resource
+from compute_to_data.engine.slots import ResourceSlot
+from compute_to_data.engine.staging import (
+    FROM_RESOURCE,
+    IN_PLACE,
+    Locality,
+    StagingSummary,
+    plan_staging,
+)
+from compute_to_data.engine.termination import Terminated
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import series as schedule
+from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.runlock import RunLock
+from compute_to_data.lifecycle.shards import resource_load
+from compute_to_data.lifecycle.store import Heartbeat, TaskStateStore
+from compute_to_data.runners.base import ProgressCallback, Runner, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +261,7 @@ class ComputeToDataTask(ABC):
         self.run_lock: RunLock | None = None
         #: a resumed task: the inputs it selected first, and what earlier runs stored and tagged
         self.selection: list[str] | None = None
-        self.previous: dict[str, task_parts.Entry] = {}
+        self.previous: dict[str, Entry] = {}
         self.total_inputs = 0
         self.outcome = TaskOutcome(self.task_id, None, self.collection)
 
@@ -324,7 +357,7 @@ class ComputeToDataTask(ABC):
     # ------------------------------------------------------------------ overridable steps
     def validate(self) -> None:
         """Everything that can be refused without touching the catalog, refused now."""
-        from ..runners import choose_runner
+        from compute_to_data.runners import choose_runner
 
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
@@ -871,7 +904,7 @@ class ComputeToDataTask(ABC):
         try:
             settled = self.lifecycle.settle(self.shard.task_collection)
             if settled.summarize:
-                from .summary import TaskSummary
+                from compute_to_data.engine.summary import TaskSummary
 
                 TaskSummary.from_shard_run(self).run()
         except Exception as exc:  # noqa: BLE001 - the shard's own state is recorded; say why the task's is not

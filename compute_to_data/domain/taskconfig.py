@@ -19,8 +19,8 @@ from typing import Any
 
 import jsonschema
 
-from . import conventions as names
-from .errors import ConfigError
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import ConfigError
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,130 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compute_to_data.domain.errors import StagingError
+
+log = logging.getLogger(__name__)
+
+
+class TaskWorkdir:
+    """``<staging root>/<task id>/{inputs,task,outputs}`` on the compute resource's host."""
+
+    def __init__(self, staging_root: Path, task_id: str) -> None:
+        self.root = Path(staging_root) / task_id
+        self.report = StagingReport()
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def task_dir(self) -> Path:
+        return self.root / "task"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.task_dir / "model"
+
+    @property
+    def labels_dir(self) -> Path:
+        """Apart from the model: a labels object may have the model's name (another collection)."""
+        return self.task_dir / "labels"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "outputs"
+
+    def create(self) -> None:
+        try:
+            if self.root.exists():
+                # A previous attempt of the same task (e.g. a retried delayed run): start clean.
+                shutil.rmtree(self.root)
+            for directory in (self.input_dir, self.model_dir, self.labels_dir, self.output_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+            # Readable by the container's uid (the service account, or the uid the admin chose).
+            for directory in (self.root, self.input_dir, self.task_dir, self.model_dir, self.labels_dir):
+                directory.chmod(0o755)
+        except OSError as exc:
+            log.error("cannot create the staging directory %s: %s", self.root, exc)
+            raise StagingError(
+                f"cannot create the task's staging directory on the compute host ({exc.strerror}); the "
+                "administrator finds the details in the server log (staging_directory in the server settings)"
+            ) from exc
+
+    def stage_input(self, physical_path: str, relative_path: str, shown: str = "") -> Path:
+        """Hard-link one replica at ``inputs/<relative_path>`` (``shown``: its logical path)."""
+        return self._place(physical_path, self.input_dir, relative_path, shown or relative_path)
+
+    def stage_model_file(self, physical_path: str, name: str, shown: str = "") -> Path:
+        return self._place(physical_path, self.model_dir, name, shown or name)
+
+    def stage_labels_file(self, physical_path: str, name: str, shown: str = "") -> Path:
+        return self._place(physical_path, self.labels_dir, name, shown or name)
+
+    def _place(self, physical_path: str, base: Path, relative_path: str, shown: str) -> Path:
+        normalized = posixpath.normpath(relative_path)
+        if normalized.startswith(("/", "../")) or normalized in (".", ".."):
+            raise StagingError(f"refusing to stage {relative_path!r}: it leaves the staging directory")
+        target = base / normalized
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(physical_path, target)
+            self.report.linked += 1
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                log.error("cannot link %s to %s: %s", physical_path, target, exc)
+                raise StagingError(
+                    f"cannot stage {shown} on the compute host ({exc.strerror}); the administrator finds the "
+                    "details in the server log"
+                ) from exc
+            if not self.report.copied:
+                note = (
+                    f"staging area {self.root} cannot hard-link {physical_path} ({exc.strerror}); "
+                    "copying inputs instead: put the staging directory on the vault's filesystem to avoid copies"
+                )
+                log.warning(note)
+                self.report.notes.append(note)
+            try:
+                shutil.copyfile(physical_path, target)
+            except OSError as copy_exc:
+                log.error("cannot copy %s to %s: %s", physical_path, target, copy_exc)
+                target.unlink(missing_ok=True)
+                raise StagingError(
+                    f"cannot stage {shown} on the compute host ({copy_exc.strerror}); the administrator finds "
+                    "the details in the server log"
+                ) from copy_exc
+            target.chmod(0o644)
+            self.report.copied += 1
+            self.report.copied_bytes += target.stat().st_size
+        return target
+
+    def output_files(self) -> list[Path]:
+        """Files the run produced, sorted; hidden files (``.progress``) are bookkeeping, not results."""
+        if not self.output_dir.is_dir():
+            return []
+        files = []
+        for path in sorted(self.output_dir.rglob("*")):
+            relative = path.relative_to(self.output_dir)
+            if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in relative.parts):
+                files.append(path)
+        return files
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class StagingReport:
+    linked: int = 0
+    copied: int = 0
+    copied_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
