@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compute_to_data.contract.files import is_temporary
 from compute_to_data.domain.errors import StagingError
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,12 @@ class TaskWorkdir:
             except OSError as copy_exc:
                 log.error("cannot copy %s to %s: %s", physical_path, target, copy_exc)
                 target.unlink(missing_ok=True)
+                if copy_exc.errno == errno.ENOSPC:
+                    raise StagingError(
+                        f"cannot stage {shown}: no space left on device in the staging directory {self.root.parent} "
+                        "on the compute host; the administrator must free space there (or stage on the vault's "
+                        "filesystem, where inputs are hard links)"
+                    ) from copy_exc
                 raise StagingError(
                     f"cannot stage {shown} on the compute host ({copy_exc.strerror}); the administrator finds "
                     "the details in the server log"
@@ -108,13 +115,15 @@ class TaskWorkdir:
         return target
 
     def output_files(self) -> list[Path]:
-        """Files the run produced, sorted; hidden files (``.progress``) are bookkeeping, not results."""
+        """Files the run produced, sorted; hidden files (``.progress``) are bookkeeping, not results,
+        and temporary ones (``result.json.tmp``, left by a write that failed) never are."""
         if not self.output_dir.is_dir():
             return []
         files = []
         for path in sorted(self.output_dir.rglob("*")):
             relative = path.relative_to(self.output_dir)
-            if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in relative.parts):
+            if (path.is_file() and not path.is_symlink() and not is_temporary(path.name)
+                    and not any(p.startswith(".") for p in relative.parts)):
                 files.append(path)
         return files
 

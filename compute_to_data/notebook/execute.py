@@ -26,6 +26,7 @@ from typing import Any
 
 import nbformat
 
+from compute_to_data.contract.files import write_text_atomic
 from compute_to_data.contract.results import read_progress
 from compute_to_data.domain import conventions as names
 
@@ -66,9 +67,8 @@ def describe_exception(exc: BaseException, timeout: float | None = None) -> str:
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Never a half-written file, nor a ``.tmp`` left behind; a full disk names the directory."""
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 
@@ -387,9 +387,7 @@ def render_report(output_dir: Path, *, banner: str | None = None, context: dict[
         nb.cells.insert(0, _banner(_replace_paths(banner, _path_pairs(context.get("paths", {})))))
     title = f"Report of task {provenance['task_id']}" if provenance.get("task_id") else "Task report"
     body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
-    tmp = output_dir / (names.REPORT_FILE + ".tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, output_dir / names.REPORT_FILE)
+    write_text_atomic(output_dir / names.REPORT_FILE, body)
     return time.perf_counter() - started
 
 

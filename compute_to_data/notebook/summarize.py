@@ -13,6 +13,7 @@ Standard library only: the notebook adds the figures, the tests call this direct
 from __future__ import annotations
 
 import csv
+import errno
 import heapq
 import json
 import os
@@ -21,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from compute_to_data.contract.files import discard, located
 
 #: bins of the score histogram over [0, 1]
 BINS = 20
@@ -106,6 +109,14 @@ class _JsonArrayWriter:
         self.out.write(("" if self.first else ",\n") + json.dumps(entry, separators=(",", ":")))
         self.first = False
 
+    def abandon(self) -> None:
+        """After a failed write: close quietly (flushing may fail again) and remove the file."""
+        try:
+            self.out.close()
+        except OSError:
+            pass
+        discard(self.tmp)
+
     def close(self) -> None:
         self.out.write("\n ]\n}\n")
         self.out.close()
@@ -128,42 +139,50 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
     heap: list[tuple[float, str, str, str, float, bool]] = []  # max-heap of the lowest scores (negated)
     writer: _JsonArrayWriter | None = None
     csv_tmp = out / "predictions.csv.tmp"
-    with open(csv_tmp, "w", encoding="utf-8", newline="") as csv_file:
-        table = csv.writer(csv_file, lineterminator="\n")
-        table.writerow(["path", "class", "score", "top_k"])
-        for number, path in shard_files(input_dir):
-            doc, entries = _entries(path)
-            if writer is None:
-                head = {k: doc.get(k) for k in ("model", "labels", "top_k", "score_threshold") if k in doc}
-                summary.labels = list(doc.get("labels") or [])
-                writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id, **head})
-            rows.setdefault(number, ShardRow(number)).predictions = len(entries)
-            for entry in entries:
-                writer.add(entry)
-                summary.images += 1
-                best = None if entry.get("error") else _best(entry)
-                if best is None:
-                    summary.unreadable += 1
-                    table.writerow([entry.get("path", entry["file"]), "", "", ""])
-                    continue
-                label, score, second, second_score = best
-                below = bool(entry.get("below_threshold"))
-                summary.classified += 1
-                summary.below_threshold += below
-                summary.counts[label] += 1
-                summary.score_sums[label] = summary.score_sums.get(label, 0.0) + score
-                summary.histogram[min(BINS - 1, max(0, int(score * BINS)))] += 1
-                item = (-score, entry["file"], label, second, second_score, below)
-                if len(heap) < least_certain:
-                    heapq.heappush(heap, item)
-                elif item > heap[0]:
-                    heapq.heapreplace(heap, item)
-                ranked = ";".join(f"{c['class']}:{float(c['score']):.4f}" for c in entry["classifications"])
-                table.writerow([entry.get("path", entry["file"]), label, f"{score:.4f}", ranked])
-    os.replace(csv_tmp, out / "predictions.csv")
-    if writer is None:
-        writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id})
-    writer.close()
+    try:
+        with open(csv_tmp, "w", encoding="utf-8", newline="") as csv_file:
+            table = csv.writer(csv_file, lineterminator="\n")
+            table.writerow(["path", "class", "score", "top_k"])
+            for number, path in shard_files(input_dir):
+                doc, entries = _entries(path)
+                if writer is None:
+                    head = {k: doc.get(k) for k in ("model", "labels", "top_k", "score_threshold") if k in doc}
+                    summary.labels = list(doc.get("labels") or [])
+                    writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id, **head})
+                rows.setdefault(number, ShardRow(number)).predictions = len(entries)
+                for entry in entries:
+                    writer.add(entry)
+                    summary.images += 1
+                    best = None if entry.get("error") else _best(entry)
+                    if best is None:
+                        summary.unreadable += 1
+                        table.writerow([entry.get("path", entry["file"]), "", "", ""])
+                        continue
+                    label, score, second, second_score = best
+                    below = bool(entry.get("below_threshold"))
+                    summary.classified += 1
+                    summary.below_threshold += below
+                    summary.counts[label] += 1
+                    summary.score_sums[label] = summary.score_sums.get(label, 0.0) + score
+                    summary.histogram[min(BINS - 1, max(0, int(score * BINS)))] += 1
+                    item = (-score, entry["file"], label, second, second_score, below)
+                    if len(heap) < least_certain:
+                        heapq.heappush(heap, item)
+                    elif item > heap[0]:
+                        heapq.heapreplace(heap, item)
+                    ranked = ";".join(f"{c['class']}:{float(c['score']):.4f}" for c in entry["classifications"])
+                    table.writerow([entry.get("path", entry["file"]), label, f"{score:.4f}", ranked])
+        os.replace(csv_tmp, out / "predictions.csv")
+        if writer is None:
+            writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id})
+        writer.close()
+    except OSError as exc:  # leave no temporary file behind; a full disk says where
+        discard(csv_tmp)
+        if writer is not None:
+            writer.abandon()
+        if exc.errno == errno.ENOSPC:
+            raise located(exc, out / "predictions.json") from exc
+        raise
     summary.least_certain = sorted((-s, f, c, r, rs, b) for s, f, c, r, rs, b in heap)
     summary.shards = [rows[k] for k in sorted(rows)]
     return summary
