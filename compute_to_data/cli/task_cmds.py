@@ -9,12 +9,16 @@ from rich.console import Console
 from rich.table import Table
 
 from compute_to_data.cli.display import TaskProgressDisplay
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import PredictionQuery
 from compute_to_data.domain.errors import ConfigError
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_summary
 from compute_to_data.engine import create_task
 from compute_to_data.engine.task import TaskContext, TaskOutcome
+from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle.shards import shard_records
 
 console = Console()
 
@@ -70,9 +74,21 @@ def run(
     except Terminated as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(143) from None
+    if outcome.shard_collections:
+        complete_from_catalog(grid, outcome, config.input_collection)
     print_outcome(outcome)
     if not outcome.succeeded:
         raise typer.Exit(1)
+
+
+def complete_from_catalog(grid: Grid, outcome: TaskOutcome, input_collection: str) -> None:
+    """A sharded task's shards ran in worker processes, so this process saw none of their work:
+    what they tagged and replicated is read back from the catalog (the shards' records and the
+    images carrying the task's predictions), which is also what counts after a salvage."""
+    records = shard_records(grid, outcome.collection)
+    outcome.replicated_bytes = sum(r.int_value(names.A_REPLICATED_BYTES) for r in records)
+    outcome.class_counts = grid.count_predictions(PredictionQuery(outcome.task_id, input_collection))
+    outcome.tagged = sum(outcome.class_counts.values())
 
 
 def _dispatcher(grid_dir: Path, user: str, settings_file: Path | None, workers: int):  # noqa: ANN202
@@ -115,16 +131,25 @@ def demo(
         raise typer.Exit(1)
 
 
+def images_classified(outcome: TaskOutcome) -> int:
+    """Images the task classified (unreadable ones are not), however far a failed run got:
+    the selected inputs are what it meant to classify, not what it did."""
+    if outcome.images_done is not None:
+        done = outcome.images_done
+    else:
+        done = outcome.done_before + (outcome.run_result.images_done if outcome.run_result is not None else 0)
+    return max(0, done - outcome.failed_images)
+
+
 def print_outcome(outcome: TaskOutcome) -> None:
     colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(outcome.state.value if outcome.state else "", "white")
     console.print(f"task [bold]{outcome.task_id}[/]: [{colour}]{outcome.state.value if outcome.state else 'unknown'}[/]")
     console.print(f"  task collection: {outcome.collection}")
     console.print(f"  compute resource: {outcome.compute_resource}   runner: {outcome.runner}")
-    console.print(
-        f"  inputs: {outcome.inputs} classified, {outcome.skipped_already_tagged} skipped (already tagged), "
-        f"{outcome.failed_images} unreadable; {outcome.tagged} tagged"
-        + (f"; {outcome.done_before} done by earlier runs" if outcome.done_before else "")
-    )
+    console.print(f"  inputs: {outcome.inputs} selected, {outcome.skipped_already_tagged} skipped (already tagged)"
+                  + (f", {outcome.done_before} done by earlier runs" if outcome.done_before else ""))
+    console.print(f"  images: {images_classified(outcome)} classified, {outcome.failed_images} unreadable; "
+                  f"{outcome.tagged} tagged")
     console.print(f"  replicated to the compute resource: {outcome.replicated_bytes:,} bytes"
                   + (f"; {outcome.staging['in_place']:,} object(s) staged in place, not replicated"
                      if outcome.staging.get("in_place") else ""))
