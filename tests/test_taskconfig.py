@@ -174,3 +174,35 @@ def test_gpu_image_must_be_allowed_and_may_stand_alone() -> None:
         Settings.from_document({"allowed_images": ["cpu:1"]}, "test").check_image_choice(None)
     with pytest.raises(NotAllowedError, match="'x:1' is not allowed"):
         gpu_only.check_image_choice("x:1")
+
+
+def _nested(depth: int) -> str:
+    """GOOD with ``inputs.pattern`` nested ``depth`` arrays deep (the JSON text; no Python recursion)."""
+    return json.dumps(GOOD).replace('"inputs": {', '"inputs": {"pattern": ' + "[" * depth + "]" * depth + ", ", 1)
+
+
+@pytest.mark.parametrize("depth", [40, 900, 2000, 100_000])
+def test_a_deeply_nested_config_gets_a_one_line_error(depth: int) -> None:
+    with pytest.raises(ConfigError, match="nest more than 32 levels deep") as info:
+        TaskConfig.from_json(_nested(depth))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["validate", "submit"])
+def test_validate_and_submit_of_a_deeply_nested_config_say_so_in_one_line(tmp_path: Path, command: str) -> None:
+    import subprocess
+    import sys
+
+    from .engine_support import make_grid
+
+    make_grid(tmp_path)
+    config = tmp_path / "deep.json"
+    config.write_text(_nested(2000))
+    extra = ["--local", str(tmp_path / "grid"), "--user", "alice"] if command == "submit" else []
+    done = subprocess.run([sys.executable, "-m", "compute_to_data", command, str(config), *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {config} is invalid: objects and arrays nest more than 32 levels deep; a task config needs only "
+        "a few (see config/examples)"]

@@ -156,10 +156,34 @@ def _non_finite_numbers(doc: Any, where: str = "$") -> list[str]:
     return []
 
 
+#: a task config nests four levels; anything far deeper is hostile, and the recursive steps that
+#: follow (the JSON parser, schema validation, copies) would end in a RecursionError
+MAX_NESTING = 32
+
+
+def _too_deep(doc: Any, limit: int = MAX_NESTING) -> bool:
+    """True when objects/arrays nest more than ``limit`` levels (iteratively: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+def _nesting_error(source: str) -> ConfigError:
+    return ConfigError(f"{source} is invalid: objects and arrays nest more than {MAX_NESTING} levels deep; "
+                       "a task config needs only a few (see config/examples)")
+
+
 def validate_document(doc: Any, *, source: str = "task config") -> None:
     """Raise ConfigError listing every problem, or return quietly."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{source} must be a JSON object, not {type(doc).__name__}")
+    if _too_deep(doc):
+        raise _nesting_error(source)
     validator = jsonschema.Draft202012Validator(task_config_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     problems = _non_finite_numbers(doc) or [_describe(e) for e in errors]
@@ -178,6 +202,8 @@ def parse_json(text: str | bytes, *, source: str = "task config") -> dict[str, A
         doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    except RecursionError:  # the parser recurses once per level: thousands of '[' end here
+        raise _nesting_error(source) from None
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     validate_document(doc, source=source)
