@@ -311,6 +311,23 @@ def test_explicit_resource_must_carry_the_role(tmp_path, grid):
     assert outcome.compute_resource == "gpu_resc"
 
 
+@pytest.mark.parametrize(("field", "compute"), [("$.compute.resource", {"resource": "nope"}),
+                                                ("$.compute.resources", {"resources": ["gpu_resc", "nope"]})])
+def test_an_unknown_resource_is_named_with_its_field_not_as_lacking_the_role(tmp_path, grid, field, compute):
+    _, alice = grid
+    with pytest.raises(ResourceSelectionError) as info:
+        run_task(tmp_path, alice, config=make_config(compute=compute))
+    assert str(info.value).startswith(f"{field}: no resource named 'nope'")
+    assert "imeta add" not in str(info.value)
+    assert not alice.collection_exists(RESULTS) or alice.list_collections(RESULTS) == []  # nothing created
+
+
+def test_an_unknown_archive_resource_is_named_with_its_field(tmp_path, grid):
+    _, alice = grid
+    with pytest.raises(ResourceSelectionError, match=r"^\$\.archive\.resource: no resource named 'nope'"):
+        run_task(tmp_path, alice, config=make_config(archive={"resource": "nope"}))
+
+
 # --- states, archive, slots -------------------------------------------------------------------------
 
 def test_submit_records_queued_and_a_later_run_takes_it_over(tmp_path, grid):

@@ -14,8 +14,26 @@ from collections.abc import Mapping, Sequence
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import DataObject, Resource
-from compute_to_data.domain.errors import ResourceSelectionError
+from compute_to_data.domain.errors import ObjectNotFoundError, ResourceSelectionError
 from compute_to_data.engine.planning import capacity, tie_key
+from compute_to_data.grid.base import Grid
+
+
+def require_existing(grid: Grid, field: str, wanted: Sequence[str], tagged: Sequence[Resource], role: str) -> None:
+    """A resource the task names (``field``) that does not exist is a typo, not a missing tag:
+    say so, naming the field, before any hint to tag it (one lookup per name not tagged)."""
+    known = {r.name for r in tagged}
+    for name in wanted:
+        if name in known:
+            continue
+        try:
+            grid.get_resource(name)
+        except ObjectNotFoundError:
+            with_role = ", ".join(sorted(known)) or "none"
+            raise ResourceSelectionError(
+                f"{field}: no resource named {name!r} (resources with {names.ROLE_ATTRIBUTE}={role}: {with_role}); "
+                "ilsresc lists the zone's resources"
+            ) from None
 
 
 def bytes_present(resource: Resource, inputs: Sequence[DataObject]) -> int:

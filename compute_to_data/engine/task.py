@@ -79,7 +79,7 @@ from compute_to_data.engine.replication import (
     Replicator,
     agent_pool,
 )
-from compute_to_data.engine.selection import restrict_to, select_compute_resource
+from compute_to_data.engine.selection import require_existing, restrict_to, select_compute_resource
 from compute_to_data.engine.slots import ResourceSlot
 from compute_to_data.engine.staging import (
     FROM_RESOURCE,
@@ -387,7 +387,11 @@ class ComputeToDataTask(ABC):
 
     def select_compute_resource(self) -> None:
         tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.compute_role)
+        role = self.config.compute_role
+        if self.config.compute_resource is not None:
+            require_existing(self.grid, "$.compute.resource", [self.config.compute_resource], tagged, role)
         if self.config.compute_resources is not None and self.shard is None:
+            require_existing(self.grid, "$.compute.resources", self.config.compute_resources, tagged, role)
             tagged = restrict_to(tagged, self.config.compute_resources, self.config.compute_role)
         if self.resuming or self.shard is not None:
             self.candidates = self._list_candidates()
@@ -407,6 +411,9 @@ class ComputeToDataTask(ABC):
             self.image = self.settings.image_for(self.config.image, gpus)
         if self.config.archive_role is not None:  # refused now, not after the notebook has run
             archives = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
+            if self.config.archive_resource is not None:
+                require_existing(self.grid, "$.archive.resource", [self.config.archive_resource], archives,
+                                 self.config.archive_role)
             self.archive_resource = select_compute_resource(
                 archives, [], self.config.archive_role, self.config.archive_resource
             )
@@ -753,6 +760,9 @@ class ComputeToDataTask(ABC):
                 self.image = self.settings.image_for(self.config.image, resource.avu_int(names.GPUS_ATTRIBUTE, 0))
         if self.config.archive_role is not None:
             archives = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.archive_role)
+            if self.config.archive_resource is not None:
+                require_existing(self.grid, "$.archive.resource", [self.config.archive_resource], archives,
+                                 self.config.archive_role)
             self.archive_resource = select_compute_resource(archives, [], self.config.archive_role, self.config.archive_resource)
 
     def _plan_sharded(self) -> None:
