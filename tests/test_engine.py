@@ -631,3 +631,19 @@ def test_a_run_that_ends_while_held_back_keeps_no_queue_reason(tmp_path, grid):
     record = TaskStateStore(alice).read(outcome.collection)
     assert record.state.value == "failed" and names.A_QUEUE_REASON not in record.values
     assert record.display_state(60) == "failed"
+
+
+def test_a_labels_file_naming_a_class_twice_is_refused_before_any_change(tmp_path, grid):
+    from compute_to_data.domain.errors import ConfigError
+
+    _, alice = grid
+    labels = tmp_path / "dup.txt"
+    labels.write_text("0\n1\n\n 1 \n2\n")
+    alice.put_file(labels, f"{HOME}/models/dup.txt", "lts_resc")
+    config = make_config(parameters={"model": f"{HOME}/models/model.pt", "labels": f"{HOME}/models/dup.txt"})
+    with pytest.raises(ConfigError) as info:
+        run_task(tmp_path, alice, config=config)
+    assert str(info.value) == (
+        f"labels file {HOME}/models/dup.txt: class '1' is listed twice (lines 2 and 4); each line names the class "
+        "of one model output, so every name must differ")
+    assert not alice.collection_exists(RESULTS) or alice.list_collections(RESULTS) == []  # nothing created

@@ -439,3 +439,16 @@ def test_batches_survive_the_dataloader_s_pinning_step(monkeypatch):
         direct = list(pipeline.classify(batches(2), model, normalize, CPU_PLAN, top_k=2, classes=4))
     assert [(o.indices, o.classifications) for o in through_pinning] == [(o.indices, o.classifications) for o in direct]
     assert [dict(o.failed) for o in through_pinning] == [dict(o.failed) for o in direct]
+
+
+def test_the_notebook_and_the_engine_read_labels_alike():
+    from compute_to_data.contract.labels import decode_labels, parse_labels
+    from compute_to_data.domain.errors import ConfigError
+
+    assert parse_labels("cat\n\n dog \r\nbird\n", "l.txt") == ["cat", "dog", "bird"]
+    with pytest.raises(ConfigError, match=r"^labels file l.txt: class 'cat' is listed twice \(lines 1 and 3\)"):
+        parse_labels("cat\ndog\ncat\n", "l.txt")
+    with pytest.raises(ConfigError, match="holds no class names"):
+        parse_labels("\n  \n", "l.txt")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        decode_labels(b"\xff\xfe", "l.txt")

@@ -444,3 +444,16 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
     report = (out / names.REPORT_FILE).read_text()
     assert 'href="shards/0002/report.html"' in report and "host-0001" in report
     assert "Least certain predictions" in report and "Score distribution" in report and "<img" in report
+
+
+def test_a_labels_file_naming_a_class_twice_fails_the_run_before_classifying(tmp_path, model):
+    (tmp_path / "inputs").mkdir()
+    data.write_images(tmp_path / "inputs", 3)
+    labels = tmp_path / "dup_labels.txt"
+    labels.write_text("".join(f"{d}\n" for d in (0, 1, 2, 3, 4, 5, 6, 7, 8, 3)))
+    params_path = write_params(tmp_path, parameters(tmp_path, model, labels_path=str(labels)))
+    proc = run_entrypoint("--params", params_path, "--notebook", CLASSIFY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "outputs" / names.RESULT_FILE).read_text())
+    assert result["error"].startswith(f"ConfigError: labels file {labels}: class '3' is listed twice (lines 4 and 10)")
+    assert not (tmp_path / "outputs" / names.PREDICTIONS_JSON).exists()

@@ -206,3 +206,22 @@ def test_validate_and_submit_of_a_deeply_nested_config_say_so_in_one_line(tmp_pa
     assert done.stderr.strip().splitlines() == [
         f"error: {config} is invalid: objects and arrays nest more than 32 levels deep; a task config needs only "
         "a few (see config/examples)"]
+
+
+@pytest.mark.parametrize("every", ["1d\n", "6h\n", "30m\r\n", " 1d", "1d "])
+def test_a_schedule_with_a_trailing_newline_or_space_is_refused(every: str) -> None:
+    found = problems(dict(GOOD, schedule={"every": every}))
+    assert len(found) == 1 and found[0].startswith(f"$.schedule.every: {every!r} is not valid"), found
+
+
+def test_patterns_anchor_at_the_end_of_the_string_as_json_schema_means() -> None:
+    found = problems(dict(GOOD, notebook="classify_images\n"))
+    assert len(found) == 1 and found[0].startswith("$.notebook:"), found
+    assert TaskConfig.from_document(dict(GOOD, schedule={"every": "1d"})).schedule_seconds == 86400
+
+
+@pytest.mark.parametrize("notebook", ["summarize_task", "summarize_task.ipynb"])
+def test_the_summary_notebook_is_refused_for_a_classification_task(notebook: str) -> None:
+    found = problems(dict(GOOD, notebook=notebook))
+    assert len(found) == 1 and found[0].startswith(f"$.notebook: {notebook!r} summarizes the shards"), found
+    assert "classify_images" in found[0]

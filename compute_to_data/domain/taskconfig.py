@@ -11,6 +11,7 @@ import json
 import math
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -27,6 +28,24 @@ from compute_to_data.domain.errors import ConfigError
 def task_config_schema() -> dict[str, Any]:
     text = resources.files("compute_to_data").joinpath("schemas/task_config.schema.json").read_text()
     return json.loads(text)
+
+
+@lru_cache(maxsize=64)
+def _anchored(pattern: str) -> re.Pattern[str]:
+    """``pattern`` with JSON Schema's (ECMA-262) meaning of a final ``$``: the end of the string.
+    Python's ``$`` also matches before a final newline, so ``"1d\\n"`` would pass ``^...[smhdw]$``."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: the draft the schema declares, with patterns anchored as JSON Schema means them
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
 
 
 def _json_path(error: jsonschema.ValidationError) -> str:
@@ -145,6 +164,18 @@ def _schedule_problems(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _notebook_problems(doc: dict[str, Any]) -> list[str]:
+    """The summary notebook ships with the deployment but is the engine's own (it renders a sharded
+    task's report from its shards' predictions): a task naming it would classify nothing and fail
+    only when it runs, so it is refused now."""
+    notebook = doc.get("notebook")
+    if isinstance(notebook, str) and notebook.removesuffix(".ipynb") == names.SUMMARY_NOTEBOOK:
+        return [f"$.notebook: {notebook!r} summarizes the shards of a large task and is run by the engine itself; "
+                f"a {doc.get('task_type', 'task')} task runs a classification notebook such as 'classify_images' "
+                "(the default: leave notebook out)"]
+    return []
+
+
 def _non_finite_numbers(doc: Any, where: str = "$") -> list[str]:
     """NaN and infinities: Python's json accepts them, JSON and every comparison do not."""
     if isinstance(doc, float) and not math.isfinite(doc):
@@ -184,11 +215,11 @@ def validate_document(doc: Any, *, source: str = "task config") -> None:
         raise ConfigError(f"{source} must be a JSON object, not {type(doc).__name__}")
     if _too_deep(doc):
         raise _nesting_error(source)
-    validator = jsonschema.Draft202012Validator(task_config_schema())
+    validator = _Validator(task_config_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     problems = _non_finite_numbers(doc) or [_describe(e) for e in errors]
     if not problems:
-        problems = _logical_path_problems(doc) + _schedule_problems(doc)
+        problems = _logical_path_problems(doc) + _schedule_problems(doc) + _notebook_problems(doc)
     if problems:
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):", problems)
 

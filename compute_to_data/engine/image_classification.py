@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from compute_to_data.contract.labels import MAX_LABELS_BYTES, decode_labels
 from compute_to_data.contract.parts import Entry, PartReader
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import (
@@ -26,7 +27,7 @@ from compute_to_data.domain.catalog import (
     EntityType,
     MetadataOperation,
 )
-from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.errors import ComputeToDataError, ConfigError
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.task import ComputeToDataTask
 
@@ -42,6 +43,15 @@ class ImageClassificationTask(ComputeToDataTask):
         self.processed: dict[str, Entry] = {}
         self._reader: PartReader | None = None
         self._staged_by_name: dict[str, DataObject] | None = None
+
+    def validate(self) -> None:
+        """Also the labels file: a class named twice is refused before anything is written."""
+        super().validate()
+        assert self.labels_object is not None
+        if self.labels_object.size > MAX_LABELS_BYTES:
+            raise ConfigError(f"labels file {self.config.labels} is {self.labels_object.size:,} bytes; a labels file "
+                              "holds one class name per line (at most 4 MB)")
+        decode_labels(self.grid.read_data_object(self.config.labels, max_bytes=MAX_LABELS_BYTES), self.config.labels)
 
     def build_parameters(self) -> dict[str, Any]:
         assert self.workdir is not None and self.runner is not None
