@@ -170,9 +170,10 @@ def _notebook_problems(doc: dict[str, Any]) -> list[str]:
     only when it runs, so it is refused now."""
     notebook = doc.get("notebook")
     if isinstance(notebook, str) and notebook.removesuffix(".ipynb") == names.SUMMARY_NOTEBOOK:
-        return [f"$.notebook: {notebook!r} summarizes the shards of a large task and is run by the engine itself; "
-                f"a {doc.get('task_type', 'task')} task runs a classification notebook such as 'classify_images' "
-                "(the default: leave notebook out)"]
+        problem = (f"$.notebook: {notebook!r} summarizes the shards of a large task and is run by the engine itself; "
+                   f"a {doc.get('task_type', 'task')} task runs a classification notebook such as 'classify_images' "
+                   "(the default: leave notebook out)")
+        return [problem]
     return []
 
 
