@@ -12,7 +12,7 @@ import time
 import webbrowser
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console, RenderableType
@@ -40,24 +40,18 @@ from compute_to_data.lifecycle import series as schedule
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-LocalOpt = Annotated[
-    Optional[Path],
-    typer.Option("--local", envvar="C2D_LOCAL_GRID", help="Work on this LocalGrid directory instead of an iRODS zone."),
-]
-UserOpt = Annotated[
-    Optional[str],
-    typer.Option("--user", envvar="C2D_USER", help="iRODS user (default: irods_user_name of the environment; 'rods' with --local)."),
-]
-EnvOpt = Annotated[
-    Optional[Path],
-    typer.Option("--irods-env", envvar="IRODS_ENVIRONMENT_FILE", help="iRODS environment file (default ~/.irods/irods_environment.json)."),
-]
-HostOpt = Annotated[Optional[str], typer.Option("--host", help="iRODS server host (overrides the environment file).")]
-PortOpt = Annotated[Optional[int], typer.Option("--port", help="iRODS server port.")]
-ZoneOpt = Annotated[Optional[str], typer.Option("--zone", help="iRODS zone.")]
-SettingsOpt = Annotated[
-    Optional[Path], typer.Option("--settings", help="With --local: server-side settings JSON (else $C2D_SETTINGS).")
-]
+# Options shared by the commands, written the way typer 0.7 (Debian 12's python3-typer, what the
+# server install has) understands: a default that is a typer.Option, no Annotated (typer >= 0.9).
+LOCAL_OPT = typer.Option(None, "--local", envvar="C2D_LOCAL_GRID",
+                         help="Work on this LocalGrid directory instead of an iRODS zone.")
+USER_OPT = typer.Option(None, "--user", envvar="C2D_USER",
+                        help="iRODS user (default: irods_user_name of the environment; 'rods' with --local).")
+ENV_OPT = typer.Option(None, "--irods-env", envvar="IRODS_ENVIRONMENT_FILE",
+                       help="iRODS environment file (default ~/.irods/irods_environment.json).")
+HOST_OPT = typer.Option(None, "--host", help="iRODS server host (overrides the environment file).")
+PORT_OPT = typer.Option(None, "--port", help="iRODS server port.")
+ZONE_OPT = typer.Option(None, "--zone", help="iRODS zone.")
+SETTINGS_OPT = typer.Option(None, "--settings", help="With --local: server-side settings JSON (else $C2D_SETTINGS).")
 
 
 def register(app: typer.Typer) -> None:
@@ -226,11 +220,11 @@ def _shows_whole(renderable: RenderableType, width: int, must_show: list[str]) -
 
 # --- commands ----------------------------------------------------------------------------------------
 def submit(
-    config: Annotated[str, typer.Argument(help="Task config: a local JSON file (uploaded first) or a logical path in the grid.")],
-    logical: Annotated[bool, typer.Option("--logical", help="CONFIG is a logical path even if a local file has that name.")] = False,
-    wait_for_it: Annotated[bool, typer.Option("--wait", help="Then follow it as `c2d wait` does.")] = False,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+    config: str = typer.Argument(..., help="Task config: a local JSON file (uploaded first) or a logical path in the grid."),
+    logical: bool = typer.Option(False, "--logical", help="CONFIG is a logical path even if a local file has that name."),
+    wait_for_it: bool = typer.Option(False, "--wait", help="Then follow it as `c2d wait` does."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT, settings: Optional[Path] = SETTINGS_OPT,
 ) -> None:
     """Submit a task (through the c2d_submit rule on a zone); prints the task id."""
     client = _client(local, user, irods_env, host, port, zone, settings)
@@ -247,10 +241,10 @@ def submit(
 
 
 def status(
-    task: Annotated[Optional[str], typer.Argument(help="Task id or task collection (default: your newest task).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the task's c2d:: AVUs as JSON.")] = False,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    task: Optional[str] = typer.Argument(None, help="Task id or task collection (default: your newest task)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the task's c2d:: AVUs as JSON."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
     """Show a task's state, progress and provenance."""
     import json
@@ -267,12 +261,12 @@ def status(
 
 
 def list_tasks(
-    state: Annotated[Optional[TaskState], typer.Option("--state", help="Only tasks in this state.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only tasks created since: 2026-11-22, 2026-11-22T10:00Z, or an age: 30m, 2h, 3d.")] = None,
-    everyone: Annotated[bool, typer.Option("--all", help="Also tasks other users submitted (that you can read).")] = False,
-    series: Annotated[Optional[str], typer.Option("--series", help="Only the tasks of this series (the id of its first task), with the series' state and next run.")] = None,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    state: Optional[TaskState] = typer.Option(None, "--state", help="Only tasks in this state."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only tasks created since: 2026-11-22, 2026-11-22T10:00Z, or an age: 30m, 2h, 3d."),
+    everyone: bool = typer.Option(False, "--all", help="Also tasks other users submitted (that you can read)."),
+    series: Optional[str] = typer.Option(None, "--series", help="Only the tasks of this series (the id of its first task), with the series' state and next run."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
     """List your tasks, newest first; a task of a scheduled series shows the series' id."""
     client = _client(local, user, irods_env, host, port, zone)
@@ -360,11 +354,11 @@ def _follow(client: TaskClient, task: str, poll: float, timeout: float | None) -
 
 
 def wait(
-    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
-    poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between looks at the task's state.")] = 2.0,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0, help=f"Stop waiting after this many seconds (exit {EXIT_TIMEOUT}).")] = None,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    task: str = typer.Argument(..., help="Task id or task collection."),
+    poll: float = typer.Option(2.0, "--poll", min=0.05, help="Seconds between looks at the task's state."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, help=f"Stop waiting after this many seconds (exit {EXIT_TIMEOUT})."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
     """Follow a task until it ends. Exit code: 0 succeeded, 1 failed, 2 cancelled, 3 timed out,
     4 no sign of life (its compute host has not recorded how it ended)."""
@@ -373,9 +367,9 @@ def wait(
 
 
 def cancel(
-    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+    task: str = typer.Argument(..., help="Task id or task collection."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT, settings: Optional[Path] = SETTINGS_OPT,
 ) -> None:
     """Cancel a queued or running task (through the c2d_cancel rule on a zone). The first task of
     a series stops the series (no further run; its run queued or running now is cancelled too)."""
@@ -387,10 +381,10 @@ def cancel(
 
 
 def resume(
-    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
-    wait_for_it: Annotated[bool, typer.Option("--wait", help="Then follow it as `c2d wait` does.")] = False,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+    task: str = typer.Argument(..., help="Task id or task collection."),
+    wait_for_it: bool = typer.Option(False, "--wait", help="Then follow it as `c2d wait` does."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT, settings: Optional[Path] = SETTINGS_OPT,
 ) -> None:
     """Run a failed or cancelled task again in its collection: only images without a complete
     prediction of the task are classified (through the c2d_resume rule on a zone)."""
@@ -403,11 +397,11 @@ def resume(
 
 
 def report(
-    task: Annotated[str, typer.Argument(help="Task id or task collection.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File or directory to write (default ./<task id>-report.html).")] = None,
-    open_it: Annotated[bool, typer.Option("--open", help="Open it in the web browser.")] = False,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    task: str = typer.Argument(..., help="Task id or task collection."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File or directory to write (default ./<task id>-report.html)."),
+    open_it: bool = typer.Option(False, "--open", help="Open it in the web browser."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
     """Download a task's HTML report (the rendered notebook)."""
     path = _client(local, user, irods_env, host, port, zone).download_report(task, output)
@@ -417,13 +411,13 @@ def report(
 
 
 def serve(
-    bind: Annotated[str, typer.Option("--bind", help="Address to listen on (keep 127.0.0.1 unless a TLS proxy is in front).")] = "127.0.0.1",
-    listen_port: Annotated[int, typer.Option("--listen-port", help="Port to listen on.")] = 8750,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Thumbnail cache (default ~/.cache/c2d/thumbnails).")] = None,
-    open_it: Annotated[bool, typer.Option("--open", help="Open the browser.")] = False,
-    behind_tls: Annotated[bool, typer.Option("--behind-tls", help="Served as https by a proxy: the session cookie is then sent over https only.")] = False,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on (keep 127.0.0.1 unless a TLS proxy is in front)."),
+    listen_port: int = typer.Option(8750, "--listen-port", help="Port to listen on."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Thumbnail cache (default ~/.cache/c2d/thumbnails)."),
+    open_it: bool = typer.Option(False, "--open", help="Open the browser."),
+    behind_tls: bool = typer.Option(False, "--behind-tls", help="Served as https by a proxy: the session cookie is then sent over https only."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
     """Report browser: tasks, reports, images by class, validation. Sign in with your iRODS account
     (with --local: no sign-in, acting as --user)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,8 +48,8 @@ def run(
     config_file: Path = typer.Argument(..., help="Task config JSON file (local)."),
     local: Path = typer.Option(..., "--local", envvar="C2D_LOCAL_GRID", help="LocalGrid directory to run against."),
     user: str = typer.Option("rods", "--user", envvar="C2D_USER", help="User the task runs as."),
-    settings_file: Path | None = typer.Option(None, "--settings", help="Server-side settings JSON (else $C2D_SETTINGS or /etc/irods/compute_to_data.json)."),
-    runner: str | None = typer.Option(None, "--runner", help="Override the config's runner: docker, inprocess or auto."),
+    settings_file: Optional[Path] = typer.Option(None, "--settings", help="Server-side settings JSON (else $C2D_SETTINGS or /etc/irods/compute_to_data.json)."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="Override the config's runner: docker, inprocess or auto."),
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the staging directory for debugging."),
 ) -> None:
     """Run a task now on a LocalGrid, through the same Template Method the iRODS rules use."""
@@ -107,7 +108,7 @@ def demo(
     directory: Path = typer.Argument(Path(".c2d-demo"), help="Where the demo zone lives (created if needed)."),
     force: bool = typer.Option(False, "--force", help="Classify images that are already tagged, again."),
     runner: str = typer.Option("auto", "--runner", help="auto (Docker if available), docker or inprocess."),
-    images: int | None = typer.Option(None, "--images", min=1, help="How many images (default: the 540 test digits; more adds shifted variants)."),
+    images: Optional[int] = typer.Option(None, "--images", min=1, help="How many images (default: the 540 test digits; more adds shifted variants)."),
 ) -> None:
     """Build a demo zone (LocalGrid) with real images and a trained model, and classify them."""
     from compute_to_data.demo.run import run_demo
