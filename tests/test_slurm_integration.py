@@ -170,6 +170,31 @@ def test_a_task_runs_as_a_slurm_job_and_tags_the_images(slurm_env, tmp_path):
     assert not (tmp_path / "staging" / outcome.task_id).exists()  # staged on the resource's shared directory
 
 
+def test_auto_runs_slurm_resources_as_jobs_and_the_servers_other_resources_without_slurm(slurm_env, tmp_path):
+    """Allowing Slurm on a server must not take its other resources away: with runner ``auto``,
+    a task on the resource listed under slurm.resources is a Slurm job, one on the other
+    GPU_COMPUTE resource of the same server runs with the next runner the settings allow."""
+    import dataclasses
+
+    alice = build_zone(tmp_path, 6)
+    admin = LocalGrid(tmp_path / "grid")
+    admin.make_resource("local_resc")
+    admin.apply_metadata([MetadataOperation("add", EntityType.RESOURCE, "local_resc",
+                                            AVU(names.ROLE_ATTRIBUTE, names.ROLE_GPU_COMPUTE))])
+    settings = dataclasses.replace(settings_for(tmp_path), allowed_runners=("slurm", "inprocess"))
+    ran = {}
+    for resource in (RESOURCE, "local_resc"):
+        doc = {**task_config().document, "compute": {"role": names.ROLE_GPU_COMPUTE, "resource": resource},
+               "inputs": {"collection": IMAGES, "pattern": "*.png", "recursive": True, "skip_tagged": False}}
+        assert TaskConfig.from_document(doc).runner == "auto"
+        outcome = create_task(TaskConfig.from_document(doc), TaskContext(grid=alice, settings=settings)).run()
+        assert outcome.state == TaskState.SUCCEEDED, (resource, outcome.error)
+        assert outcome.compute_resource == resource and outcome.tagged == 6
+        record = TaskStateStore(alice).read(outcome.collection)
+        ran[resource] = (outcome.runner, record.get(names.A_RUNNER), (record.get(names.A_RUN_HANDLE) or "").isdigit())
+    assert ran == {RESOURCE: ("slurm", "slurm", True), "local_resc": ("inprocess", "inprocess", False)}
+
+
 def test_more_gpus_than_the_node_has_is_a_clear_error_and_tags_nothing(slurm_env, tmp_path):
     alice = build_zone(tmp_path, 4, gpus=2)
     outcome = create_task(task_config(), TaskContext(grid=alice, settings=settings_for(tmp_path))).run()

@@ -205,6 +205,19 @@ def test_auto_means_slurm_where_the_settings_configure_it(tmp_path):
     assert auto_candidates(both) == ["docker", "inprocess"]
 
 
+def test_auto_picks_slurm_only_for_the_resources_listed_under_slurm_resources(tmp_path):
+    import dataclasses
+
+    settings = dataclasses.replace(slurm_settings(tmp_path), allowed_runners=("slurm", "docker", "inprocess"))
+    assert auto_candidates(settings, RESOURCE) == ["slurm", "docker", "inprocess"]
+    assert auto_candidates(settings, "gpu_resc") == ["docker", "inprocess"]  # a Docker resource of the same server
+    assert auto_candidates(settings) == ["slurm", "docker", "inprocess"]  # resource not chosen yet
+    only_slurm = slurm_settings(tmp_path)
+    assert choose_runner("auto", only_slurm, RESOURCE).name == "slurm"
+    with pytest.raises(NotAllowedError, match="for resource 'gpu_resc'.*only the resources listed under slurm.resources"):
+        choose_runner("auto", only_slurm, "gpu_resc")
+
+
 def test_a_resource_without_slurm_settings_is_refused(tmp_path):
     runner = SlurmRunner(slurm_settings(tmp_path), commands=FakeCommands([None]))  # type: ignore[arg-type]
     request = make_request(tmp_path)

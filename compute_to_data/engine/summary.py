@@ -82,7 +82,7 @@ class TaskSummary:
             (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
         resource = grid.get_resource(name)
         config = lifecycle.read_config(record)
-        runner = context.runner or choose_runner(config.runner, settings)
+        runner = context.runner or choose_runner(config.runner, settings, resource=resource.name)
         resolve = getattr(runner, "resolve", None)
         if callable(resolve):
             runner = resolve()

@@ -95,6 +95,7 @@ from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shards import resource_load
 from compute_to_data.lifecycle.store import Heartbeat, TaskStateStore
+from compute_to_data.runners import choose_runner
 from compute_to_data.runners.base import ProgressCallback, Runner, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
@@ -357,8 +358,6 @@ class ComputeToDataTask(ABC):
     # ------------------------------------------------------------------ overridable steps
     def validate(self) -> None:
         """Everything that can be refused without touching the catalog, refused now."""
-        from compute_to_data.runners import choose_runner
-
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
         if not self.resuming:  # a scheduled config makes new tasks only as part of its series
@@ -368,10 +367,7 @@ class ComputeToDataTask(ABC):
             self.runner = choose_runner(self.config.runner, self.settings)
         else:
             self.settings.check_runner(self.runner.name)
-        # The allowlist holds whatever runner was chosen (also in-process, also when auto fell
-        # back to it): a config naming an image the administrator did not allow is refused.
-        if self.runner.uses_container_paths or self.config.image is not None:
-            self.settings.check_image_choice(self.config.image)  # the image itself comes with the resource
+        self._check_image_choice()
         if not self.grid.collection_exists(self.config.input_collection):
             raise ObjectNotFoundError(
                 f"input collection {self.config.input_collection} does not exist (or you cannot see it)",
@@ -384,6 +380,20 @@ class ComputeToDataTask(ABC):
                 )
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
+
+    def _check_image_choice(self) -> None:
+        # The allowlist holds whatever runner was chosen (also in-process, also when auto fell
+        # back to it): a config naming an image the administrator did not allow is refused.
+        assert self.runner is not None
+        if self.runner.uses_container_paths or self.config.image is not None:
+            self.settings.check_image_choice(self.config.image)  # the image itself comes with the resource
+
+    def _choose_runner_for_resource(self) -> None:
+        """``auto`` is decided again once the resource is known: Slurm only for the resources the
+        settings list under slurm.resources, Docker (or in-process) for the others."""
+        if self.config.runner == "auto" and self.context.runner is None and self.resource is not None:
+            self.runner = choose_runner("auto", self.settings, resource=self.resource.name)
+            self._check_image_choice()
 
     def select_compute_resource(self) -> None:
         tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.compute_role)
@@ -406,6 +416,7 @@ class ComputeToDataTask(ABC):
             load=load, default_max_tasks=self.settings.max_concurrent_tasks_default,
         )
         self.outcome.compute_resource = self.resource.name
+        self._choose_runner_for_resource()
         if self.runner is not None and self.runner.uses_container_paths:
             gpus = self.resource.avu_int(names.GPUS_ATTRIBUTE, 0)
             self.image = self.settings.image_for(self.config.image, gpus)
