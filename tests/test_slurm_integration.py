@@ -245,6 +245,44 @@ def test_cancel_of_a_running_job_from_another_runner(slurm_env, tmp_path):
     assert json.loads((request.output_dir / names.RESULT_FILE).read_text())["error"] == "cancelled on request"
 
 
+def test_c2d_cancel_of_a_running_task_keeps_the_partial_report_the_job_wrote(slurm_env, tmp_path):
+    """c2d_cancel on the compute host (another process than the run's): the job's script renders
+    the partial report saying it was cancelled on request, and it lands in the task collection
+    as a Docker run's does; the job log says the same."""
+    import dataclasses
+
+    from compute_to_data.lifecycle.machine import TaskLifecycle
+
+    alice = build_zone(tmp_path, 4)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    slow = SLEEP_NOTEBOOK.read_text().replace('"steps = 3\\n"', '"steps = 600\\n"')
+    assert slow != SLEEP_NOTEBOOK.read_text()
+    (notebooks / "slow.ipynb").write_text(slow)
+    settings = dataclasses.replace(settings_for(tmp_path), notebook_directory=str(notebooks),
+                                   heartbeat_interval_seconds=0.5, heartbeat_lease_seconds=30.0)
+    config = TaskConfig.from_document({**task_config().document, "notebook": "slow"})
+    task = create_task(config, TaskContext(grid=alice, settings=settings, progress_interval=0.0))
+    outcomes: list[Any] = []
+    thread = threading.Thread(target=lambda: outcomes.append(task.run()), daemon=True)
+    thread.start()
+    staging = tmp_path / "staging" / task.task_id / "outputs"
+    wait_for(lambda: (staging / "kernel.pid").exists(), 120, "the notebook starting")
+    cancelled = TaskLifecycle(alice, settings).cancel(task.task_id, "alice")  # as the c2d_cancel rule does
+    assert cancelled.stopped
+    thread.join(180)
+    [outcome] = outcomes
+    assert outcome.state == TaskState.CANCELLED
+    record = TaskStateStore(alice).read(task.collection)
+    assert record.state == TaskState.CANCELLED and record.get(names.A_ERROR) == "cancelled by alice"
+    report = posixpath.join(task.collection, names.REPORT_FILE)
+    assert record.get(names.A_REPORT) == report
+    assert "cancelled on request" in alice.read_data_object(report).decode()
+    job_log = alice.read_data_object(posixpath.join(task.collection, names.RUNNER_LOG)).decode()
+    assert "cancelled on request" in job_log and "cancelled or preempted" not in job_log
+    assert not (tmp_path / "staging" / task.task_id).exists()
+
+
 # --- from another process ----------------------------------------------------------------------
 def test_a_job_left_by_a_killed_supervisor_is_stopped_by_its_handle(slurm_env, tmp_path):
     settings = settings_for(tmp_path)

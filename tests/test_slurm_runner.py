@@ -290,6 +290,30 @@ def test_pending_reasons_in_words():
     assert describe_pending("SomethingNew", "7", 0) == "waiting in the Slurm queue (Slurm job 7: SomethingNew)"
 
 
+@pytest.mark.parametrize("reason", [
+    "Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_partitions",
+    "Nodes required for job are DOWN, DRAINED or reserved for jobs in higher priority partitions",
+])
+def test_pending_reasons_match_with_underscores_and_with_spaces_as_squeue_prints_them(reason):
+    assert describe_pending(reason, "7", 0) == f"waiting for free CPUs and memory on the cluster (Slurm job 7: {reason})"
+    assert describe_pending("ReqNodeNotAvail, UnavailableNodes:gpu07", "7", 0).startswith(
+        "waiting: the nodes it needs are down")
+
+
+def test_a_stop_on_request_tells_the_job_why_and_a_silent_stop_does_not(tmp_path):
+    job_dir = tmp_path / "staging" / "t1" / JOB_DIR
+    job_dir.mkdir(parents=True)
+    commands = FakeCommands([JobState("RUNNING", "None", "node1"), None])
+    commands.named = {"42": str(job_dir)}
+    runner = SlurmRunner(slurm_settings(tmp_path), commands=commands)  # type: ignore[arg-type]
+    assert runner.stop("42", "t1", wait=1.0, reason="cancelled on request") is True
+    assert (job_dir / STOP_FILE).read_text() == "cancelled on request" and commands.cancelled == ["42"]
+    (job_dir / STOP_FILE).unlink()
+    commands.states = [JobState("RUNNING", "None", "node1"), None]
+    assert runner.stop("42", "t1", wait=1.0) is True  # a dead run's job: stopped without a word
+    assert not (job_dir / STOP_FILE).exists()
+
+
 def test_a_pending_job_is_queued_with_its_reason_then_running(tmp_path):
     seen: list[tuple[str, str | None]] = []
     started: list[tuple[str, str]] = []

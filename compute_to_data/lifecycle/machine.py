@@ -58,6 +58,7 @@ from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shards import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.runners.base import CANCELLED_ON_REQUEST
 
 if TYPE_CHECKING:
     from compute_to_data.domain.taskconfig import TaskConfig
@@ -391,7 +392,7 @@ class TaskLifecycle:
             return CancelOutcome(cancelled, False, True, False)
         if not self.is_here(record):
             return CancelOutcome(cancelled, True, False, False)
-        stopped = self.stop_run(record)
+        stopped = self.stop_run(cancelled)
         return CancelOutcome(cancelled, True, True, stopped)
 
     def _cancel_shards(self, cancelled: TaskRecord, by: str) -> CancelOutcome:
@@ -402,14 +403,14 @@ class TaskLifecycle:
             if shard.state is None or shard.state.is_final:
                 continue
             try:
-                self.transition(shard.collection, TaskState.CANCELLED,
-                                {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"})
+                shard_cancelled = self.transition(shard.collection, TaskState.CANCELLED,
+                                                  {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"})
             except TaskStateError:  # it ended meanwhile
                 continue
             if shard.state == TaskState.RUNNING:
                 running = True
                 if self.is_here(shard):
-                    stopped = self.stop_run(shard) or stopped
+                    stopped = self.stop_run(shard_cancelled) or stopped
                 else:
                     elsewhere.append(shard)
         return CancelOutcome(cancelled, running, not elsewhere, stopped, tuple(elsewhere))
@@ -592,11 +593,13 @@ class TaskLifecycle:
         )
 
         task_id, handle = record.run_key, record.get(names.A_RUN_HANDLE)
+        # a cancelled task's run says so (Slurm's job log and report); a dead run's is stopped silently
+        reason = CANCELLED_ON_REQUEST if record.state == TaskState.CANCELLED else None
         stopped = False
         runner = self._runner_for(record.get(names.A_RUNNER))
         if runner is not None:
             try:
-                stopped = bool(runner.stop(handle, task_id)) if handle else False
+                stopped = bool(runner.stop(handle, task_id, reason=reason)) if handle else False
             except ComputeToDataError as exc:
                 log.warning("task %s: could not stop its run %s: %s", task_id, handle, exc)
             try:

@@ -32,7 +32,7 @@ from typing import Any
 
 from compute_to_data.contract.results import read_progress, read_result
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.errors import RunnerError
+from compute_to_data.domain.errors import RunnerError, TaskCancelled
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +151,20 @@ class Runner(ABC):
         """Whether the run with this handle still runs (or waits in a queue), asked from any process."""
         raise RunnerError(f"the {self.name} runner cannot look up a run by its handle")
 
-    def stop(self, handle: str, task_id: str | None = None) -> bool:
+    def stop(self, handle: str, task_id: str | None = None, *, reason: str | None = None) -> bool:
         """Stop and remove whatever is left of the run with this handle, from any process on its
         host; with ``task_id``, also what this runner finds of that task by its own labels.
+        ``reason`` (e.g. :data:`CANCELLED_ON_REQUEST`): why, for a runner whose run says it in its
+        report and log (Slurm's job script); None: a run stopped without a word (a dead run's).
 
         Returns True when something was left and has been stopped. Never raises for a run that
         is already gone.
         """
         raise RunnerError(f"the {self.name} runner cannot stop a run by its handle")
+
+
+#: why a run stopped when its task was cancelled (c2d_cancel): its report, log and result say it
+CANCELLED_ON_REQUEST = "cancelled on request"
 
 
 # --- the shared lifecycle ----------------------------------------------------------------------
@@ -334,7 +340,14 @@ class SupervisedRunner(Runner):
             if previous is None or (previous.phase, previous.reason) != (status.phase, status.reason):
                 self._notify_status(run, status)
             if request.on_poll is not None and run.stop_reason is None:
-                request.on_poll()
+                try:
+                    request.on_poll()
+                except TaskCancelled:
+                    # c2d_cancel: stop the run as a cancel does and let it end, so that its partial
+                    # report is rendered and the task keeps it; the engine then ends cancelled
+                    log.info("task %s: cancelled; stopping %s", request.task_id, run.handle)
+                    with run.lock:
+                        run.stop_reason = run.stop_reason or CANCELLED_ON_REQUEST
 
     def _result(self, run: ActiveRun, doc: dict[str, Any] | None, reason: str | None, crashed: str | None,
                 exit_code: int, logs: str, started_at: float) -> RunResult:
@@ -375,7 +388,7 @@ class SupervisedRunner(Runner):
         if run is None or run.exited:
             return False
         with run.lock:
-            run.stop_reason = run.stop_reason or "cancelled on request"
+            run.stop_reason = run.stop_reason or CANCELLED_ON_REQUEST
         self._kill_once(run)
         log.info("task %s: cancelled", task_id)
         return True

@@ -421,7 +421,7 @@ class DockerRunner(SupervisedRunner):
             raise RunnerError(f"cannot inspect container {handle[:12]}: {exc}") from exc
         return str((container.attrs.get("State") or {}).get("Status", "")) in ("running", "restarting", "paused")
 
-    def stop(self, handle: str, task_id: str | None = None) -> bool:
+    def stop(self, handle: str, task_id: str | None = None, *, reason: str | None = None) -> bool:
         """Kill and remove the container with this id and every container of its task (label
         ``c2d.task_id``: the report-rendering one too), running or exited."""
         found: dict[str, Any] = {}

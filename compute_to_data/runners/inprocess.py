@@ -249,7 +249,7 @@ class InProcessRunner(SupervisedRunner):
         _, token = _parse_handle(handle)
         return bool(processes_with_env(ENV_RUN_TOKEN, token))
 
-    def stop(self, handle: str, task_id: str | None = None, wait: float = 10.0) -> bool:
+    def stop(self, handle: str, task_id: str | None = None, wait: float = 10.0, *, reason: str | None = None) -> bool:
         """Kill every process of the run (found by the token its environment carries) and, with
         ``task_id``, of any run of that task; the parent first, with all its descendants."""
         pid, token = _parse_handle(handle)

@@ -42,6 +42,7 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import NotAllowedError, RunnerError
 from compute_to_data.domain.settings import Settings, SlurmResource
 from compute_to_data.runners.base import (
+    CANCELLED_ON_REQUEST,
     ActiveRun,
     Phase,
     RunRequest,
@@ -243,24 +244,27 @@ def read_key_values(path: Path) -> dict[str, str] | None:
 
 def describe_pending(reason: str, job_id: str, gpus: int) -> str:
     """Slurm's pending reason in words a researcher understands, with the original kept."""
-    raw = reason or "None"
-    if raw in ("Resources", "Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_partitions"):
+    raw = " ".join((reason or "None").split())
+    # squeue prints some reasons with underscores (Slurm 22.05's "Nodes_required_for_job_are_DOWN,...")
+    # and others, or the same in other versions, with spaces: compare them one way
+    key = raw.replace(" ", "_")
+    if key in ("Resources", "Nodes_required_for_job_are_DOWN,_DRAINED_or_reserved_for_jobs_in_higher_priority_partitions"):
         words = "waiting for a GPU" if gpus > 0 else "waiting for free CPUs and memory on the cluster"
-    elif raw == "Priority":
+    elif key == "Priority":
         words = "waiting behind jobs of higher priority"
-    elif raw.startswith("ReqNodeNotAvail"):
+    elif key.startswith("ReqNodeNotAvail"):
         words = "waiting: the nodes it needs are down, drained or reserved"
-    elif raw in ("PartitionDown", "PartitionInactive"):
+    elif key in ("PartitionDown", "PartitionInactive"):
         words = "waiting: the partition is down"
-    elif raw.startswith(("QOS", "Assoc")) and "Limit" in raw:
+    elif key.startswith(("QOS", "Assoc")) and "Limit" in key:
         words = "waiting: a job limit of the Slurm account or QoS is reached"
-    elif raw == "BeginTime":
+    elif key == "BeginTime":
         words = "waiting for its start time"
-    elif raw.startswith("JobHeld"):
+    elif key.startswith("JobHeld"):
         words = "held in the Slurm queue"
-    elif raw == "Dependency":
+    elif key == "Dependency":
         words = "waiting for another job"
-    elif raw == "None":
+    elif key == "None":
         words = "waiting to be scheduled"
     else:
         words = "waiting in the Slurm queue"
@@ -723,7 +727,7 @@ class SlurmRunner(SupervisedRunner):
             return True
         jobs = self.commands.jobs_named(JOB_NAME_PREFIX + task_id)
         for directory in jobs.values():  # what the job's report and its supervisor will say
-            _write_stop_reason(Path(directory), "cancelled on request")
+            _write_stop_reason(Path(directory), CANCELLED_ON_REQUEST)
         self.commands.cancel(list(jobs))
         if jobs:
             log.info("task %s: cancelled Slurm job(s) %s", task_id, ", ".join(jobs))
@@ -734,15 +738,23 @@ class SlurmRunner(SupervisedRunner):
         state = self.commands.state(_job_id(handle))
         return state is not None and state.state in ALIVE_STATES
 
-    def stop(self, handle: str, task_id: str | None = None, wait: float = 120.0) -> bool:
+    def stop(self, handle: str, task_id: str | None = None, wait: float = 120.0, *,
+             reason: str | None = None) -> bool:
         """scancel the job (and, with ``task_id``, every job of that task) and wait until Slurm
-        says it has ended; its script then stops the container on the node."""
+        says it has ended; its script then stops the container on the node and, with ``reason``
+        (a cancel), says why in its log and partial report instead of "cancelled or preempted"."""
         jobs = [_job_id(handle)]
+        named: dict[str, str] = {}
         if task_id is not None:
-            jobs += [j for j in self.commands.jobs_named(JOB_NAME_PREFIX + task_id) if j not in jobs]
+            named = self.commands.jobs_named(JOB_NAME_PREFIX + task_id)
+            jobs += [j for j in named if j not in jobs]
         alive = [j for j in jobs if self.is_alive(j)]
         if not alive:
             return False
+        if reason is not None:
+            for job in alive:
+                if job in named:
+                    _write_stop_reason(Path(named[job]), reason)
         self.commands.cancel(alive)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(self.is_alive(j) for j in alive):
