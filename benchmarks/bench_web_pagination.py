@@ -28,8 +28,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, PredictionQuery
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 

@@ -22,15 +22,11 @@ from compute_to_data.client.submitters import LocalSubmitter
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import (
-    ConfigError,
-    NotAllowedError,
-    ResourceSelectionError,
-)
+from compute_to_data.domain.errors import ConfigError, NotAllowedError, ResourceSelectionError
 from compute_to_data.domain.settings import AllowedImage
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 

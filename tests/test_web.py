@@ -16,12 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.timings import timings_text
 from compute_to_data.grid.client import IrodsConnectionOptions

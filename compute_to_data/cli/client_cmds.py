@@ -33,6 +33,7 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ComputeToDataError
 from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.timings import format_seconds, timing_rows
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle import series as schedule
@@ -147,8 +148,6 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
 
 def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     """One line per shard: where it runs, how far it is, how it ended."""
-    from compute_to_data.domain.shards import aggregate
-
     table = Table(title=aggregate(shards).describe(), show_edge=False, title_justify="left")
     for column in ("shard", "state", "images", "resource", "host", "elapsed", "error"):
         table.add_column(column, no_wrap=column not in ("error",), overflow="fold")

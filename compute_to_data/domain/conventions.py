@@ -9,7 +9,7 @@ resources" and "Run a task", shows them in use).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 
 # --- resource AVUs (set by the administrator with `imeta add -R`) -------------------------------
@@ -122,6 +122,12 @@ A_SUMMARY_RESOURCE = PREFIX + "summary_resource"
 #: its value until a run takes the summary on (the run that swaps it for its resource makes it)
 SUMMARY_PENDING = "pending"
 SHARDS_COLLECTION = "shards"
+#: a task collection's claim token: a writer of its state (or of a series' turn) removes the value
+#: it read to claim the change, and writes a new one with the change (lifecycle/claims.py)
+A_CLAIM = PREFIX + "claim"
+#: "<time> <id>" of each writer about to claim (a collection left without a token by a writer
+#: that died is given one again once every announcement is older than the lease)
+A_CLAIMING = PREFIX + "claiming"
 #: one relative path (to the input collection) per line: a shard's inputs, written once at planning
 SHARD_INPUTS_FILE = "inputs.txt"
 DEFAULT_SHARD_SIZE = 5000
@@ -233,12 +239,12 @@ def task_id_of_units(units: str) -> str | None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a trailing ``Z``, second precision: what the state AVUs hold."""
-    moment = (moment or utc_now()).astimezone(timezone.utc)
+    moment = (moment or utc_now()).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -250,10 +256,10 @@ def parse_iso_utc(value: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def new_task_id(moment: datetime | None = None) -> str:
     """Readable and sortable by time: ``20261122T020304Z-3f9a1c``."""
-    moment = (moment or utc_now()).astimezone(timezone.utc)
+    moment = (moment or utc_now()).astimezone(UTC)
     return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)

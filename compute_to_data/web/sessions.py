@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from compute_to_data.domain.errors import AuthenticationError
 from compute_to_data.grid.base import Grid
 from compute_to_data.grid.client import IrodsClientGrid, IrodsConnectionOptions
+from compute_to_data.grid.local import LocalGrid
 from compute_to_data.web.security import new_token
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ class LocalAuthenticator:
     needs_sign_in = False
 
     def __init__(self, root: Path, user: str) -> None:
-        from compute_to_data.grid.local import LocalGrid
-
         self.grid = LocalGrid(root, user=user)
 
     def describe(self) -> str:
