@@ -62,6 +62,17 @@ def test_a_broken_link_fails_the_build(tmp_path: Path, broken: str) -> None:
     assert target[-1] in done.stdout + done.stderr
 
 
+def test_a_page_left_out_of_the_navigation_fails_the_build(tmp_path: Path) -> None:
+    """A new page must be added to ``nav`` in mkdocs.yml, or readers of the site never find it."""
+    _require_mkdocs()
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "docs", root / "docs")
+    shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    (root / "docs" / "orphan.md").write_text("# Orphan\n")
+    done = _build(root, tmp_path / "site")
+    assert done.returncode != 0 and "orphan.md" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
 def test_readme_links_resolve() -> None:
     """Every relative link and picture of the README names a file of the repository."""
     readme = (REPO / "README.md").read_text()
