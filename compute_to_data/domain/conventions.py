@@ -2,8 +2,9 @@
 AVUs and states, the prediction AVUs and the notebook contract.
 
 They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
-and only here, and every part of the project imports them from this module (README.md, "Tag the
-resources" and "Run a task", shows them in use).
+and only here, and every part of the project imports them from this module (docs/reference/
+conventions.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
+show them in use).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ A_RUN_HANDLE = PREFIX + "run_handle"
 A_RUN_NODE = PREFIX + "run_node"
 #: how a run staged its inputs (JSON object): the task config's ``compute.replicate`` choice and
 #: what happened, e.g. ``{"replicate": "when_needed", "in_place": 9998, "replicated": 2, ...}``
-#: (README, "Staging: in place or replicated")
+#: (docs/user/staging.md)
 A_STAGING = PREFIX + "staging"
 
 # --- staging: where the inputs come from ----------------------------------------------------------
