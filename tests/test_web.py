@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,6 +24,7 @@ from compute_to_data.domain.catalog import (
     MetadataOperation,
 )
 from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import SettingsError
 from compute_to_data.domain.timings import timings_text
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle.store import TaskStateStore
@@ -560,3 +562,37 @@ def test_a_validation_names_the_prediction_it_judged(world):
     assert validation_avus(admin, path)[names.VALIDATED_CLASS] == "dog"
     assert validation_units(admin, path) == {names.task_units(later)}
     assert "card validated" in client.get(f"/tasks/{later}/images").text
+
+
+# --- the administrator's settings ----------------------------------------------------------------------
+def _running_task_silent_for(admin, tmp: Path, seconds: float):  # noqa: ANN001, ANN202
+    """A running task whose last heartbeat is ``seconds`` old."""
+    made = make_task(admin, tmp / "files", n_images=3, state=TaskState.RUNNING)
+    beat = names.iso_utc(names.utc_now() - timedelta(seconds=seconds))
+    write_task_avus(admin.as_user("alice"), made.collection, {names.A_HEARTBEAT: beat})
+    return made
+
+
+def test_the_heartbeat_lease_is_the_administrators(tmp_path, monkeypatch):
+    """A run silent for 30 s: stale under a 10 s lease (the administrator's settings, given or
+    from $C2D_SETTINGS), running under the built-in 60 s."""
+    admin = make_grid(tmp_path / "grid")
+    made = _running_task_silent_for(admin, tmp_path, 30)
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"heartbeat_interval_seconds": 2, "heartbeat_lease_seconds": 10}')
+
+    def shown(client: TestClient) -> str:
+        page = client.get(f"/tasks/{made.task_id}").text
+        return re.search(r'<h1>Task [^<]*<span class="state state-(\w+)">', page).group(1)
+
+    monkeypatch.delenv(names.SETTINGS_ENV, raising=False)
+    assert shown(local_client(tmp_path, settings_file=settings)) == names.STALE
+    monkeypatch.setenv(names.SETTINGS_ENV, str(settings))
+    assert shown(local_client(tmp_path)) == names.STALE
+    listed = local_client(tmp_path).get("/tasks").text
+    assert f'state-{names.STALE}' in listed
+    monkeypatch.setenv(names.SETTINGS_ENV, str(tmp_path / "absent.json"))
+    with pytest.raises(SettingsError, match="does not exist"):
+        local_client(tmp_path)
+    monkeypatch.delenv(names.SETTINGS_ENV)
+    assert shown(local_client(tmp_path)) == "running"

@@ -423,7 +423,7 @@ def serve(
     open_it: Annotated[bool, typer.Option("--open", help="Open the browser.")] = False,
     behind_tls: Annotated[bool, typer.Option("--behind-tls", help="Served as https by a proxy: the session cookie is then sent over https only.")] = False,
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
 ) -> None:
     """Report browser: tasks, reports, images by class, validation. Sign in with your iRODS account
     (with --local: no sign-in, acting as --user)."""
@@ -434,9 +434,10 @@ def serve(
     options = _options(local, user, irods_env, host, port, zone)
     if options.is_local:
         open_grid(options)  # fail now, with a clear message, if the grid or user does not exist
-        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir, https_only=behind_tls)  # type: ignore[arg-type]
+        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir,  # type: ignore[arg-type]
+                                     https_only=behind_tls, settings_file=settings)
     else:
-        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls)
+        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls, settings_file=settings)
     if bind not in ("127.0.0.1", "localhost", "::1") and not behind_tls:
         err_console.print(
             f"[yellow]warning:[/] listening on {bind}: passwords travel in clear text unless a TLS proxy is in front"
