@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from compute_to_data.web.app import WebConfig, create_app
 
     client = TestClient(create_app(WebConfig.for_local(workdir / "grid", "alice", cache_dir=workdir / "thumbs",
-                                                       page_size=args.page_size)))
+                                                       page_size=args.page_size)), base_url="http://127.0.0.1")
     client.get("/tasks")  # session
     size = args.page_size
     filters = {

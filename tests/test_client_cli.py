@@ -515,13 +515,13 @@ def test_serve_builds_the_app_for_local_and_zone(local, zone, capsys, monkeypatc
     assert code == 0 and "http://127.0.0.1:8799/" in err
     app, host, port = started[-1]
     assert (host, port) == ("127.0.0.1", 8799)
-    page = TestClient(app).get("/tasks")
+    page = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert page.status_code == 200 and ">alice<" in page.text
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--bind", "0.0.0.0")
     assert code == 0 and "clear text" in err  # warned: passwords need TLS off the loopback
     app, host, _ = started[-1]
-    signin = TestClient(app).get("/tasks")
+    signin = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert "Sign in" in signin.text and "tempZone at irods.example.org:1247" in signin.text
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--local", str(local.tmp / "nowhere"))

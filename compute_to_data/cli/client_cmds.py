@@ -435,9 +435,10 @@ def serve(
     if options.is_local:
         open_grid(options)  # fail now, with a clear message, if the grid or user does not exist
         config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir,  # type: ignore[arg-type]
-                                     https_only=behind_tls, settings_file=settings)
+                                     https_only=behind_tls, settings_file=settings, bind=bind, port=listen_port)
     else:
-        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls, settings_file=settings)
+        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls, settings_file=settings,
+                                     bind=bind, port=listen_port)
     if bind not in ("127.0.0.1", "localhost", "::1") and not behind_tls:
         err_console.print(
             f"[yellow]warning:[/] listening on {bind}: passwords travel in clear text unless a TLS proxy is in front"

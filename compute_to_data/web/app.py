@@ -33,6 +33,7 @@ from compute_to_data.domain.errors import (
     TaskStateError,
 )
 from compute_to_data.web.deps import HERE, NeedSignIn, WebConfig, WebContext, context
+from compute_to_data.web.hosts import ServedHosts, TrustedHosts
 from compute_to_data.web.routes import auth, images, reports, tasks, validation
 from compute_to_data.web.security import SecurityHeaders
 
@@ -74,7 +75,10 @@ def all_routes() -> list[BaseRoute]:
 
 def create_app(config: WebConfig) -> Starlette:
     web = WebContext(config)
+    assert config.settings is not None  # loaded by WebConfig
+    served = ServedHosts.of(config.bind, config.port, config.settings.web.allowed_hosts)
     middleware = [
+        Middleware(TrustedHosts, served=served),
         Middleware(SecurityHeaders),
         Middleware(
             SessionMiddleware, secret_key=config.secret_key, session_cookie="c2d_session",
@@ -92,4 +96,5 @@ def create_app(config: WebConfig) -> Starlette:
     app.state.web = web
     app.state.sessions = web.store
     app.state.config = config
+    app.state.served = served
     return app

@@ -92,9 +92,10 @@ class WebConfig:
     settings_file: Path | None = None
     #: the settings themselves (loaded from ``settings_file`` when not given).
     settings: Settings | None = None
-    #: the address served (``host:port``, as browsers write it in Host and Origin); None: any
-    #: loopback address, for an app not served by ``c2d serve`` (tests).
-    served: str | None = None
+    #: the address and port it listens on (``c2d serve --bind/--listen-port``): the Host and
+    #: Origin it accepts (web/hosts.py). None: loopback, on a port not known (tests).
+    bind: str | None = None
+    port: int | None = None
 
     def __post_init__(self) -> None:
         if self.settings is None:
@@ -167,14 +168,12 @@ class WebContext:
         return self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
 
     def check_csrf(self, request: Request, form: Any, session: UserSession | None) -> None:
-        """The session's token must come back with the form (constant-time compare), from a
-        page of this site."""
+        """The session's token must come back with the form (constant-time compare). Its Origin
+        was checked against the address served before (web/hosts.py), never against the
+        request's own Host, which a DNS-rebinding page chooses."""
         expected = session.csrf if session else request.session.get("pre_csrf")
         if not tokens_match(expected, form.get("csrf")):
             raise HTTPException(403, "the form expired or did not come from this site; reload the page and try again")
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
-            raise HTTPException(403, "cross-site form submission refused")
 
     # --- tasks ------------------------------------------------------------------------------------
     def client(self, session: UserSession) -> TaskClient:
