@@ -672,3 +672,27 @@ def test_allowed_hosts_must_be_host_names(tmp_path):
     with pytest.raises(SettingsError, match="unknown web setting"):
         Settings.from_document({"web": {"allowed_host": []}}, "settings.json")
     assert Settings.from_document({"web": {"allowed_hosts": ["[2001:DB8::7]"]}}, "s").web.allowed_hosts == ("[2001:db8::7]",)
+
+
+def test_a_nul_character_in_a_parameter_is_a_bad_request(world, zone):
+    """Issue 20 item 8: ``?name=`` or ``?path=`` with a NUL answered 502 (the grid's own error)."""
+    admin, made, tmp = world
+    catalog, zmade, app = zone
+    zclient = TestClient(app, base_url=LOCAL)
+    assert sign_in(zclient, "alice", PASSWORDS["alice"]).status_code == 303
+    for client, task in ((local_client(tmp), made), (zclient, zmade)):
+        root, first = task.input_collection, task.images[0]
+        for url in (
+            f"/tasks/{task.task_id}/download?name=report%00.html",
+            f"/tasks/{task.task_id}/image?path={q(root)}%2Fimg%00.png",
+            f"/tasks/{task.task_id}/thumbnail?path={q(first)}%00",
+            f"/tasks/{task.task_id}/file?path={q(first)}%00",
+            f"/tasks/{task.task_id}/images?cls=d%00og",
+        ):
+            response = client.get(url)
+            assert response.status_code == 400, (url, response.status_code)
+            assert "NUL character" in response.text
+        token = session_token(client) if client is not zclient else csrf_of(client.get(f"/tasks/{task.task_id}/image?path={q(first)}").text)
+        posted = client.post(f"/tasks/{task.task_id}/validate", data={"csrf": token, "path": first + "\x00", "decision": "confirm"},
+                             follow_redirects=False)
+        assert posted.status_code == 400

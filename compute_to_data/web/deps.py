@@ -278,6 +278,17 @@ def safe_next(value: str | None, default: str) -> str:
     return default
 
 
+def refuse_nul(request: Request, form: Any = None) -> None:
+    """400 for a NUL character in the URL's parameters or a form field: no iRODS or LocalGrid
+    name holds one, and the grid would only answer with an error of its own (shown as 502)."""
+    fields = [*request.query_params.multi_items(), *request.path_params.items()]
+    if form is not None:
+        fields += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    for name, value in fields:
+        if "\x00" in str(value):
+            raise HTTPException(400, f"{name} contains a NUL character, which no name in the grid holds; check the link")
+
+
 Page = Callable[[WebContext, Request], Response]
 
 
@@ -286,6 +297,7 @@ def in_thread(page: Page) -> Callable[[Request], Awaitable[Response]]:
     page that needs a signed-in user sends the browser to the sign-in page, then back."""
 
     async def endpoint(request: Request) -> Response:
+        refuse_nul(request)
         try:
             return await run_in_threadpool(page, context(request), request)
         except NeedSignIn:
@@ -301,6 +313,7 @@ def posted(page: Callable[[WebContext, Request, Any], Response]) -> Callable[[Re
 
     async def endpoint(request: Request) -> Response:
         form = await request.form()
+        refuse_nul(request, form)
         try:
             return await run_in_threadpool(page, context(request), request, form)
         except NeedSignIn:
