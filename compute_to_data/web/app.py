@@ -34,7 +34,7 @@ from compute_to_data.domain.errors import (
 )
 from compute_to_data.web.deps import HERE, NeedSignIn, WebConfig, WebContext, context
 from compute_to_data.web.hosts import ServedHosts, TrustedHosts
-from compute_to_data.web.routes import auth, images, reports, tasks, validation
+from compute_to_data.web.routes import actions, auth, exports, images, reports, review, tasks, validation
 from compute_to_data.web.security import SecurityHeaders
 
 __all__ = ["WebConfig", "create_app"]
@@ -68,7 +68,8 @@ async def on_error(request: Request, exc: Exception) -> Response:
 
 def all_routes() -> list[BaseRoute]:
     return [
-        *tasks.ROUTES, *auth.ROUTES, *reports.ROUTES, *images.ROUTES, *validation.ROUTES,
+        *tasks.ROUTES, *auth.ROUTES, *reports.ROUTES, *images.ROUTES, *validation.ROUTES, *review.ROUTES,
+        *actions.ROUTES, *exports.ROUTES,
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

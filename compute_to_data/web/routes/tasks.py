@@ -11,9 +11,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from compute_to_data.client.review import agreement
 from compute_to_data.client.submitters import TASK_ID_RE
 from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AccessLevel
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ComputeToDataError, ConfigError, ObjectNotFoundError
 from compute_to_data.domain.records import TaskRecord
@@ -29,6 +31,7 @@ from compute_to_data.web.deps import (
     in_thread,
     paginate,
 )
+from compute_to_data.web.sessions import UserSession
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +110,18 @@ def task(ctx: WebContext, request: Request) -> Response:
         "parameters": _pretty_parameters(record), "provenance": provenance, "files": files,
         "has_report": any(f.path == report_path for f in files), "query": query,
         "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
-        "series": series_of(client, record),
+        "series": series_of(client, record), "agreement": agreement(ctx.review_list(session, client, record).items, record.task_id),
+        "may_change": _may_change(session, record),
     }, session=session)
+
+
+def _may_change(session: UserSession, record: TaskRecord) -> bool:
+    """Whether to offer cancel/resume: the user may change the task collection (its owner); the
+    rules (or the lifecycle) check again and refuse with their own words."""
+    try:
+        return session.grid.has_access(record.collection, AccessLevel.MODIFY)
+    except ComputeToDataError:
+        return False
 
 
 def series_page(ctx: WebContext, request: Request) -> Response:
