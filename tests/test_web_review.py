@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import warnings
 from pathlib import Path
@@ -27,9 +28,9 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 try:
-    from .client_support import STORAGE, make_grid, make_task
+    from .client_support import STORAGE, make_grid, make_task, write_task_avus
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from client_support import STORAGE, make_grid, make_task
+    from client_support import STORAGE, make_grid, make_task, write_task_avus
 
 LOCAL = "http://127.0.0.1"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -315,3 +316,39 @@ def test_review_order_and_agreement():
     assert (figures.validated, figures.confirmed, figures.decile_wrong) == (1, 0, 1)
     assert figures.confusion == {("cat", "dog"): 1}
     assert figures.describe() == "1 of 2 images validated, 0 confirmed (0%); of the 1 least certain, 1 validated and 1 of those wrong"
+
+
+# --- c2d export ---------------------------------------------------------------------------------------------
+def test_c2d_export_a_task_and_a_series(world, capsys, monkeypatch):
+    try:
+        from .client_support import run_cli
+    except ImportError:  # pragma: no cover
+        from client_support import run_cli
+
+    admin, made, tmp = world
+    alice = admin.as_user("alice")
+    second = make_task(admin, tmp / "files2", n_images=12, task_id="20261123T020304Z-4d5e6f", with_files=False)
+    write_task_avus(alice, made.collection, {names.A_SERIES: made.task_id, names.A_SERIES_STATE: "active",
+                                             names.A_SCHEDULE: "1d"})
+    write_task_avus(alice, second.collection, {names.A_SERIES: made.task_id, names.A_CREATED: "2026-11-23T02:03:04Z"})
+    alice.set_avus(EntityType.DATA_OBJECT, made.images[0], Validation("owl", "alice", "2026-11-24T00:00:00Z", second.task_id).avus())
+    grid = ["--local", str(tmp / "grid"), "--user", "alice"]
+
+    code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, *grid)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 24 and {r["task_id"] for r in rows} == {made.task_id, second.task_id}
+    assert "24 images of 2 tasks, 2 validated" in err  # the verdict is on the image, named for the second task
+    judged = [r for r in rows if r["validated_class"]]
+    assert {r["validated_for_task"] for r in judged} == {second.task_id}
+
+    target = tmp / "one.json"
+    code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, "--task-only", "-f", "json", "-o", str(target), *grid)
+    assert code == 0, err
+    doc = json.loads(target.read_text())
+    assert doc["tasks"] == [made.task_id] and len(doc["images"]) == 12 and "one.json: 12 images of 1 task" in err
+
+    code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, "-f", "xml", *grid)
+    assert code == 1 and "--format must be one of csv, json" in err
+    code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, *grid[:2], "--user", "bob")
+    assert code == 1 and "is visible to bob" in err and not out
