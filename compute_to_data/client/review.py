@@ -15,8 +15,10 @@ file); decisions are written by the web app as validations (conventions: ``valid
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import posixpath
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +192,62 @@ def burst_of(item: ReviewItem, items: Sequence[ReviewItem], gap_seconds: float =
         if any(i.path == item.path for i in group):
             return group
     return (item,)
+
+
+class ReviewIndex:
+    """A task's review items with the orders, filters and bursts the queue asks for, each
+    computed once (a queue of 20,000 images is sorted once, not at every decision). Decisions
+    replace an item's verdict (:meth:`update`); orders and bursts do not depend on verdicts."""
+
+    def __init__(self, input_collection: str, items: list[ReviewItem]) -> None:
+        self.input_collection = input_collection
+        self.items = items
+        self._position = {item.path: n for n, item in enumerate(items)}
+        self._lock = threading.Lock()
+        self._queues: dict[tuple[ReviewFilter, str], list[int]] = {}
+        self._bursts: dict[float, dict[str, tuple[int, ...]]] = {}
+
+    def update(self, path: str, verdict: Validation | None) -> None:
+        with self._lock:
+            n = self._position.get(path)
+            if n is not None:
+                self.items[n] = dataclasses.replace(self.items[n], validation=verdict)
+
+    @functools.cached_property
+    def cameras(self) -> list[str]:
+        return sorted({item.camera for item in self.items})
+
+    def queue(self, flt: ReviewFilter, order: str) -> list[ReviewItem]:
+        """The filtered items in review order (the order is kept; the items are current)."""
+        key = (flt, order)
+        with self._lock:
+            positions = self._queues.get(key)
+        if positions is None:
+            ranked = review_order((item for item in self.items if flt.matches(item)), order)
+            positions = [self._position[item.path] for item in ranked]
+            with self._lock:
+                self._queues[key] = positions
+                if len(self._queues) > 32:
+                    self._queues.pop(next(iter(self._queues)))
+        items = self.items
+        return [items[n] for n in positions]
+
+    def burst(self, item: ReviewItem, gap_seconds: float = DEFAULT_BURST_GAP_SECONDS) -> tuple[ReviewItem, ...]:
+        """The burst ``item`` belongs to, among all the task's images."""
+        with self._lock:
+            groups = self._bursts.get(gap_seconds)
+        if groups is None:
+            groups = {}
+            for group in bursts(self.items, gap_seconds):
+                positions = tuple(self._position[i.path] for i in group)
+                for i in group:
+                    groups[i.path] = positions
+            with self._lock:
+                self._bursts[gap_seconds] = groups
+                if len(self._bursts) > 8:
+                    self._bursts.pop(next(iter(self._bursts)))
+        items = self.items
+        return tuple(items[n] for n in groups.get(item.path, (self._position[item.path],)))
 
 
 # --- agreement ------------------------------------------------------------------------------------------

@@ -10,14 +10,12 @@ thread pool (:func:`in_thread`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import os
 import posixpath
 import secrets
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,7 @@ from compute_to_data.client.predictions import (
     load_predictions,
     supersession,
 )
-from compute_to_data.client.review import ReviewItem, load_items
+from compute_to_data.client.review import ReviewIndex, load_items
 from compute_to_data.client.submitters import TASK_ID_RE
 from compute_to_data.client.tasks import TaskClient, elapsed, format_duration
 from compute_to_data.domain import conventions as names
@@ -45,7 +43,6 @@ from compute_to_data.domain.catalog import (
     AccessLevel,
     DataObject,
     PredictionQuery,
-    Validation,
 )
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ComputeToDataError, SettingsError
@@ -127,24 +124,6 @@ class WebConfig:
     def lease_seconds(self) -> float:
         assert self.settings is not None  # set in __post_init__
         return self.settings.heartbeat_lease_seconds
-
-
-class ReviewList:
-    """A task's images as the review queue and the agreement figures read them, kept per
-    session: read from the catalog once (until ``counts_ttl`` passes), then kept up to date by
-    the decisions made through it, so a decision costs no listing of the task's images."""
-
-    def __init__(self, input_collection: str, items: list[ReviewItem]) -> None:
-        self.input_collection = input_collection
-        self.items = items
-        self._index = {item.path: n for n, item in enumerate(items)}
-        self._lock = threading.Lock()
-
-    def update(self, path: str, verdict: Validation | None) -> None:
-        with self._lock:
-            n = self._index.get(path)
-            if n is not None:
-                self.items[n] = dataclasses.replace(self.items[n], validation=verdict)
 
 
 class NeedSignIn(Exception):
@@ -268,17 +247,20 @@ class WebContext:
 
         return session.cached(f"labels:{record.task_id}", 3600, load)
 
-    def review_list(self, session: UserSession, client: TaskClient, record: TaskRecord) -> ReviewList:
-        """The task's images with their verdicts, EXIF AVUs and top classes (cached per session)."""
+    def review_list(self, session: UserSession, client: TaskClient, record: TaskRecord) -> ReviewIndex:
+        """The task's images with their verdicts, EXIF AVUs and top classes, as the review queue
+        and the agreement figures read them: read from the catalog once per session (until
+        ``counts_ttl`` passes), then kept up to date by the decisions made through it, so a
+        decision costs no listing of the task's images."""
         query = self.prediction_query(session, client, record)
 
-        def load() -> ReviewList:
+        def load() -> ReviewIndex:
             if not query.input_collection:
-                return ReviewList("", [])
+                return ReviewIndex("", [])
             predictions = load_predictions(session.grid, record, query.input_collection)
             items = load_items(session.grid, query, predictions)
             hidden = set(session.grid.paths_lacking_access([i.path for i in items], AccessLevel.READ)) if items else set()
-            return ReviewList(query.input_collection, [i for i in items if i.path not in hidden])
+            return ReviewIndex(query.input_collection, [i for i in items if i.path not in hidden])
 
         key = f"review:{record.task_id}:{record.get(names.A_STATE)}:{record.get(names.A_PROGRESS)}"
         return session.cached(key, self.config.counts_ttl, load)

@@ -34,8 +34,6 @@ from compute_to_data.client.review import (
     ORDERS,
     ReviewFilter,
     ReviewItem,
-    burst_of,
-    review_order,
 )
 from compute_to_data.client.tasks import TaskClient
 from compute_to_data.domain.catalog import VALIDATION_ATTRIBUTES, AccessLevel, EntityType, Validation
@@ -116,18 +114,17 @@ def review_page(ctx: WebContext, request: Request) -> Response:
     client, record = ctx.task_of(session, request.path_params["task_id"])
     view, error = QueueView.parse(request.query_params)
     listing = ctx.review_list(session, client, record)
-    chosen = [i for i in listing.items if view.flt.matches(i)]
-    queue = review_order(chosen, view.order)
+    queue = listing.queue(view.flt, view.order)
     mem = memory(session, record.task_id)
     item = current_item(queue, record.task_id, mem, view.at)
-    burst = burst_of(item, chosen, view.gap) if item is not None else ()
+    burst = listing.burst(item, view.gap) if item is not None else ()
     labels = ctx.labels(session, client, record)
-    decided = sum(1 for i in chosen if i.decided_for(record.task_id))
-    skipped = sum(1 for i in chosen if i.path in mem.skipped and not i.decided_for(record.task_id))
+    decided = sum(1 for i in queue if i.decided_for(record.task_id))
+    skipped = sum(1 for i in queue if i.path in mem.skipped and not i.decided_for(record.task_id)) if mem.skipped else 0
     return ctx.render(request, "review.html", {
         "record": record, "item": item, "burst": burst, "labels": labels, "keys": list(enumerate(labels, 1)),
-        "view": view, "error": error, "orders": ORDERS, "cameras": sorted({i.camera for i in listing.items}),
-        "decided": decided, "total": len(chosen), "skipped": skipped, "left": len(chosen) - decided - skipped,
+        "view": view, "error": error, "orders": ORDERS, "cameras": listing.cameras,
+        "decided": decided, "total": len(queue), "skipped": skipped, "left": len(queue) - decided - skipped,
         "can_undo": bool(mem.steps), "here": view.url(record.task_id),
         "input_root": listing.input_collection.rstrip("/"),
     }, session=session)
