@@ -679,6 +679,7 @@ def test_a_nul_character_in_a_parameter_is_a_bad_request(world, zone):
     admin, made, tmp = world
     catalog, zmade, app = zone
     zclient = TestClient(app, base_url=LOCAL)
+    assert sign_in(zclient, "ali\x00ce", PASSWORDS["alice"]).status_code == 400
     assert sign_in(zclient, "alice", PASSWORDS["alice"]).status_code == 303
     for client, task in ((local_client(tmp), made), (zclient, zmade)):
         root, first = task.input_collection, task.images[0]

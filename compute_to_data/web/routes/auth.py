@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from compute_to_data.domain.errors import AuthenticationError, ComputeToDataError
-from compute_to_data.web.deps import context, safe_next
+from compute_to_data.web.deps import context, refuse_nul, safe_next
 from compute_to_data.web.security import new_token
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ async def signin(request: Request) -> Response:
     if not ctx.auth.needs_sign_in:
         return RedirectResponse("/tasks", 303)
     form = await request.form()
+    refuse_nul(request, form)
     ctx.check_csrf(request, form, None)
     username = str(form.get("username", ""))
     password = str(form.get("password", ""))

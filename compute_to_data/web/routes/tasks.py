@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from compute_to_data.client.review import agreement
+from compute_to_data.client.review import Agreement, agreement
 from compute_to_data.client.submitters import TASK_ID_RE
 from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.domain import conventions as names
@@ -110,9 +110,17 @@ def task(ctx: WebContext, request: Request) -> Response:
         "parameters": _pretty_parameters(record), "provenance": provenance, "files": files,
         "has_report": any(f.path == report_path for f in files), "query": query,
         "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
-        "series": series_of(client, record), "agreement": agreement(ctx.review_list(session, client, record).items, record.task_id),
+        "series": series_of(client, record), "agreement": _agreement(ctx, session, client, record),
         "may_change": _may_change(session, record),
     }, session=session)
+
+
+def _agreement(ctx: WebContext, session: UserSession, client: TaskClient, record: TaskRecord) -> Agreement | None:
+    """Agreement figures of an ended task (people validate what a task tagged; a running task's
+    list of images changes at every part, and would be read again at every look)."""
+    if record.state is None or not record.state.is_final:
+        return None
+    return agreement(ctx.review_list(session, client, record).items, record.task_id)
 
 
 def _may_change(session: UserSession, record: TaskRecord) -> bool:
