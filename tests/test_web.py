@@ -697,3 +697,25 @@ def test_a_nul_character_in_a_parameter_is_a_bad_request(world, zone):
         posted = client.post(f"/tasks/{task.task_id}/validate", data={"csrf": token, "path": first + "\x00", "decision": "confirm"},
                              follow_redirects=False)
         assert posted.status_code == 400
+
+
+def test_served_hosts_parse_hosts_and_origins_strictly(monkeypatch):
+    import socket
+
+    from compute_to_data.web.hosts import ServedHosts
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "labhost")
+    monkeypatch.setattr(socket, "getfqdn", lambda: "labhost.example.org")
+    wildcard = ServedHosts.of("0.0.0.0", 8750)
+    for host in ("127.0.0.1:8750", "localhost", "[::1]:8750", "LabHost.example.org:8750", "labhost"):
+        assert wildcard.accepts_host(host), host
+    for host in ("", "evil.example", "127.0.0.1.evil.example", "alice@127.0.0.1", "127.0.0.1:notaport", "127.0.0.1/x",
+                 "[::1", "0.0.0.0"):
+        assert not wildcard.accepts_host(host), host
+    assert wildcard.accepts_origin("http://localhost:8750") and wildcard.accepts_origin("http://[::1]:8750")
+    for origin in ("http://localhost:8751", "http://localhost", "https://127.0.0.1:8750/x", "file://localhost",
+                   "http://evil.example:8750", "garbage"):
+        assert not wildcard.accepts_origin(origin), origin
+    external = ServedHosts.of("192.0.2.7", 8750, ["reports.example.org"])
+    assert not external.accepts_host("localhost:8750") and external.accepts_host("192.0.2.7:8750")
+    assert external.accepts_origin("https://reports.example.org") and not external.accepts_origin("http://192.0.2.7:80")
