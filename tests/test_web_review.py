@@ -28,9 +28,9 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 try:
-    from .client_support import STORAGE, make_grid, make_task, write_task_avus
+    from .client_support import PASSWORDS, STORAGE, make_fake_zone, make_grid, make_task, write_task_avus
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from client_support import STORAGE, make_grid, make_task, write_task_avus
+    from client_support import PASSWORDS, STORAGE, make_fake_zone, make_grid, make_task, write_task_avus
 
 LOCAL = "http://127.0.0.1"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -352,3 +352,26 @@ def test_c2d_export_a_task_and_a_series(world, capsys, monkeypatch):
     assert code == 1 and "--format must be one of csv, json" in err
     code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, *grid[:2], "--user", "bob")
     assert code == 1 and "is visible to bob" in err and not out
+
+
+def test_the_queue_and_the_export_on_a_zone(tmp_path):
+    """The same through python-irodsclient (PRC fake): a decision, its undo, the export."""
+    from compute_to_data.grid.client import IrodsConnectionOptions
+
+    catalog, made = make_fake_zone(n_images=6)
+    options = IrodsConnectionOptions(env_file=None, host="irods.example.org", port=1247, zone="tempZone")
+    client = TestClient(create_app(WebConfig.for_irods(options, session_factory=catalog.session_factory,
+                                                       cache_dir=tmp_path / "cache")), base_url=LOCAL)
+    token = CSRF_RE.search(client.get("/signin").text).group(1)
+    client.post("/signin", data={"csrf": token, "username": "alice", "password": PASSWORDS["alice"], "next": "/tasks"})
+    page = client.get(f"/tasks/{made.task_id}/review").text
+    first = shown(page)
+    assert first == min(made.images, key=lambda p: (made.scores[p], p))
+    page = press(client, made, page, "2")
+    avus = {a: (v, u) for a, v, u in catalog.objects[first].avus}
+    assert avus[names.VALIDATED_CLASS] == ("dog", names.task_units(made.task_id)) and avus[names.VALIDATED_BY][0] == "alice"
+    assert "1</strong> of 6 decided" in page
+    press(client, made, page, "u")
+    assert not any(a.startswith("validated") for a, _, _ in catalog.objects[first].avus)
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/tasks/{made.task_id}/export").text)))
+    assert sorted(r["path"] for r in rows) == sorted(made.images)
