@@ -185,15 +185,6 @@ def bursts(items: Sequence[ReviewItem], gap_seconds: float = DEFAULT_BURST_GAP_S
     return groups
 
 
-def burst_of(item: ReviewItem, items: Sequence[ReviewItem], gap_seconds: float = DEFAULT_BURST_GAP_SECONDS) -> tuple[ReviewItem, ...]:
-    """The burst ``item`` belongs to (only its camera's images are looked at)."""
-    same_camera = [i for i in items if i.camera == item.camera]
-    for group in bursts(same_camera, gap_seconds):
-        if any(i.path == item.path for i in group):
-            return group
-    return (item,)
-
-
 class ReviewIndex:
     """A task's review items with the orders, filters and bursts the queue asks for, each
     computed once (a queue of 20,000 images is sorted once, not at every decision). Decisions
