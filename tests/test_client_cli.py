@@ -516,14 +516,22 @@ def test_serve_builds_the_app_for_local_and_zone(local, zone, capsys, monkeypatc
     assert code == 0 and "http://127.0.0.1:8799/" in err
     app, host, port = started[-1]
     assert (host, port) == ("127.0.0.1", 8799)
-    page = TestClient(app).get("/tasks")
+    page = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert page.status_code == 200 and ">alice<" in page.text
+    # Only the address served answers (DNS rebinding), and names the settings list.
+    assert TestClient(app, base_url="http://evil.example:8799").get("/tasks").status_code == 400
+    settings = local.tmp / "web-settings.json"
+    settings.write_text('{"web": {"allowed_hosts": ["reports.example.org"]}, "heartbeat_lease_seconds": 30}')
+    code, _, err = run_cli(capsys, monkeypatch, *local.args("serve", "--listen-port", "8799", "--settings", str(settings)))
+    app = started[-1][0]
+    assert code == 0 and app.state.config.lease_seconds == 30
+    assert TestClient(app, base_url="https://reports.example.org").get("/tasks").status_code == 200
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--bind", "0.0.0.0")
     assert code == 0 and "clear text" in err  # warned: passwords need TLS off the loopback
     app, host, _ = started[-1]
-    signin = TestClient(app).get("/tasks")
+    signin = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert "Sign in" in signin.text and "tempZone at irods.example.org:1247" in signin.text
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--local", str(local.tmp / "nowhere"))
-    assert code == 1 and "no LocalGrid at" in err and len(started) == 2
+    assert code == 1 and "no LocalGrid at" in err and len(started) == 3

@@ -696,7 +696,7 @@ def test_the_report_browser_shows_a_series_and_the_series_on_each_task(zone, tmp
     zone.server.advance(DAY)
     zone.server.run_delay_queue()
     [second] = [posixpath.basename(c) for c in zone.task_collections() if c != head_collection]
-    client = TestClient(create_app(WebConfig.for_local(zone.root / "grid", "alice", cache_dir=tmp_path / "cache")))
+    client = TestClient(create_app(WebConfig.for_local(zone.root / "grid", "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
 
     tasks = client.get("/tasks")
     assert tasks.status_code == 200 and tasks.text.count(f'href="/series/{head}"') == 2

@@ -375,7 +375,7 @@ def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, 
     code, out, err = run_cli(capsys, monkeypatch, "list", "--local", str(alice.root), "--user", "alice")
     assert len([line for line in out.splitlines() if outcome.task_id in line]) == 1 and "24/24" in out  # shards are not tasks
 
-    client = TestClient(create_app(WebConfig.for_local(alice.root, "alice", cache_dir=tmp_path / "cache")))
+    client = TestClient(create_app(WebConfig.for_local(alice.root, "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     page = client.get(f"/tasks/{outcome.task_id}").text
     table = page[page.index('id="shards"'):page.index("</table>", page.index('id="shards"'))]
     assert table.count("<tr><td class=\"num\">") == 3 and "gpu_resc2" in table

@@ -63,7 +63,11 @@ def client_settings(options: ClientOptions) -> Settings:
 
 
 def open_client(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> TaskClient:
-    grid = open_grid(options, prompt)
+    return client_for(open_grid(options, prompt), options)
+
+
+def client_for(grid: Grid, options: ClientOptions) -> TaskClient:
+    """The task client of a grid already open (the CLI's, and the report browser's per user)."""
     settings = client_settings(options)
     if grid.kind == "local":  # this host is the compute host: reading a task reaps a dead run
         return TaskClient(grid, make_submitter(grid, options), service=TaskService(grid, settings))

@@ -188,6 +188,14 @@ VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
 VALIDATED_AT = "validatedat"
 
+#: where a camera trap's EXIF data is recorded on an image, when something extracted it (read
+#: where present: bursts, date filters and exports use them; nothing here writes them). The date
+#: as EXIF writes it (``2026:11:22 02:03:04``) or ISO 8601; the position in decimal degrees.
+EXIF_DATETIME = "exif::datetime"
+EXIF_LATITUDE = "exif::gps_latitude"
+EXIF_LONGITUDE = "exif::gps_longitude"
+EXIF_ATTRIBUTES = (EXIF_DATETIME, EXIF_LATITUDE, EXIF_LONGITUDE)
+
 # --- runner and container contract ---------------------------------------------------------------
 CONTAINER_INPUT_DIR = "/inputs"
 CONTAINER_OUTPUT_DIR = "/outputs"
