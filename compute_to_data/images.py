@@ -256,7 +256,7 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
         if done.returncode != 0:
             raise ImageBuildError(
                 "pip download failed while building the image's wheelhouse:\n"
-                + _tail("\n".join(l for l in (done.stdout + done.stderr).splitlines() if "is ignored" not in l), 40)
+                + _tail("\n".join(line for line in (done.stdout + done.stderr).splitlines() if "is ignored" not in line), 40)
             )
         _check_torch_wheel(scratch, variant, shown=directory)
         (scratch / "requirements.txt").unlink()

@@ -72,9 +72,9 @@ def test_run_of_a_sharded_task_summarizes_what_its_shards_did(tmp_path, scripted
     process, as a worker would, and returns exit codes only): the summary is the catalog's."""
     from compute_to_data.client.local_dispatcher import LocalDispatcher
     from compute_to_data.domain.settings import Settings
-    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.engine.context import TaskContext
     from compute_to_data.grid.local import LocalGrid
-    from compute_to_data.lifecycle.machine import TaskLifecycle
+    from compute_to_data.service.tasks import TaskService
 
     images = {f"img_{i:02d}.png": str(i % 3).encode() for i in range(9)}
     make_grid(tmp_path, images)
@@ -85,7 +85,7 @@ def test_run_of_a_sharded_task_summarizes_what_its_shards_did(tmp_path, scripted
         codes = {}
         for collection in collections:
             context = TaskContext(grid=grid, settings=settings, runner=ScriptedRunner())
-            codes[collection] = 0 if TaskLifecycle(grid, settings).start(collection, context).succeeded else 1
+            codes[collection] = 0 if TaskService(grid, settings).start(collection, context).succeeded else 1
         return codes
 
     monkeypatch.setattr(LocalDispatcher, "run", run_in_workers)

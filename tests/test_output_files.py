@@ -13,8 +13,8 @@ from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.engine.context import TaskContext
+from compute_to_data.service.tasks import TaskService
 from compute_to_data.runners.base import RunResult
 
 from .engine_support import ScriptedRunner, make_config, make_grid, make_settings
@@ -97,7 +97,7 @@ def test_a_failed_run_registers_no_temporary_file_and_a_resume_leaves_none(tmp_p
     assert outcome.state == TaskState.FAILED and "no space left on device in" in outcome.error
     assert [o.name for o in alice.list_data_objects(task.collection, recursive=True) if ".tmp" in o.name] == []
 
-    lifecycle = TaskLifecycle(alice, settings)
+    lifecycle = TaskService(alice, settings)
     lifecycle.resume(task.task_id, "alice")
     final = lifecycle.start(task.collection, TaskContext(grid=alice, settings=settings, runner=ScriptedRunner()))
     assert final.succeeded, final.error

@@ -35,7 +35,7 @@ from compute_to_data.domain.settings import (
 )
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.base import RunRequest, RunResult
@@ -251,7 +251,7 @@ def test_c2d_cancel_of_a_running_task_keeps_the_partial_report_the_job_wrote(slu
     as a Docker run's does; the job log says the same."""
     import dataclasses
 
-    from compute_to_data.lifecycle.machine import TaskLifecycle
+    from compute_to_data.service.tasks import TaskService
 
     alice = build_zone(tmp_path, 4)
     notebooks = tmp_path / "notebooks"
@@ -268,8 +268,8 @@ def test_c2d_cancel_of_a_running_task_keeps_the_partial_report_the_job_wrote(slu
     thread.start()
     staging = tmp_path / "staging" / task.task_id / "outputs"
     wait_for(lambda: (staging / "kernel.pid").exists(), 120, "the notebook starting")
-    cancelled = TaskLifecycle(alice, settings).cancel(task.task_id, "alice")  # as the c2d_cancel rule does
-    assert cancelled.stopped
+    cancelled = TaskService(alice, settings).cancel(task.task_id, "alice")  # as the c2d_cancel rule does
+    assert cancelled.stopped_here
     thread.join(180)
     [outcome] = outcomes
     assert outcome.state == TaskState.CANCELLED

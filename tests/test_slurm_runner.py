@@ -81,6 +81,7 @@ class FakeCommands:
         self.cancelled: list[str] = []
         self.state_calls = 0
         self.named: dict[str, str] = {}
+        self.directories: dict[str, str] = {}
         self.after_cancel: list[JobState | None | Exception] | None = None
 
     def _path(self, tool: str) -> str:
@@ -109,6 +110,9 @@ class FakeCommands:
 
     def jobs_named(self, name: str) -> dict[str, str]:
         return dict(self.named)
+
+    def directory(self, job_id: str) -> str | None:
+        return self.directories.get(job_id)
 
 
 def job_files(started: bool = True, status: dict[str, str] | None = None) -> Callable[[Path], None]:
@@ -312,6 +316,10 @@ def test_a_stop_on_request_tells_the_job_why_and_a_silent_stop_does_not(tmp_path
     commands.states = [JobState("RUNNING", "None", "node1"), None]
     assert runner.stop("42", "t1", wait=1.0) is True  # a dead run's job: stopped without a word
     assert not (job_dir / STOP_FILE).exists()
+    commands.named, commands.directories = {}, {"42": str(job_dir)}  # a cancel names the job only
+    commands.states = [JobState("RUNNING", "None", "node1"), None]
+    assert runner.stop("42", None, wait=1.0, reason="cancelled on request") is True
+    assert (job_dir / STOP_FILE).read_text() == "cancelled on request"
 
 
 def test_a_pending_job_is_queued_with_its_reason_then_running(tmp_path):

@@ -8,6 +8,7 @@ command line), or against a LocalGrid with ``--local DIR``.
 
 from __future__ import annotations
 
+import sys
 import time
 import webbrowser
 from datetime import timedelta
@@ -21,6 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from compute_to_data.client import export
 from compute_to_data.client.connect import ClientOptions, open_client, open_grid
 from compute_to_data.client.tasks import (
     EXIT_TIMEOUT,
@@ -31,8 +33,9 @@ from compute_to_data.client.tasks import (
 )
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.errors import ComputeToDataError, ConfigError
 from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.timings import format_seconds, timing_rows
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle import series as schedule
@@ -63,6 +66,7 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
     app.command("report")(report)
     app.command("serve")(serve)
+    app.command("export")(export_labels)
 
 
 def _options(
@@ -141,8 +145,6 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
 
 def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     """One line per shard: where it runs, how far it is, how it ended."""
-    from compute_to_data.domain.shards import aggregate
-
     table = Table(title=aggregate(shards).describe(), show_edge=False, title_justify="left")
     for column in ("shard", "state", "images", "resource", "host", "elapsed", "error"):
         table.add_column(column, no_wrap=column not in ("error",), overflow="fold")
@@ -410,6 +412,31 @@ def report(
         webbrowser.open(path.resolve().as_uri())
 
 
+def export_labels(
+    task: str = typer.Argument(..., help="Task id or task collection; the id of a series (its first task) exports the whole series."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json."),
+    task_only: bool = typer.Option(False, "--task-only", help="The first task of a series alone, not the series."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
+) -> None:
+    """Validated labels out: path, predicted class and score, validated class, who, when (and the
+    EXIF date and position where recorded) of every image carrying the task's prediction."""
+    if fmt not in export.FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(export.FORMATS)}, not {fmt!r}")
+    client = _client(local, user, irods_env, host, port, zone)
+    records, rows = export.export_rows(client, task, whole_series=not task_only)
+    text = export.render(records, rows, fmt)
+    validated = sum(1 for r in rows if r.validated_class)
+    what = f"{len(rows)} images of {len(records)} task{'s' if len(records) != 1 else ''}, {validated} validated"
+    if output is None:
+        sys.stdout.write(text)
+        typer.echo(what, err=True)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{output}: {what}", err=True)
+
+
 def serve(
     bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on (keep 127.0.0.1 unless a TLS proxy is in front)."),
     listen_port: int = typer.Option(8750, "--listen-port", help="Port to listen on."),
@@ -417,7 +444,7 @@ def serve(
     open_it: bool = typer.Option(False, "--open", help="Open the browser."),
     behind_tls: bool = typer.Option(False, "--behind-tls", help="Served as https by a proxy: the session cookie is then sent over https only."),
     local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
-    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT, settings: Optional[Path] = SETTINGS_OPT,
 ) -> None:
     """Report browser: tasks, reports, images by class, validation. Sign in with your iRODS account
     (with --local: no sign-in, acting as --user)."""
@@ -428,9 +455,11 @@ def serve(
     options = _options(local, user, irods_env, host, port, zone)
     if options.is_local:
         open_grid(options)  # fail now, with a clear message, if the grid or user does not exist
-        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir, https_only=behind_tls)  # type: ignore[arg-type]
+        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir,  # type: ignore[arg-type]
+                                     https_only=behind_tls, settings_file=settings, bind=bind, port=listen_port)
     else:
-        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls)
+        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls, settings_file=settings,
+                                     bind=bind, port=listen_port)
     if bind not in ("127.0.0.1", "localhost", "::1") and not behind_tls:
         err_console.print(
             f"[yellow]warning:[/] listening on {bind}: passwords travel in clear text unless a TLS proxy is in front"

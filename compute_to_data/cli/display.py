@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 
 STEP_TITLES = {
     "validate": "Validating the task",

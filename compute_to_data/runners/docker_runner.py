@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 #: where the image bakes the notebooks (containers/classifier/Dockerfile).
 CONTAINER_NOTEBOOK_DIR = "/opt/c2d/notebooks"
 LABEL_TASK_ID = "c2d.task_id"
+#: one run of the task (runners.processes.run_id): what a cancel stops, never a later run's containers
+LABEL_RUN_ID = "c2d.run_id"
 LABEL_RESOURCE = "c2d.resource"
 LABEL_ROLE = "c2d.role"
 MAX_LOG_BYTES = 2_000_000
@@ -226,12 +228,14 @@ class DockerRunner(SupervisedRunner):
             "environment": {
                 "HOME": "/tmp",
                 "C2D_TASK_ID": request.task_id,
+                "C2D_RUN_ID": request.run_id or request.task_id,
                 # torch and BLAS size their thread pools from the host's cores, not the CPU quota.
                 "OMP_NUM_THREADS": str(max(1, int(cpus))),
                 "MKL_NUM_THREADS": str(max(1, int(cpus))),
             },
             "labels": {
                 LABEL_TASK_ID: request.task_id,
+                LABEL_RUN_ID: request.run_id or request.task_id,
                 LABEL_RESOURCE: request.resource_name,
                 LABEL_ROLE: "task",
             },
@@ -422,15 +426,20 @@ class DockerRunner(SupervisedRunner):
         return str((container.attrs.get("State") or {}).get("Status", "")) in ("running", "restarting", "paused")
 
     def stop(self, handle: str, task_id: str | None = None, *, reason: str | None = None) -> bool:
-        """Kill and remove the container with this id and every container of its task (label
-        ``c2d.task_id``: the report-rendering one too), running or exited."""
+        """Kill and remove the container with this id and every other container of its run
+        (label ``c2d.run_id``: the report-rendering one too), running or exited; with
+        ``task_id``, every container of the task (any run of it: only for a reaper, which holds
+        the task's run lock)."""
         found: dict[str, Any] = {}
         container = self._get_container(handle)
         if container is not None:
             found[str(container.id)] = container
-            task_id = task_id or (getattr(container, "labels", None) or {}).get(LABEL_TASK_ID)
+            run = (getattr(container, "labels", None) or {}).get(LABEL_RUN_ID)
+            if run:
+                for other in self._labelled(LABEL_RUN_ID, run, all=True):
+                    found.setdefault(str(other.id), other)
         if task_id:
-            for other in self._task_containers(task_id, all=True):
+            for other in self._labelled(LABEL_TASK_ID, task_id, all=True):
                 found.setdefault(str(other.id), other)
         for leftover in found.values():
             _kill(leftover)
@@ -448,10 +457,13 @@ class DockerRunner(SupervisedRunner):
             raise RunnerError(f"cannot look up container {container_id[:12]}: {exc}") from exc
 
     def _task_containers(self, task_id: str, *, all: bool) -> list[Any]:
+        return self._labelled(LABEL_TASK_ID, task_id, all=all)
+
+    def _labelled(self, label: str, value: str, *, all: bool) -> list[Any]:
         try:
-            return list(self.client.containers.list(all=all, filters={"label": f"{LABEL_TASK_ID}={task_id}"}))
+            return list(self.client.containers.list(all=all, filters={"label": f"{label}={value}"}))
         except Exception as exc:
-            raise RunnerError(f"cannot list the containers of task {task_id}: {exc}") from exc
+            raise RunnerError(f"cannot list the containers labelled {label}={value}: {exc}") from exc
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -542,7 +554,7 @@ def _readable(info: os.stat_result, uid: int, gid: int, directory: bool) -> bool
 def _first_unreadable(roots: list[Path], uid: int, gid: int) -> str | None:
     """The first file or directory under ``roots`` the container's uid:gid could not read."""
     for root in roots:
-        for current, dirs, files in os.walk(root):
+        for current, _dirs, files in os.walk(root):
             here = Path(current)
             if not _readable(here.stat(), uid, gid, True):
                 return str(here)

@@ -188,6 +188,14 @@ class SlurmCommands:
         if done.returncode != 0 and "invalid job id" not in self._message(done).lower():
             raise RunnerError(f"scancel {' '.join(job_ids)} failed: {self._message(done)}")
 
+    def directory(self, job_id: str) -> str | None:
+        """The working directory of a pending or running job (its ``slurm/`` directory), or None."""
+        done = self.run("squeue", "--noheader", f"--jobs={job_id}", "--format=%Z")
+        if done.returncode != 0:
+            return None
+        lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        return lines[0] if lines else None
+
     def jobs_named(self, name: str) -> dict[str, str]:
         """{job id: working directory} of the pending or running jobs called ``name`` of this account."""
         done = self.run("squeue", "--noheader", "--me", f"--name={name}", "--format=%i|%Z")
@@ -499,7 +507,7 @@ class SlurmRunner(SupervisedRunner):
         notebook = job_dir / Path(request.notebook_path).name
         params = job_dir / names.PARAMS_FILE
         env = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus),
-               "C2D_TASK_ID": request.task_id}
+               "C2D_TASK_ID": request.task_id, "C2D_RUN_ID": request.run_id or request.task_id}
         package_parent = str(Path(__file__).resolve().parents[2])
         if "site-packages" not in package_parent and "dist-packages" not in package_parent:
             env["PYTHONPATH"] = package_parent  # a source checkout on the shared filesystem
@@ -753,8 +761,9 @@ class SlurmRunner(SupervisedRunner):
             return False
         if reason is not None:
             for job in alive:
-                if job in named:
-                    _write_stop_reason(Path(named[job]), reason)
+                directory = named.get(job) or self.commands.directory(job)
+                if directory:
+                    _write_stop_reason(Path(directory), reason)
         self.commands.cancel(alive)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(self.is_alive(j) for j in alive):
