@@ -44,6 +44,10 @@ class LocalDispatcher:
         self.exit_codes: dict[str, int] = {}
         #: most shard workers that ran at once
         self.most_at_once = 0
+        #: what stopped the dispatcher before every shard ran ("SIGTERM", "SIGINT"), or None
+        self.stopped_by: str | None = None
+        #: the shards it never started because it was stopped (still queued: the caller records them)
+        self.never_started: list[str] = []
 
     def command(self, collection: str) -> list[str]:
         command = [sys.executable, "-m", "compute_to_data.client.local_worker",
