@@ -1,4 +1,4 @@
-"""The server install as README's step 2 documents it: Debian 12's packages (typer 0.7, rich 13.3,
+"""The server install as docs/admin/install.md's step 2 documents it: Debian 12's packages (typer 0.7, rich 13.3,
 jsonschema 4.10, docker 5.0), the wheel with ``--no-deps``, and ``c2d`` must work with exactly those.
 
 ``scripts/server-env`` reproduces that step in a virtual environment that sees the system's
@@ -22,18 +22,21 @@ SCRIPT = REPO / "scripts" / "server-env"
 SCRIPT_TIMEOUT = 900
 
 
-def _readme_packages() -> list[str]:
-    """The Debian packages README's step 2 installs on each server."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    step = text.split("### 2. The package, in the server's Python", 1)[1].split("\n### ", 1)[0]
+INSTALL = REPO / "docs" / "admin" / "install.md"
+
+
+def _documented_packages() -> list[str]:
+    """The Debian packages step 2 of the install page installs on each server."""
+    text = INSTALL.read_text(encoding="utf-8")
+    step = text.split("## 2. The package, in the server's Python", 1)[1].split("\n## ", 1)[0]
     found = re.search(r"apt-get install -y ([^\n]+)", step)
-    assert found, "README's step 2 has no apt-get install line"
+    assert found, f"{INSTALL}: step 2 has no apt-get install line"
     return found.group(1).split()
 
 
-def test_the_script_installs_what_the_readme_says() -> None:
+def test_the_script_installs_what_the_install_page_says() -> None:
     listed = subprocess.run(["bash", str(SCRIPT), "--packages"], capture_output=True, text=True, check=True)
-    assert listed.stdout.split() == _readme_packages()
+    assert listed.stdout.split() == _documented_packages()
 
 
 @pytest.fixture(scope="module")
