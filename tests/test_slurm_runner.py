@@ -111,7 +111,7 @@ class FakeCommands:
     def jobs_named(self, name: str) -> dict[str, str]:
         return dict(self.named)
 
-    def directory(self, job_id: str) -> str | None:
+    def job_directory(self, job_id: str) -> str | None:
         return self.directories.get(job_id)
 
 

@@ -188,7 +188,7 @@ class SlurmCommands:
         if done.returncode != 0 and "invalid job id" not in self._message(done).lower():
             raise RunnerError(f"scancel {' '.join(job_ids)} failed: {self._message(done)}")
 
-    def directory(self, job_id: str) -> str | None:
+    def job_directory(self, job_id: str) -> str | None:
         """The working directory of a pending or running job (its ``slurm/`` directory), or None."""
         done = self.run("squeue", "--noheader", f"--jobs={job_id}", "--format=%Z")
         if done.returncode != 0:
@@ -761,7 +761,7 @@ class SlurmRunner(SupervisedRunner):
             return False
         if reason is not None:
             for job in alive:
-                directory = named.get(job) or self.commands.directory(job)
+                directory = named.get(job) or self.commands.job_directory(job)
                 if directory:
                     _write_stop_reason(Path(directory), reason)
         self.commands.cancel(alive)
