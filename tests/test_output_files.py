@@ -14,8 +14,8 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.engine import create_task
 from compute_to_data.engine.context import TaskContext
-from compute_to_data.service.tasks import TaskService
 from compute_to_data.runners.base import RunResult
+from compute_to_data.service.tasks import TaskService
 
 from .engine_support import ScriptedRunner, make_config, make_grid, make_settings
 
