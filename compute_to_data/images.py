@@ -699,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     lock.add_argument("--base", default=None, help="base image whose Python and glibc the wheels are for "
                       "(default: as c2d image build chooses)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[docker-env] %(message)s", stream=sys.stderr)
+    prefix = "docker-env" if args.command == "ensure" else "images"
+    logging.basicConfig(level=logging.INFO, format=f"[{prefix}] %(message)s", stream=sys.stderr)
     if args.command == "lock":
         try:
             path, count = lock_constraints(base_image=args.base)

@@ -313,3 +313,17 @@ def test_the_image_is_rebuilt_when_the_pins_change():
     dockerfile = REPO / "containers" / "classifier" / "Dockerfile"
     args = (REPO, dockerfile, ["torch==2.13.0"], "key", "sha256:base", [])
     assert images.content_hash(*args, constraints="numpy==2.4.6\n") != images.content_hash(*args, constraints="numpy==2.5.0\n")
+
+
+def test_lock_pins_what_the_cpu_requirements_resolve_to(tmp_path, monkeypatch):
+    (tmp_path / "containers" / "classifier").mkdir(parents=True)
+    shutil.copyfile(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    monkeypatch.delenv(images.TORCH_REQUIREMENT_ENV, raising=False)
+    monkeypatch.setattr(images, "probe_base_python", lambda client, base: images.TargetPython("3.11.2", "2.36"))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(images.subprocess, "run", _fake_pip(
+        [CPU_TORCH, "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl", "sympy-1.14.0-py3-none-any.whl"], calls))
+    path, count = images.lock_constraints(base_image="base:1", client=object(), root=tmp_path)
+    assert path == tmp_path / "containers" / "classifier" / "constraints.txt" and count == 2
+    assert images.read_constraints(path) == {"numpy": "2.4.6", "sympy": "1.14.0"}
+    assert "-c" not in calls[0]  # resolved afresh: the old pins do not hold the new resolution back
