@@ -259,12 +259,12 @@ class DeferredRunner(Runner):
             return candidates[0]
         raise NotAllowedError(f"the server settings ({self.settings.source}) allow no runner for 'auto'")
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self._real.name if self._real is not None else self._planned
 
-    @property  # type: ignore[override]
-    def uses_container_paths(self) -> bool:
+    @property
+    def uses_container_paths(self) -> bool:  # type: ignore[override]
         if self._real is not None:
             return self._real.uses_container_paths
         try:

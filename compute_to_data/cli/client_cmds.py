@@ -13,7 +13,7 @@ import time
 import webbrowser
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, cast
 
 import typer
 from rich.console import Console, RenderableType
@@ -110,7 +110,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    rows = [
+    rows: list[tuple[str, RenderableType | None]] = [
         ("task", record.task_id),
         ("state", _state_text(record, client)),
         ("waiting", record.queue_reason),
@@ -158,7 +158,7 @@ def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     print_whole(table, [s.get(names.A_SHARD) for s in shards])
 
 
-def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, object]]:
+def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, RenderableType | None]]:
     """Which series the task belongs to, its schedule and state, and when its next run is."""
     series_id = schedule.series_id_of(record)
     if series_id is None:
@@ -210,7 +210,7 @@ def print_whole(renderable: RenderableType, must_show: list[str]) -> None:
         return
     wide = Measurement.get(console, console.options.update(min_width=1, max_width=1_000_000), renderable).maximum
     width = max(wide, console.width if console.is_terminal else 1)
-    Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
+    Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=cast(Any, console.color_system),
             no_color=console.no_color, highlight=False, soft_wrap=False).print(renderable)
 
 
@@ -286,7 +286,7 @@ def list_tasks(
     for column in columns:
         table.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
     for record in records:
-        cells = [record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
+        cells: list[RenderableType] = [record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
                  record.get(names.A_CREATED), format_duration(elapsed(record))]
         if in_series:
             cells.append(_series_cell(record))

@@ -10,6 +10,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -45,8 +46,8 @@ class TaskProgressDisplay:
             console=self.console,
             transient=False,
         )
-        self._current: int | None = None
-        self._images: int | None = None
+        self._current: TaskID | None = None
+        self._images: TaskID | None = None
 
     def attach(self, context: TaskContext) -> None:
         if self.enabled:

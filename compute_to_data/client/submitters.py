@@ -29,8 +29,9 @@ from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.base import Grid
-from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.series import SeriesLink
+from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.service.scheduler import SeriesScheduler, submit_and_queue
 from compute_to_data.service.scheduler import cancel as cancel_with_series
 from compute_to_data.service.tasks import TaskService
@@ -69,7 +70,7 @@ class RuleSubmitter:
         self.grid = grid
 
     def submit(self, config_path: str) -> str:
-        out = self.grid.run_rule(SUBMIT_RULE, {"*config": config_path})  # type: ignore[attr-defined]
+        out = self.grid.run_rule(SUBMIT_RULE, {"*config": config_path})
         found = TASK_ID_RE.search(out or "")
         if not found:
             shown = (out or "").strip() or "nothing"
@@ -77,14 +78,14 @@ class RuleSubmitter:
         return found.group(1)
 
     def cancel(self, record: TaskRecord) -> None:
-        self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+        self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})
 
     def resume(self, record: TaskRecord) -> TaskRecord:
-        self.grid.run_rule(RESUME_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+        self.grid.run_rule(RESUME_RULE, {"*task": record.collection})
         return TaskStateStore(self.grid).read(record.collection)
 
     def refresh(self, record: TaskRecord) -> None:
-        self.grid.run_rule(STATUS_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+        self.grid.run_rule(STATUS_RULE, {"*task": record.collection})
 
 
 Launcher = Callable[[Grid, str], None]
@@ -96,6 +97,8 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
     of a queued task, or (``series``) the dispatcher of the series whose first task is given."""
 
     def launch(grid: Grid, collection: str) -> None:
+        if not isinstance(grid, LocalGrid):
+            raise GridError(f"a local worker runs tasks of a LocalGrid, not of the {grid.kind} grid")
         root = Path(grid.root)
         logs = log_dir or root / "logs"
         logs.mkdir(parents=True, exist_ok=True)

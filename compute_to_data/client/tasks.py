@@ -12,6 +12,7 @@ host is the compute host, so reading a task first reaps a dead run (the lifecycl
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import posixpath
@@ -178,7 +179,7 @@ class TaskClient:
         """The series a task belongs to (read on its first task); None for a task of no series."""
         return self._series().info(record)
 
-    def series(self, series_id: str) -> tuple[schedule.SeriesInfo, list[TaskRecord]]:
+    def series(self, series_id: str) -> tuple[schedule.SeriesInfo, builtins.list[TaskRecord]]:
         """A series (by its id, the id of its first task) and its tasks the caller can read, newest first."""
         info = self._series().find(series_id)
         if self.grid.paths_lacking_access([info.head.collection], AccessLevel.READ):

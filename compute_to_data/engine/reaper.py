@@ -143,7 +143,7 @@ class Reaper:
             return 0
         try:
             config = self.machine.read_config(record)
-            task_class = task_types.get(config.task_type)
+            task_class: Any = task_types.get(config.task_type)
             task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
             salvaged = task.salvage_parts(output_dir) if task is not None else 0
         except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does

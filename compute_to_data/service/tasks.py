@@ -334,9 +334,9 @@ class TaskService:
         runs after it, and its task), never left queued. Lines saying what happened."""
         lines: list[str] = []
         queue = [e for e in effects if isinstance(e, QueueRun)]
-        for i, effect in enumerate(queue):
+        for i, queued in enumerate(queue):
             try:
-                runs.queue_run(effect.collection)
+                runs.queue_run(queued.collection)
             except ComputeToDataError as exc:
                 for rest in queue[i:]:
                     self.machine.fail_queued(rest.collection, f"could not queue the run: {exc}")
@@ -374,7 +374,7 @@ class TaskService:
         machine.refuse_shard(record, "cancel")
         if record.state is not None and record.state.is_final:
             raise TaskStateError(f"task {record.task_id} is already {record.state.value}; nothing to cancel")
-        values = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"}
+        values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: f"cancelled by {by}"}
 
         def not_ended(current: TaskRecord) -> None:
             if current.state is not None and current.state.is_final:

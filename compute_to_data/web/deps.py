@@ -289,7 +289,8 @@ class WebContext:
 
 
 def context(request: Request) -> WebContext:
-    return request.app.state.web  # type: ignore[no-any-return]
+    web: WebContext = request.app.state.web
+    return web
 
 
 def here(request: Request) -> str:
