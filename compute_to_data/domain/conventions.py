@@ -3,7 +3,7 @@ AVUs and states, the prediction AVUs and the notebook contract.
 
 They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
 and only here, and every part of the project imports them from this module (docs/reference/
-conventions.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
+names.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
 show them in use).
 """
 
