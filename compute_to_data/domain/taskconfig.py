@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVUCondition
 from compute_to_data.domain.errors import ConfigError
 
 
@@ -196,6 +197,8 @@ class TaskConfig:
     pattern: str = "*"
     recursive: bool = False
     skip_tagged: bool = True
+    #: ``inputs.where``: AVU conditions every input must meet (empty: no condition)
+    where: tuple[AVUCondition, ...] = ()
     compute_role: str = names.ROLE_GPU_COMPUTE
     compute_resource: str | None = None
     #: compute.resources: spread the shards over these (None: not asked)
@@ -241,6 +244,7 @@ class TaskConfig:
             pattern=inputs.get("pattern", "*"),
             recursive=inputs.get("recursive", False),
             skip_tagged=inputs.get("skip_tagged", True),
+            where=tuple(AVUCondition.from_document(c) for c in inputs.get("where", ())),
             compute_role=compute.get("role", names.ROLE_GPU_COMPUTE),
             compute_resource=compute.get("resource"),
             compute_resources=tuple(compute["resources"]) if "resources" in compute else None,

@@ -89,6 +89,7 @@ from compute_to_data.engine.staging import (
     plan_staging,
 )
 from compute_to_data.engine.termination import Terminated
+from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.machine import TaskLifecycle
@@ -263,6 +264,8 @@ class ComputeToDataTask(ABC):
         self.selection: list[str] | None = None
         self.previous: dict[str, Entry] = {}
         self.total_inputs = 0
+        #: ``inputs.where``: the AVU conditions a candidate must meet
+        self.where = WhereFilter(self.grid, config.where)
         self.outcome = TaskOutcome(self.task_id, None, self.collection)
 
     # ------------------------------------------------------------------ the template methods
@@ -481,7 +484,8 @@ class ComputeToDataTask(ABC):
         self.outcome.skipped_already_tagged = len(self.skipped)
         if not self.inputs:
             where = f"{self.config.input_collection} (pattern {self.config.pattern!r}"
-            where += ", recursive)" if self.config.recursive else ")"
+            where += ", recursive" if self.config.recursive else ""
+            where += f", {self.where.describe()})" if self.where else ")"
             if self.skipped:
                 raise NoEligibleInputsError(
                     f"nothing to do: all {len(self.skipped)} matching data objects in {where} already carry "
@@ -492,7 +496,7 @@ class ComputeToDataTask(ABC):
                 )
             raise NoEligibleInputsError(
                 f"no data object in {where} matches, or none that {self.grid.user} may read; "
-                "check inputs.collection, inputs.pattern and your access"
+                "check inputs.collection, inputs.pattern" + (", inputs.where" if self.where else "") + " and your access"
             )
 
     def prepare_task_collection(self) -> None:
@@ -930,6 +934,7 @@ class ComputeToDataTask(ABC):
             and obj.path not in (self.config.model, self.config.labels)
             and not obj.name.endswith(TASK_CONFIG_SUFFIX)
             and not obj.path.startswith(self.config.output_collection.rstrip("/") + "/")
+            and self.where.keeps(obj)
         )
 
     @property

@@ -38,6 +38,7 @@ from compute_to_data.domain.catalog import (
     AVU,
     LISTING_PAGE_SIZE,
     AccessLevel,
+    AVUCondition,
     CollectionAVUs,
     DataObject,
     EntityType,
@@ -429,6 +430,25 @@ class RuleEngineGrid(Grid):
             rows = [r for r in rows if posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) in readable]
             avus = self._object_avus(avu_attributes, where) if rows else {}
             yield from in_pages(self._build_objects(rows, avus), page_size)
+
+    def paths_meeting(self, collection: str, conditions: Sequence[AVUCondition]) -> set[str]:
+        """One GenQuery per condition (:func:`.genquery_quote.avu_condition`), rows compared
+        with :meth:`AVUCondition.holds`, the paths intersected."""
+        self._check_path(collection)
+        _, value, units, _ = _META[EntityType.DATA_OBJECT]
+        found: set[str] | None = None
+        for condition in conditions:
+            rows = self._query(
+                ["COLL_NAME", "DATA_NAME", value, units],
+                [gq.equals("COLL_NAME", collection), *gq.avu_condition(condition)],
+            )
+            paths = {
+                posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) for r in rows if condition.holds(r[value], r[units] or "")
+            }
+            found = paths if found is None else found & paths
+            if not found:
+                return set()
+        return found or set()
 
     def list_collections(self, parent: str) -> list[str]:
         self._require_collection(parent)
