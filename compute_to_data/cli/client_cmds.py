@@ -133,6 +133,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
         ("report", record.get(names.A_REPORT)),
         ("error", Text(record.get(names.A_ERROR), style="red")),
         *_series_rows(record, client),
+        *(client.chain(record) if client is not None else []),
         ("timings", _timings_table(record)),
     ]
     if record.is_sharded:

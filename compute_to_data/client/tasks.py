@@ -38,6 +38,7 @@ from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig, parse_duration, parse_json
 from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.shards import shard_records
@@ -173,6 +174,10 @@ class TaskClient:
 
     def _series(self) -> schedule.Series:
         return schedule.Series(self.grid, self.lifecycle.settings if self.lifecycle is not None else Settings())
+
+    def chain(self, record: TaskRecord) -> list[tuple[str, str]]:
+        """The task it runs after (``after`` in its config) and those that run after it."""
+        return chain.chain_rows(self.grid, record)
 
     def series_info(self, record: TaskRecord) -> schedule.SeriesInfo | None:
         """The series a task belongs to (read on its first task); None for a task of no series."""

@@ -109,6 +109,9 @@ A_SERIES_NEXT_RUN = PREFIX + "series_next_run"
 A_SERIES_CHECKED = PREFIX + "series_checked"
 #: on the head: why the series stopped ("cancelled by alice", or the config that became invalid)
 A_SERIES_REASON = PREFIX + "series_reason"
+# chained tasks (``after`` in the task config): on a task collection, the id of the task or
+# series it runs after (a detector before a classifier); ``c2d status`` and the browser show it
+A_AFTER = PREFIX + "after"
 
 
 # shards (a task larger than one shard: tasks/sharding.py, tasks/shards.py)

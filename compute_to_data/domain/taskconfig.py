@@ -225,6 +225,8 @@ class TaskConfig:
     timeout_seconds: int | None = None
     #: continuous runs: how often (``1d``), or None for a task that runs once (tasks/schedule.py)
     schedule_every: str | None = None
+    #: a chained task: the id of the task (or series) whose success it waits for (None: none)
+    after: str | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -266,6 +268,7 @@ class TaskConfig:
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
             timeout_seconds=doc.get("timeout_seconds"),
             schedule_every=(doc.get("schedule") or {}).get("every"),
+            after=doc.get("after"),
             document=copy.deepcopy(doc),
         )
         if config.compute_resource is not None and config.compute_resources is not None:

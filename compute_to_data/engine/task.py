@@ -91,6 +91,7 @@ from compute_to_data.engine.staging import (
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.runlock import RunLock
@@ -387,6 +388,8 @@ class ComputeToDataTask(ABC):
                 )
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
+        if not self.resuming and self.shard is None:  # a chained task: the one it runs after has succeeded
+            chain.check_after(self.grid, self.config.after)
 
     def select_compute_resource(self) -> None:
         tagged = self.grid.find_resources(names.ROLE_ATTRIBUTE, self.config.compute_role)
@@ -535,6 +538,7 @@ class ComputeToDataTask(ABC):
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
                 **schedule.creation_values(self.config, self.task_id, self.context.series),
+                **self._chain_values(),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
@@ -830,6 +834,7 @@ class ComputeToDataTask(ABC):
             names.A_PARAMETERS: self.config.notebook_parameters(),
             names.A_TIMINGS: timings_text(self.outcome.timings),
             **schedule.creation_values(self.config, self.task_id, self.context.series),
+            **self._chain_values(),
         })
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
         created: list[str] = []
@@ -915,6 +920,10 @@ class ComputeToDataTask(ABC):
             log.error("task %s: could not update the task after shard %s ended: %s", self.task_id, self.shard.label, exc)
 
     # ------------------------------------------------------------------ helpers for steps
+    def _chain_values(self) -> dict[str, object]:
+        """``c2d::after`` on a chained task's collection (what ``c2d status`` shows)."""
+        return {names.A_AFTER: self.config.after} if self.config.after else {}
+
     def relative_path(self, obj: DataObject) -> str:
         return posixpath.relpath(obj.path, self.config.input_collection)
 

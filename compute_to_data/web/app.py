@@ -292,7 +292,7 @@ def create_app(config: WebConfig) -> Starlette:
             "parameters": parameters_pretty, "provenance": provenance, "files": files,
             "has_report": any(f.path == report_path for f in files), "query": query, "names": names,
             "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
-            "series": _series_of(client, record),
+            "series": _series_of(client, record), "chain": client.chain(record),
         }, session=session)
 
     async def task(request: Request) -> Response:
