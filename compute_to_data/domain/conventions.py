@@ -184,6 +184,33 @@ VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
 VALIDATED_AT = "validatedat"
 
+# --- ingest enrichment (settings' ingest.collections; engine/ingest.py) --------------------------
+#: EXIF of an uploaded photo, as AVUs on it: when it was taken (ISO 8601, the camera's local time,
+#: with its UTC offset when the camera recorded one), where (decimal degrees, WGS 84; altitude in
+#: metres above sea level, negative below), with what camera
+A_EXIF_DATETIME = "exif::datetime"
+A_EXIF_LATITUDE = "exif::latitude"
+A_EXIF_LONGITUDE = "exif::longitude"
+A_EXIF_ALTITUDE = "exif::altitude"
+A_EXIF_MAKE = "exif::make"
+A_EXIF_MODEL = "exif::model"
+#: pixel size of the image as its header says (JPEG frame, PNG IHDR, TIFF tags)
+A_IMAGE_WIDTH = "image::width"
+A_IMAGE_HEIGHT = "image::height"
+EXIF_ATTRIBUTES = (A_EXIF_DATETIME, A_EXIF_LATITUDE, A_EXIF_LONGITUDE, A_EXIF_ALTITUDE, A_EXIF_MAKE, A_EXIF_MODEL,
+                   A_IMAGE_WIDTH, A_IMAGE_HEIGHT)
+#: units of the position AVUs
+UNITS_DEGREES = "deg"
+UNITS_METRES = "m"
+UNITS_PIXELS = "px"
+#: on an enriched image: when its header was read (ISO 8601 UTC); the backfill skips such images
+A_ENRICHED = PREFIX + "enriched"
+#: on an image: the logical path of its thumbnail (``<collection>/thumbnails/<name>``) ...
+A_THUMBNAIL = PREFIX + "thumbnail"
+#: ... and on the thumbnail: the image it shows (never an input of a task, never enriched)
+A_THUMBNAIL_OF = PREFIX + "thumbnail_of"
+THUMBNAILS_COLLECTION = "thumbnails"
+
 # --- runner and container contract ---------------------------------------------------------------
 CONTAINER_INPUT_DIR = "/inputs"
 CONTAINER_OUTPUT_DIR = "/outputs"

@@ -163,6 +163,12 @@ class Grid(ABC):
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         """Content of a small object (a task config, a labels file)."""
 
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        """The first ``max_bytes`` bytes of an object of any size (an image's header), read
+        and transferred no further. This default reads objects up to that size whole and
+        refuses larger ones; the adapters stream just the beginning."""
+        return self.read_data_object(path, max_bytes)
+
     @abstractmethod
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None

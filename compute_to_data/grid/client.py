@@ -905,6 +905,17 @@ class IrodsClientGrid(Grid):
 
         return bool(self._select([User.id], _eq(User.name, name)))
 
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        with self._errors(f"read {path}"):
+            with self._session.data_objects.open(path, "r") as handle:
+                data = b""
+                while len(data) < max_bytes:
+                    chunk = handle.read(max_bytes - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+        return data
+
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         with self._errors(f"read {path}"):
             with self._session.data_objects.open(path, "r") as handle:

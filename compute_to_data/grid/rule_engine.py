@@ -613,6 +613,30 @@ class RuleEngineGrid(Grid):
         except ComputeToDataError as exc:
             log.warning("could not remove the partially written %s: %s", logical_path, exc)
 
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        """``msiDataObjOpen`` and as many ``msiDataObjRead`` as the first ``max_bytes`` take."""
+        self._check_path(path)
+        if "++++" in path:
+            raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
+        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
+        fd = opened["arguments"][1]
+        data = bytearray()
+        try:
+            types = _irods_types()
+            while len(data) < max_bytes:
+                wanted = min(READ_CHUNK, max_bytes - len(data))
+                result = self._call("msiDataObjRead", fd, wanted, types.BytesBuf(), what=f"reading {path}")
+                buffer = result["arguments"][2]
+                if buffer is None:  # end of file (observed: None, not an empty buffer)
+                    break
+                chunk = _as_bytes(buffer.get_bytes())
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
+        return bytes(data[:max_bytes])
+
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         self._check_path(path)
         if "++++" in path:
