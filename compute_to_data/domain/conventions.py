@@ -210,6 +210,15 @@ A_THUMBNAIL = PREFIX + "thumbnail"
 #: ... and on the thumbnail: the image it shows (never an input of a task, never enriched)
 A_THUMBNAIL_OF = PREFIX + "thumbnail_of"
 THUMBNAILS_COLLECTION = "thumbnails"
+#: where the classification run writes thumbnails in its output directory (hidden: they are
+#: stored beside their images, not in the task collection), at the image's relative path
+THUMBNAILS_OUTPUT_DIR = ".thumbnails"
+
+
+def thumbnail_path(image_path: str) -> str:
+    """``/z/traps/site1/a.jpg`` -> ``/z/traps/site1/thumbnails/a.jpg``."""
+    folder, name = image_path.rsplit("/", 1)
+    return f"{folder}/{THUMBNAILS_COLLECTION}/{name}"
 
 # --- runner and container contract ---------------------------------------------------------------
 CONTAINER_INPUT_DIR = "/inputs"

@@ -219,6 +219,8 @@ class TaskConfig:
     image_size: int | None = None
     num_workers: int | str = "auto"
     precision: str = "fp32"
+    #: ``parameters.thumbnail_size``: longest side of the thumbnails the run makes (None: none)
+    thumbnail_size: int | None = None
     class_attribute: str = names.DEFAULT_CLASS_ATTRIBUTE
     score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
     #: None: the settings' default_timeout_seconds applies (Settings.effective_timeout).
@@ -264,6 +266,7 @@ class TaskConfig:
             image_size=params.get("image_size"),
             num_workers=params.get("num_workers", "auto"),
             precision=params.get("precision", "fp32"),
+            thumbnail_size=params.get("thumbnail_size"),
             class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
             timeout_seconds=doc.get("timeout_seconds"),
@@ -308,6 +311,8 @@ class TaskConfig:
         }
         if self.image_size is not None:
             params["image_size"] = self.image_size
+        if self.thumbnail_size is not None:
+            params["thumbnail_size"] = self.thumbnail_size
         return params
 
     def to_json(self) -> str:

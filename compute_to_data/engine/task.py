@@ -943,13 +943,15 @@ class ComputeToDataTask(ABC):
             and obj.path not in (self.config.model, self.config.labels)
             and not obj.name.endswith(TASK_CONFIG_SUFFIX)
             and not obj.path.startswith(self.config.output_collection.rstrip("/") + "/")
+            and not obj.avu_values(names.A_THUMBNAIL_OF)  # a thumbnail a run made is never an input
             and self.where.keeps(obj)
         )
 
     @property
     def listed_attributes(self) -> tuple[str, ...]:
-        """The AVUs a listing brings with each image: its prediction and its unclassified mark."""
-        return (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED)
+        """The AVUs a listing brings with each image: its prediction, its unclassified mark, and
+        the mark of a thumbnail (never an input)."""
+        return (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED, names.A_THUMBNAIL_OF)
 
     def _is_eligible(self, obj: DataObject) -> bool:
         """A new task classifies it: skip_tagged leaves out images with a complete prediction, and
