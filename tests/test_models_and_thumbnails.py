@@ -19,8 +19,20 @@ from compute_to_data.engine.task import TaskContext
 from compute_to_data.notebook import pipeline
 from compute_to_data.runners.base import RunRequest, RunResult
 
-from .engine_support import IMAGES, ScriptedRunner, make_config, make_grid, make_settings
-from .notebook_support import CLASSIFY_NOTEBOOK, make_inputs, parameters, tiny_model, write_params
+from .engine_support import (
+    IMAGES,
+    ScriptedRunner,
+    make_config,
+    make_grid,
+    make_settings,
+)
+from .notebook_support import (
+    CLASSIFY_NOTEBOOK,
+    make_inputs,
+    parameters,
+    tiny_model,
+    write_params,
+)
 
 
 @pytest.fixture(scope="module")
