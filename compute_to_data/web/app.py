@@ -70,6 +70,7 @@ from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.timings import format_seconds, timing_rows
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle import series as schedule
+from compute_to_data.web.photo_header import photo_header
 from compute_to_data.web.security import (
     IMAGE_CSP,
     REPORT_CSP,
@@ -513,7 +514,7 @@ def create_app(config: WebConfig) -> Starlette:
             "record": record, "obj": obj, "predicted": predicted, "score": score, "validation": validation,
             "labels": _labels(session, client, record) if can_validate else [], "superseded": superseded,
             "can_validate": can_validate, "back": safe_next(request.query_params.get("back"), f"/tasks/{task_id}/images"),
-            "names": names,
+            "names": names, "header": photo_header(session.grid, path),
         }, session=session)
 
     async def image_page(request: Request) -> Response:
