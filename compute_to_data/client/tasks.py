@@ -18,7 +18,7 @@ import posixpath
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -175,7 +175,7 @@ class TaskClient:
     def _series(self) -> schedule.Series:
         return schedule.Series(self.grid, self.lifecycle.settings if self.lifecycle is not None else Settings())
 
-    def chain(self, record: TaskRecord) -> list[tuple[str, str]]:
+    def chain(self, record: TaskRecord) -> Sequence[tuple[str, str]]:
         """The task it runs after (``after`` in its config) and those that run after it."""
         return chain.chain_rows(self.grid, record)
 

@@ -139,6 +139,8 @@ class Detector(nn.Module):
 class SpeciesClassifier(nn.Module):
     """Species logits from the distance between the coat pixels' mean colour and each species'."""
 
+    colours: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("colours", torch.tensor([SPECIES[s] for s in sorted(SPECIES)], dtype=torch.float32) / 255.0)

@@ -356,7 +356,7 @@ class Thumbnail:
         classified); written under a temporary name and renamed, so it is whole or absent."""
         try:
             small = img.copy()
-            small.thumbnail((self.size, self.size), Image.BILINEAR)
+            small.thumbnail((self.size, self.size), Image.Resampling.BILINEAR)
             kind = "JPEG" if self.target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
             if kind == "JPEG" and small.mode not in ("RGB", "L"):
                 small = small.convert("RGB")
