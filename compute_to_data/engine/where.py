@@ -9,6 +9,7 @@ their candidates through the same listing, so they all honour the conditions.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 
 from compute_to_data.domain.catalog import AVUCondition, DataObject
@@ -31,15 +32,18 @@ class WhereFilter:
         return bool(self.conditions)
 
     def keeps(self, obj: DataObject) -> bool:
+        return self.keeps_path(obj.path)
+
+    def keeps_path(self, path: str) -> bool:
         if not self.conditions:
             return True
-        collection = obj.collection
+        collection = posixpath.dirname(path)
         paths = self._answers.get(collection)
         if paths is None:
             if len(self._answers) >= KEPT_COLLECTIONS:
                 self._answers.pop(next(iter(self._answers)))
             paths = self._answers[collection] = self.grid.paths_meeting(collection, self.conditions)
-        return obj.path in paths
+        return path in paths
 
     def describe(self) -> str:
         """``where detectedclass = 'animal' and ...`` for messages (empty without conditions)."""

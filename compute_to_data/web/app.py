@@ -70,6 +70,7 @@ from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.timings import format_seconds, timing_rows
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle import series as schedule
+from compute_to_data.web.filters import filtered_page, parse_filters
 from compute_to_data.web.photo_header import photo_header
 from compute_to_data.web.security import (
     IMAGE_CSP,
@@ -454,7 +455,13 @@ def create_app(config: WebConfig) -> Starlette:
         per_page = _int(params.get("per_page"), config.page_size, 1, MAX_PER_PAGE)
         page = _int(params.get("page"), 1, 1, 10**9)
         query = prediction_query(session, client, record, extra_attributes=VALIDATION_ATTRIBUTES, **filters)
-        result = session.grid.query_predictions(query, (page - 1) * per_page, per_page)
+        conditions, kept, where_error = parse_filters(params)  # date taken, any metadata condition
+        keep.update(kept)
+        error = error or where_error
+        if conditions:
+            result = filtered_page(session.grid, query, conditions, (page - 1) * per_page, per_page)
+        else:
+            result = session.grid.query_predictions(query, (page - 1) * per_page, per_page)
         hidden = set(session.grid.paths_lacking_access([i.path for i in result.items], AccessLevel.READ)) if result.items else set()
         items = [i for i in result.items if i.path not in hidden]
         counts = _counts(session, client, record, prediction_query(session, client, record))
@@ -466,6 +473,7 @@ def create_app(config: WebConfig) -> Starlette:
             "has_more": result.has_more, "total": result.total, "per_page": per_page, "keep": keep,
             "classes": sorted(counts), "counts": counts, "cls": params.get("cls", ""),
             "min": keep.get("min", ""), "max": keep.get("max", ""), "error": error,
+            "taken_from": keep.get("taken_from", ""), "taken_to": keep.get("taken_to", ""), "where": keep.get("where", ""),
             "urlencode": urlencode, "input_root": query.input_collection, "names": names,
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         }, session=session)
