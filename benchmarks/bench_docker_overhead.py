@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 from compute_to_data import __version__
+from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.settings import AllowedImage, Settings
 from compute_to_data.runners.base import RunRequest
 from compute_to_data.runners.docker_runner import DockerRunner
 from compute_to_data.runners.inprocess import InProcessRunner
-from compute_to_data.domain.settings import AllowedImage, Settings
-from compute_to_data.contract.workdir import TaskWorkdir
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "classify_images.ipynb"

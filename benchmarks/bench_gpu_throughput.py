@@ -43,16 +43,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from compute_to_data.domain import conventions as names
 from compute_to_data.demo import camera_traps
+from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine import create_task
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.notebook import pipeline
 from compute_to_data.runners import create_runner
-from compute_to_data.domain.settings import Settings
-from compute_to_data.engine.task import TaskContext
-from compute_to_data.engine import create_task
-from compute_to_data.domain.taskconfig import TaskConfig
 
 ZONE, USER = "tempZone", "alice"
 HOME = f"/{ZONE}/home/{USER}"

@@ -95,8 +95,8 @@ def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     """In a fresh process: plan, run every shard here, summarize; what it cost."""
     from compute_to_data.domain.settings import Settings
     from compute_to_data.domain.taskconfig import TaskConfig
-    from compute_to_data.engine.task import TaskContext
     from compute_to_data.engine import create_task
+    from compute_to_data.engine.context import TaskContext
     from compute_to_data.lifecycle.shards import shard_records
     from compute_to_data.lifecycle.store import TaskStateStore
 
@@ -281,8 +281,8 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
     from bench_staging import survey  # the staging benchmark's survey of sub-collections
 
     from compute_to_data import rules
-    from compute_to_data.grid.rule_engine import RuleEngineGrid
     from compute_to_data.domain.registry import runners
+    from compute_to_data.grid.rule_engine import RuleEngineGrid
     from tests.engine_support import IMAGES, STORAGE_HOST, ScriptedRunner, make_grid
     from tests.fakes.costs import CatalogCosts
     from tests.fakes.delay_server import FakeDelayServer

@@ -30,18 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from compute_to_data.domain import conventions as names
-from compute_to_data.domain.conventions import TaskState
 from compute_to_data.demo import data, model
 from compute_to_data.demo.run import HOME, LABELS, MODEL, RESULTS
+from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
-from compute_to_data.grid.local import LocalGrid
-from compute_to_data.runners.inprocess import ENV_TASK_ID, kill_tree, processes_with_env
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
-from compute_to_data.engine.task import TaskContext
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.predictions import stored_parts
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.runners.processes import ENV_TASK_ID, kill_tree, processes_with_env
+from compute_to_data.service.tasks import TaskService
 
 LEASE = 5.0
 
@@ -87,13 +87,13 @@ def config_for(collection: str) -> TaskConfig:
 
 def submit(grid: LocalGrid, settings: Settings, collection: str) -> str:
     context = TaskContext(grid=grid, settings=settings)
-    return TaskLifecycle(grid, settings).submit(config_for(collection), context).collection
+    return TaskService(grid, settings).submit(config_for(collection), context).collection
 
 
 def run(grid: LocalGrid, settings: Settings, task: str, *, signs_of_life: bool = True) -> tuple[float, object]:
     context = TaskContext(grid=grid, settings=settings, heartbeat=signs_of_life, parts=signs_of_life)
     started = time.perf_counter()
-    outcome = TaskLifecycle(grid, settings).start(task, context)
+    outcome = TaskService(grid, settings).start(task, context)
     seconds = time.perf_counter() - started
     if not outcome.succeeded:
         raise SystemExit(f"task {outcome.task_id} did not succeed: {outcome.error}")
@@ -114,7 +114,7 @@ def engine_dying_half_way(grid_dir: str, settings_file: str, task: str, kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # ... and the engine: the node is gone
 
     context.progress_listeners.append(die)
-    TaskLifecycle(grid, settings).start(task, context)
+    TaskService(grid, settings).start(task, context)
     return 1
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setting up {args.images:,} + {args.images:,} + {2 * args.repeat} x {args.overhead_images:,} images in {root}",
           flush=True)
     grid, collections = build_zone(root, args.images, args.overhead_images, args.repeat)
-    lifecycle = TaskLifecycle(grid, kill_settings)
+    lifecycle = TaskService(grid, kill_settings)
 
     # 1. the full run, the baseline
     full_seconds, full = run(grid, settings, submit(grid, settings, collections["full"]))

@@ -32,10 +32,10 @@ from pathlib import Path
 
 from compute_to_data import __version__
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.settings import AllowedImage, Settings, SlurmResource, SlurmSettings
 from compute_to_data.runners.base import RunRequest, SupervisedRunner
 from compute_to_data.runners.docker_runner import DockerRunner
 from compute_to_data.runners.slurm_runner import SlurmRunner
-from compute_to_data.domain.settings import AllowedImage, Settings, SlurmResource, SlurmSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_docker_overhead import stage  # noqa: E402  (the same staged task for both benchmarks)

@@ -44,11 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the fake server and the scripted runner live in tests/
     sys.path.insert(0, str(REPO))
 
-from compute_to_data.domain import conventions as names  # noqa: E402
 from compute_to_data import rules  # noqa: E402
+from compute_to_data.domain import conventions as names  # noqa: E402
 from compute_to_data.domain.catalog import EntityType  # noqa: E402
-from compute_to_data.grid.rule_engine import RuleEngineGrid  # noqa: E402
 from compute_to_data.domain.registry import runners  # noqa: E402
+from compute_to_data.grid.rule_engine import RuleEngineGrid  # noqa: E402
 from tests.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
 from tests.fakes.costs import CatalogCosts  # noqa: E402
 from tests.fakes.delay_server import FakeDelayServer  # noqa: E402

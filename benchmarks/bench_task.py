@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from compute_to_data.domain import conventions as names
 from compute_to_data.demo.run import INPUTS, run_demo
+from compute_to_data.domain import conventions as names
 from compute_to_data.grid.local import LocalGrid
 
 

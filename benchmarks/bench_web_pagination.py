@@ -28,10 +28,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, PredictionQuery
+from compute_to_data.domain.conventions import TaskState
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.store import TaskStateStore
 
 TASK_ID = "20261122T020304Z-3f9a1c"
 CLASSES = [str(d) for d in range(10)]
@@ -73,11 +72,14 @@ def build(root: Path, count: int) -> tuple[LocalGrid, str]:
     report = root / "report.html"
     report.write_text("<html><body>report</body></html>")
     alice.put_file(report, posixpath.join(collection, names.REPORT_FILE), "lts_resc")
-    TaskStateStore(alice).write(collection, {
-        names.A_TASK_ID: TASK_ID, names.A_STATE: TaskState.SUCCEEDED, names.A_SUBMITTED_BY: "alice",
-        names.A_CREATED: "2026-11-22T02:03:04Z", names.A_INPUT_COLLECTION: inputs, names.A_INPUTS: count,
+    # A finished task's bookkeeping, laid out straight into the catalog (the state included,
+    # which only the task lifecycle writes in a real run).
+    values = {
+        names.A_TASK_ID: TASK_ID, names.A_STATE: TaskState.SUCCEEDED.value, names.A_SUBMITTED_BY: "alice",
+        names.A_CREATED: "2026-11-22T02:03:04Z", names.A_INPUT_COLLECTION: inputs, names.A_INPUTS: str(count),
         names.A_PROGRESS: f"{count}/{count}",
-    })
+    }
+    alice.set_avus(EntityType.COLLECTION, collection, [AVU(k, v) for k, v in values.items()])
     return alice, inputs
 
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from compute_to_data.web.app import WebConfig, create_app
 
     client = TestClient(create_app(WebConfig.for_local(workdir / "grid", "alice", cache_dir=workdir / "thumbs",
-                                                       page_size=args.page_size)))
+                                                       page_size=args.page_size)), base_url="http://127.0.0.1")
     client.get("/tasks")  # session
     size = args.page_size
     filters = {

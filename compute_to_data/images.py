@@ -3,9 +3,10 @@
 The image must build on a compute host that reaches no container registry and, during the
 build, no package index either. So everything is prepared on the host first:
 
-* the *wheelhouse*: ``pip wheel`` of the image's Python dependencies (the package's runtime
-  dependencies plus its ``[notebook]`` extra, torch pinned to the CPU build), reused as long as
-  that list is unchanged;
+* the *wheelhouse*: ``pip download`` of the image's Python dependencies (the package's runtime
+  dependencies plus its ``[notebook]`` extra, torch pinned to the CPU build), every package but
+  torch's own stack held to the versions in ``containers/classifier/constraints.txt``; reused as
+  long as that list is unchanged and its wheels still match the pins;
 * the *build context*, assembled in a scratch directory (hard links, no copies): the
   Dockerfile, ``requirements.txt``, the wheelhouse, the compute_to_data wheel built from this
   checkout, and the notebooks to bake in. Only these files reach the daemon, which is what a
@@ -19,6 +20,10 @@ changed.
 ``--cuda`` builds the twin ``compute-to-data/classifier-cuda`` from the same Dockerfile (build
 argument ``TORCH_VARIANT=cuda``) and its own wheelhouse, which must hold a CUDA build of torch
 and the ``nvidia-*`` wheels it loads; nothing else differs, the driver comes from the host.
+Both wheelhouses take the same constraints file, so the two images' notebook environments are
+the same packages at the same versions but for torch and the CUDA libraries it pulls in (a
+wheelhouse build refuses a package the file does not pin: ``python -m compute_to_data.images
+lock`` writes it anew after a dependency change).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,11 +69,15 @@ LABEL_WHEELHOUSE_KEY = "org.c2d.wheelhouse-key"
 LABEL_TORCH_VARIANT = "org.c2d.torch-variant"
 
 CUDA_IMAGE_REPOSITORY = "compute-to-data/classifier-cuda"
-#: PyPI's Linux wheel of torch is the CUDA build; the CPU one is ``+cpu`` from a find-links directory.
-DEFAULT_CUDA_TORCH_REQUIREMENT = "torch==2.13.0"
+#: PyPI's Linux wheel of torch is the CUDA build (2.14.1: CUDA 13.0; the one the package index
+#: reachable here offers with all its nvidia-* wheels); the CPU one is ``+cpu`` from a find-links
+#: directory. Any torch within the ``[notebook]`` extra's range runs the notebooks.
+DEFAULT_CUDA_TORCH_REQUIREMENT = "torch==2.14.1"
 CUDA_TORCH_REQUIREMENT_ENV = "C2D_CUDA_TORCH_REQUIREMENT"
 
 WHEELHOUSE_STAMP = ".c2d-wheelhouse.json"
+#: the versions both images' wheelhouses are held to (relative to the source root).
+CONSTRAINTS_FILE = Path("containers") / "classifier" / "constraints.txt"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 
@@ -216,6 +226,69 @@ def probe_base_python(client: Any, base_image: str) -> TargetPython:
     return TargetPython(version, glibc, machine)
 
 
+def normalized_name(name: str) -> str:
+    """PEP 503: ``Jinja2``, ``jinja_2`` and ``jinja-2`` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_torch_stack(name: str) -> bool:
+    """torch and what only its CUDA build pulls in: the one part where the two images differ."""
+    name = normalized_name(name)
+    return name in ("torch", "triton") or name.startswith(("nvidia-", "cuda-"))
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    """``(normalized name, version)`` of a wheel file name (``name-version-...-platform.whl``)."""
+    parts = Path(filename).name.split("-")
+    if len(parts) < 5 or not filename.endswith(".whl"):
+        raise ImageBuildError(f"{filename} is not a wheel file name (name-version-python-abi-platform.whl)")
+    return normalized_name(parts[0]), parts[1]
+
+
+def read_constraints(path: Path) -> dict[str, str]:
+    """``{normalized name: version}`` of a constraints file of ``name==version`` lines."""
+    pins: dict[str, str] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ImageBuildError(f"cannot read the image's constraints {path}: {exc}") from exc
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#")[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise ImageBuildError(f"{path}:{number}: {raw.strip()!r} is not name==version; "
+                                  "write the file anew with python -m compute_to_data.images lock")
+        pins[normalized_name(name.strip())] = version.strip()
+    return pins
+
+
+def constraints_path(root: Path | None = None) -> Path:
+    return (root or source_root()) / CONSTRAINTS_FILE
+
+
+def unpinned_wheels(directory: Path, pins: dict[str, str]) -> list[str]:
+    """Wheels outside torch's stack whose package the constraints do not pin at that version."""
+    wrong = []
+    for wheel in sorted(directory.glob("*.whl")):
+        name, version = wheel_name_version(wheel.name)
+        if not is_torch_stack(name) and pins.get(name) != version:
+            wrong.append(f"{name} {version}" + (f" (pinned {pins[name]})" if name in pins else " (not pinned)"))
+    return wrong
+
+
+def write_constraints(path: Path, wheels: list[str]) -> int:
+    """Pin every package of ``wheels`` (file names) but torch's stack; returns how many."""
+    pins = sorted({wheel_name_version(w) for w in wheels if not is_torch_stack(wheel_name_version(w)[0])})
+    header = ("# The versions both classifier images (CPU and CUDA) install, torch and its CUDA libraries\n"
+              "# aside: pip download takes them as constraints (-c), so the two notebook environments\n"
+              "# are identical but for torch. Written by python -m compute_to_data.images lock;\n"
+              "# run it again after changing the dependencies in pyproject.toml.\n")
+    path.write_text(header + "".join(f"{name}=={version}\n" for name, version in pins))
+    return len(pins)
+
+
 def wheelhouse_key(requirements: list[str], target: TargetPython, variant: ImageVariant = CPU_VARIANT) -> str:
     """Changes when the requirement list, the interpreter the wheels are for or the variant changes."""
     material: dict[str, Any] = {"requirements": sorted(requirements), "python": target.version,
@@ -226,21 +299,30 @@ def wheelhouse_key(requirements: list[str], target: TargetPython, variant: Image
 
 
 def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[str] | None = None,
-                      *, rebuild: bool = False, variant: ImageVariant = CPU_VARIANT) -> str:
+                      *, rebuild: bool = False, variant: ImageVariant = CPU_VARIANT,
+                      constraints: Path | None = None) -> str:
     """Download (or reuse) the wheels for ``target`` into ``directory``; returns the key.
 
     ``pip download --only-binary`` with the target's Python version and glibc: the host's
     interpreter may be newer (a wheel requiring Python >= 3.11.5 does not install on Debian
-    bookworm's 3.11.2), and nothing is compiled on the host.
+    bookworm's 3.11.2), and nothing is compiled on the host. With ``constraints`` (both images
+    pass the same file) every package but torch's stack must come out at its pinned version: a
+    reused wheelhouse that no longer matches is downloaded again, a fresh one that brings a
+    package the file does not pin is refused (the two images would drift apart).
     """
     requirements = requirements or image_requirements(variant=variant)
     key = wheelhouse_key(requirements, target, variant)
+    pins = read_constraints(constraints) if constraints is not None else None
     stamp = directory / WHEELHOUSE_STAMP
     if not rebuild and stamp.is_file():
         try:
             if json.loads(stamp.read_text()).get("key") == key:
-                log.info("reusing wheelhouse %s (key %s)", directory, key)
-                return key
+                drift = unpinned_wheels(directory, pins) if pins is not None else []
+                if not drift:
+                    log.info("reusing wheelhouse %s (key %s)", directory, key)
+                    return key
+                log.info("wheelhouse %s no longer matches %s (%s): downloading it again", directory,
+                         constraints, ", ".join(drift[:5]))
         except ValueError:
             pass
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -252,13 +334,21 @@ def ensure_wheelhouse(directory: Path, target: TargetPython, requirements: list[
         (scratch / "requirements.txt").write_text("\n".join(requirements) + "\n")
         command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
                    *target.pip_arguments(), "--dest", str(scratch), "-r", str(scratch / "requirements.txt")]
+        if constraints is not None:
+            command += ["-c", str(constraints)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise ImageBuildError(
                 "pip download failed while building the image's wheelhouse:\n"
-                + _tail("\n".join(l for l in (done.stdout + done.stderr).splitlines() if "is ignored" not in l), 40)
+                + _tail("\n".join(line for line in (done.stdout + done.stderr).splitlines() if "is ignored" not in line), 40)
             )
         _check_torch_wheel(scratch, variant, shown=directory)
+        if pins is not None and (drift := unpinned_wheels(scratch, pins)):
+            raise ImageBuildError(
+                f"the image's wheelhouse would hold packages {constraints} does not pin: {', '.join(drift)}; "
+                "both images install the same versions of everything but torch, so pin them: run "
+                "python -m compute_to_data.images lock, review and commit the file, then build again"
+            )
         (scratch / "requirements.txt").unlink()
         stamp_data = {"key": key, "requirements": requirements, "python": target.version, "glibc": target.glibc,
                       "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -332,7 +422,7 @@ def _notebook_files(directories: list[Path]) -> list[tuple[str, Path]]:
 
 def content_hash(root: Path, dockerfile: Path, requirements: list[str], wheelhouse: str,
                  base_image_id: str, notebooks: list[tuple[str, Path]], build_image_id: str = "",
-                 variant: ImageVariant = CPU_VARIANT) -> str:
+                 variant: ImageVariant = CPU_VARIANT, constraints: str = "") -> str:
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
@@ -342,6 +432,8 @@ def content_hash(root: Path, dockerfile: Path, requirements: list[str], wheelhou
     if variant.cuda:
         add("variant", variant.name.encode())
     add("requirements", "\n".join(requirements).encode())
+    if constraints:  # the pins decide the wheels as much as the requirements do
+        add("constraints", constraints.encode())
     add("wheelhouse", wheelhouse.encode())
     add("base", base_image_id.encode())
     if build_image_id and build_image_id != base_image_id:
@@ -438,6 +530,7 @@ class BuildPlan:
     dockerfile: Path
     wheelhouse: Path
     requirements: list[str]
+    constraints: Path  # the same file for both variants
 
     def build_args(self, base_image: str, build_image_ref: str) -> dict[str, str]:
         return {"BASE_IMAGE": base_image, "BUILD_IMAGE": build_image_ref, "TORCH_VARIANT": self.variant.name}
@@ -452,6 +545,7 @@ def plan_build(root: Path, *, cuda: bool = False, wheelhouse: Path | None = None
         dockerfile=root / "containers" / "classifier" / "Dockerfile",
         wheelhouse=wheelhouse or default_wheelhouse(cuda=cuda),
         requirements=image_requirements(root, variant),
+        constraints=constraints_path(root),
     )
 
 
@@ -491,10 +585,12 @@ def build_image(
         build_base = client.images.get(build_ref)
     except docker.errors.ImageNotFound:
         raise ImageBuildError(f"build image {build_ref} is not on this host") from None
-    key = ensure_wheelhouse(wheelhouse, probe_base_python(client, base_image), requirements, variant=plan.variant)
+    key = ensure_wheelhouse(wheelhouse, probe_base_python(client, base_image), requirements, variant=plan.variant,
+                            constraints=plan.constraints)
     _check_torch_wheel(wheelhouse, plan.variant)  # also a reused one: its files may have been swapped
     notebooks = _notebook_files([root / "notebooks", *(extra_notebook_dirs or [])])
-    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks, build_base.id, plan.variant)
+    wanted_hash = content_hash(root, dockerfile, requirements, key, base.id, notebooks, build_base.id, plan.variant,
+                               plan.constraints.read_text())
 
     previous_id: str | None = None
     try:
@@ -567,6 +663,23 @@ def list_images(client: Any = None) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["created"], reverse=True)
 
 
+def lock_constraints(*, base_image: str | None = None, client: Any = None, root: Path | None = None) -> tuple[Path, int]:
+    """Resolve the CPU image's requirements with no pins (for the base image's Python) and pin the result.
+
+    The CPU requirements decide the shared versions; the CUDA build of torch has the same
+    non-CUDA dependencies, and its wheelhouse build refuses anything the file leaves out.
+    """
+    root = root or source_root()
+    client = client or docker_client()
+    target = probe_base_python(client, base_image or choose_base_image(client))
+    path = constraints_path(root)
+    with tempfile.TemporaryDirectory(prefix="c2d-lock-") as tmp:
+        scratch = Path(tmp) / "wheels"
+        ensure_wheelhouse(scratch, target, image_requirements(root, CPU_VARIANT), rebuild=True)
+        count = write_constraints(path, [w.name for w in scratch.glob("*.whl")])
+    return path, count
+
+
 def _tail(text: str, lines: int) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -582,8 +695,20 @@ def main(argv: list[str] | None = None) -> int:
     ensure.add_argument("--wheelhouse", type=Path, required=True)
     ensure.add_argument("--tag", default=None)
     ensure.add_argument("--cuda", action="store_true", help="the CUDA twin (wheelhouse with a CUDA torch)")
+    lock = sub.add_parser("lock", help=f"resolve the CPU image's requirements afresh and write {CONSTRAINTS_FILE}")
+    lock.add_argument("--base", default=None, help="base image whose Python and glibc the wheels are for "
+                      "(default: as c2d image build chooses)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[docker-env] %(message)s", stream=sys.stderr)
+    prefix = "docker-env" if args.command == "ensure" else "images"
+    logging.basicConfig(level=logging.INFO, format=f"[{prefix}] %(message)s", stream=sys.stderr)
+    if args.command == "lock":
+        try:
+            path, count = lock_constraints(base_image=args.base)
+        except ComputeToDataError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+        print(f"{path}: {count} packages pinned")
+        return 0
     try:
         built = build_image(base_image=args.base, build_image_ref=args.build_base, wheelhouse=args.wheelhouse,
                             tag=args.tag, if_stale=True, cuda=args.cuda)

@@ -21,13 +21,13 @@ Researchers call the rules by name through the native rule language (``rules/*.r
   classifying only what is not done yet; queued with the delay server like ``c2d_submit``.
 
 A config with ``schedule: {"every": "1d"}`` submitted with ``c2d_submit`` starts a series
-(``tasks/schedule.py``): its first task is queued as above, and ``c2d_series_step`` is queued
+(``service/scheduler.py``): its first task is queued as above, and ``c2d_series_step`` is queued
 ``every`` later; each step queues the next one, then a new task over the images not classified
 yet. ``c2d_cancel`` of the first task stops the series.
 
 A task with more images than one shard (``compute.shard_size``) is planned by ``c2d_submit`` as
 shards, each queued as a delayed ``c2d_run_task`` of its own and handed to its resource's host
-like a task; the task's state follows its shards' (tasks/shards.py), and the run that ends the
+like a task; the task's state follows its shards' (lifecycle/shards.py), and the run that ends the
 last shard renders the task's report. ``c2d_status``, ``c2d_cancel`` and ``c2d_resume`` of the
 task act on its shards (status lists them, cancel stops them on their hosts, resume queues the
 ones that did not succeed).
@@ -40,7 +40,7 @@ a run's parallel replication agents, queued with the delay server: a rule never 
 ``callback`` from two threads, so agents are rules of their own). Docker and the run's
 processes are only ever touched on the compute resource's host. Every rule acts as the client
 user (``session_vars``), so iRODS permissions apply; no rule needs rodsadmin. State changes go
-through the task lifecycle (``tasks/lifecycle.py``) only.
+through the task service (``service/tasks.py``) and its state machine (``lifecycle/machine.py``) only.
 
 Errors end the rule with ``callback.msiExit(code, message)``: ``irule`` then prints the
 message and exits with the iRODS code's name (a plain exception would show only ``-1``).
@@ -59,7 +59,7 @@ import binascii
 import json
 import logging
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from compute_to_data.domain import conventions as names
@@ -82,16 +82,16 @@ from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.taskconfig import TaskConfig, parse_json, validate_document
 from compute_to_data.domain.timings import timings_summary
+from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.engine.replication import run_agent
-from compute_to_data.grid import hosts
 from compute_to_data.grid.rule_engine import RuleEngineGrid
-from compute_to_data.lifecycle import series as schedule
-from compute_to_data.lifecycle.machine import TaskLifecycle
-from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.lifecycle.series import Series, SeriesLink, series_id_of
 from compute_to_data.rules_ingest import c2d_ingest_hook
-from compute_to_data.runners import auto_candidates
+from compute_to_data.runners import auto_candidates, choose_runner
 from compute_to_data.runners.base import Runner, RunRequest, RunResult
-from compute_to_data.service.scheduler import SeriesScheduler
+from compute_to_data.service.scheduler import SeriesScheduler, submit_and_queue
+from compute_to_data.service.scheduler import cancel as cancel_with_series
+from compute_to_data.service.tasks import Cancelled, TaskService
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class _Session:
         self.rei = rei
         self.grid = RuleEngineGrid(callback, rei)
         self.settings = Settings.load()
-        self.store = TaskStateStore(self.grid)
-        self.lifecycle = TaskLifecycle(self.grid, self.settings)
+        self.service = TaskService(self.grid, self.settings)
 
     @property
     def user(self) -> str:
@@ -261,12 +260,12 @@ class DeferredRunner(Runner):
             return candidates[0]
         raise NotAllowedError(f"the server settings ({self.settings.source}) allow no runner for 'auto'")
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self._real.name if self._real is not None else self._planned
 
-    @property  # type: ignore[override]
-    def uses_container_paths(self) -> bool:
+    @property
+    def uses_container_paths(self) -> bool:  # type: ignore[override]
         if self._real is not None:
             return self._real.uses_container_paths
         try:
@@ -276,8 +275,6 @@ class DeferredRunner(Runner):
 
     def resolve(self) -> Runner:
         if self._real is None:
-            from compute_to_data.runners import choose_runner
-
             self._real = choose_runner(self.requested, self.settings)
         return self._real
 
@@ -294,7 +291,7 @@ class DeferredRunner(Runner):
         return self._real.describe() if self._real is not None else f"{self._planned} (not started yet)"
 
 
-# --- steps shared by the rules --------------------------------------------------------------------
+# --- what the rules translate to: the task service, its effects carried out with the delay server ---
 def _read_config(session: _Session, path: str, input_default: str | None = None) -> TaskConfig:
     text = session.grid.read_data_object(path, max_bytes=MAX_CONFIG_BYTES)
     if input_default is None:
@@ -319,9 +316,7 @@ def _parse_lenient(text: bytes | str, source: str) -> dict[str, Any]:
 
 
 def _context(session: _Session, config: TaskConfig, dispatch: Callable[..., bool] | None = None,
-             series: schedule.SeriesLink | None = None) -> Any:
-    from compute_to_data.engine.task import TaskContext
-
+             series: SeriesLink | None = None) -> TaskContext:
     return TaskContext(
         grid=session.grid,
         settings=session.settings,
@@ -338,33 +333,17 @@ def _queue_agent(session: _Session, manifest: str) -> None:
     _delay(session, DELAY_HINTS, body, "a replication agent", posixpath.dirname(posixpath.dirname(manifest)))
 
 
-def _submit(session: _Session, config: TaskConfig, series: schedule.SeriesLink | None = None) -> Any:
-    """Validate and record ``queued`` (the engine's ``submit``): nothing changes if a check fails."""
-    return session.lifecycle.submit(config, _context(session, config, series=series), submitted_by=session.user)
-
-
-def _submit_and_queue(session: _Session, config: TaskConfig) -> tuple[Any, schedule.SeriesInfo | None]:
-    """What ``c2d_submit`` and the upload trigger do: submit, queue the run, and for a scheduled
-    config start its series (the first scheduled step, ``every`` from now)."""
-    scheduled = config.schedule_every is not None
-    outcome = _submit(session, config, schedule.SeriesLink() if scheduled else None)
-    _queue_or_fail(session, outcome.collection)
-    if not scheduled:
-        return outcome, None
-    try:
-        return outcome, _scheduler(session).start(outcome.collection)
-    except ComputeToDataError as exc:
-        raise GridError(
-            f"task {outcome.task_id} is queued and runs once, but its series could not be scheduled: {exc}",
-            irods_code=exc.irods_code,
-        ) from None
-
-
-class _DelayServerQueue:
-    """A series' steps and runs, queued with the delay server as the caller (RunQueue)."""
+class _DelayServerRuns:
+    """The task service's effects on a zone: runs and series steps queued with the delay server
+    as the caller, stops and checks sent to the compute host with ``remoteExec``, and queued runs
+    executed now (``c2d_run``) here or on their compute host."""
 
     def __init__(self, session: _Session) -> None:
         self.session = session
+
+    def queue_run(self, collection: str) -> None:
+        body = f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")'
+        _delay(self.session, DELAY_HINTS, body, "the run", collection)
 
     def queue_step(self, head_collection: str, due: str, delay_seconds: int) -> None:
         # PLUSET in seconds: every unit a schedule may use, in the one form the delay server surely reads
@@ -372,38 +351,31 @@ class _DelayServerQueue:
         body = f'callback.c2d_series_step("{_encode({"series": head_collection, "due": due})}")'
         _delay(self.session, hints, body, "the next run of the series", head_collection)
 
-    def queue_run(self, collection: str) -> None:
-        _queue_or_fail(self.session, collection)  # one run per shard for a task larger than one shard
-
-
-def _scheduler(session: _Session) -> SeriesScheduler:
-    return SeriesScheduler(
-        session.grid, session.settings, _DelayServerQueue(session),
-        lambda config, link: _context(session, config, series=link),
-    )
-
-
-def _queue_or_fail(session: _Session, collection: str) -> list[str]:
-    """Queue the task's runs (one per shard for a task larger than one shard); a run that
-    cannot be queued is recorded failed, never left queued. The collections queued."""
-    lifecycle = session.lifecycle
-    runs = lifecycle.queued_runs(lifecycle.read(collection))
-    for i, run in enumerate(runs):
+    def stop_on_host(self, record: TaskRecord, host: str) -> str:
+        what = f"shard {record.get(names.A_SHARD)}" if record.is_shard else f"task {record.task_id}"
         try:
-            _queue(session, run)
-        except ComputeToDataError as exc:
-            for rest in runs[i:]:
-                lifecycle.fail_queued(rest, str(exc))
-            if run != collection:  # a shard: the task says why it will not complete
-                lifecycle.fail_queued(collection, f"its shards could not all be queued: {exc}")
-            raise
-    return runs
+            self._remote(host, "c2d_cancel_here", record)
+        except RuntimeError as exc:
+            code = parse_error_code(exc)
+            log.warning("could not stop %s on %s: %s", what, host, describe_code(code) if code is not None else exc)
+            return (f"{what}: stopping its run on {host} failed ({describe_code(code) if code is not None else exc}); "
+                    "it stops itself at its next heartbeat and tags nothing more")
+        return f"stopped: requested on {host}" if not record.is_shard else f"{what}: stop requested on {host}"
 
+    def check_on_host(self, record: TaskRecord, host: str) -> None:
+        try:
+            self._remote(host, "c2d_reap_here", record)
+        except RuntimeError as exc:
+            raise GridError(f"{host} could not check it: {exc}") from None
 
-def _queue(session: _Session, collection: str) -> None:
-    """Queue ``c2d_run_task`` with the delay server, as the caller."""
-    body = f'callback.c2d_run_task("{_encode({"collection": collection, "hops": 0})}")'
-    _delay(session, DELAY_HINTS, body, "the run", collection)
+    def _remote(self, host: str, rule: str, record: TaskRecord) -> None:
+        payload = _encode({"collection": record.collection, "task_id": record.task_id})
+        self.session.callback.remoteExec(host, "", f'{rule}("{payload}")', "")
+
+    def run_queued(self, collections: Sequence[str]) -> list[TaskOutcome]:
+        for collection in collections:
+            _execute_queued(self.session, collection, hops=0)
+        return []
 
 
 def _delay(session: _Session, hints: str, body: str, what: str, collection: str) -> None:
@@ -422,42 +394,31 @@ def _delay(session: _Session, hints: str, body: str, what: str, collection: str)
         ) from None
 
 
-def _is_here(session: _Session, resource: Resource) -> bool:
-    return hosts.is_local_host(resource.host, session.settings.local_host_names)
+def _scheduler(session: _Session) -> SeriesScheduler:
+    return SeriesScheduler(
+        session.grid, session.settings, _DelayServerRuns(session),
+        lambda config, link: _context(session, config, series=link),
+    )
 
 
 def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord:
-    """Run the queued task of ``collection`` on its compute resource's host; the final record.
-
-    Here when this is that host; otherwise handed over with ``remoteExec`` (synchronously).
-    A task that cannot even start is recorded ``failed`` with the reason, never left queued.
-    """
-    lifecycle = session.lifecycle
-    record = lifecycle.read(collection)
-    if record.state == TaskState.CANCELLED:
-        log.info("task %s was cancelled before it started; not running it", record.task_id)
-        return record
-    if record.state != TaskState.QUEUED and not (record.is_sharded and record.state == TaskState.RUNNING):
-        raise TaskStateError(
-            f"task {record.task_id} is {record.state.value if record.state else 'in no known state'}; "
-            "only a queued task can be started"
-        )
-    lifecycle.check_may_change(record)
-    if record.is_sharded:  # its own run makes its summary, on the host of its last shard's resource
-        shards = lifecycle.shards(record)
-        resource = session.grid.get_resource(shards[-1].get(names.A_COMPUTE_RESOURCE)) if shards else None
-        if resource is None:
-            raise TaskStateError(f"task {record.task_id} has no shards")
-    else:
-        resource = lifecycle.compute_resource(record)
-    if not _is_here(session, resource):
+    """Run the queued run of ``collection`` on its compute resource's host: here when this is that
+    host, else handed over with ``remoteExec`` (synchronously). A run that cannot even start is
+    recorded ``failed`` with the reason, never left queued."""
+    service = session.service
+    try:
+        record, resource = service.where_to_run(collection)
+    except TaskCancelled as exc:
+        log.info("%s", exc)
+        return service.read(collection)
+    if not service.is_here(resource):
         if hops >= 1:
             message = (
                 f"the run was handed to {resource.host} (host of {resource.name}), but that server does not "
                 "recognise the name as its own; the administrator can add it to local_host_names in the "
                 "compute_to_data settings of that server"
             )
-            lifecycle.fail_queued(collection, message)
+            service.machine.fail_queued(collection, message)
             raise ComputeToDataError(message)
         payload = _encode({"collection": collection, "hops": hops + 1})
         log.info("task %s: running on %s (host of %s)", record.task_id, resource.host, resource.name)
@@ -466,44 +427,35 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         except RuntimeError as exc:
             code = parse_error_code(exc)
             reason = describe_code(code) if code is not None else "unknown error"
-            lifecycle.fail_queued(
-                collection, f"could not start the task on {resource.host} ({resource.name}): {reason}"
-            )
-        return lifecycle.read(collection)
-    return _run_here(session, record, resource)
-
-
-def _run_here(session: _Session, record: TaskRecord, resource: Resource) -> TaskRecord:
-    collection = record.collection
+            service.machine.fail_queued(collection, f"could not start the task on {resource.host} ({resource.name}): {reason}")
+        return service.read(collection)
     try:
-        config = session.lifecycle.read_config(record)
+        config = service.machine.read_config(record)
     except ComputeToDataError as exc:
-        session.lifecycle.fail_queued(collection, f"cannot read the task's config: {exc}")
+        service.machine.fail_queued(collection, f"cannot read the task's config: {exc}")
         raise
 
     def stay_here(task: Any, chosen: Resource) -> bool:
-        if chosen.name != resource.name or not _is_here(session, chosen):
+        if chosen.name != resource.name or not service.is_here(chosen):
             raise ComputeToDataError(f"task {record.task_id} was about to run on {chosen.name}, not on {resource.name}")
         if isinstance(task.runner, DeferredRunner):
             task.runner.resolve()  # on the compute host: the only place Docker is asked
         return False
 
     try:
-        session.lifecycle.start(
-            collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name
-        )
+        service.start(collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name)
     except TaskCancelled:
         pass
     except TaskBusyError as exc:  # another agent runs it right now: that run records its state
         log.warning("%s", exc)
         raise
-    return session.lifecycle.read(collection)
+    return service.read(collection)
 
 
 def _print_record(session: _Session, record: TaskRecord) -> None:
     session.lines([
         ("task_id", record.task_id),
-        ("state", record.display_state(session.lifecycle.lease_seconds)),
+        ("state", record.display_state(session.service.lease_seconds)),
         ("waiting", record.queue_reason),
         ("collection", record.collection),
         ("report", record.get(names.A_REPORT)),
@@ -531,11 +483,11 @@ _SHARD_LINES = 20
 
 
 def _print_shards(session: _Session, record: TaskRecord) -> None:
-    shards = session.lifecycle.shards(record)
+    shards = session.service.shards(record)
     session.out(f"shards: {aggregate(shards).describe()}")
     shown = shards if len(shards) <= _SHARD_LINES else [s for s in shards if s.state != TaskState.SUCCEEDED]
     for shard in shown[:_SHARD_LINES]:
-        details = [shard.display_state(session.lifecycle.lease_seconds), f"on {shard.get(names.A_COMPUTE_RESOURCE)}",
+        details = [shard.display_state(session.service.lease_seconds), f"on {shard.get(names.A_COMPUTE_RESOURCE)}",
                    f"images {shard.progress_text()}"]
         if shard.get(names.A_ERROR):
             details.append(f"error: {shard.get(names.A_ERROR)}")
@@ -544,12 +496,12 @@ def _print_shards(session: _Session, record: TaskRecord) -> None:
 
 def _print_series(session: _Session, record: TaskRecord) -> None:
     """The series a task belongs to: its id, schedule, state and next run (read on its head)."""
-    if schedule.series_id_of(record) is None:
+    if series_id_of(record) is None:
         return
     try:
-        info = schedule.Series(session.grid, session.settings).info(record)
+        info = Series(session.grid, session.settings).info(record)
     except ComputeToDataError as exc:
-        session.lines([("series", f"{schedule.series_id_of(record)} (its first task cannot be read: {exc})")])
+        session.lines([("series", f"{series_id_of(record)} (its first task cannot be read: {exc})")])
         return
     if info is None:
         return
@@ -567,12 +519,10 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
     """Run a task now: c2d_run(*config) with the logical path of a task config (JSON)."""
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
-    outcome = _submit(session, config)
     # a task larger than one shard: its shards one after the other, each on its host (c2d_submit
     # runs them at once, through the delay server)
-    for run in session.lifecycle.queued_runs(session.lifecycle.read(outcome.collection)):
-        _execute_queued(session, run, hops=0)
-    record = session.lifecycle.read(outcome.collection)
+    outcome = session.service.run_now(config, _context(session, config), _DelayServerRuns(session), session.user)
+    record = session.service.read(outcome.collection)
     if record.state != TaskState.SUCCEEDED:
         details = [f"task {record.task_id} ended {record.state.value if record.state else 'in no known state'}"]
         if record.get(names.A_ERROR):
@@ -588,7 +538,9 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
     """Queue a task: c2d_submit(*config); validates now, returns the task id at once."""
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
-    outcome, series = _submit_and_queue(session, config)
+    submitted, series = submit_and_queue(_scheduler(session), config, _context(session, config),
+                                         _DelayServerRuns(session), session.user)
+    outcome = submitted.outcome
     session.lines([
         ("task_id", outcome.task_id),
         ("state", TaskState.QUEUED.value),
@@ -608,27 +560,10 @@ def _c2d_submit(session: _Session, args: list[str]) -> None:
 def _c2d_status(session: _Session, args: list[str]) -> None:
     """State of a task: c2d_status(*task) with a task id or a task collection path."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
-    status = session.lifecycle.status(task)  # reaps a dead run when this is its host
-    record = status.record
-    if status.is_stale and not session.lifecycle.is_here(record):
-        record = _reap_remotely(session, record)
-    if record.is_sharded and record.state == TaskState.RUNNING:
-        for shard in session.lifecycle.shards(record):  # silent shards elsewhere: their hosts check them
-            if shard.is_stale(session.lifecycle.lease_seconds) and not session.lifecycle.is_here(shard):
-                _reap_remotely(session, shard)
-        record = session.lifecycle.read(record.collection)
-    _print_record(session, record)
-
-
-def _reap_remotely(session: _Session, record: TaskRecord) -> TaskRecord:
-    """A silent run on another host: let that host check it (best effort; else it shows stale)."""
-    try:
-        resource = session.lifecycle.compute_resource(record)
-        payload = _encode({"collection": record.collection, "task_id": record.task_id})
-        session.callback.remoteExec(resource.host, "", f'c2d_reap_here("{payload}")', "")
-    except (ComputeToDataError, RuntimeError) as exc:
-        log.warning("task %s shows no sign of life and its compute host could not check it: %s", record.task_id, exc)
-    return session.lifecycle.read(record.collection)
+    status = session.service.status(task)  # reaps a dead run when this is its host
+    if status.effects:  # silent runs elsewhere: their hosts check them
+        session.service.carry_out(status.effects, _DelayServerRuns(session))
+    _print_record(session, session.service.read(status.record.collection))
 
 
 def _c2d_cancel(session: _Session, args: list[str]) -> None:
@@ -636,85 +571,49 @@ def _c2d_cancel(session: _Session, args: list[str]) -> None:
     The first task of a series stops the series: no further run, and its run queued or running
     now is cancelled too; any other task of a series is cancelled alone."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
-    record = session.lifecycle.find(task)
-    if schedule.is_head(record):
-        series = schedule.Series(session.grid, session.settings)
-        current = series.read(record.collection)
-        if current.is_active:
-            info = series.cancel(record.collection, by=session.user)
-            session.lines([("series", info.series_id), ("series_state", info.state_text)])
-            session.out("no further run of the series will start")
-            for active in series.active_tasks(info.series_id):
-                try:
-                    _cancel_one(session, active.collection)
-                except TaskStateError as exc:  # it ended meanwhile
-                    session.out(f"{active.task_id}: {exc}")
-            return
-        if record.state is not None and record.state.is_final:
-            raise TaskStateError(
-                f"task {record.task_id} is already {record.state.value} and its series is {current.state_text}"
-                + (f" ({current.reason})" if current.reason else "") + "; nothing to cancel"
-            )
-    elif schedule.series_id_of(record):
-        session.out(f"(task of the series {schedule.series_id_of(record)}, which goes on; cancel "
-                    f"{schedule.series_id_of(record)} to stop the series)")
-    _cancel_one(session, record.collection)
+    cancellation = cancel_with_series(_scheduler(session), task, session.user)
+    if cancellation.series is not None:
+        session.lines([("series", cancellation.series.series_id), ("series_state", cancellation.series.state_text)])
+        session.out("no further run of the series will start")
+    elif cancellation.goes_on:
+        session.out(f"(task of the series {cancellation.goes_on}, which goes on; cancel "
+                    f"{cancellation.goes_on} to stop the series)")
+    for cancelled in cancellation.cancelled:
+        _print_cancelled(session, cancelled)
+    for line in cancellation.skipped:
+        session.out(line)
 
 
-def _cancel_one(session: _Session, task: str) -> None:
-    outcome = session.lifecycle.cancel(task, by=session.user)
-    record = outcome.record
+def _print_cancelled(session: _Session, cancelled: Cancelled) -> None:
+    record = cancelled.record
     session.lines([("task_id", record.task_id), ("state", TaskState.CANCELLED.value), ("collection", record.collection)])
+    lines = session.service.carry_out(cancelled.effects, _DelayServerRuns(session))
     if record.is_sharded:
-        _stop_shards_elsewhere(session, outcome.elsewhere)
-        session.out(f"shards: {aggregate(session.lifecycle.shards(record)).describe()}")
+        for line in lines:
+            session.out(line)
+        session.out(f"shards: {aggregate(session.service.shards(record)).describe()}")
         return
-    if not outcome.was_running:
+    if not cancelled.was_running:
         session.out("the queued run will exit without running when the delay server starts it (iqstat lists it until then)")
         return
-    if outcome.here:
-        session.out("stopped: " + ("yes" if outcome.stopped else "nothing of its run was left on this host"))
-        return
-    resource = session.lifecycle.compute_resource(record)
-    payload = _encode({"collection": record.collection, "task_id": record.task_id})
-    try:
-        session.callback.remoteExec(resource.host, "", f'c2d_cancel_here("{payload}")', "")
-    except RuntimeError as exc:
-        code = parse_error_code(exc)
-        raise GridError(
-            f"task {record.task_id} is marked cancelled, but stopping its run on {resource.host} failed: "
-            f"{describe_code(code) if code is not None else exc}; its run stops itself at its next heartbeat "
-            "and tags nothing more",
-            irods_code=code,
-        ) from None
-    session.out(f"stopped: requested on {resource.host}")
-
-
-def _stop_shards_elsewhere(session: _Session, shards: tuple[TaskRecord, ...]) -> None:
-    """Running shards of a cancelled task on other hosts: stopped there (each also stops itself
-    at its next heartbeat, so a host that cannot be reached only delays it)."""
-    for shard in shards:
-        try:
-            resource = session.lifecycle.compute_resource(shard)
-            payload = _encode({"collection": shard.collection, "task_id": shard.task_id})
-            session.callback.remoteExec(resource.host, "", f'c2d_cancel_here("{payload}")', "")
-            session.out(f"shard {shard.get(names.A_SHARD)}: stop requested on {resource.host}")
-        except (ComputeToDataError, RuntimeError) as exc:
-            log.warning("could not stop shard %s on its host: %s", shard.collection, exc)
-            session.out(f"shard {shard.get(names.A_SHARD)}: stops itself at its next heartbeat")
+    if not cancelled.effects:
+        session.out("stopped: " + ("yes" if cancelled.stopped_here else "nothing of its run was left on this host"))
+    for line in lines:
+        session.out(line)
 
 
 def _c2d_resume(session: _Session, args: list[str]) -> None:
     """Resume a failed or cancelled task: c2d_resume(*task); queued at once, runs via the delay server."""
     task = _argument(args, "task id or task collection", "*task='20261122T020304Z-3f9a1c'")
-    record = session.lifecycle.resume(task, by=session.user)
-    runs = _queue_or_fail(session, record.collection)
+    resumed = session.service.resume(task, by=session.user)
+    session.service.carry_out(resumed.effects, _DelayServerRuns(session))
+    record = resumed.record
     session.lines([
         ("task_id", record.task_id),
         ("state", TaskState.QUEUED.value),
         ("collection", record.collection),
         ("resumed", record.get(names.A_RESUMED)),
-        ("shards_queued", len([r for r in runs if r != record.collection]) if record.is_sharded else None),
+        ("shards_queued", resumed.shards_queued if record.is_sharded else None),
     ])
     session.out(
         f"follow it with: irule -r {NATIVE_INSTANCE} -F c2d_status.r \"*task='{record.task_id}'\"  (queued rules: iqstat)"
@@ -725,8 +624,7 @@ def _c2d_resume(session: _Session, args: list[str]) -> None:
 def _c2d_run_task(session: _Session, args: list[str]) -> None:
     """Internal: start a queued task (the delayed run, or the run handed to the compute host)."""
     doc = _decode(_argument(args, "payload", "(internal rule)"))
-    collection = str(doc.get("collection", ""))
-    record = _execute_queued(session, collection, hops=int(doc.get("hops", 0)))
+    record = _execute_queued(session, str(doc.get("collection", "")), hops=int(doc.get("hops", 0)))
     _print_record(session, record)
 
 
@@ -740,24 +638,23 @@ def _c2d_series_step(session: _Session, args: list[str]) -> None:
 
 
 def _record_here(session: _Session, doc: dict[str, Any]) -> TaskRecord:
-    record = session.lifecycle.read(str(doc.get("collection", "")))
+    record = session.service.read(str(doc.get("collection", "")))
     if record.task_id != doc.get("task_id"):
         raise TaskStateError("the task id does not match its collection")
-    session.lifecycle.check_may_change(record)
     return record
 
 
 def _c2d_cancel_here(session: _Session, args: list[str]) -> None:
     """Internal: stop a task's run on this host (called by c2d_cancel)."""
     record = _record_here(session, _decode(_argument(args, "payload", "(internal rule)")))
-    stopped = session.lifecycle.stop_run(record)
+    stopped = session.service.stop_here(record)
     session.out("stopped: " + ("yes" if stopped else "nothing of its run was left on this host"))
 
 
 def _c2d_reap_here(session: _Session, args: list[str]) -> None:
     """Internal: check a silent run on this host, its compute host (called by c2d_status)."""
-    record = session.lifecycle.reap(_record_here(session, _decode(_argument(args, "payload", "(internal rule)"))))
-    session.out(f"state: {record.display_state(session.lifecycle.lease_seconds)}")
+    record = session.service.reap_here(_record_here(session, _decode(_argument(args, "payload", "(internal rule)"))))
+    session.out(f"state: {record.display_state(session.service.lease_seconds)}")
 
 
 def _c2d_replicate_chunk(session: _Session, args: list[str]) -> None:
@@ -817,7 +714,9 @@ def _upload_submit(path: str, callback: Any, rei: Any) -> None:
     session = _Session("c2d_upload_hook", callback, rei)
     try:
         config = _read_config(session, path, input_default=posixpath.dirname(path))
-        outcome, _ = _submit_and_queue(session, config)
+        submitted, _ = submit_and_queue(_scheduler(session), config, _context(session, config),
+                                        _DelayServerRuns(session), session.user)
+        outcome = submitted.outcome
     except ComputeToDataError as exc:
         log.warning("upload trigger: task config %s was not submitted: %s", path, exc)
         _note_on_config(session, path, [AVU(A_SUBMIT_ERROR, str(exc)[:2000] or type(exc).__name__)], names.A_TASK_ID)

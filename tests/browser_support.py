@@ -15,9 +15,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -72,7 +72,9 @@ def live_server(app) -> Iterator[str]:  # noqa: ANN001
 
 
 @contextmanager
-def chrome(chromium: str, chromedriver: str, width: int = 1280, height: int = 900) -> Iterator[object]:
+def chrome(chromium: str, chromedriver: str, width: int = 1280, height: int = 900,
+           downloads: Path | None = None) -> Iterator[object]:
+    """A headless Chromium; with ``downloads``, files the pages download land there."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -85,10 +87,16 @@ def chrome(chromium: str, chromedriver: str, width: int = 1280, height: int = 90
         options.add_argument(arg)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")  # Chromium refuses to run its sandbox as root
+    if downloads is not None:
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(downloads), "download.prompt_for_download": False,
+        })
     profile = ARTIFACTS / ".chrome-profile"
     shutil.rmtree(profile, ignore_errors=True)
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     driver.set_page_load_timeout(60)
+    if downloads is not None:  # headless Chromium downloads only where told to
+        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     try:
         yield driver
     finally:

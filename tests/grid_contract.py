@@ -19,13 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.errors import (
+    NothingToRemoveError,
     AccessDeniedError,
     AlreadyExistsError,
     GridError,
@@ -427,11 +423,24 @@ def test_apply_metadata_batch_is_all_or_nothing(contract_grid: GridSetup) -> Non
     path = f"{s.home}/a.png"
     s.put(path, b"a")
     g.apply_metadata([add(EntityType.DATA_OBJECT, path, "k", "v")])
-    with pytest.raises(GridError):  # duplicate add
-        g.apply_metadata([add(EntityType.DATA_OBJECT, path, "new", "1"), add(EntityType.DATA_OBJECT, path, "k", "v")])
-    with pytest.raises(GridError):  # removing what is not there
-        g.apply_metadata([add(EntityType.DATA_OBJECT, path, "new", "1"), remove(EntityType.DATA_OBJECT, path, "k", "nope")])
+    with pytest.raises(GridError):  # an invalid operation fails the batch: nothing is applied
+        g.apply_metadata([add(EntityType.DATA_OBJECT, path, "new", "1"), add(EntityType.DATA_OBJECT, path, "bad", "")])
     assert g.get_avus(EntityType.DATA_OBJECT, path) == [AVU("k", "v")]
+    # As on a real server, a batch is no compare-and-swap: a duplicate add and the removal of what
+    # is not there are no errors, and the rest of the batch applies.
+    g.apply_metadata([add(EntityType.DATA_OBJECT, path, "new", "1"), add(EntityType.DATA_OBJECT, path, "k", "v"),
+                      remove(EntityType.DATA_OBJECT, path, "k", "nope")])
+    assert sorted(g.get_avus(EntityType.DATA_OBJECT, path), key=lambda a: a.attribute) == [AVU("k", "v"), AVU("new", "1")]
+
+
+def test_remove_avu_is_the_removal_that_fails_when_it_is_not_there(contract_grid: GridSetup) -> None:
+    """The claim primitive (lifecycle/claims.py): of two removals of one AVU, one fails."""
+    s, g = contract_grid, contract_grid.grid
+    g.apply_metadata([add(EntityType.COLLECTION, s.home, "c2d::claim", "t1")])
+    g.remove_avu(EntityType.COLLECTION, s.home, AVU("c2d::claim", "t1"))
+    with pytest.raises(NothingToRemoveError):
+        g.remove_avu(EntityType.COLLECTION, s.home, AVU("c2d::claim", "t1"))
+    assert g.get_avus(EntityType.COLLECTION, s.home) == []
 
 
 def test_apply_metadata_errors(contract_grid: GridSetup) -> None:

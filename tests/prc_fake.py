@@ -32,11 +32,12 @@ import fnmatch
 import io
 import itertools
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from irods import exception as ex
 from irods import models
@@ -348,7 +349,7 @@ class FakeQuery:
         if value is missing:
             raise ex.SYS_INVALID_INPUT_PARAM(f"the fake cannot join {column.icat_key} here")
         if column.column_type is DateTime and isinstance(value, (int, float)):
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         return value
 
     def _rows(self) -> list[dict[Column, Any]]:
@@ -552,22 +553,38 @@ class _Metadata:
             raise TypeError("avu_ops must contain 1 or more AVUOperations")
         target = self._target(model_cls, path)
         if target is None:
+            # observed: an atomic batch on a data object that does not exist fails with -130000
+            if model_cls is models.DataObject:
+                raise ex.SYS_INVALID_INPUT_PARAM(None)
             raise ex.CAT_NO_ROWS_FOUND(None)
         if isinstance(target, (FObject, FCollection)) and self.s.level(target) < MODIFY:
             raise ex.CAT_NO_ACCESS_PERMISSION(None)
         avus = list(target.avus)
         for op in ops:
             avu = op.avu
+            if not avu.name or not avu.value:
+                raise ex.SYS_INVALID_INPUT_PARAM("attribute and value must not be empty")
             triple = (avu.name, avu.value, avu.units or "")
+            # observed: neither adding a carried AVU nor removing a missing one fails the batch
             if op.operation == "add":
-                if triple in avus:
-                    raise ex.SYS_INVALID_INPUT_PARAM("duplicate AVU")
-                avus.append(triple)
-            else:
                 if triple not in avus:
-                    raise ex.SYS_INVALID_INPUT_PARAM("no such AVU")
+                    avus.append(triple)
+            elif triple in avus:
                 avus.remove(triple)
         target.avus = avus
+
+    def remove(self, model_cls: Any, path: str, meta: iRODSMeta, **_: Any) -> None:
+        """``imeta rm``: one AVU; observed: CAT_SUCCESS_BUT_WITH_NO_INFO when it is not there."""
+        self.s._connect()
+        target = self._target(model_cls, path)
+        if target is None:
+            raise ex.CAT_NO_ROWS_FOUND(None)
+        if isinstance(target, (FObject, FCollection)) and self.s.level(target) < MODIFY:
+            raise ex.CAT_NO_ACCESS_PERMISSION(None)
+        triple = (meta.name, meta.value, meta.units or "")
+        if triple not in target.avus:
+            raise ex.CAT_SUCCESS_BUT_WITH_NO_INFO(None)
+        target.avus = [a for a in target.avus if a != triple]
 
 
 class FakeRule:

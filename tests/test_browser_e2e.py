@@ -31,7 +31,7 @@ try:
         live_server,
         save_screenshot,
     )
-    from .client_support import PASSWORDS, make_fake_zone, real_run
+    from .client_support import PASSWORDS, make_fake_zone, make_grid, make_task, real_run
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
     from browser_support import (
         REPO,
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - depends on how pytest imports tests/
         live_server,
         save_screenshot,
     )
-    from client_support import PASSWORDS, make_fake_zone, real_run
+    from client_support import PASSWORDS, make_fake_zone, make_grid, make_task, real_run
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +209,134 @@ def test_real_run_report_images_and_validation(browser, tmp_path):
         refresh = not docs.exists() or os.environ.get("C2D_UPDATE_SCREENSHOT") == "1"
         shot = save_screenshot(driver, "browser-local-images.png", also=docs if refresh else None)
         assert shot.stat().st_size > 10_000
+
+
+# --- the review features (issue 21) -------------------------------------------------------------------------
+def type_key(driver, key: str) -> None:  # noqa: ANN001
+    """Type into the review page's key field (it has the focus) and press Enter, as a person would."""
+    from selenium.webdriver.common.keys import Keys
+
+    old = driver.find_element("id", "review-key")
+    active = driver.switch_to.active_element
+    assert active.get_attribute("id") == "review-key", "the key field should have the focus"
+    active.send_keys(key + Keys.ENTER)
+    wait_for(lambda: staleness(old) and by_css(driver, "#progress"), what=f"the page after key {key!r}")
+
+
+def staleness(element) -> bool:  # noqa: ANN001
+    """The element belongs to a page that was replaced (the form posted and the next page loaded)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+
+
+def test_review_queue_keyboard_burst_export_cancel_and_resume(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from compute_to_data.domain.catalog import AVU, MetadataOperation
+    from compute_to_data.domain.conventions import TaskState
+
+    admin = make_grid(tmp_path / "grid")
+    made = make_task(admin, tmp_path / "files", n_images=24)
+    order = sorted(made.images, key=lambda p: (made.scores[p], p))
+    top = sorted(p for p in made.images if "/sub/" not in p)
+    # A camera's burst: the first three frames of the top collection within a minute (EXIF time).
+    burst = [p for p in top if p in order[:1]] + [p for p in top if p not in order[:1]][:2]
+    times = {burst[0]: "2026:11:22 10:00:00", burst[1]: "2026:11:22 10:00:20", burst[2]: "2026:11:22 10:00:45"}
+    admin.as_user("alice").apply_metadata([
+        MetadataOperation("add", EntityType.DATA_OBJECT, p, AVU(names.EXIF_DATETIME, t)) for p, t in times.items()
+    ])
+    # The task's predictions file with the top classes, as the notebook writes it.
+    lines = ["path,class,score,top_k"]
+    for p in made.images:
+        best = made.scores[p]
+        rest = [c for c in ("cat", "dog", "owl") if c != made.classes[p]]
+        second = round(min(best - 0.02, (1 - best) * 0.6), 4)
+        third = round(max(0.0, 1 - best - second), 4)
+        lines.append(f"{p},{made.classes[p]},{best:.4f},{made.classes[p]}:{best:.4f};{rest[0]}:{second:.4f};{rest[1]}:{third:.4f}")
+    (tmp_path / "predictions.csv").write_text("\n".join(lines) + "\n")
+    grid = LocalGrid(tmp_path / "grid", user="alice")
+    grid.put_file(tmp_path / "predictions.csv", f"{made.collection}/{names.PREDICTIONS_CSV}", "lts_resc", overwrite=True)
+
+    def validated(path: str) -> str | None:
+        avus = {a.attribute: a for a in grid.get_avus(EntityType.DATA_OBJECT, path)}
+        found = avus.get(names.VALIDATED_CLASS)
+        assert found is None or found.units == names.task_units(made.task_id)
+        return found.value if found else None
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    app = create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache"))
+    with live_server(app) as url, chrome(*browser, width=1280, height=1040, downloads=downloads) as driver:
+        driver.get(f"{url}/tasks/{made.task_id}")
+        driver.find_element(By.ID, "review").click()
+        wait_for(lambda: by_css(driver, "#review-key"), what="the review queue")
+        assert driver.find_element(By.ID, "review-path").text.startswith(order[0].rsplit("/", 1)[1])
+        assert "0 of 24 decided" in driver.find_element(By.ID, "progress").text
+
+        # The least certain image is the first of a burst: the page shows the burst, all ticked;
+        # untick the third, and correct the two others to owl with one key.
+        boxes = by_css(driver, "#burst input[type=checkbox]")
+        assert [b.get_attribute("value") for b in boxes] == burst and all(b.is_selected() for b in boxes)
+        wait_for(lambda: images_loaded(driver), what="the image and its burst")
+        assert len(by_css(driver, "#top-classes tbody tr")) == 3
+        # The README's picture of the queue: refreshed when missing or asked for (C2D_UPDATE_SCREENSHOT=1).
+        picture = REPO / "docs" / "images" / "review-queue.png"
+        refresh = not picture.exists() or os.environ.get("C2D_UPDATE_SCREENSHOT") == "1"
+        save_screenshot(driver, "review-queue.png", also=picture if refresh else None)
+        boxes[2].click()
+        driver.find_element(By.ID, "review-key").click()
+        type_key(driver, "3")  # owl
+        assert [validated(p) for p in burst] == ["owl", "owl", None]
+        assert "2 images: corrected to owl" in driver.find_element(By.CSS_SELECTOR, ".flash").text
+
+        # Keyboard only: confirm, skip, undo the skip, a class by number.
+        shown = lambda: by_css(driver, "input[name=path]")[0].get_attribute("value")  # noqa: E731
+        first = shown()
+        type_key(driver, "c")
+        assert validated(first) == made.classes[first]
+        second = shown()
+        type_key(driver, "s")
+        assert validated(second) is None and shown() != second
+        type_key(driver, "u")
+        assert shown() == second
+        type_key(driver, "1")
+        assert validated(second) == "cat"
+        type_key(driver, "u")  # undo takes the "cat" back
+        assert validated(second) is None
+        assert "3 of 24 decided" in driver.find_element(By.ID, "progress").text
+
+        # The task page's agreement figures and the export (a real download).
+        driver.get(f"{url}/tasks/{made.task_id}")
+        assert "3 of 24 images validated" in driver.find_element(By.ID, "agreement").text
+        driver.find_element(By.ID, "export-csv").click()
+        exported = downloads / f"{made.task_id}-validations.csv"
+        wait_for(lambda: exported.exists() and exported.stat().st_size > 0, what="the CSV download")
+        rows = exported.read_text().splitlines()
+        assert len(rows) == 25 and rows[0].startswith("task_id,path,predicted_class,score,validated_class")
+        assert sum(1 for r in rows if ",owl,alice," in r) == 2
+
+    # Cancel and resume: a queued task of another grid, run for real by the worker after the resume.
+    other = tmp_path / "other"
+    admin2 = make_grid(other / "grid")
+    queued = make_task(admin2, other / "files", n_images=3, task_id="20261123T020304Z-0a1b2c", state=TaskState.QUEUED)
+    app2 = create_app(WebConfig.for_local(other / "grid", "alice", cache_dir=other / "cache"))
+    grid2 = LocalGrid(other / "grid", user="alice")
+
+    def state() -> str:
+        return {a.attribute: a.value for a in grid2.get_avus(EntityType.COLLECTION, queued.collection)}[names.A_STATE]
+
+    with live_server(app2) as url, chrome(*browser) as driver:
+        driver.get(f"{url}/tasks/{queued.task_id}")
+        driver.find_element(By.ID, "cancel").click()
+        flash = wait_for(lambda: by_css(driver, ".flash"), what="the cancellation")[0].text
+        assert "cancelled" in flash and state() == "cancelled"
+        driver.find_element(By.ID, "resume").click()
+        flash = wait_for(lambda: by_css(driver, ".flash"), what="the resumption")[0].text
+        assert "resumed" in flash
+        # The worker the resume started runs it (and fails it: this task's model is not there).
+        wait_for(lambda: state() in ("running", "failed", "succeeded"), timeout=120, what="the resumed run")

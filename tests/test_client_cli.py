@@ -13,6 +13,7 @@ import json
 import posixpath
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,10 @@ from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ConfigError
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid import client as client_module
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.tasks import TaskService
 
 try:
     from .client_support import PASSWORDS, make_fake_zone, run_cli
@@ -309,12 +310,12 @@ def test_other_users_cannot_see_or_cancel_a_task(local, capsys, monkeypatch):
 
 
 def test_parse_since():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-    assert parse_since("2h", now) == datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    assert parse_since("2h", now) == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     assert parse_since("3d", now).day == 19
-    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
     assert parse_since("2026-11-01T10:00Z", now).hour == 10
     with pytest.raises(ConfigError):
         parse_since("soon", now)
@@ -473,13 +474,13 @@ def test_task_client_wait_polls_until_final(tmp_path):
     seen: list[str] = []
     ticks = iter(range(100))
 
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
 
     def fake_sleep(seconds: float) -> None:
         if len(seen) == 3:
-            lifecycle.begin_run(outcome.collection, {names.A_PROGRESS: "2/6"})
+            lifecycle.machine.begin_run(outcome.collection, {names.A_PROGRESS: "2/6"})
         if len(seen) == 5:
-            lifecycle.transition(outcome.collection, TaskState.SUCCEEDED)
+            lifecycle.machine.transition(outcome.collection, TaskState.SUCCEEDED)
 
     result = client.wait(outcome.task_id, poll_seconds=1, on_update=lambda r: seen.append(r.get(names.A_STATE)),
                          sleep=fake_sleep, clock=lambda: float(next(ticks)))
@@ -515,14 +516,22 @@ def test_serve_builds_the_app_for_local_and_zone(local, zone, capsys, monkeypatc
     assert code == 0 and "http://127.0.0.1:8799/" in err
     app, host, port = started[-1]
     assert (host, port) == ("127.0.0.1", 8799)
-    page = TestClient(app).get("/tasks")
+    page = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert page.status_code == 200 and ">alice<" in page.text
+    # Only the address served answers (DNS rebinding), and names the settings list.
+    assert TestClient(app, base_url="http://evil.example:8799").get("/tasks").status_code == 400
+    settings = local.tmp / "web-settings.json"
+    settings.write_text('{"web": {"allowed_hosts": ["reports.example.org"]}, "heartbeat_lease_seconds": 30}')
+    code, _, err = run_cli(capsys, monkeypatch, *local.args("serve", "--listen-port", "8799", "--settings", str(settings)))
+    app = started[-1][0]
+    assert code == 0 and app.state.config.lease_seconds == 30
+    assert TestClient(app, base_url="https://reports.example.org").get("/tasks").status_code == 200
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--bind", "0.0.0.0")
     assert code == 0 and "clear text" in err  # warned: passwords need TLS off the loopback
     app, host, _ = started[-1]
-    signin = TestClient(app).get("/tasks")
+    signin = TestClient(app, base_url="http://127.0.0.1").get("/tasks")
     assert "Sign in" in signin.text and "tempZone at irods.example.org:1247" in signin.text
 
     code, _, err = run_cli(capsys, monkeypatch, "serve", "--local", str(local.tmp / "nowhere"))
-    assert code == 1 and "no LocalGrid at" in err and len(started) == 2
+    assert code == 1 and "no LocalGrid at" in err and len(started) == 3

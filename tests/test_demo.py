@@ -88,7 +88,7 @@ def test_demo_command_prints_a_summary(first_run, demo_dir):
 def test_a_notebook_that_raises_fails_the_task_registers_the_report_and_tags_nothing(tmp_path):
     """The real notebook through the in-process runner, with a model file that is not TorchScript."""
     from compute_to_data.engine import create_task
-    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.engine.context import TaskContext
     from compute_to_data.runners.inprocess import InProcessRunner
 
     from .engine_support import IMAGES, make_config, make_grid, make_settings

@@ -115,7 +115,7 @@ def test_cuda_build_takes_the_same_dockerfile_with_its_own_tag_wheelhouse_and_to
     assert plan.dockerfile == REPO / "containers" / "classifier" / "Dockerfile"
     assert plan.tag == f"compute-to-data/classifier-cuda:{__version__}"
     assert plan.wheelhouse == tmp_path / "wheelhouse-cuda"
-    assert "torch==2.13.0" in plan.requirements and not any("+cpu" in r for r in plan.requirements)
+    assert "torch==2.14.1" in plan.requirements and not any("+cpu" in r for r in plan.requirements)
     assert plan.build_args("base:1", "build:1") == {"BASE_IMAGE": "base:1", "BUILD_IMAGE": "build:1",
                                                     "TORCH_VARIANT": "cuda"}
     cpu = images.plan_build(REPO)
@@ -213,3 +213,117 @@ def test_image_build_cuda_on_the_command_line(monkeypatch, tmp_path):
     assert f"compute-to-data/classifier-cuda:{__version__}: built" in result.output and "gpu_image" in result.output
     assert CliRunner().invoke(app, ["image", "build", "--quiet"]).exit_code == 0
     assert calls[1]["cuda"] is False and calls[1]["wheelhouse"] == tmp_path / "wheelhouse"
+
+
+# --- one set of versions for both images: containers/classifier/constraints.txt -------------------
+def test_both_images_take_the_same_requirements_and_pins_but_torch(monkeypatch):
+    for env in (images.TORCH_REQUIREMENT_ENV, images.CUDA_TORCH_REQUIREMENT_ENV):
+        monkeypatch.delenv(env, raising=False)
+    cpu, cuda = images.plan_build(REPO), images.plan_build(REPO, cuda=True)
+    assert cpu.constraints == cuda.constraints == REPO / "containers" / "classifier" / "constraints.txt"
+    assert [r for r in cpu.requirements if not r.startswith("torch")] == \
+        [r for r in cuda.requirements if not r.startswith("torch")]
+    assert ({r for r in cpu.requirements if r.startswith("torch")},
+            {r for r in cuda.requirements if r.startswith("torch")}) == ({"torch==2.13.0"}, {"torch==2.14.1"})
+    pins = images.read_constraints(cpu.constraints)
+    for requirement in cpu.requirements:  # every direct requirement but torch is pinned, none of torch's stack
+        name = images.normalized_name(requirement.split(">")[0].split("=")[0].split("<")[0].strip())
+        assert (name in pins) != images.is_torch_stack(name), requirement
+    assert not [name for name in pins if images.is_torch_stack(name)]
+    for name in ("sympy", "networkx", "filelock", "jinja2", "fsspec", "typing-extensions", "setuptools"):
+        assert name in pins, f"{name}: torch's own dependencies are pinned too, so both torches get the same"
+
+
+def test_the_torch_stack_is_told_apart_by_name():
+    assert images.wheel_name_version("nvidia_cudnn_cu13-9.24.0.43-py3-none-manylinux_2_27_x86_64.whl") == (
+        "nvidia-cudnn-cu13", "9.24.0.43")
+    assert images.wheel_name_version("typing_extensions-4.16.0-py3-none-any.whl") == ("typing-extensions", "4.16.0")
+    for name in ("torch", "triton", "nvidia_cublas", "cuda-toolkit", "cuda_bindings", "cuda-pathfinder"):
+        assert images.is_torch_stack(name), name
+    for name in ("numpy", "sympy", "networkx", "jinja2", "nbconvert"):
+        assert not images.is_torch_stack(name), name
+    with pytest.raises(images.ImageBuildError, match="not a wheel file name"):
+        images.wheel_name_version("numpy-2.4.6.tar.gz")
+
+
+def test_constraints_are_written_without_the_torch_stack_and_read_back(tmp_path):
+    path = tmp_path / "constraints.txt"
+    count = images.write_constraints(path, ["numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl",
+                                            "Jinja2-3.1.6-py3-none-any.whl",
+                                            "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
+                                            "nvidia_nccl_cu13-2.30.7-py3-none-manylinux_2_18_x86_64.whl",
+                                            "triton-3.8.0-cp311-cp311-manylinux_2_28_x86_64.whl"])
+    assert count == 2
+    assert images.read_constraints(path) == {"jinja2": "3.1.6", "numpy": "2.4.6"}
+    path.write_text("numpy>=2\n")
+    with pytest.raises(images.ImageBuildError, match=r"constraints.txt:1: 'numpy>=2' is not name==version.*images lock"):
+        images.read_constraints(path)
+
+
+def _fake_pip(wheels: list[str], calls: list[list[str]]):
+    """subprocess.run standing in for ``pip download``: drops the named (empty) wheels into --dest."""
+    import subprocess
+
+    def run(command, **kwargs):
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        for wheel in wheels:
+            (dest / wheel).write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+CPU_TORCH = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
+def test_a_wheelhouse_with_a_package_the_constraints_do_not_pin_is_refused(tmp_path, monkeypatch):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("numpy==2.4.6\n")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(images.subprocess, "run", _fake_pip(
+        [CPU_TORCH, "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl", "newdep-1.0-py3-none-any.whl"], calls))
+    target = images.TargetPython("3.11.2", "2.36")
+    with pytest.raises(images.ImageBuildError, match=r"does not pin: newdep 1.0 \(not pinned\).*images lock"):
+        images.ensure_wheelhouse(tmp_path / "wh", target, ["numpy", "newdep", "torch==2.13.0"], constraints=constraints)
+    assert calls[0][-2:] == ["-c", str(constraints)]
+    assert not (tmp_path / "wh").exists()  # nothing half-made is left to be reused
+
+
+def test_a_reused_wheelhouse_that_drifted_from_the_pins_is_downloaded_again(tmp_path, monkeypatch):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("numpy==2.4.6\n")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(images.subprocess, "run", _fake_pip(
+        [CPU_TORCH, "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl"], calls))
+    target, requirements = images.TargetPython("3.11.2", "2.36"), ["numpy", "torch==2.13.0"]
+    wheelhouse = tmp_path / "wh"
+    key = images.ensure_wheelhouse(wheelhouse, target, requirements, constraints=constraints)
+    assert images.ensure_wheelhouse(wheelhouse, target, requirements, constraints=constraints) == key
+    assert len(calls) == 1  # unchanged: reused
+    constraints.write_text("numpy==2.5.0\n")
+    monkeypatch.setattr(images.subprocess, "run", _fake_pip(
+        [CPU_TORCH, "numpy-2.5.0-cp311-cp311-manylinux_2_28_x86_64.whl"], calls))
+    assert images.ensure_wheelhouse(wheelhouse, target, requirements, constraints=constraints) == key
+    assert len(calls) == 2
+    assert sorted(p.name for p in wheelhouse.glob("numpy-*")) == ["numpy-2.5.0-cp311-cp311-manylinux_2_28_x86_64.whl"]
+
+
+def test_the_image_is_rebuilt_when_the_pins_change():
+    dockerfile = REPO / "containers" / "classifier" / "Dockerfile"
+    args = (REPO, dockerfile, ["torch==2.13.0"], "key", "sha256:base", [])
+    assert images.content_hash(*args, constraints="numpy==2.4.6\n") != images.content_hash(*args, constraints="numpy==2.5.0\n")
+
+
+def test_lock_pins_what_the_cpu_requirements_resolve_to(tmp_path, monkeypatch):
+    (tmp_path / "containers" / "classifier").mkdir(parents=True)
+    shutil.copyfile(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    monkeypatch.delenv(images.TORCH_REQUIREMENT_ENV, raising=False)
+    monkeypatch.setattr(images, "probe_base_python", lambda client, base: images.TargetPython("3.11.2", "2.36"))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(images.subprocess, "run", _fake_pip(
+        [CPU_TORCH, "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl", "sympy-1.14.0-py3-none-any.whl"], calls))
+    path, count = images.lock_constraints(base_image="base:1", client=object(), root=tmp_path)
+    assert path == tmp_path / "containers" / "classifier" / "constraints.txt" and count == 2
+    assert images.read_constraints(path) == {"numpy": "2.4.6", "sympy": "1.14.0"}
+    assert "-c" not in calls[0]  # resolved afresh: the old pins do not hold the new resolution back

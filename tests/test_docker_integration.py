@@ -148,14 +148,10 @@ def test_two_tasks_started_together_take_turns_on_one_resource(demo):
 def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, docker_env):
     """The same images again (forced), in two shards: each shard and the summary notebook run in
     the locked-down container; the task's report covers both shards and links to their reports."""
-    from compute_to_data.demo.run import (
-        choose_demo_runner,
-        demo_settings,
-        task_document,
-    )
+    from compute_to_data.demo.run import choose_demo_runner, demo_settings, task_document
     from compute_to_data.domain.taskconfig import TaskConfig
     from compute_to_data.engine import create_task
-    from compute_to_data.engine.task import TaskContext
+    from compute_to_data.engine.context import TaskContext
     from compute_to_data.lifecycle.shards import shard_records
 
     directory, _ = demo

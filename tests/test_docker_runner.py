@@ -23,7 +23,11 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import NotAllowedError, RunnerError
 from compute_to_data.domain.settings import AllowedImage, ContainerLimits, Settings
 from compute_to_data.runners.base import RunRequest
-from compute_to_data.runners.docker_runner import LABEL_TASK_ID, DockerRunner
+from compute_to_data.runners.docker_runner import (
+    LABEL_TASK_ID,
+    DockerRunner,
+    visible_gpus,
+)
 from tests.docker_env import DockerEnv, get_docker_env
 
 IMAGE = "compute-to-data/classifier-test:0.1.0"
@@ -209,6 +213,44 @@ def test_gpus_only_through_device_requests_when_the_resource_declares_them(tmp_p
     [device_request] = kwargs["device_requests"]
     assert isinstance(device_request, docker.types.DeviceRequest)
     assert device_request["Count"] == 2 and device_request["Capabilities"] == [["gpu"]]
+
+
+@pytest.mark.parametrize(("shown", "expected"), [(0, None), (1, 1), (2, 2), (8, 2)])
+def test_the_gpu_request_never_asks_for_more_than_the_host_shows(tmp_path, shown, expected):
+    """A CUDA image runs on the CPU where the host has no GPU; Docker would refuse the request."""
+    workdir = make_workdir(tmp_path, "t1", "classify_images")
+    client = FakeClient(exit_code=0)
+    runner = DockerRunner(settings_for(), client=client, gpu_probe=lambda: shown)
+    runner.run(make_request(workdir, "t1", "classify_images", gpus=2))
+    created = client.created[0].kwargs
+    if expected is None:
+        assert "device_requests" not in created
+    else:
+        [device_request] = created["device_requests"]
+        assert device_request["Count"] == expected and device_request["Capabilities"] == [["gpu"]]
+    # the arguments themselves (what the Slurm runner hands to a node) still say what the resource declares
+    kwargs = runner.container_kwargs(make_request(workdir, "t1", "classify_images", gpus=2),
+                                     runner.check_image(IMAGE), runner.container_user())
+    assert kwargs["device_requests"][0]["Count"] == 2
+
+
+def test_no_gpu_probe_without_a_gpu_request(tmp_path):
+    workdir = make_workdir(tmp_path, "t1", "classify_images")
+    client = FakeClient(exit_code=0)
+
+    def probe() -> int:
+        raise AssertionError("a run that asks for no GPU never looks for one")
+
+    DockerRunner(settings_for(), client=client, gpu_probe=probe).run(make_request(workdir, "t1", "classify_images"))
+    assert "device_requests" not in client.created[0].kwargs
+
+
+def test_visible_gpus_counts_the_nvidia_driver_entries(tmp_path):
+    assert visible_gpus(tmp_path / "absent") == 0  # no driver loaded
+    (tmp_path / "0000:17:00.0").mkdir()
+    (tmp_path / "0000:65:00.0").mkdir()
+    (tmp_path / "README").write_text("")
+    assert visible_gpus(tmp_path) == 2
 
 
 def test_cpu_limit_never_exceeds_the_host(tmp_path):

@@ -11,12 +11,7 @@ from pathlib import Path
 import pytest
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     AccessDeniedError,
@@ -26,10 +21,11 @@ from compute_to_data.domain.errors import (
     ResourceSelectionError,
 )
 from compute_to_data.engine import create_task
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.slots import ResourceSlot
-from compute_to_data.engine.task import ComputeToDataTask, TaskContext
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.engine.task import ComputeToDataTask
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.tasks import TaskService
 
 from .engine_support import (
     HOME,
@@ -329,7 +325,7 @@ def test_cancelled_queued_task_does_not_run(tmp_path, grid):
     runner = ScriptedRunner()
     context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=runner)
     submitted = create_task(make_config(), context).submit()
-    TaskLifecycle(alice, context.settings).cancel(submitted.collection, "alice")
+    TaskService(alice, context.settings).cancel(submitted.collection, "alice")
     from compute_to_data.domain.errors import TaskCancelled
 
     with pytest.raises(TaskCancelled):
@@ -342,7 +338,7 @@ def test_cancel_while_running_ends_cancelled_and_untagged(tmp_path, grid):
 
     def cancel_midway(request):
         collection = posixpath.join(RESULTS, request.task_id)
-        TaskLifecycle(alice, make_settings(tmp_path)).cancel(collection, "alice")
+        TaskService(alice, make_settings(tmp_path)).cancel(collection, "alice")
 
     task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=cancel_midway))
     assert outcome.state == TaskState.CANCELLED

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from irods import exception as prc_exceptions
 
 from compute_to_data import rules
+from compute_to_data.domain import errors as c2d_errors
 from compute_to_data.domain import irods_codes as irods_errors
-from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.errors import ObjectNotFoundError
 from compute_to_data.grid import hosts
 from compute_to_data.grid.client import NATIVE_RULE_ENGINE, IrodsClientGrid
@@ -132,8 +134,14 @@ def test_native_engine_instance_is_always_named() -> None:
     for rule_file in sorted((REPO / "rules").glob("*.r")):
         calls = [line for line in rule_file.read_text().splitlines() if "irule " in line]
         assert calls and all(f"-r {instance}" in line for line in calls), rule_file
-    readme_calls = [line for line in (REPO / "README.md").read_text().splitlines() if re.search(r"\birule -", line)]
-    assert readme_calls and all(f"-r {instance}" in line for line in readme_calls), readme_calls
+    # the README and every documentation page users copy from (docs/irods-behaviour.md records
+    # what the server does with other instances, e.g. the Python one, so it is not a guide)
+    guides = [page for page in sorted((REPO / "docs").rglob("*.md")) if page.name != "irods-behaviour.md"]
+    documents = [REPO / "README.md", *guides]
+    doc_calls = [line for doc in documents for line in doc.read_text().splitlines() if re.search(r"\birule -", line)]
+    assert doc_calls and all(f"-r {instance}" in line for line in doc_calls), doc_calls
+    run_a_task = (REPO / "docs" / "user" / "run-a-task.md").read_text()
+    assert sum(1 for line in run_a_task.splitlines() if re.search(r"\birule -", line)) >= 5, "the rules' examples moved"
 
 
 def test_stdout_is_shown_only_when_the_rule_succeeds(zone) -> None:
@@ -332,7 +340,7 @@ def test_failed_call_message_starts_with_the_error_code(zone) -> None:
         server.callback().msiCheckAccess(f"{HOME}/none.png", "read object", 0)
     assert re.match(r"\[iRods__Error__Code:-130000\] \[-\]\t", str(caught.value))
     assert ".cpp" in str(caught.value)  # the stack text the adapters must never show
-    assert str(irods_errors.to_grid_error(caught.value, "checking")) == "checking failed: SYS_INVALID_INPUT_PARAM (-130000)"
+    assert str(c2d_errors.to_grid_error(caught.value, "checking")) == "checking failed: SYS_INVALID_INPUT_PARAM (-130000)"
 
 
 # --- permissions and what a user can see --------------------------------------------------------------
@@ -559,6 +567,139 @@ def test_atomic_metadata_is_all_or_nothing(zone, tmp_path) -> None:
             batch({"operation": "add", "attribute": "k", "value": "v"}, {"operation": "add", "attribute": "", "value": "v"}), "")
     assert code_of(caught.value) == irods_errors.SYS_INVALID_INPUT_PARAM
     assert admin.get_avus(EntityType.DATA_OBJECT, path) == [AVU("predictedclass", "3", "c2d:t")]  # none applied
+
+
+# --- observed in the second real-zone run: an atomic batch is no compare-and-swap ------------------
+def _collection_with_state(admin: LocalGrid) -> str:
+    path = f"{HOME}/probe"
+    admin.as_user(ALICE).create_collection(path)
+    admin.as_user(ALICE).apply_metadata([MetadataOperation("add", EntityType.COLLECTION, path, AVU("probe::state", "running"))])
+    return path
+
+
+def _batch(path: str, *operations: tuple[str, str, str]) -> str:
+    import json
+
+    return json.dumps({"entity_name": path, "entity_type": "collection",
+                       "operations": [{"operation": o, "attribute": a, "value": v} for o, a, v in operations]})
+
+
+def _prc_collection_with_state() -> tuple[FakeCatalog, str]:
+    catalog = _stock_zone_prc()
+    path = f"{HOME}/probe"
+    catalog.mkcoll(path, ALICE)
+    catalog.collections[path].avus = [("probe::state", "running", "")]
+    return catalog, path
+
+
+def test_atomic_batch_removing_a_missing_value_succeeds_and_applies_the_rest(zone) -> None:
+    from irods.meta import AVUOperation, iRODSMeta
+    from irods.models import Collection
+
+    admin, server = zone
+    path = _collection_with_state(admin)
+    batch = _batch(path, ("remove", "probe::state", "queued"), ("add", "probe::state", "stolen"))
+    assert server.callback().msi_atomic_apply_metadata_operations(batch, "")["status"] is True
+    both = sorted(a.value for a in admin.get_avus(EntityType.COLLECTION, path))
+    assert both == ["running", "stolen"]  # the real server's outcome: two states
+    # LocalGrid itself (the fake's catalog) and the python-irodsclient fake do the same
+    alice = admin.as_user(ALICE)
+    alice.apply_metadata([MetadataOperation("remove", EntityType.COLLECTION, path, AVU("probe::state", "gone"))])
+    catalog, prc_path = _prc_collection_with_state()
+    FakeSession(catalog, ALICE, "a").metadata.apply_atomic_operations(
+        Collection, prc_path, AVUOperation(operation="remove", avu=iRODSMeta("probe::state", "queued")),
+        AVUOperation(operation="add", avu=iRODSMeta("probe::state", "stolen")))
+    assert sorted(v for _, v, _ in catalog.collections[prc_path].avus) == ["running", "stolen"]
+
+
+def test_atomic_batch_adding_a_carried_avu_succeeds(zone) -> None:
+    from irods.meta import AVUOperation, iRODSMeta
+    from irods.models import Collection
+
+    admin, server = zone
+    path = _collection_with_state(admin)
+    assert server.callback().msi_atomic_apply_metadata_operations(_batch(path, ("add", "probe::state", "running")), "")["status"]
+    assert admin.get_avus(EntityType.COLLECTION, path) == [AVU("probe::state", "running", "")]  # still one
+    catalog, prc_path = _prc_collection_with_state()
+    FakeSession(catalog, ALICE, "a").metadata.apply_atomic_operations(
+        Collection, prc_path, AVUOperation(operation="add", avu=iRODSMeta("probe::state", "running")))
+    assert catalog.collections[prc_path].avus == [("probe::state", "running", "")]
+
+
+def test_msiModAVUMetadata_rm_of_a_missing_avu_fails_with_CAT_SUCCESS_BUT_WITH_NO_INFO(zone) -> None:
+    from irods.meta import iRODSMeta
+    from irods.models import Collection
+
+    admin, server = zone
+    path = _collection_with_state(admin)
+    first, second = server.callback(), server.callback()
+    first.msiModAVUMetadata("-C", path, "rm", "probe::state", "running", "")  # of two writers, one removes it
+    with pytest.raises(RuntimeError) as caught:
+        second.msiModAVUMetadata("-C", path, "rm", "probe::state", "running", "")
+    assert code_of(caught.value) == -819000
+    with pytest.raises(c2d_errors.NothingToRemoveError):  # the rule-engine adapter's typed error
+        RuleEngineGrid(*server.session(ALICE)).remove_avu(EntityType.COLLECTION, path, AVU("probe::state", "running"))
+    catalog, prc_path = _prc_collection_with_state()
+    prc = FakeSession(catalog, ALICE, "a")
+    prc.metadata.remove(Collection, prc_path, iRODSMeta("probe::state", "running"))
+    with pytest.raises(prc_exceptions.CAT_SUCCESS_BUT_WITH_NO_INFO):
+        prc.metadata.remove(Collection, prc_path, iRODSMeta("probe::state", "running"))
+    with pytest.raises(c2d_errors.NothingToRemoveError):  # the python-irodsclient adapter's
+        IrodsClientGrid(prc, rule_class=FakeRule).remove_avu(EntityType.COLLECTION, prc_path, AVU("probe::state", "running"))
+
+
+def test_msiDataObjCreate_of_an_existing_object_succeeds(zone, tmp_path) -> None:
+    admin, server = zone
+    path = f"{HOME}/exists.txt"
+    put(admin, tmp_path, path, b"old")
+    callback = server.callback()
+    fd = callback.msiDataObjCreate(path, "", 0)["arguments"][2]  # no forceFlag: not an exclusive create
+    callback.msiDataObjWrite(fd, "new", 0)
+    callback.msiDataObjClose(fd, 0)
+    assert admin.read_data_object(path) == b"new"
+
+
+def test_atomic_metadata_on_a_missing_data_object_fails_with_SYS_INVALID_INPUT_PARAM(zone) -> None:
+    import json
+
+    from irods.meta import AVUOperation, iRODSMeta
+    from irods.models import DataObject
+
+    _, server = zone
+    missing = f"{HOME}/missing.png"
+    batch = json.dumps({"entity_name": missing, "entity_type": "data_object",
+                        "operations": [{"operation": "add", "attribute": "k", "value": "v"}]})
+    with pytest.raises(RuntimeError) as caught:
+        server.callback().msi_atomic_apply_metadata_operations(batch, "")
+    assert code_of(caught.value) == irods_errors.SYS_INVALID_INPUT_PARAM
+    with pytest.raises(prc_exceptions.SYS_INVALID_INPUT_PARAM):
+        FakeSession(_stock_zone_prc(), ALICE, "a").metadata.apply_atomic_operations(
+            DataObject, missing, AVUOperation(operation="add", avu=iRODSMeta("k", "v")))
+
+
+def test_msiDataObjChksum_returns_sha2(zone, tmp_path) -> None:
+    admin, server = zone
+    put(admin, tmp_path, f"{HOME}/c.txt", b"content")
+    checksum = server.callback().msiDataObjChksum(f"{HOME}/c.txt", "forceChksum=", "")["arguments"][2]
+    assert re.fullmatch(r"sha2:[A-Za-z0-9+/]+=*", checksum)
+
+
+def test_delayExec_from_a_delayed_rule_queues_the_next(zone) -> None:
+    _, server = zone
+    hints = "<INST_NAME>irods_rule_engine_plugin-python-instance</INST_NAME><PLUSET>5s</PLUSET>"
+    ran = []
+
+    def link(rule_args, callback, rei):
+        ran.append(int(rule_args[0]))
+        if int(rule_args[0]) < 3:
+            callback.delayExec(hints, f"callback.link('{int(rule_args[0]) + 1}')", "")
+
+    server.rules["link"] = link
+    server.callback().delayExec(hints, "callback.link('1')", "")
+    for _ in range(3):
+        server.advance(31)
+        server.run_delay_queue()
+    assert ran == [1, 2, 3] and server.delay_queue == []
 
 
 def test_msiModAVUMetadata_set_replaces_value_and_units(zone, tmp_path) -> None:

@@ -18,7 +18,7 @@ from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import NotAllowedError
 from compute_to_data.domain.settings import AllowedImage
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.runners.base import RunRequest, RunResult
 
 from .engine_support import (

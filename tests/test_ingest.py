@@ -68,8 +68,8 @@ def test_reads_a_tiff_and_a_bare_exif_block() -> None:
 def test_the_avus_and_their_names() -> None:
     assert EXPECTED.avus() == [
         AVU("exif::datetime", "2026-05-01T06:30:00+02:00"),
-        AVU("exif::latitude", "45.5043056", "deg"), AVU("exif::longitude", "-6.1189583", "deg"),
-        AVU("exif::altitude", "-12.5", "m"),
+        AVU("exif::gps_latitude", "45.5043056", "deg"), AVU("exif::gps_longitude", "-6.1189583", "deg"),
+        AVU("exif::gps_altitude", "-12.5", "m"),
         AVU("exif::make", "Reconyx"), AVU("exif::model", "HyperFire 2"),
         AVU("image::width", "64", "px"), AVU("image::height", "48", "px"),
     ]

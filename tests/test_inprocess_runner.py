@@ -175,7 +175,7 @@ def test_kill_tree_reaches_descendants_in_other_sessions(tmp_path):
     import subprocess
     import sys
 
-    from compute_to_data.runners.inprocess import kill_tree
+    from compute_to_data.runners.processes import kill_tree
 
     pid_file = tmp_path / "grandchild.pid"
     script = (
@@ -202,7 +202,7 @@ def test_a_run_left_by_a_killed_supervisor_is_stopped_by_its_handle(tmp_path):
     import signal
 
     from compute_to_data.domain.settings import Settings
-    from compute_to_data.runners.inprocess import processes_with_env
+    from compute_to_data.runners.processes import processes_with_env
     from tests.runner_child import start_supervisor, wait_for_handle
 
     req = request(tmp_path, SLEEP_NOTEBOOK, sleep_params(tmp_path, steps=1, step_seconds=300), task_id="t-orphan")

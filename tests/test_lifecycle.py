@@ -20,18 +20,15 @@ import pytest
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import (
-    AccessDeniedError,
-    TaskBusyError,
-    TaskStateError,
-)
+from compute_to_data.domain.errors import AccessDeniedError, TaskBusyError, TaskStateError
 from compute_to_data.engine import create_task
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.predictions import stored_parts
-from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid import hosts
-from compute_to_data.lifecycle.machine import TRANSITIONS, TaskLifecycle
+from compute_to_data.lifecycle.machine import TRANSITIONS
 from compute_to_data.lifecycle.store import TaskStateStore
-from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
+from compute_to_data.runners.processes import ENV_TASK_ID, processes_with_env
+from compute_to_data.service.tasks import TaskService
 
 from .engine_support import (
     IMAGES,
@@ -81,7 +78,7 @@ def test_only_the_lifecycle_writes_a_state(tmp_path, grid):
 
 def test_transitions_outside_the_table_are_refused_with_a_clear_message(tmp_path, grid):
     _, alice = grid
-    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    lifecycle = TaskService(alice, settings_for(tmp_path))
     context = context_for(tmp_path, alice, ScriptedRunner())
     done = create_task(make_config(), context).run()
     assert done.succeeded
@@ -100,19 +97,19 @@ def test_transitions_outside_the_table_are_refused_with_a_clear_message(tmp_path
                 }
             ), (state, target)
     with pytest.raises(TaskStateError, match="cannot become running"):
-        lifecycle.transition(done.collection, TaskState.RUNNING)
+        lifecycle.machine.transition(done.collection, TaskState.RUNNING)
     assert record_of(alice, done.collection).state == TaskState.SUCCEEDED
 
 
 def test_a_writer_that_lost_a_race_does_not_overwrite(tmp_path, grid):
     """The engine finishing after a reaper recorded failed (or another run took over) is refused."""
     _, alice = grid
-    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    lifecycle = TaskService(alice, settings_for(tmp_path))
 
     def reaped_meanwhile(request):
         collection = posixpath.join(RESULTS, request.task_id)
         started = record_of(alice, collection).get(names.A_STARTED)
-        lifecycle.transition(collection, TaskState.FAILED, {names.A_ERROR: "no sign of life from x since y"},
+        lifecycle.machine.transition(collection, TaskState.FAILED, {names.A_ERROR: "no sign of life from x since y"},
                              expect_started=started)
 
     task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(before_return=reaped_meanwhile)))
@@ -122,20 +119,20 @@ def test_a_writer_that_lost_a_race_does_not_overwrite(tmp_path, grid):
     assert outcome.state == TaskState.FAILED and "no sign of life" in outcome.error
     assert_tagged_once_by(alice, task.task_id, expect=0)  # it stopped: tagged nothing after losing the task
 
-    # A stale read is caught by the batch itself: it removes the state it read, which is gone.
+    # A stale read is caught by the claim: the token it read was replaced by the cancel.
     queued = create_task(make_config(inputs__skip_tagged=False), context_for(tmp_path, alice, ScriptedRunner())).submit()
     stale = record_of(alice, queued.collection)
     lifecycle.cancel(queued.collection, "alice")  # meanwhile, someone cancels it
     reads = []
-    real_read = lifecycle.store.read
+    real_read = lifecycle.machine.writer.store.read
 
     def read_stale_once(collection):
         reads.append(collection)
         return stale if len(reads) == 1 else real_read(collection)
 
-    lifecycle.store.read = read_stale_once  # type: ignore[method-assign]
+    lifecycle.machine.writer.store.read = read_stale_once  # type: ignore[method-assign]
     with pytest.raises(TaskStateError, match="only a queued task can be started"):
-        lifecycle.begin_run(queued.collection, {})
+        lifecycle.machine.begin_run(queued.collection, {})
     assert len(reads) == 2 and real_read(queued.collection).state == TaskState.CANCELLED
 
 
@@ -146,7 +143,7 @@ def test_two_runs_of_the_same_task_at_once_one_refuses(tmp_path, grid):
     _, alice = grid
     context = context_for(tmp_path, alice, ScriptedRunner())
     submitted = create_task(make_config(), context).submit()
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
     busy = ResourceSlot(tmp_path / "locks", "gpu_resc", 1)
     assert busy.acquire()  # another task holds the resource's only slot
     first: list = []
@@ -157,7 +154,7 @@ def test_two_runs_of_the_same_task_at_once_one_refuses(tmp_path, grid):
         assert record_of(alice, submitted.collection).state == TaskState.QUEUED
         second = context_for(tmp_path, alice, ScriptedRunner())
         with pytest.raises(TaskBusyError, match="being run by another process on this host"):
-            TaskLifecycle(alice, second.settings).start(submitted.collection, second)
+            TaskService(alice, second.settings).start(submitted.collection, second)
         assert record_of(alice, submitted.collection).state == TaskState.QUEUED  # the refusal recorded nothing
     finally:
         busy.release()
@@ -190,7 +187,7 @@ def test_a_running_task_records_its_host_handle_and_heartbeat(tmp_path, grid):
 def test_a_cancelled_run_stops_at_its_next_sign_of_life_and_keeps_the_cancel(tmp_path, grid):
     """Observation 5: the cancel stops the run (it tags nothing more) and its error stays."""
     _, alice = grid
-    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    lifecycle = TaskService(alice, settings_for(tmp_path))
 
     def cancel_at_six(request, i):
         if i == 6:
@@ -217,17 +214,17 @@ def marked_sleeper(task_id: str) -> subprocess.Popen:
 def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
     _, alice = grid
     settings = settings_for(tmp_path)
-    lifecycle = TaskLifecycle(alice, settings)
+    lifecycle = TaskService(alice, settings)
     context = context_for(tmp_path, alice, ScriptedRunner())
     submitted = create_task(make_config(), context).submit()
-    lifecycle.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUN_HOST: "localhost",
+    lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUN_HOST: "localhost",
                                                names.A_RUNNER: "inprocess", names.A_RUN_HANDLE: "1:nosuchtoken"})
     staging = Path(settings.staging_directory) / submitted.task_id
     (staging / "outputs").mkdir(parents=True)
     leftover = marked_sleeper(submitted.task_id)
     try:
         assert lifecycle.status(submitted.task_id).display_state == "running"  # alive: a fresh heartbeat
-        lock = lifecycle.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
+        lock = lifecycle.machine.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
         assert lock.acquire()
         time.sleep(2.1)
         held = lifecycle.status(submitted.task_id)  # silent, but its lock is held: alive, only slow
@@ -246,9 +243,9 @@ def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
 
 def test_elsewhere_a_silent_task_is_shown_stale_and_left_alone(tmp_path, grid, monkeypatch):
     _, alice = grid
-    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    lifecycle = TaskService(alice, settings_for(tmp_path))
     submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
-    lifecycle.begin_run(submitted.collection, {})
+    lifecycle.machine.begin_run(submitted.collection, {})
     monkeypatch.setattr(hosts, "is_local_host", lambda host, extra=(): False)
     time.sleep(2.1)
     status = lifecycle.status(submitted.task_id)
@@ -283,8 +280,8 @@ def test_a_failed_run_keeps_its_parts_and_a_resume_does_only_the_rest(tmp_path, 
     assert_tagged_once_by(alice, task.task_id, expect=4)  # the one finished part
     assert_no_half_pair(alice)
 
-    lifecycle = TaskLifecycle(alice, context.settings)
-    resumed = lifecycle.resume(task.task_id, "alice")
+    lifecycle = TaskService(alice, context.settings)
+    resumed = lifecycle.resume(task.task_id, "alice").record
     assert resumed.state == TaskState.QUEUED and resumed.get(names.A_RESUMED) == "1"
     assert names.A_ERROR not in resumed.values and names.A_FINISHED not in resumed.values
     again = ScriptedRunner(part_size=4)
@@ -310,7 +307,7 @@ def test_an_image_stored_but_not_tagged_by_a_dead_run_is_tagged_by_the_resume(tm
     first_part = [o for o in alice.list_data_objects(IMAGES, avu_attributes=("predictedclass", "predictedscore")) if o.avus]
     victim = first_part[0]
     alice.apply_metadata([MetadataOperation("remove", EntityType.DATA_OBJECT, victim.path, a) for a in victim.avus])
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
     lifecycle.resume(task.task_id, "alice")
     again = ScriptedRunner(part_size=4)
     assert lifecycle.start(task.collection, context_for(tmp_path, alice, again)).succeeded
@@ -325,7 +322,7 @@ def test_resume_replaces_an_incomplete_pair_of_the_task_atomically(tmp_path, gri
     task.run()
     units = names.task_units(task.task_id)
     alice.set_avus(EntityType.DATA_OBJECT, f"{IMAGES}/img_03.png", [AVU("predictedclass", "0", units)])
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
     lifecycle.resume(task.task_id, "alice")
     again = ScriptedRunner()
     assert lifecycle.start(task.collection, context_for(tmp_path, alice, again)).succeeded
@@ -336,13 +333,13 @@ def test_resume_replaces_an_incomplete_pair_of_the_task_atomically(tmp_path, gri
 def test_resume_refuses_a_running_task_and_someone_elses(tmp_path, grid):
     admin, alice = grid
     admin.add_user("bob")
-    lifecycle = TaskLifecycle(alice, settings_for(tmp_path))
+    lifecycle = TaskService(alice, settings_for(tmp_path))
     submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
-    lifecycle.begin_run(submitted.collection, {})
+    lifecycle.machine.begin_run(submitted.collection, {})
     with pytest.raises(TaskStateError, match="is running; only a failed or cancelled task can be resumed"):
         lifecycle.resume(submitted.task_id, "alice")
     lifecycle.cancel(submitted.task_id, "alice")
     alice.set_acl("read", "bob", RESULTS, recursive=True)
     with pytest.raises(AccessDeniedError, match="bob may not change task"):
-        TaskLifecycle(admin.as_user("bob"), settings_for(tmp_path)).resume(submitted.collection, "bob")
+        TaskService(admin.as_user("bob"), settings_for(tmp_path)).resume(submitted.collection, "bob")
     assert record_of(alice, submitted.collection).state == TaskState.CANCELLED

@@ -22,15 +22,11 @@ from compute_to_data.client.submitters import LocalSubmitter
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import (
-    ConfigError,
-    NotAllowedError,
-    ResourceSelectionError,
-)
+from compute_to_data.domain.errors import ConfigError, NotAllowedError, ResourceSelectionError
 from compute_to_data.domain.settings import AllowedImage
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 
@@ -220,7 +216,7 @@ def test_9_unreadable_images_are_recorded_and_shown(tmp_path, capsys, monkeypatc
 
     from compute_to_data.web.app import WebConfig, create_app
 
-    page = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")))
+    page = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     assert "25/25 (4 unreadable)" in page.get(f"/tasks/{outcome.task_id}").text
     assert "25/25 (4 unreadable)" in page.get("/tasks").text
 
@@ -269,7 +265,7 @@ def test_11_odd_since_values_and_missing_configs_give_messages(tmp_path, capsys,
 
     from compute_to_data.web.app import WebConfig, create_app
 
-    page = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")))
+    page = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     answer = page.get("/tasks?since=99999999d")
     assert answer.status_code == 200 and outcome.task_id in answer.text
 

@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from compute_to_data.domain import errors as c2d_errors
 from compute_to_data.domain import irods_codes as irods_errors
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -193,14 +189,14 @@ def test_errors_name_the_irods_error_and_hide_the_stack(setup: GridSetup) -> Non
 def test_error_table_and_parsing() -> None:
     exc = irods_error(-818000, "no")
     assert irods_errors.parse_error_code(exc) == -818000
-    mapped = irods_errors.to_grid_error(exc, "tagging /z/a")
+    mapped = c2d_errors.to_grid_error(exc, "tagging /z/a")
     assert isinstance(mapped, AccessDeniedError) and str(mapped) == "tagging /z/a failed: CAT_NO_ACCESS_PERMISSION (-818000)"
-    assert isinstance(irods_errors.to_grid_error(irods_error(-809000, ""), "x"), AlreadyExistsError)
-    assert isinstance(irods_errors.to_grid_error(irods_error(-1105000, ""), "x"), ObjectNotFoundError)
+    assert isinstance(c2d_errors.to_grid_error(irods_error(-809000, ""), "x"), AlreadyExistsError)
+    assert isinstance(c2d_errors.to_grid_error(irods_error(-1105000, ""), "x"), ObjectNotFoundError)
     assert irods_errors.error_name(-510002) == "UNIX_FILE_OPEN_ERR (ENOENT)"
     assert irods_errors.error_name(-999999000) == "iRODS error -999999000"
     assert irods_errors.describe_code(-13000) == "-13000 SYS_NO_API_PRIV"
-    plain = irods_errors.to_grid_error(RuntimeError("something odd\nmore"), "x")
+    plain = c2d_errors.to_grid_error(RuntimeError("something odd\nmore"), "x")
     assert str(plain) == "x failed: something odd" and plain.irods_code == -1828000
     for code, name in ((-808000, "CAT_NO_ROWS_FOUND"), (-130000, "SYS_INVALID_INPUT_PARAM"),
                        (-1084000, "INPUT_ARG_NOT_WELL_FORMED_ERR"), (-1828000, "RULE_ENGINE_ERROR"),
@@ -279,7 +275,7 @@ def test_every_error_class_default_comes_from_the_one_table() -> None:
                                               "GridUnreachableError", "TaskFailedError"}
     for cls in declared:
         code = irods_errors.code_of(cls.irods_error)
-        assert issubclass(irods_errors.error_class(code), cls), cls
+        assert issubclass(c2d_errors.error_class(code), cls), cls
         assert code != irods_errors.CAT_NO_ROWS_FOUND
         instance = cls("x") if cls is not errors.ConfigError else cls("x", [])
         assert instance.irods_code == code

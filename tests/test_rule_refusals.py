@@ -18,7 +18,7 @@ from compute_to_data import rules
 from compute_to_data.domain import irods_codes as irods_errors
 from compute_to_data.domain.errors import AccessDeniedError, ObjectNotFoundError
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 
 try:
     from .engine_support import HOME as ENGINE_HOME

@@ -421,13 +421,13 @@ def test_a_failed_task_is_resumed_through_the_rules(zone: Zone) -> None:
 def test_status_of_a_silent_task_has_its_compute_host_check_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run died on gpu-node-1; c2d_status on the provider asks that host, which records it failed."""
     from compute_to_data.domain.settings import Settings
-    from compute_to_data.lifecycle.machine import TaskLifecycle
+    from compute_to_data.service.tasks import TaskService
 
     zone = build_zone(tmp_path, monkeypatch, compute_host="gpu-node-1",
                       settings={"heartbeat_lease_seconds": 1.0, "heartbeat_interval_seconds": 0.5})
     task_id = fields(zone.irule("c2d_submit", CONFIG).stdout)["task_id"]
     collection = f"{RESULTS}/{task_id}"
-    TaskLifecycle(zone.alice, Settings.load(zone.settings_file)).begin_run(
+    TaskService(zone.alice, Settings.load(zone.settings_file)).machine.begin_run(
         collection, {names.A_RUN_HOST: "gpu-node-1", names.A_PROGRESS: "2/6"})
     assert fields(zone.irule("c2d_status", task_id).stdout)["state"] == "running"
     import time

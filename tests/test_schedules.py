@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from compute_to_data.domain.errors import ConfigError, SettingsError, TaskStateE
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig, parse_duration
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.service.scheduler import SeriesScheduler, StepKind, follow
@@ -156,9 +156,9 @@ def test_the_settings_minimum_interval(tmp_path):
 
 def test_the_next_run_keeps_the_series_cadence():
     due = "2026-11-22T02:00:00Z"
-    on_time = datetime(2026, 11, 22, 2, 0, 40, tzinfo=timezone.utc)
+    on_time = datetime(2026, 11, 22, 2, 0, 40, tzinfo=UTC)
     assert schedule.next_due(due, DAY, on_time) == "2026-11-23T02:00:00Z"  # not 02:00:40: no drift
-    three_days_late = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)  # the delay server was down
+    three_days_late = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # the delay server was down
     assert schedule.next_due(due, DAY, three_days_late) == "2026-11-26T02:00:00Z"  # no replay of missed runs
 
 
@@ -171,7 +171,7 @@ def zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Zone:
 def on_the_servers_clock(zone: Zone, monkeypatch: pytest.MonkeyPatch) -> Zone:
     """The rules read the time of the host they run on, which is the delay server's: when a test
     lets a day pass for the fake delay server, it passes for the rules too."""
-    monkeypatch.setattr(names, "utc_now", lambda: datetime.fromtimestamp(zone.server.now, timezone.utc))
+    monkeypatch.setattr(names, "utc_now", lambda: datetime.fromtimestamp(zone.server.now, UTC))
     return zone
 
 
@@ -496,7 +496,7 @@ def local_series(tmp_path: Path, every: str = "1d"):
 
     outcome = create_task(config, context(config, schedule.SeriesLink())).submit()
     queue = RecordingQueue()
-    clock = [datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)]
+    clock = [datetime(2026, 11, 22, 2, 0, tzinfo=UTC)]
     scheduler = SeriesScheduler(alice, settings, queue, context, clock=lambda: clock[0])
     scheduler.start(outcome.collection)
     return alice, scheduler, queue, clock, outcome, runner, context
@@ -509,7 +509,7 @@ def test_a_step_takes_over_from_one_that_died_after_queuing_it(tmp_path):
     assert first_due == "2026-11-23T02:00:00Z" and delay == DAY
     add_images(alice, tmp_path, {"cam_a.png": b"1"})
     # The step due on the 23rd queued its successor (the 24th), then died before it claimed its turn.
-    clock[0] = datetime(2026, 11, 24, 2, 0, 5, tzinfo=timezone.utc)
+    clock[0] = datetime(2026, 11, 24, 2, 0, 5, tzinfo=UTC)
     outcome = scheduler.step(head.collection, "2026-11-24T02:00:00Z")
     assert outcome.kind == StepKind.STARTED and outcome.inputs == 1
     assert scheduler.series.read(head.collection).next_run == "2026-11-25T02:00:00Z"
@@ -696,7 +696,7 @@ def test_the_report_browser_shows_a_series_and_the_series_on_each_task(zone, tmp
     zone.server.advance(DAY)
     zone.server.run_delay_queue()
     [second] = [posixpath.basename(c) for c in zone.task_collections() if c != head_collection]
-    client = TestClient(create_app(WebConfig.for_local(zone.root / "grid", "alice", cache_dir=tmp_path / "cache")))
+    client = TestClient(create_app(WebConfig.for_local(zone.root / "grid", "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
 
     tasks = client.get("/tasks")
     assert tasks.status_code == 200 and tasks.text.count(f'href="/series/{head}"') == 2

@@ -11,32 +11,20 @@ from pathlib import Path
 import pytest
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-    Resource,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation, Resource
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import AccessDeniedError, ConfigError
 from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.shards import aggregate
 from compute_to_data.engine import create_task
-from compute_to_data.engine.planning import (
-    Candidate,
-    ShardDraft,
-    ShardPlanner,
-    capacity,
-    place_shards,
-)
+from compute_to_data.engine.context import TaskContext
+from compute_to_data.engine.planning import Candidate, ShardDraft, ShardPlanner, capacity, place_shards
 from compute_to_data.engine.selection import select_compute_resource
-from compute_to_data.engine.task import TaskContext
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.shards import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.notebook import summarize as task_summary
+from compute_to_data.service.tasks import TaskService
 from compute_to_data.web.app import WebConfig, create_app
 
 from .client_support import run_cli
@@ -143,6 +131,11 @@ def context(tmp_path: Path, grid: LocalGrid, runner: ScriptedRunner | None = Non
     return TaskContext(grid=grid, settings=make_settings(tmp_path, **settings), runner=runner or ScriptedRunner())
 
 
+def run_now(config, ctx: TaskContext):  # noqa: ANN201
+    """A task run now through the task service (its shards here, one after the other)."""
+    return TaskService(ctx.grid, ctx.settings).run_now(config, ctx)
+
+
 def sharded_config(**overrides: object):  # noqa: ANN201
     overrides.setdefault("inputs", {"collection": IMAGES, "pattern": "*.png", "recursive": True})
     return make_config(**overrides)
@@ -151,7 +144,7 @@ def sharded_config(**overrides: object):  # noqa: ANN201
 def test_a_task_larger_than_one_shard_runs_as_shards_and_reports_once(tmp_path: Path, zone) -> None:
     admin, alice = zone
     runner = ScriptedRunner()
-    outcome = create_task(sharded_config(compute={"spread": True}), context(tmp_path, alice, runner)).run()
+    outcome = run_now(sharded_config(compute={"spread": True}), context(tmp_path, alice, runner))
     assert outcome.state == TaskState.SUCCEEDED, outcome.error
     task = TaskStateStore(alice).read(outcome.collection)
     assert task.is_sharded and task.get(names.A_SHARDS) == "3"
@@ -189,7 +182,7 @@ def test_a_task_larger_than_one_shard_runs_as_shards_and_reports_once(tmp_path: 
 
 def test_a_task_smaller_than_one_shard_runs_as_today(tmp_path: Path, zone) -> None:
     admin, alice = zone
-    outcome = create_task(sharded_config(), context(tmp_path, alice, max_shard_size=24)).run()
+    outcome = run_now(sharded_config(), context(tmp_path, alice, max_shard_size=24))
     assert outcome.state == TaskState.SUCCEEDED
     record = TaskStateStore(alice).read(outcome.collection)
     assert not record.is_sharded and names.A_SHARD not in record.values
@@ -199,10 +192,10 @@ def test_a_task_smaller_than_one_shard_runs_as_today(tmp_path: Path, zone) -> No
 
 def test_already_tagged_images_do_not_count_towards_sharding(tmp_path: Path, zone) -> None:
     admin, alice = zone
-    first = create_task(sharded_config(inputs={"collection": f"{IMAGES}/a", "pattern": "*.png"}),
-                        context(tmp_path, alice)).run()
+    first = run_now(sharded_config(inputs={"collection": f"{IMAGES}/a", "pattern": "*.png"}),
+                        context(tmp_path, alice))
     assert first.succeeded
-    outcome = create_task(sharded_config(), context(tmp_path, alice, max_shard_size=16)).run()
+    outcome = run_now(sharded_config(), context(tmp_path, alice, max_shard_size=16))
     assert outcome.succeeded and outcome.skipped_already_tagged == 8 and outcome.inputs == 16
     assert not TaskStateStore(alice).read(outcome.collection).is_sharded
 
@@ -230,12 +223,12 @@ def test_compute_resources_must_carry_the_role(tmp_path: Path, zone) -> None:
 def test_submit_queues_every_shard_and_the_task_follows_them(tmp_path: Path, zone) -> None:
     admin, alice = zone
     ctx = context(tmp_path, alice)
-    lifecycle = TaskLifecycle(alice, ctx.settings)
-    outcome = lifecycle.submit(sharded_config(compute={"resources": ["gpu_resc2"]}), ctx)
+    lifecycle = TaskService(alice, ctx.settings)
+    outcome = lifecycle.submit(sharded_config(compute={"resources": ["gpu_resc2"]}), ctx).outcome
     assert len(outcome.shard_collections) == 3
     task = lifecycle.read(outcome.collection)
     assert task.state == TaskState.QUEUED and task.get(names.A_COMPUTE_RESOURCE) == "gpu_resc2"
-    assert lifecycle.queued_runs(task) == outcome.shard_collections
+    assert lifecycle.machine.queued_runs(task) == outcome.shard_collections
     assert {lifecycle.read(c).state for c in outcome.shard_collections} == {TaskState.QUEUED}
     lifecycle.start(outcome.shard_collections[0], ctx)
     task = lifecycle.read(outcome.collection)
@@ -259,7 +252,7 @@ def test_a_failed_shard_fails_alone_and_resume_reruns_only_it(tmp_path: Path, zo
 
     runner.run = fail_second  # type: ignore[method-assign]
     ctx = context(tmp_path, alice, runner)
-    outcome = create_task(sharded_config(), ctx).run()
+    outcome = run_now(sharded_config(), ctx)
     assert outcome.state == TaskState.FAILED
     assert "1 of 3 shards did not succeed" in outcome.error and "shard 0002" in outcome.error
     assert "CUDA out of memory" in outcome.error
@@ -267,10 +260,10 @@ def test_a_failed_shard_fails_alone_and_resume_reruns_only_it(tmp_path: Path, zo
     assert [s.state for s in shards] == [TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SUCCEEDED]
     assert not alice.data_object_exists(f"{outcome.collection}/report.html")  # no summary of a failed task
     assert_tagged_once_by(alice, outcome.task_id, expect=16)
-    lifecycle = TaskLifecycle(alice, ctx.settings)
-    resumed = lifecycle.resume(outcome.task_id, by="alice")
+    lifecycle = TaskService(alice, ctx.settings)
+    resumed = lifecycle.resume(outcome.task_id, by="alice").record
     assert resumed.state == TaskState.QUEUED
-    queued = lifecycle.queued_runs(resumed)
+    queued = lifecycle.machine.queued_runs(resumed)
     assert queued == [shards[1].collection]
     runner.requests.clear()
     failing["on"] = False
@@ -286,11 +279,11 @@ def test_a_failed_shard_fails_alone_and_resume_reruns_only_it(tmp_path: Path, zo
 def test_cancel_stops_every_shard(tmp_path: Path, zone) -> None:
     admin, alice = zone
     ctx = context(tmp_path, alice)
-    lifecycle = TaskLifecycle(alice, ctx.settings)
-    outcome = lifecycle.submit(sharded_config(), ctx)
+    lifecycle = TaskService(alice, ctx.settings)
+    outcome = lifecycle.submit(sharded_config(), ctx).outcome
     lifecycle.start(outcome.shard_collections[0], ctx)
     cancelled = lifecycle.cancel(outcome.task_id, by="alice")
-    assert cancelled.record.state == TaskState.CANCELLED and cancelled.elsewhere == ()
+    assert cancelled.record.state == TaskState.CANCELLED and cancelled.effects == ()
     states = [lifecycle.read(c).state for c in outcome.shard_collections]
     assert states == [TaskState.SUCCEEDED, TaskState.CANCELLED, TaskState.CANCELLED]
     with pytest.raises(Exception, match="cancelled"):
@@ -299,8 +292,8 @@ def test_cancel_stops_every_shard(tmp_path: Path, zone) -> None:
         lifecycle.cancel(outcome.shard_collections[1], by="alice")
     assert lifecycle.read(outcome.collection).state == TaskState.CANCELLED
     # resume: the cancelled shards run again, the succeeded one does not
-    resumed = lifecycle.resume(outcome.task_id, by="alice")
-    assert lifecycle.queued_runs(resumed) == outcome.shard_collections[1:]
+    resumed = lifecycle.resume(outcome.task_id, by="alice").record
+    assert lifecycle.machine.queued_runs(resumed) == outcome.shard_collections[1:]
 
 
 def test_resume_of_a_task_whose_shards_all_succeeded_makes_only_the_summary(tmp_path: Path, zone) -> None:
@@ -316,12 +309,12 @@ def test_resume_of_a_task_whose_shards_all_succeeded_makes_only_the_summary(tmp_
         return original(request, out)
 
     runner._summarize = summary_fails  # type: ignore[method-assign]
-    outcome = create_task(sharded_config(), ctx).run()
+    outcome = run_now(sharded_config(), ctx)
     assert outcome.state == TaskState.FAILED and "summary report could not be made" in outcome.error
     broken["on"] = False
-    lifecycle = TaskLifecycle(alice, ctx.settings)
-    resumed = lifecycle.resume(outcome.task_id, by="alice")
-    assert lifecycle.queued_runs(resumed) == [outcome.collection]
+    lifecycle = TaskService(alice, ctx.settings)
+    resumed = lifecycle.resume(outcome.task_id, by="alice").record
+    assert lifecycle.machine.queued_runs(resumed) == [outcome.collection]
     runner.requests.clear()
     final = lifecycle.start(outcome.collection, ctx)
     assert final.state == TaskState.SUCCEEDED
@@ -369,7 +362,7 @@ def test_aggregate_counts_states_and_progress() -> None:
 # --- what a user sees: c2d status and the report browser --------------------------------------------
 def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, monkeypatch) -> None:
     admin, alice = zone
-    outcome = create_task(sharded_config(compute={"spread": True}), context(tmp_path, alice)).run()
+    outcome = run_now(sharded_config(compute={"spread": True}), context(tmp_path, alice))
     assert outcome.succeeded
     monkeypatch.setenv("COLUMNS", "200")
     code, out, err = run_cli(capsys, monkeypatch, "status", outcome.task_id, "--local", str(alice.root), "--user", "alice")
@@ -382,7 +375,7 @@ def test_status_and_the_task_page_show_the_shards(tmp_path: Path, zone, capsys, 
     code, out, err = run_cli(capsys, monkeypatch, "list", "--local", str(alice.root), "--user", "alice")
     assert len([line for line in out.splitlines() if outcome.task_id in line]) == 1 and "24/24" in out  # shards are not tasks
 
-    client = TestClient(create_app(WebConfig.for_local(alice.root, "alice", cache_dir=tmp_path / "cache")))
+    client = TestClient(create_app(WebConfig.for_local(alice.root, "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     page = client.get(f"/tasks/{outcome.task_id}").text
     table = page[page.index('id="shards"'):page.index("</table>", page.index('id="shards"'))]
     assert table.count("<tr><td class=\"num\">") == 3 and "gpu_resc2" in table
@@ -403,25 +396,25 @@ def test_a_summary_that_never_started_or_died_is_found_and_resume_makes_it(tmp_p
     ctx = context(tmp_path, alice, heartbeat_interval_seconds=0.2, heartbeat_lease_seconds=1.0)
     run = TaskSummary.run
     monkeypatch.setattr(TaskSummary, "run", lambda self: None)  # the run that ended the last shard died first
-    outcome = create_task(sharded_config(), ctx).run()
-    lifecycle = TaskLifecycle(alice, ctx.settings)
+    outcome = run_now(sharded_config(), ctx)
+    lifecycle = TaskService(alice, ctx.settings)
     assert lifecycle.read(outcome.collection).state == TaskState.RUNNING
     assert lifecycle.status(outcome.task_id).record.state == TaskState.RUNNING  # within the lease: it may come
     time.sleep(2.1)
     found = lifecycle.status(outcome.task_id).record
     assert found.state == TaskState.FAILED and "summary report was not made" in found.get(names.A_ERROR)
     monkeypatch.setattr(TaskSummary, "run", run)
-    resumed = lifecycle.resume(outcome.task_id, by="alice")
-    assert lifecycle.queued_runs(resumed) == [outcome.collection]
+    resumed = lifecycle.resume(outcome.task_id, by="alice").record
+    assert lifecycle.machine.queued_runs(resumed) == [outcome.collection]
     assert lifecycle.start(outcome.collection, ctx).state == TaskState.SUCCEEDED
     # a summary whose run dies while it runs: its heartbeat goes silent, its host records it
-    again = create_task(sharded_config(inputs={"collection": f"{IMAGES}/a", "pattern": "*.png"}, tagging={
+    again = (sharded_config(inputs={"collection": f"{IMAGES}/a", "pattern": "*.png"}, tagging={
         "class_attribute": "c2", "score_attribute": "s2"}), context(tmp_path, alice, max_shard_size=4,
                                                                heartbeat_interval_seconds=0.2, heartbeat_lease_seconds=1.0))
     monkeypatch.setattr(TaskSummary, "run", lambda self: self.lifecycle.store.write(self.collection, {
         names.A_SUMMARY_RESOURCE: self.resource.name, names.A_RUN_HOST: self.resource.host,
         names.A_HEARTBEAT: names.iso_utc()}))
-    task = again.run()
+    task = run_now(*again)
     assert lifecycle.read(task.collection).state == TaskState.RUNNING
     time.sleep(2.1)
     dead = lifecycle.status(task.task_id).record
@@ -437,12 +430,12 @@ def test_a_summary_taken_on_by_another_run_is_left_to_it(tmp_path: Path, zone, m
     ctx = context(tmp_path, alice, runner)
     run = TaskSummary.run
     monkeypatch.setattr(TaskSummary, "run", lambda self: None)
-    outcome = create_task(sharded_config(), ctx).run()
+    outcome = run_now(sharded_config(), ctx)
     monkeypatch.setattr(TaskSummary, "run", run)
-    lifecycle = TaskLifecycle(alice, ctx.settings)
+    lifecycle = TaskService(alice, ctx.settings)
     task = lifecycle.read(outcome.collection)
     assert task.state == TaskState.RUNNING and task.get(names.A_SUMMARY_RESOURCE) == names.SUMMARY_PENDING
-    first, second = (TaskSummary.for_task(lifecycle, task, ctx, "gpu_resc2") for _ in range(2))
+    first, second = (TaskSummary.for_task(lifecycle.machine, task, ctx.runner, "gpu_resc2") for _ in range(2))
     assert first._claim(task)  # the first run swaps pending for its resource
     runner.requests.clear()
     assert second.run().state == TaskState.RUNNING and runner.requests == []  # the second leaves it alone

@@ -35,7 +35,7 @@ from compute_to_data.domain.settings import (
 )
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.base import RunRequest, RunResult

@@ -17,10 +17,10 @@ from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import GridError, SettingsError
 from compute_to_data.domain.settings import ReplicationSettings, Settings, SharedVault
 from compute_to_data.engine import create_task, staging
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.replication import split_chunks, whole_collections
-from compute_to_data.engine.task import TaskContext
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.tasks import TaskService
 
 from .engine_support import (
     HOME,
@@ -252,7 +252,7 @@ def test_a_cancelled_task_stops_replicating(tmp_path):
     admin, alice = survey(tmp_path, 60)
     original = alice.replicate
     done: list[str] = []
-    lifecycle = TaskLifecycle(alice, make_settings(tmp_path))
+    lifecycle = TaskService(alice, make_settings(tmp_path))
 
     def replicate(path: str, resource: str) -> None:
         done.append(path)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import posixpath
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import SettingsError
 from compute_to_data.domain.timings import timings_text
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle.store import TaskStateStore
@@ -53,6 +50,8 @@ except ImportError:  # pragma: no cover - depends on how pytest imports tests/
         write_task_avus,
     )
 
+#: the report browser answers only to the names it serves (loopback here), not "testserver"
+LOCAL = "http://127.0.0.1"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -83,7 +82,7 @@ def world(tmp_path: Path):
 
 def local_client(tmp_path: Path, user: str = "alice", **kwargs) -> TestClient:
     app = create_app(WebConfig.for_local(tmp_path / "grid", user, cache_dir=tmp_path / f"cache-{user}", **kwargs))
-    return TestClient(app)
+    return TestClient(app, base_url=LOCAL)
 
 
 # --- pages and headers ---------------------------------------------------------------------------------
@@ -355,7 +354,7 @@ def sign_in(client: TestClient, user: str, password: str):
 
 def test_sign_in_is_required_and_per_user(zone):
     catalog, made, app = zone
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL)
     response = client.get(f"/tasks/{made.task_id}", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"].startswith("/signin?next=")
     wrong = sign_in(client, "alice", "guess")
@@ -372,7 +371,7 @@ def test_sign_in_is_required_and_per_user(zone):
     grid = next(iter(app.state.sessions._sessions.values())).grid
     assert grid.kind == "irods" and grid.user == "alice"  # acting as alice, not as an admin
 
-    bob = TestClient(app)
+    bob = TestClient(app, base_url=LOCAL)
     assert sign_in(bob, "bob", PASSWORDS["bob"]).status_code == 303
     assert made.task_id not in bob.get("/tasks").text
     assert bob.get(f"/tasks/{made.task_id}").status_code == 404
@@ -389,7 +388,7 @@ def test_sign_in_is_required_and_per_user(zone):
 
 def test_sign_in_form_needs_its_token(zone):
     catalog, made, app = zone
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL)
     client.get("/signin")
     response = client.post("/signin", data={"username": "alice", "password": PASSWORDS["alice"]})
     assert response.status_code == 403
@@ -398,7 +397,7 @@ def test_sign_in_form_needs_its_token(zone):
 
 def test_zone_images_report_and_validation(zone):
     catalog, made, app = zone
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOCAL)
     sign_in(client, "alice", PASSWORDS["alice"])
     owls = client.get(f"/tasks/{made.task_id}/images?cls=owl")
     assert re.findall(r'thumbnail\?path=([^"]+)"', owls.text) == [q(p) for p in made.images if made.classes[p] == "owl"]
@@ -413,7 +412,7 @@ def test_zone_images_report_and_validation(zone):
     # bob with read access only: sees the image, cannot validate it (the catalog would refuse too).
     catalog.grant("bob", 1050, made.collection)
     catalog.grant("bob", 1050, made.images[1])
-    bob = TestClient(app)
+    bob = TestClient(app, base_url=LOCAL)
     sign_in(bob, "bob", PASSWORDS["bob"])
     shown = re.findall(r'thumbnail\?path=([^"]+)"', bob.get(f"/tasks/{made.task_id}/images").text)
     assert shown == [q(made.images[1])]
@@ -560,3 +559,158 @@ def test_a_validation_names_the_prediction_it_judged(world):
     assert validation_avus(admin, path)[names.VALIDATED_CLASS] == "dog"
     assert validation_units(admin, path) == {names.task_units(later)}
     assert "card validated" in client.get(f"/tasks/{later}/images").text
+
+
+# --- the administrator's settings ----------------------------------------------------------------------
+def _running_task_silent_for(admin, tmp: Path, seconds: float):  # noqa: ANN001, ANN202
+    """A running task whose last heartbeat is ``seconds`` old."""
+    made = make_task(admin, tmp / "files", n_images=3, state=TaskState.RUNNING)
+    beat = names.iso_utc(names.utc_now() - timedelta(seconds=seconds))
+    write_task_avus(admin.as_user("alice"), made.collection, {names.A_HEARTBEAT: beat})
+    return made
+
+
+def test_the_heartbeat_lease_is_the_administrators(tmp_path, monkeypatch):
+    """A run silent for 30 s: stale under a 10 s lease (the administrator's settings, given or
+    from $C2D_SETTINGS), running under the built-in 60 s."""
+    admin = make_grid(tmp_path / "grid")
+    made = _running_task_silent_for(admin, tmp_path, 30)
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"heartbeat_interval_seconds": 2, "heartbeat_lease_seconds": 10}')
+
+    def shown(client: TestClient) -> str:
+        page = client.get(f"/tasks/{made.task_id}").text
+        return re.search(r'<h1>Task [^<]*<span class="state state-(\w+)">', page).group(1)
+
+    monkeypatch.delenv(names.SETTINGS_ENV, raising=False)
+    assert shown(local_client(tmp_path, settings_file=settings)) == names.STALE
+    monkeypatch.setenv(names.SETTINGS_ENV, str(settings))
+    assert shown(local_client(tmp_path)) == names.STALE
+    listed = local_client(tmp_path).get("/tasks").text
+    assert f'state-{names.STALE}' in listed
+    monkeypatch.setenv(names.SETTINGS_ENV, str(tmp_path / "absent.json"))
+    with pytest.raises(SettingsError, match="does not exist"):
+        local_client(tmp_path)
+    monkeypatch.delenv(names.SETTINGS_ENV)
+    assert shown(local_client(tmp_path)) == "running"
+
+
+# --- DNS rebinding: the Host and Origin the browser accepts ---------------------------------------------
+def test_a_foreign_host_is_refused_and_validates_nothing(world):
+    """Issue 20 item 1, as curl showed it: ``Host: evil.example:P`` got the task list, and a POST
+    with that Host, ``Origin: http://evil.example:P`` and the page's token wrote a validation."""
+    admin, made, tmp = world
+    app = create_app(WebConfig.for_local(tmp / "grid", "alice", cache_dir=tmp / "cache", bind="127.0.0.1", port=8750))
+    evil = TestClient(app, base_url="http://evil.example:8750")
+    listed = evil.get("/tasks")
+    assert listed.status_code == 400 and made.task_id not in listed.text
+    assert "evil.example" in listed.text and "web.allowed_hosts" in listed.text
+    page = evil.get(f"/tasks/{made.task_id}/image?path={q(made.images[0])}")
+    assert page.status_code == 400 and "csrf" not in page.text
+
+    # The token from a legitimate page, posted through the rebound name: refused, nothing written.
+    good = TestClient(app, base_url="http://127.0.0.1:8750")
+    token = csrf_of(good.get(f"/tasks/{made.task_id}/image?path={q(made.images[0])}").text)
+    evil.cookies = good.cookies
+    form = {"csrf": token, "path": made.images[0], "decision": "confirm"}
+    posted = evil.post(f"/tasks/{made.task_id}/validate", data=form, headers={"origin": "http://evil.example:8750"},
+                       follow_redirects=False)
+    assert posted.status_code == 400
+    # ... and with the served Host but the foreign Origin (the check no longer follows the Host).
+    posted = good.post(f"/tasks/{made.task_id}/validate", data=form, headers={"origin": "http://evil.example:8750"},
+                       follow_redirects=False)
+    assert posted.status_code == 403
+    # ... or another port of this machine (another local web app).
+    posted = good.post(f"/tasks/{made.task_id}/validate", data=form, headers={"origin": "http://127.0.0.1:3000"},
+                       follow_redirects=False)
+    assert posted.status_code == 403
+    avus = {a.attribute for a in admin.get_avus(EntityType.DATA_OBJECT, made.images[0])}
+    assert names.VALIDATED not in avus
+
+    # The served address, and the loopback names for a loopback address, are answered.
+    for base in ("http://127.0.0.1:8750", "http://localhost:8750", "http://[::1]:8750"):
+        assert TestClient(app, base_url=base).get("/tasks").status_code == 200, base
+    done = good.post(f"/tasks/{made.task_id}/validate", data=form, headers={"origin": "http://127.0.0.1:8750"},
+                     follow_redirects=False)
+    assert done.status_code == 303
+    assert names.VALIDATED in {a.attribute for a in admin.get_avus(EntityType.DATA_OBJECT, made.images[0])}
+
+
+def test_names_the_administrator_lists_are_answered_in_zone_mode(zone, tmp_path):
+    """Zone mode, served on an external address behind a proxy: its address and the listed
+    names are answered (any port for a listed name: the proxy's), nothing else."""
+    catalog, made, _ = zone
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"web": {"allowed_hosts": ["Reports.Example.org"]}}')
+    options = IrodsConnectionOptions(env_file=None, host="irods.example.org", port=1247, zone="tempZone")
+    app = create_app(WebConfig.for_irods(options, session_factory=catalog.session_factory, cache_dir=tmp_path / "c",
+                                         settings_file=settings, bind="192.0.2.7", port=8750))
+    assert TestClient(app, base_url="http://evil.example:8750").get("/signin").status_code == 400
+    assert TestClient(app, base_url="http://localhost:8750").get("/signin").status_code == 400
+    assert TestClient(app, base_url="http://192.0.2.7:8750").get("/signin").status_code == 200
+    proxied = TestClient(app, base_url="https://reports.example.org")
+    page = proxied.get("/signin")
+    assert page.status_code == 200
+    form = {"csrf": csrf_of(page.text), "username": "alice", "password": PASSWORDS["alice"], "next": "/tasks"}
+    refused = proxied.post("/signin", data=form, headers={"origin": "https://evil.example"}, follow_redirects=False)
+    assert refused.status_code == 403
+    signed = proxied.post("/signin", data=form, headers={"origin": "https://reports.example.org"}, follow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["location"] == "/tasks"
+
+
+def test_allowed_hosts_must_be_host_names(tmp_path):
+    from compute_to_data.domain.settings import Settings
+
+    for bad in ("http://reports.example.org", "reports.example.org:443", "*", "a b", 7):
+        with pytest.raises(SettingsError, match="web.allowed_hosts"):
+            Settings.from_document({"web": {"allowed_hosts": [bad]}}, "settings.json")
+    with pytest.raises(SettingsError, match="unknown web setting"):
+        Settings.from_document({"web": {"allowed_host": []}}, "settings.json")
+    assert Settings.from_document({"web": {"allowed_hosts": ["[2001:DB8::7]"]}}, "s").web.allowed_hosts == ("[2001:db8::7]",)
+
+
+def test_a_nul_character_in_a_parameter_is_a_bad_request(world, zone):
+    """Issue 20 item 8: ``?name=`` or ``?path=`` with a NUL answered 502 (the grid's own error)."""
+    admin, made, tmp = world
+    catalog, zmade, app = zone
+    zclient = TestClient(app, base_url=LOCAL)
+    assert sign_in(zclient, "ali\x00ce", PASSWORDS["alice"]).status_code == 400
+    assert sign_in(zclient, "alice", PASSWORDS["alice"]).status_code == 303
+    for client, task in ((local_client(tmp), made), (zclient, zmade)):
+        root, first = task.input_collection, task.images[0]
+        for url in (
+            f"/tasks/{task.task_id}/download?name=report%00.html",
+            f"/tasks/{task.task_id}/image?path={q(root)}%2Fimg%00.png",
+            f"/tasks/{task.task_id}/thumbnail?path={q(first)}%00",
+            f"/tasks/{task.task_id}/file?path={q(first)}%00",
+            f"/tasks/{task.task_id}/images?cls=d%00og",
+        ):
+            response = client.get(url)
+            assert response.status_code == 400, (url, response.status_code)
+            assert "NUL character" in response.text
+        token = session_token(client) if client is not zclient else csrf_of(client.get(f"/tasks/{task.task_id}/image?path={q(first)}").text)
+        posted = client.post(f"/tasks/{task.task_id}/validate", data={"csrf": token, "path": first + "\x00", "decision": "confirm"},
+                             follow_redirects=False)
+        assert posted.status_code == 400
+
+
+def test_served_hosts_parse_hosts_and_origins_strictly(monkeypatch):
+    import socket
+
+    from compute_to_data.web.hosts import ServedHosts
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "labhost")
+    monkeypatch.setattr(socket, "getfqdn", lambda: "labhost.example.org")
+    wildcard = ServedHosts.of("0.0.0.0", 8750)
+    for host in ("127.0.0.1:8750", "localhost", "[::1]:8750", "LabHost.example.org:8750", "labhost"):
+        assert wildcard.accepts_host(host), host
+    for host in ("", "evil.example", "127.0.0.1.evil.example", "alice@127.0.0.1", "127.0.0.1:notaport", "127.0.0.1/x",
+                 "[::1", "0.0.0.0"):
+        assert not wildcard.accepts_host(host), host
+    assert wildcard.accepts_origin("http://localhost:8750") and wildcard.accepts_origin("http://[::1]:8750")
+    for origin in ("http://localhost:8751", "http://localhost", "https://127.0.0.1:8750/x", "file://localhost",
+                   "http://evil.example:8750", "garbage"):
+        assert not wildcard.accepts_origin(origin), origin
+    external = ServedHosts.of("192.0.2.7", 8750, ["reports.example.org"])
+    assert not external.accepts_host("localhost:8750") and external.accepts_host("192.0.2.7:8750")
+    assert external.accepts_origin("https://reports.example.org") and not external.accepts_origin("http://192.0.2.7:80")

@@ -8,11 +8,12 @@ command line), or against a LocalGrid with ``--local DIR``.
 
 from __future__ import annotations
 
+import sys
 import time
 import webbrowser
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, cast
 
 import typer
 from rich.console import Console, RenderableType
@@ -21,6 +22,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from compute_to_data.client import export
 from compute_to_data.client.connect import ClientOptions, open_client, open_grid
 from compute_to_data.client.tasks import (
     EXIT_TIMEOUT,
@@ -31,8 +33,9 @@ from compute_to_data.client.tasks import (
 )
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import ComputeToDataError
+from compute_to_data.domain.errors import ComputeToDataError, ConfigError
 from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.shards import aggregate
 from compute_to_data.domain.timings import format_seconds, timing_rows
 from compute_to_data.grid.client import IrodsConnectionOptions
 from compute_to_data.lifecycle import series as schedule
@@ -69,6 +72,7 @@ def register(app: typer.Typer) -> None:
     app.command("resume")(resume)
     app.command("report")(report)
     app.command("serve")(serve)
+    app.command("export")(export_labels)
     app.command("enrich")(enrich)
 
 
@@ -113,7 +117,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    rows = [
+    rows: list[tuple[str, RenderableType | None]] = [
         ("task", record.task_id),
         ("state", _state_text(record, client)),
         ("waiting", record.queue_reason),
@@ -149,8 +153,6 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
 
 def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     """One line per shard: where it runs, how far it is, how it ended."""
-    from compute_to_data.domain.shards import aggregate
-
     table = Table(title=aggregate(shards).describe(), show_edge=False, title_justify="left")
     for column in ("shard", "state", "images", "resource", "host", "elapsed", "error"):
         table.add_column(column, no_wrap=column not in ("error",), overflow="fold")
@@ -164,7 +166,7 @@ def print_shards(shards: list[TaskRecord], client: TaskClient) -> None:
     print_whole(table, [s.get(names.A_SHARD) for s in shards])
 
 
-def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, object]]:
+def _series_rows(record: TaskRecord, client: TaskClient | None) -> list[tuple[str, RenderableType | None]]:
     """Which series the task belongs to, its schedule and state, and when its next run is."""
     series_id = schedule.series_id_of(record)
     if series_id is None:
@@ -216,7 +218,7 @@ def print_whole(renderable: RenderableType, must_show: list[str]) -> None:
         return
     wide = Measurement.get(console, console.options.update(min_width=1, max_width=1_000_000), renderable).maximum
     width = max(wide, console.width if console.is_terminal else 1)
-    Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
+    Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=cast(Any, console.color_system),
             no_color=console.no_color, highlight=False, soft_wrap=False).print(renderable)
 
 
@@ -292,7 +294,7 @@ def list_tasks(
     for column in columns:
         table.add_column(column, no_wrap=column != "collection", overflow="fold" if column == "collection" else "ellipsis")
     for record in records:
-        cells = [record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
+        cells: list[RenderableType] = [record.task_id, _state_text(record, client), _progress_text(record), record.get(names.A_SUBMITTED_BY),
                  record.get(names.A_CREATED), format_duration(elapsed(record))]
         if in_series:
             cells.append(_series_cell(record))
@@ -418,6 +420,31 @@ def report(
         webbrowser.open(path.resolve().as_uri())
 
 
+def export_labels(
+    task: Annotated[str, typer.Argument(help="Task id or task collection; the id of a series (its first task) exports the whole series.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: standard output).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    task_only: Annotated[bool, typer.Option("--task-only", help="The first task of a series alone, not the series.")] = False,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None,
+) -> None:
+    """Validated labels out: path, predicted class and score, validated class, who, when (and the
+    EXIF date and position where recorded) of every image carrying the task's prediction."""
+    if fmt not in export.FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(export.FORMATS)}, not {fmt!r}")
+    client = _client(local, user, irods_env, host, port, zone)
+    records, rows = export.export_rows(client, task, whole_series=not task_only)
+    text = export.render(records, rows, fmt)
+    validated = sum(1 for r in rows if r.validated_class)
+    what = f"{len(rows)} images of {len(records)} task{'s' if len(records) != 1 else ''}, {validated} validated"
+    if output is None:
+        sys.stdout.write(text)
+        typer.echo(what, err=True)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{output}: {what}", err=True)
+
+
 def serve(
     bind: Annotated[str, typer.Option("--bind", help="Address to listen on (keep 127.0.0.1 unless a TLS proxy is in front).")] = "127.0.0.1",
     listen_port: Annotated[int, typer.Option("--listen-port", help="Port to listen on.")] = 8750,
@@ -425,7 +452,7 @@ def serve(
     open_it: Annotated[bool, typer.Option("--open", help="Open the browser.")] = False,
     behind_tls: Annotated[bool, typer.Option("--behind-tls", help="Served as https by a proxy: the session cookie is then sent over https only.")] = False,
     local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
 ) -> None:
     """Report browser: tasks, reports, images by class, validation. Sign in with your iRODS account
     (with --local: no sign-in, acting as --user)."""
@@ -436,9 +463,11 @@ def serve(
     options = _options(local, user, irods_env, host, port, zone)
     if options.is_local:
         open_grid(options)  # fail now, with a clear message, if the grid or user does not exist
-        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir, https_only=behind_tls)  # type: ignore[arg-type]
+        config = WebConfig.for_local(options.local, options.user or "rods", cache_dir=cache_dir,  # type: ignore[arg-type]
+                                     https_only=behind_tls, settings_file=settings, bind=bind, port=listen_port)
     else:
-        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls)
+        config = WebConfig.for_irods(options.irods, cache_dir=cache_dir, https_only=behind_tls, settings_file=settings,
+                                     bind=bind, port=listen_port)
     if bind not in ("127.0.0.1", "localhost", "::1") and not behind_tls:
         err_console.print(
             f"[yellow]warning:[/] listening on {bind}: passwords travel in clear text unless a TLS proxy is in front"

@@ -10,11 +10,12 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
 
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 
 STEP_TITLES = {
     "validate": "Validating the task",
@@ -45,8 +46,8 @@ class TaskProgressDisplay:
             console=self.console,
             transient=False,
         )
-        self._current: int | None = None
-        self._images: int | None = None
+        self._current: TaskID | None = None
+        self._images: TaskID | None = None
 
     def attach(self, context: TaskContext) -> None:
         if self.enabled:

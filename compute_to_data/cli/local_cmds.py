@@ -20,7 +20,6 @@ from compute_to_data.domain.catalog import (
     AVU,
     AccessLevel,
     EntityType,
-    MetadataOperation,
 )
 from compute_to_data.domain.errors import ComputeToDataError, GridError
 from compute_to_data.grid.local import ADMIN_USER, LocalGrid
@@ -275,8 +274,10 @@ def _meta(op: str, d: bool, c: bool, r: bool, u: bool, name: str, attribute: str
     avu = AVU(attribute, value, units)
     if op == "set":
         g.set_avus(entity, target, [avu])
-    else:
-        g.apply_metadata([MetadataOperation("add" if op == "add" else "remove", entity, target, avu)])
+    elif op == "add":  # imeta add: refused when the entity carries the AVU already
+        g.add_avu(entity, target, avu)
+    else:  # imeta rm: refused when it is not there
+        g.remove_avu(entity, target, avu)
 
 
 @meta_app.command("add")

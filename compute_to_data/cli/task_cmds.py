@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -9,12 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from compute_to_data.cli.display import TaskProgressDisplay
+from compute_to_data.client.local_dispatcher import LocalDispatcher
+from compute_to_data.client.local_worker import DispatchedRuns
 from compute_to_data.domain.errors import ConfigError
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_summary
-from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext, TaskOutcome
+from compute_to_data.engine.context import TaskContext, TaskOutcome
+from compute_to_data.engine.termination import Terminated, sigterm_as_exception
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.service.tasks import TaskService
 
 console = Console()
 
@@ -48,9 +53,6 @@ def run(
     keep_workdir: bool = typer.Option(False, "--keep-workdir", help="Keep the staging directory for debugging."),
 ) -> None:
     """Run a task now on a LocalGrid, through the same Template Method the iRODS rules use."""
-    from compute_to_data.engine.termination import Terminated, sigterm_as_exception
-    from compute_to_data.grid.local import LocalGrid
-
     try:
         text = config_file.read_text()
     except OSError as exc:
@@ -60,13 +62,14 @@ def run(
         config = TaskConfig.from_document({**config.document, "container": {**config.document.get("container", {}), "runner": runner}})
     settings = Settings.load(settings_file)
     grid = LocalGrid(local, user=user)
-    context = TaskContext(grid=grid, settings=settings, keep_workdir=keep_workdir,
-                          run_shards=_dispatcher(local, user, settings_file, settings.local_concurrent_runs))
+    context = TaskContext(grid=grid, settings=settings, keep_workdir=keep_workdir)
+    service = TaskService(grid, settings)
+    dispatcher = LocalDispatcher(local, user, settings_file=settings_file, workers=settings.local_concurrent_runs)
     display = TaskProgressDisplay()
     display.attach(context)
     try:
         with display, sigterm_as_exception():  # SIGTERM: the run is recorded failed and cleaned up
-            outcome = create_task(config, context).run()
+            outcome = service.run_now(config, context, _ShardsInWorkers(service, context, dispatcher, local))
     except Terminated as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(143) from None
@@ -75,16 +78,18 @@ def run(
         raise typer.Exit(1)
 
 
-def _dispatcher(grid_dir: Path, user: str, settings_file: Path | None, workers: int):  # noqa: ANN202
-    """A task larger than one shard: its shards in worker processes, at most ``workers`` at once."""
-    from compute_to_data.client.local_dispatcher import LocalDispatcher
+class _ShardsInWorkers(DispatchedRuns):
+    """As the local worker runs them, saying so first."""
 
-    def run_shards(task: object, collections: list[str]) -> list[TaskOutcome]:
-        console.print(f"running {len(collections)} shards, at most {workers} at once (logs: {grid_dir / 'logs'})")
-        LocalDispatcher(grid_dir, user, settings_file=settings_file, workers=workers).run(collections)
-        return []
+    def __init__(self, service: TaskService, context: TaskContext, dispatcher: LocalDispatcher, grid_dir: Path) -> None:
+        super().__init__(service, context, dispatcher)
+        self.grid_dir = grid_dir
 
-    return run_shards
+    def run_queued(self, collections: Sequence[str]) -> list[TaskOutcome]:
+        if len(collections) > 1:
+            console.print(f"running {len(collections)} shards, at most {self.dispatcher.workers} at once "
+                          f"(logs: {self.grid_dir / 'logs'})")
+        return super().run_queued(collections)
 
 
 def demo(

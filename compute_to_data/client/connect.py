@@ -16,6 +16,8 @@ from compute_to_data.grid.client import (
     PasswordPrompt,
     terminal_prompt,
 )
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.service.tasks import TaskService
 
 DEFAULT_LOCAL_USER = "rods"
 
@@ -36,8 +38,6 @@ class ClientOptions:
 
 def open_grid(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> Grid:
     if options.local is not None:
-        from compute_to_data.grid.local import LocalGrid
-
         return LocalGrid(options.local, user=options.user or DEFAULT_LOCAL_USER)
     irods = options.irods
     if options.user:
@@ -63,10 +63,12 @@ def client_settings(options: ClientOptions) -> Settings:
 
 
 def open_client(options: ClientOptions, prompt: PasswordPrompt | None = terminal_prompt) -> TaskClient:
-    grid = open_grid(options, prompt)
+    return client_for(open_grid(options, prompt), options)
+
+
+def client_for(grid: Grid, options: ClientOptions) -> TaskClient:
+    """The task client of a grid already open (the CLI's, and the report browser's per user)."""
     settings = client_settings(options)
     if grid.kind == "local":  # this host is the compute host: reading a task reaps a dead run
-        from compute_to_data.lifecycle.machine import TaskLifecycle
-
-        return TaskClient(grid, make_submitter(grid, options), lifecycle=TaskLifecycle(grid, settings))
+        return TaskClient(grid, make_submitter(grid, options), service=TaskService(grid, settings))
     return TaskClient(grid, make_submitter(grid, options), lease_seconds=settings.heartbeat_lease_seconds)

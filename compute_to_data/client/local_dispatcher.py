@@ -10,7 +10,9 @@ capacity whatever the number of workers, and a worker waiting for a slot has sta
 already (pipelining). The shard that ends last renders the task's report.
 
 SIGTERM (or Ctrl-C) of the dispatcher is passed to its workers, which record their shards
-``failed`` and clean up as a terminated run does; a resume runs what is left.
+``failed`` and clean up as a terminated run does; the shards it never started are named in
+:attr:`LocalDispatcher.never_started` for the caller to record ``failed`` (the task service's
+``abandon``), so the task ends failed and a resume runs what is left.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -41,6 +44,10 @@ class LocalDispatcher:
         self.exit_codes: dict[str, int] = {}
         #: most shard workers that ran at once
         self.most_at_once = 0
+        #: what stopped the dispatcher before every shard ran ("SIGTERM", "SIGINT"), or None
+        self.stopped_by: str | None = None
+        #: the shards it never started because it was stopped (still queued: the caller records them)
+        self.never_started: list[str] = []
 
     def command(self, collection: str) -> list[str]:
         command = [sys.executable, "-m", "compute_to_data.client.local_worker",
@@ -62,7 +69,9 @@ class LocalDispatcher:
         previous = signal.signal(signal.SIGTERM, forward) if _main_thread() else None
         try:
             while pending or running:
-                if stop["signal"]:
+                if stop["signal"] and not self.stopped_by:
+                    self.stopped_by = signal.Signals(stop["signal"]).name
+                    self.never_started.extend(pending)
                     pending.clear()
                     for process in running:
                         _terminate(process)
@@ -77,6 +86,8 @@ class LocalDispatcher:
                 if running:
                     time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
+            self.stopped_by = "SIGINT"
+            self.never_started.extend(pending)
             for process in running:
                 _terminate(process)
             for process in running:
@@ -105,6 +116,4 @@ def _terminate(process: "subprocess.Popen[bytes]") -> None:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()

@@ -41,6 +41,9 @@ class FilePrediction:
     score: float | None
     #: the task tagged it (a best score at or above the task's score_threshold).
     tagged: bool = True
+    #: the model's best classes, best first, as (class, score): the review queue shows them and
+    #: ranks by the margin between the first two.
+    top: tuple[tuple[str, float], ...] = ()
 
     @property
     def name(self) -> str:
@@ -156,7 +159,9 @@ def _from_json(text: str, threshold: float) -> list[FilePrediction]:
         score = parse_score(str(best.get("score", "")))
         below = entry.get("below_threshold")
         tagged = not below if isinstance(below, bool) else (score is not None and score >= threshold)
-        items.append(FilePrediction(str(entry["path"]), str(best["class"]), score, tagged))
+        top = tuple((str(c["class"]), float(c["score"])) for c in classifications
+                    if isinstance(c, dict) and parse_score(str(c.get("score", ""))) is not None)
+        items.append(FilePrediction(str(entry["path"]), str(best["class"]), score, tagged, top))
     return items
 
 
@@ -166,5 +171,17 @@ def _from_csv(text: str, threshold: float) -> list[FilePrediction]:
         if not row.get("class"):
             continue
         score = parse_score(row.get("score"))
-        items.append(FilePrediction(row["path"], row["class"], score, score is not None and score >= threshold))
+        items.append(FilePrediction(row["path"], row["class"], score, score is not None and score >= threshold,
+                                    _ranked(row.get("top_k") or "")))
     return items
+
+
+def _ranked(text: str) -> tuple[tuple[str, float], ...]:
+    """``cat:0.9000;dog:0.0700`` (the CSV's top_k column) as ((class, score), ...); bad parts are left out."""
+    ranked = []
+    for part in text.split(";"):
+        label, _, value = part.rpartition(":")
+        score = parse_score(value)
+        if label and score is not None:
+            ranked.append((label, score))
+    return tuple(ranked)

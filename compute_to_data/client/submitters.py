@@ -4,14 +4,13 @@ On a zone the client never runs the engine itself: ``c2d_submit`` (a Python rule
 through the native rule engine) validates, records ``queued`` and queues the run on the server,
 as the caller; ``c2d_cancel``, ``c2d_resume`` and ``c2d_status`` likewise. On a LocalGrid there
 is no server, so :class:`LocalSubmitter` does what the rules do through the task lifecycle
-(``tasks/lifecycle.py``) and starts runs in a detached worker process; a scheduled config's
+(``service/tasks.py``) and starts runs in a detached worker process; a scheduled config's
 series is followed by a detached series worker (the local dispatcher: it sleeps until the next
 run the series' first task records, runs the scheduled step, and ends with the series).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import posixpath
@@ -19,18 +18,23 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from compute_to_data.domain.errors import ComputeToDataError, GridError, TaskStateError
+from compute_to_data.domain.conventions import SeriesState
+from compute_to_data.domain.errors import ComputeToDataError, GridError
 from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.settings import Settings
+from compute_to_data.domain.taskconfig import TaskConfig
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.base import Grid
-from compute_to_data.lifecycle import series as schedule
-from compute_to_data.service.scheduler import SeriesScheduler
-
-if TYPE_CHECKING:
-    from compute_to_data.domain.taskconfig import TaskConfig
-    from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.grid.local import LocalGrid
+from compute_to_data.lifecycle.series import SeriesLink
+from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.scheduler import SeriesScheduler, submit_and_queue
+from compute_to_data.service.scheduler import cancel as cancel_with_series
+from compute_to_data.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,8 @@ class Submitter(Protocol):
     def cancel(self, record: TaskRecord) -> None:
         """Ask for the task to stop (queued: never runs; running: stops, ends ``cancelled``)."""
 
-    def resume(self, record: TaskRecord) -> None:
-        """Queue a failed or cancelled task again, in the same task collection."""
+    def resume(self, record: TaskRecord) -> TaskRecord:
+        """Queue a failed or cancelled task again, in the same task collection; its record then."""
 
     def refresh(self, record: TaskRecord) -> None:
         """Have the task's compute host check a running task that shows no sign of life."""
@@ -66,7 +70,7 @@ class RuleSubmitter:
         self.grid = grid
 
     def submit(self, config_path: str) -> str:
-        out = self.grid.run_rule(SUBMIT_RULE, {"*config": config_path})  # type: ignore[attr-defined]
+        out = self.grid.run_rule(SUBMIT_RULE, {"*config": config_path})
         found = TASK_ID_RE.search(out or "")
         if not found:
             shown = (out or "").strip() or "nothing"
@@ -74,13 +78,14 @@ class RuleSubmitter:
         return found.group(1)
 
     def cancel(self, record: TaskRecord) -> None:
-        self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+        self.grid.run_rule(CANCEL_RULE, {"*task": record.collection})
 
-    def resume(self, record: TaskRecord) -> None:
-        self.grid.run_rule(RESUME_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+    def resume(self, record: TaskRecord) -> TaskRecord:
+        self.grid.run_rule(RESUME_RULE, {"*task": record.collection})
+        return TaskStateStore(self.grid).read(record.collection)
 
     def refresh(self, record: TaskRecord) -> None:
-        self.grid.run_rule(STATUS_RULE, {"*task": record.collection})  # type: ignore[attr-defined]
+        self.grid.run_rule(STATUS_RULE, {"*task": record.collection})
 
 
 Launcher = Callable[[Grid, str], None]
@@ -92,7 +97,9 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
     of a queued task, or (``series``) the dispatcher of the series whose first task is given."""
 
     def launch(grid: Grid, collection: str) -> None:
-        root = Path(getattr(grid, "root"))
+        if not isinstance(grid, LocalGrid):
+            raise GridError(f"a local worker runs tasks of a LocalGrid, not of the {grid.kind} grid")
+        root = Path(grid.root)
         logs = log_dir or root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_file = logs / f"{posixpath.basename(collection)}{'-series' if series else ''}.log"
@@ -112,10 +119,11 @@ def worker_launcher(settings_file: Path | None = None, log_dir: Path | None = No
     return launch
 
 
-class LocalQueue:
-    """A series' steps and runs on a LocalGrid (RunQueue): a run starts at once through
-    the launcher; a step needs no queue, the series dispatcher (follow) waits for the
-    next run the series' first task records."""
+class LocalRuns:
+    """The task service's effects on a LocalGrid, where this host is every resource's host: a
+    queued run starts at once in a detached worker (the launcher); a series needs no queued
+    step (its dispatcher waits for the next run the series' first task records); nothing ever
+    runs on another host."""
 
     def __init__(self, grid: Grid, launcher: Launcher) -> None:
         self.grid = grid
@@ -127,15 +135,21 @@ class LocalQueue:
     def queue_run(self, collection: str) -> None:
         try:
             self.launcher(self.grid, collection)
-        except Exception as exc:  # noqa: BLE001 - a run that cannot start is the step's failure
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start is recorded failed by the service
             raise GridError(f"could not start the run: {exc}") from exc
+
+    def stop_on_host(self, record: TaskRecord, host: str) -> str:
+        raise GridError(f"{host} is not this host, and a LocalGrid has no other (task {record.task_id})")
+
+    def check_on_host(self, record: TaskRecord, host: str) -> None:
+        raise GridError(f"{host} is not this host, and a LocalGrid has no other (task {record.task_id})")
 
 
 class LocalSubmitter:
-    """Does on a LocalGrid what the rules do on a zone, through the task lifecycle."""
+    """Does on a LocalGrid what the rules do on a zone, through the same task service."""
 
     def __init__(self, grid: Grid, settings_file: Path | None = None, launcher: Launcher | None = None,
-                 context_factory: Callable[[Grid], object] | None = None,
+                 context_factory: Callable[[Grid], TaskContext] | None = None,
                  series_launcher: Launcher | None = None) -> None:
         self.grid = grid
         self.settings_file = settings_file
@@ -143,89 +157,59 @@ class LocalSubmitter:
         self.series_launcher = series_launcher or worker_launcher(settings_file, series=True)
         self.context_factory = context_factory
 
-    def _context(self) -> object:
-        from compute_to_data.domain.settings import Settings
-        from compute_to_data.engine.task import TaskContext
-
+    def _context(self) -> TaskContext:
         if self.context_factory is not None:
             return self.context_factory(self.grid)
         return TaskContext(grid=self.grid, settings=Settings.load(self.settings_file))
 
     @property
-    def lifecycle(self) -> "TaskLifecycle":
-        from compute_to_data.lifecycle.machine import TaskLifecycle
+    def service(self) -> TaskService:
+        return TaskService(self.grid, self._context().settings)
 
-        return TaskLifecycle(self.grid, getattr(self._context(), "settings"))
+    def runs(self) -> LocalRuns:
+        return LocalRuns(self.grid, self.launcher)
 
     def submit(self, config_path: str) -> str:
-        from compute_to_data.domain.taskconfig import TaskConfig
-
         text = self.grid.read_data_object(config_path, max_bytes=1024 * 1024)
         return self.submit_config(TaskConfig.from_json(text, source=config_path))
 
-    def submit_config(self, config: "TaskConfig") -> str:
+    def submit_config(self, config: TaskConfig) -> str:
         """Queue a validated config (nothing is uploaded first, so a refusal leaves nothing); a
         scheduled one starts its series, followed by a detached series dispatcher."""
-        scheduled = config.schedule_every is not None
-        context = self._context()
-        if scheduled:
-            context = dataclasses.replace(context, series=schedule.SeriesLink())  # type: ignore[type-var]
-        lifecycle = self.lifecycle
-        outcome = lifecycle.submit(config, context)  # type: ignore[arg-type]
-        try:
-            self.launcher(self.grid, outcome.collection)
-        except Exception as exc:
-            lifecycle.fail_queued(outcome.collection, f"could not start the run: {exc}")
-            raise
-        if scheduled:
-            self.start_series(outcome.collection)
-        return outcome.task_id
+        submitted, series = submit_and_queue(self.scheduler(), config, self._context(), self.runs())
+        if series is not None:
+            self._follow_series(submitted.outcome.collection)
+        return submitted.outcome.task_id
 
     def scheduler(self) -> SeriesScheduler:
         """The series' steps on this LocalGrid: new tasks made with this submitter's context."""
-        settings = getattr(self._context(), "settings")
+        def context_for(config: TaskConfig, link: SeriesLink) -> TaskContext:
+            return replace(self._context(), series=link)
 
-        def context_for(config: object, link: schedule.SeriesLink) -> object:
-            return dataclasses.replace(self._context(), series=link)  # type: ignore[type-var]
+        return SeriesScheduler(self.grid, self._context().settings, self.runs(), context_for)
 
-        return SeriesScheduler(self.grid, settings, LocalQueue(self.grid, self.launcher), context_for)  # type: ignore[arg-type]
-
-    def start_series(self, head_collection: str) -> None:
-        scheduler = self.scheduler()
+    def _follow_series(self, head_collection: str) -> None:
         try:
-            scheduler.start(head_collection)
             self.series_launcher(self.grid, head_collection)
         except Exception as exc:
             task_id = posixpath.basename(head_collection)
             try:
-                scheduler.series.stop(head_collection, schedule.SeriesState.ENDED, f"its dispatcher could not start: {exc}")
+                self.scheduler().series.stop(head_collection, SeriesState.ENDED, f"its dispatcher could not start: {exc}")
             except ComputeToDataError:
-                pass  # ended already (start records why)
+                pass  # ended already
             raise GridError(f"task {task_id} is queued and runs once, but its series could not be scheduled: {exc}") from exc
 
     def cancel(self, record: TaskRecord) -> None:
         # On a LocalGrid this host is the compute host: a running run is stopped here and now.
-        lifecycle = self.lifecycle
-        if schedule.is_head(record):
-            series = self.scheduler().series
-            if series.read(record.collection).is_active:  # the series stops, and its active runs
-                info = series.cancel(record.collection, by=self.grid.user)
-                for active in series.active_tasks(info.series_id):
-                    try:
-                        lifecycle.cancel(active.collection, by=self.grid.user)
-                    except TaskStateError as exc:  # it ended meanwhile
-                        log.info("%s", exc)
-                return
-        lifecycle.cancel(record.collection, by=self.grid.user)
+        cancellation = cancel_with_series(self.scheduler(), record.collection, self.grid.user)
+        for cancelled in cancellation.cancelled:
+            self.service.carry_out(cancelled.effects, self.runs())
 
-    def resume(self, record: TaskRecord) -> None:
-        lifecycle = self.lifecycle
-        resumed = lifecycle.resume(record.collection, by=self.grid.user)
-        try:
-            self.launcher(self.grid, resumed.collection)
-        except Exception as exc:
-            lifecycle.fail_queued(resumed.collection, f"could not start the run: {exc}")
-            raise
+    def resume(self, record: TaskRecord) -> TaskRecord:
+        service = self.service
+        resumed = service.resume(record.collection, by=self.grid.user)
+        service.carry_out(resumed.effects, self.runs())
+        return resumed.record  # as resumed: queued (its run may have started already)
 
     def refresh(self, record: TaskRecord) -> None:
-        self.lifecycle.reap(record)
+        self.service.reaper.reap(record)

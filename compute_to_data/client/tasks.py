@@ -12,6 +12,7 @@ host is the compute host, so reading a task first reaps a dead run (the lifecycl
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import posixpath
@@ -20,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from compute_to_data.client.submitters import Submitter
@@ -40,9 +41,9 @@ from compute_to_data.domain.taskconfig import TaskConfig, parse_duration, parse_
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.shards import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +87,21 @@ class WaitResult:
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO date/time (``2026-11-22``, ``2026-11-22T10:00Z``) or an age
     (``30m``, ``2h``, ``3d``, ``1w``), in UTC."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     text = text.strip()
     age = parse_duration(text)
     if age is not None:
         try:
             return now - age
         except (OverflowError, ValueError):  # older than the calendar: every task is newer
-            return datetime.min.replace(tzinfo=timezone.utc)
+            return datetime.min.replace(tzinfo=UTC)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
             f"--since {text!r} is neither a date/time (2026-11-22, 2026-11-22T10:00Z) nor an age (30m, 2h, 3d)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 parse_time = names.parse_iso_utc
@@ -114,14 +115,14 @@ class TaskClient:
     ``stale`` (the settings' heartbeat lease; 60 s by default).
     """
 
-    def __init__(self, grid: Grid, submitter: Submitter | None = None, *, lifecycle: TaskLifecycle | None = None,
+    def __init__(self, grid: Grid, submitter: Submitter | None = None, *, service: TaskService | None = None,
                  lease_seconds: float | None = None) -> None:
         self.grid = grid
         self.submitter = submitter
         self.store = TaskStateStore(grid)
-        self.lifecycle = lifecycle
+        self.service = service
         if lease_seconds is None:
-            lease_seconds = lifecycle.lease_seconds if lifecycle is not None else Settings().heartbeat_lease_seconds
+            lease_seconds = service.lease_seconds if service is not None else Settings().heartbeat_lease_seconds
         self.lease_seconds = lease_seconds
 
     def display_state(self, record: TaskRecord) -> str:
@@ -130,12 +131,12 @@ class TaskClient:
     def _checked(self, record: TaskRecord) -> TaskRecord:
         """On the compute host, a dead run is recorded as what it is before anyone is told (for
         a sharded task: its silent shards, and its summary)."""
-        if self.lifecycle is None:
+        if self.service is None:
             return record
         if record.is_sharded and record.state == TaskState.RUNNING:
-            return self.lifecycle.status(record.collection).record
+            return self.service.status(record.collection).record
         if record.is_stale(self.lease_seconds):
-            return self.lifecycle.reap(record)
+            return self.service.reaper.reap(record)
         return record
 
     def shards(self, record: TaskRecord) -> list[TaskRecord]:
@@ -173,7 +174,7 @@ class TaskClient:
         return records
 
     def _series(self) -> schedule.Series:
-        return schedule.Series(self.grid, self.lifecycle.settings if self.lifecycle is not None else Settings())
+        return schedule.Series(self.grid, self.service.settings if self.service is not None else Settings())
 
     def chain(self, record: TaskRecord) -> Sequence[tuple[str, str]]:
         """The task it runs after (``after`` in its config) and those that run after it."""
@@ -183,7 +184,7 @@ class TaskClient:
         """The series a task belongs to (read on its first task); None for a task of no series."""
         return self._series().info(record)
 
-    def series(self, series_id: str) -> tuple[schedule.SeriesInfo, list[TaskRecord]]:
+    def series(self, series_id: str) -> tuple[schedule.SeriesInfo, builtins.list[TaskRecord]]:
         """A series (by its id, the id of its first task) and its tasks the caller can read, newest first."""
         info = self._series().find(series_id)
         if self.grid.paths_lacking_access([info.head.collection], AccessLevel.READ):
@@ -375,8 +376,7 @@ class TaskClient:
         if record.state not in (TaskState.FAILED, TaskState.CANCELLED):
             state = self.display_state(record)
             raise TaskStateError(f"task {record.task_id} is {state}; only a failed or cancelled task can be resumed")
-        self._require_submitter().resume(record)
-        return self.store.read(record.collection)
+        return self._require_submitter().resume(record)
 
 
 def elapsed(record: TaskRecord, now: datetime | None = None) -> timedelta | None:
@@ -384,7 +384,7 @@ def elapsed(record: TaskRecord, now: datetime | None = None) -> timedelta | None
     start = parse_time(record.get(names.A_STARTED)) or parse_time(record.get(names.A_CREATED))
     if start is None:
         return None
-    end = parse_time(record.get(names.A_FINISHED)) or now or datetime.now(timezone.utc)
+    end = parse_time(record.get(names.A_FINISHED)) or now or datetime.now(UTC)
     return max(end - start, timedelta(0))
 
 

@@ -2,7 +2,7 @@
 
 1. Photos with EXIF (date taken, the site's GPS position, the camera) are uploaded into
    ``camera_traps/<site>/``; the ingest enrichment (the same code the ``acPostProcForPut`` hook
-   runs on a zone) puts their header into AVUs (``exif::datetime``, ``exif::latitude``...).
+   runs on a zone) puts their header into AVUs (``exif::datetime``, ``exif::gps_latitude``...).
 2. A **detector** task (a ``torch.export`` archive) tags every frame with ``detectedclass``
    (``animal`` or ``empty``) and makes the thumbnails (``<site>/thumbnails/<name>``).
 3. A **classifier** task runs ``after`` it over the detected frames only

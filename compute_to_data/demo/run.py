@@ -22,7 +22,7 @@ from compute_to_data.domain.errors import NoEligibleInputsError
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext, TaskOutcome
+from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.runners import create_runner, docker_available
 from compute_to_data.runners.base import Runner

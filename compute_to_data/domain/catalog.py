@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.errors import GridError
 from compute_to_data.domain.irods_codes import USER_INPUT_PATH_ERR
 
 #: objects per page of :meth:`Grid.iter_data_objects` (a GenQuery page holds 256 rows).
@@ -108,8 +109,6 @@ class Resource:
         try:
             return int(values[0])
         except ValueError as exc:
-            from compute_to_data.domain.errors import GridError
-
             raise GridError(
                 f"resource {self.name!r} has {attribute}={values[0]!r}, which is not an integer; "
                 f"fix it with: imeta set -R {self.name} {attribute} <N>"
@@ -308,7 +307,6 @@ def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
 
     Every adapter checks paths the same way before they reach a catalog query.
     """
-    from compute_to_data.domain.errors import GridError
 
     def refuse(why: str) -> GridError:
         return GridError(f"invalid logical path {path!r}: {why}", irods_code=USER_INPUT_PATH_ERR)

@@ -2,14 +2,15 @@
 AVUs and states, the prediction AVUs and the notebook contract.
 
 They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
-and only here, and every part of the project imports them from this module (README.md, "Tag the
-resources" and "Run a task", shows them in use).
+and only here, and every part of the project imports them from this module (docs/reference/
+conventions.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
+show them in use).
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 
 # --- resource AVUs (set by the administrator with `imeta add -R`) -------------------------------
@@ -77,7 +78,7 @@ A_RUN_HANDLE = PREFIX + "run_handle"
 A_RUN_NODE = PREFIX + "run_node"
 #: how a run staged its inputs (JSON object): the task config's ``compute.replicate`` choice and
 #: what happened, e.g. ``{"replicate": "when_needed", "in_place": 9998, "replicated": 2, ...}``
-#: (README, "Staging: in place or replicated")
+#: (docs/user/staging.md)
 A_STAGING = PREFIX + "staging"
 
 # --- staging: where the inputs come from ----------------------------------------------------------
@@ -125,6 +126,12 @@ A_SUMMARY_RESOURCE = PREFIX + "summary_resource"
 #: its value until a run takes the summary on (the run that swaps it for its resource makes it)
 SUMMARY_PENDING = "pending"
 SHARDS_COLLECTION = "shards"
+#: a task collection's claim token: a writer of its state (or of a series' turn) removes the value
+#: it read to claim the change, and writes a new one with the change (lifecycle/claims.py)
+A_CLAIM = PREFIX + "claim"
+#: "<time> <id>" of each writer about to claim (a collection left without a token by a writer
+#: that died is given one again once every announcement is older than the lease)
+A_CLAIMING = PREFIX + "claiming"
 #: one relative path (to the input collection) per line: a shard's inputs, written once at planning
 SHARD_INPUTS_FILE = "inputs.txt"
 DEFAULT_SHARD_SIZE = 5000
@@ -184,21 +191,30 @@ VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
 VALIDATED_AT = "validatedat"
 
-# --- ingest enrichment (settings' ingest.collections; engine/ingest.py) --------------------------
-#: EXIF of an uploaded photo, as AVUs on it: when it was taken (ISO 8601, the camera's local time,
-#: with its UTC offset when the camera recorded one), where (decimal degrees, WGS 84; altitude in
-#: metres above sea level, negative below), with what camera
-A_EXIF_DATETIME = "exif::datetime"
-A_EXIF_LATITUDE = "exif::latitude"
-A_EXIF_LONGITUDE = "exif::longitude"
-A_EXIF_ALTITUDE = "exif::altitude"
+#: where a camera trap's EXIF data is recorded on an image (bursts, date filters and exports read
+#: them where present; the ingest enrichment below writes them). The date as EXIF writes it
+#: (``2026:11:22 02:03:04``) or ISO 8601; the position in decimal degrees.
+EXIF_DATETIME = "exif::datetime"
+EXIF_LATITUDE = "exif::gps_latitude"
+EXIF_LONGITUDE = "exif::gps_longitude"
+EXIF_ATTRIBUTES = (EXIF_DATETIME, EXIF_LATITUDE, EXIF_LONGITUDE)
+
+# --- ingest enrichment (settings' ingest.collections; engine/ingest.py) writes the names above:
+#: when it was taken (ISO 8601, the camera's local time, with its UTC offset when the camera
+#: recorded one), where (decimal degrees, WGS 84; altitude in metres above sea level, negative
+#: below), with what camera
+A_EXIF_DATETIME = EXIF_DATETIME
+A_EXIF_LATITUDE = EXIF_LATITUDE
+A_EXIF_LONGITUDE = EXIF_LONGITUDE
+A_EXIF_ALTITUDE = "exif::gps_altitude"
 A_EXIF_MAKE = "exif::make"
 A_EXIF_MODEL = "exif::model"
 #: pixel size of the image as its header says (JPEG frame, PNG IHDR, TIFF tags)
 A_IMAGE_WIDTH = "image::width"
 A_IMAGE_HEIGHT = "image::height"
-EXIF_ATTRIBUTES = (A_EXIF_DATETIME, A_EXIF_LATITUDE, A_EXIF_LONGITUDE, A_EXIF_ALTITUDE, A_EXIF_MAKE, A_EXIF_MODEL,
-                   A_IMAGE_WIDTH, A_IMAGE_HEIGHT)
+#: every AVU the ingest enrichment writes from a header (replaced together when read again)
+HEADER_ATTRIBUTES = (A_EXIF_DATETIME, A_EXIF_LATITUDE, A_EXIF_LONGITUDE, A_EXIF_ALTITUDE, A_EXIF_MAKE, A_EXIF_MODEL,
+                     A_IMAGE_WIDTH, A_IMAGE_HEIGHT)
 #: units of the position AVUs
 UNITS_DEGREES = "deg"
 UNITS_METRES = "m"
@@ -219,6 +235,7 @@ def thumbnail_path(image_path: str) -> str:
     """``/z/traps/site1/a.jpg`` -> ``/z/traps/site1/thumbnails/a.jpg``."""
     folder, name = image_path.rsplit("/", 1)
     return f"{folder}/{THUMBNAILS_COLLECTION}/{name}"
+
 
 # --- runner and container contract ---------------------------------------------------------------
 CONTAINER_INPUT_DIR = "/inputs"
@@ -272,12 +289,12 @@ def task_id_of_units(units: str) -> str | None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_utc(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a trailing ``Z``, second precision: what the state AVUs hold."""
-    moment = (moment or utc_now()).astimezone(timezone.utc)
+    moment = (moment or utc_now()).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -289,10 +306,10 @@ def parse_iso_utc(value: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def new_task_id(moment: datetime | None = None) -> str:
     """Readable and sortable by time: ``20261122T020304Z-3f9a1c``."""
-    moment = (moment or utc_now()).astimezone(timezone.utc)
+    moment = (moment or utc_now()).astimezone(UTC)
     return moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)

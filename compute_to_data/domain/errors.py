@@ -12,6 +12,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from compute_to_data.domain.irods_codes import (
+    CAT_INVALID_USER,
+    RULE_ENGINE_ERROR,
+    code_of,
+    error_name,
+    lookup,
+    parse_error_code,
+    split_code,
+)
+
 
 class ComputeToDataError(Exception):
     """Base class: anything the project raises on purpose."""
@@ -28,10 +38,6 @@ class ComputeToDataError(Exception):
         """The iRODS error code for this error (the instance's own, else the class default)."""
         if self._irods_code is not None:
             return int(self._irods_code)
-        from compute_to_data.domain.irods_codes import (
-            code_of,  # the table imports this module
-        )
-
         return code_of(self.irods_error)
 
     @irods_code.setter
@@ -109,6 +115,15 @@ class AlreadyExistsError(GridError):
     irods_error = "CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME"
 
 
+class NothingToRemoveError(GridError):
+    """Removing one AVU that is not there (``msiModAVUMetadata rm``: CAT_SUCCESS_BUT_WITH_NO_INFO).
+
+    The one metadata write a real server refuses when another writer got there first: the
+    claims of ``lifecycle/claims.py`` are built on it."""
+
+    irods_error = "CAT_SUCCESS_BUT_WITH_NO_INFO"
+
+
 class ResourceSelectionError(ComputeToDataError):
     """No compute resource fits the task."""
 
@@ -149,3 +164,68 @@ class TaskBusyError(TaskStateError):
 
 class TaskLostError(TaskStateError):
     """The task is no longer this run's: declared dead by a reaper, or taken over by another run."""
+
+
+# --- iRODS codes -> the classes above ----------------------------------------------------------
+def _classes_by_kind() -> dict[str, type[ComputeToDataError]]:
+    return {
+        "not_found": ObjectNotFoundError,
+        "denied": AccessDeniedError,
+        "exists": AlreadyExistsError,
+        "authentication": AuthenticationError,
+        "unreachable": GridUnreachableError,
+        "grid": GridError,
+        "not_allowed": NotAllowedError,
+        "task_failed": TaskFailedError,
+        "nothing_to_remove": NothingToRemoveError,
+    }
+
+
+def error_class(code: int | None) -> type[ComputeToDataError]:
+    """The project's exception class for ``code`` (GridError for codes the table lacks)."""
+    row = lookup(code) if code is not None else None
+    return _classes_by_kind()[row.kind] if row is not None else GridError
+
+
+def login_error_class(code: int | None) -> type[ComputeToDataError]:
+    """As :func:`error_class`, for an error met while logging in: an unknown user is a refused login."""
+    cls = error_class(code)
+    if code is not None and split_code(code)[0] == CAT_INVALID_USER:
+        return AuthenticationError
+    return cls
+
+
+def make_error(code: int | None, message: str, *, irods_name: str | None = None) -> ComputeToDataError:
+    """An instance of the table's class for ``code``, carrying ``code`` and its name."""
+    cls = error_class(code)
+    if issubclass(cls, GridError):
+        name = irods_name or (error_name(code) if code is not None else None)
+        return cls(message, irods_code=code, irods_name=name)
+    return cls(message, irods_code=code)
+
+
+def grid_error_for_code(code: int, what: str, hint: str = "") -> ComputeToDataError:
+    """A typed error for ``code``: ``"<what> failed: <NAME> (<code>)[; hint]"``.
+
+    ``what`` says which operation on which path, e.g. ``"replicating /z/home/a/x.png to gpu_resc"``.
+    The class is the table's (a GridError subclass for every code a microservice answers with,
+    NotAllowedError for SYS_NO_API_PRIV, TaskFailedError for a rule that ended ACTION_FAILED_ERR).
+    """
+    name = error_name(code)
+    message = f"{what} failed: {name} ({int(code)})"
+    if hint:
+        message += f"; {hint}"
+    return make_error(int(code), message, irods_name=name)
+
+
+def to_grid_error(exc: BaseException, what: str, hint: str = "") -> ComputeToDataError:
+    """Turn a ``RuntimeError`` raised by ``callback`` into the project's typed error.
+
+    The C++ stack text of the original message is dropped; the code and its name are kept. A
+    RuntimeError without an iRODS code keeps only its first line (it is a Python-level failure).
+    """
+    code = parse_error_code(exc)
+    if code is None:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return GridError(f"{what} failed: {first_line[:300]}", irods_code=RULE_ENGINE_ERROR)
+    return grid_error_for_code(code, what, hint)

@@ -1,4 +1,4 @@
-"""The project's one iRODS error table: code -> name -> the project's exception class.
+"""The project's one iRODS error table: code -> name -> kind of failure (a leaf: the errors module maps kinds to classes).
 
 Every adapter turns the iRODS errors it meets into the project's typed errors through this
 table: the rule-engine adapter (``RuntimeError('[iRods__Error__Code:N] ...')`` raised by
@@ -27,27 +27,18 @@ python-irodsclient adapter reports it as a refused login while it logs in
 from __future__ import annotations
 
 import errno as _errno
-import os
 import re
 from dataclasses import dataclass
 
-from compute_to_data.domain.errors import (
-    AccessDeniedError,
-    AlreadyExistsError,
-    AuthenticationError,
-    ComputeToDataError,
-    GridError,
-    GridUnreachableError,
-    NotAllowedError,
-    ObjectNotFoundError,
-    TaskFailedError,
-)
-
-_NOT_FOUND = ObjectNotFoundError
-_DENIED = AccessDeniedError
-_EXISTS = AlreadyExistsError
-_AUTH = AuthenticationError
-_NET = GridUnreachableError
+#: What kind of failure a code is; :mod:`compute_to_data.domain.errors` turns a kind into its class.
+_NOT_FOUND = "not_found"
+_DENIED = "denied"
+_EXISTS = "exists"
+_AUTH = "authentication"
+_NET = "unreachable"
+GridError = "grid"
+NotAllowedError = "not_allowed"
+TaskFailedError = "task_failed"
 
 
 @dataclass(frozen=True)
@@ -56,7 +47,8 @@ class IrodsError:
 
     code: int
     name: str
-    error_class: type[ComputeToDataError]
+    #: the kind of failure (``not_found``, ``denied``, ...): the errors module maps it to a class
+    kind: str
 
 
 TABLE: tuple[IrodsError, ...] = tuple(
@@ -123,7 +115,7 @@ TABLE: tuple[IrodsError, ...] = tuple(
         (-816000, "CAT_INVALID_ARGUMENT", GridError),
         (-817000, "CAT_UNKNOWN_FILE", _NOT_FOUND),
         (-818000, "CAT_NO_ACCESS_PERMISSION", _DENIED),
-        (-819000, "CAT_SUCCESS_BUT_WITH_NO_INFO", GridError),
+        (-819000, "CAT_SUCCESS_BUT_WITH_NO_INFO", "nothing_to_remove"),
         (-826000, "CAT_INVALID_AUTHENTICATION", _AUTH),
         (-827000, "CAT_INVALID_USER", _NOT_FOUND),
         (-830000, "CAT_INSUFFICIENT_PRIVILEGE_LEVEL", _DENIED),
@@ -183,6 +175,7 @@ CAT_NO_ROWS_FOUND = code_of("CAT_NO_ROWS_FOUND")
 CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME = code_of("CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME")
 CAT_UNKNOWN_COLLECTION = code_of("CAT_UNKNOWN_COLLECTION")
 CAT_UNKNOWN_FILE = code_of("CAT_UNKNOWN_FILE")
+CAT_SUCCESS_BUT_WITH_NO_INFO = code_of("CAT_SUCCESS_BUT_WITH_NO_INFO")
 CAT_NO_ACCESS_PERMISSION = code_of("CAT_NO_ACCESS_PERMISSION")
 CAT_INSUFFICIENT_PRIVILEGE_LEVEL = code_of("CAT_INSUFFICIENT_PRIVILEGE_LEVEL")
 CAT_INVALID_RESOURCE = code_of("CAT_INVALID_RESOURCE")
@@ -222,29 +215,6 @@ def error_name(code: int) -> str:
     return f"{row.name} ({_errno.errorcode.get(err, 'errno ' + str(err))})" if err else row.name
 
 
-def error_class(code: int | None) -> type[ComputeToDataError]:
-    """The project's exception class for ``code`` (GridError for codes the table lacks)."""
-    row = lookup(code) if code is not None else None
-    return row.error_class if row is not None else GridError
-
-
-def login_error_class(code: int | None) -> type[ComputeToDataError]:
-    """As :func:`error_class`, for an error met while logging in: an unknown user is a refused login."""
-    cls = error_class(code)
-    if code is not None and split_code(code)[0] == CAT_INVALID_USER:
-        return AuthenticationError
-    return cls
-
-
-def make_error(code: int | None, message: str, *, irods_name: str | None = None) -> ComputeToDataError:
-    """An instance of the table's class for ``code``, carrying ``code`` and its name."""
-    cls = error_class(code)
-    if issubclass(cls, GridError):
-        name = irods_name or (error_name(code) if code is not None else None)
-        return cls(message, irods_code=code, irods_name=name)
-    return cls(message, irods_code=code)
-
-
 def describe_code(code: int) -> str:
     """``-818000 CAT_NO_ACCESS_PERMISSION``, the form ``irule`` prints."""
     return f"{int(code)} {error_name(code)}"
@@ -254,40 +224,3 @@ def parse_error_code(exc: BaseException | str) -> int | None:
     """The code of a rule-engine error message, or None when the message carries none."""
     match = _CODE_RE.search(str(exc))
     return int(match.group(1)) if match else None
-
-
-def is_irods_error(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and parse_error_code(exc) is not None
-
-
-def grid_error_for_code(code: int, what: str, hint: str = "") -> ComputeToDataError:
-    """A typed error for ``code``: ``"<what> failed: <NAME> (<code>)[; hint]"``.
-
-    ``what`` says which operation on which path, e.g. ``"replicating /z/home/a/x.png to gpu_resc"``.
-    The class is the table's (a GridError subclass for every code a microservice answers with,
-    NotAllowedError for SYS_NO_API_PRIV, TaskFailedError for a rule that ended ACTION_FAILED_ERR).
-    """
-    name = error_name(code)
-    message = f"{what} failed: {name} ({int(code)})"
-    if hint:
-        message += f"; {hint}"
-    return make_error(int(code), message, irods_name=name)
-
-
-def to_grid_error(exc: BaseException, what: str, hint: str = "") -> ComputeToDataError:
-    """Turn a ``RuntimeError`` raised by ``callback`` into the project's typed error.
-
-    The C++ stack text of the original message is dropped; the code and its name are kept. A
-    RuntimeError without an iRODS code keeps only its first line (it is a Python-level failure).
-    """
-    code = parse_error_code(exc)
-    if code is None:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return GridError(f"{what} failed: {first_line[:300]}", irods_code=RULE_ENGINE_ERROR)
-    return grid_error_for_code(code, what, hint)
-
-
-def errno_of(code: int) -> str:
-    """The ``strerror`` of the errno folded into a code ('' when there is none)."""
-    _, err = split_code(code)
-    return os.strerror(err) if err else ""

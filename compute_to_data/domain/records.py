@@ -1,15 +1,18 @@
-"""TODO docstring"""
+"""The read model of a task: what the catalog says about it, built from its ``c2d::`` AVUs.
+
+Pure: no catalog access here (the state store in ``lifecycle/store.py`` reads the AVUs).
+"""
 
 from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import CollectionAVUs
+from compute_to_data.domain.catalog import AVU, CollectionAVUs
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.timings import parse_timings
 
@@ -20,6 +23,25 @@ class TaskRecord:
 
     collection: str
     values: Mapping[str, str] = field(default_factory=dict)
+    #: every value of each attribute (an attribute may carry several: claim announcements; or,
+    #: where something went wrong, two states, which a transition then replaces together)
+    all_avus: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_avus(cls, collection: str, avus: "Iterable[AVU]") -> "TaskRecord":
+        values: dict[str, str] = {}
+        every: dict[str, tuple[str, ...]] = {}
+        for avu in avus:
+            if avu.attribute.startswith(names.PREFIX):
+                values[avu.attribute] = avu.value  # the newest, as before
+                every[avu.attribute] = every.get(avu.attribute, ()) + (avu.value,)
+        return cls(collection, values, every)
+
+    def all_values(self, attribute: str) -> tuple[str, ...]:
+        """Every value the attribute carries (``values`` holds the first)."""
+        if attribute in self.all_avus:
+            return self.all_avus[attribute]
+        return (self.values[attribute],) if attribute in self.values else ()
 
     @property
     def task_id(self) -> str:
@@ -121,8 +143,7 @@ class TaskRecord:
 
     @classmethod
     def from_collection_avus(cls, item: CollectionAVUs) -> "TaskRecord":
-        values = {a.attribute: a.value for a in item.avus if a.attribute.startswith(names.PREFIX)}
-        return cls(item.path, values)
+        return cls.from_avus(item.path, item.avus)
 
 
 def as_text(value: object) -> str:

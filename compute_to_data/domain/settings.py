@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,46 @@ class ReplicationSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The report browser (``c2d serve``).
+
+    It answers only requests addressed to it by a name it knows (against DNS rebinding): the
+    address it listens on, ``localhost``/``127.0.0.1``/``[::1]`` when that is a loopback or
+    wildcard address, and the names listed here (e.g. the name a TLS proxy in front serves).
+    """
+
+    #: further host names browsers may use to reach the report browser (no scheme, no port).
+    allowed_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_document(cls, doc: Any, source: str) -> "WebSettings":
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{source}: web must be an object")
+        unknown = sorted(set(doc) - {"allowed_hosts", "$comment"})
+        if unknown:
+            raise SettingsError(f"{source}: unknown web setting(s) {', '.join(unknown)}; known: allowed_hosts")
+        hosts = doc.get("allowed_hosts", [])
+        if not isinstance(hosts, list):
+            raise SettingsError(f"{source}: web.allowed_hosts must be a list of host names")
+        names_ok: list[str] = []
+        for host in hosts:
+            if not isinstance(host, str) or not _HOST_NAME_RE.fullmatch(host):
+                raise SettingsError(
+                    f"{source}: web.allowed_hosts: {host!r} is not a host name (write it as browsers do, "
+                    "without scheme or port: reports.example.org, 192.0.2.7 or [2001:db8::7])"
+                )
+            names_ok.append(host.lower())
+        return cls(tuple(names_ok))
+
+    def to_document(self) -> dict[str, Any]:
+        return {"allowed_hosts": list(self.allowed_hosts)}
+
+
+#: a DNS name, an IPv4 address or a bracketed IPv6 address.
+_HOST_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
+@dataclass(frozen=True)
 class Settings:
     allowed_images: tuple[AllowedImage, ...] = ()
     default_image: str | None = None
@@ -355,6 +396,8 @@ class Settings:
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
     #: vaults readable on other hosts than their resource's (resource name -> declaration)
     shared_vaults: dict[str, SharedVault] = field(default_factory=dict)
+    #: the report browser (c2d serve)
+    web: WebSettings = field(default_factory=WebSettings)
     source: str = "built-in defaults"
 
     # --- decisions ---------------------------------------------------------------------------
@@ -425,7 +468,7 @@ class Settings:
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
             "heartbeat_lease_seconds", "part_size", "part_seconds", "max_shard_size", "local_concurrent_runs",
-            "schedule_min_interval_seconds", "replication", "shared_vaults", "ingest", "$comment",
+            "schedule_min_interval_seconds", "replication", "shared_vaults", "web", "ingest", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -468,6 +511,7 @@ class Settings:
                 slurm=SlurmSettings.from_document(doc.get("slurm", {}), source),
                 replication=ReplicationSettings.from_document(doc.get("replication", {}), source),
                 shared_vaults=_shared_vaults(doc.get("shared_vaults", {}), source),
+                web=WebSettings.from_document(doc.get("web", {}), source),
                 source=source,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -539,6 +583,7 @@ class Settings:
             "slurm": self.slurm.to_document(),
             "replication": self.replication.to_document(),
             "shared_vaults": {name: vault.to_document() for name, vault in self.shared_vaults.items()},
+            "web": self.web.to_document(),
         }
 
 

@@ -1,17 +1,15 @@
-"""Task types (Template Method in ``base``) and the factory that picks one by name."""
+"""The engine: one run of a task on one compute host, as a fixed sequence of steps (the Template
+Method in ``task.py``), its task types (``image_classification.py``), and what a run needs around
+it: staging, replication, planning of shards, tagging parts, the summary of a sharded task and
+the reaper of dead runs. :func:`create_task` picks a task type by name (``registry.task_types``)."""
 
 from __future__ import annotations
 
 from compute_to_data.domain.registry import task_types
 from compute_to_data.domain.shards import ShardSpec
 from compute_to_data.domain.taskconfig import TaskConfig
-from compute_to_data.engine.task import (
-    ComputeToDataTask,
-    TaskCancelled,
-    TaskContext,
-    TaskOutcome,
-)
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.engine.context import TaskContext
+from compute_to_data.engine.task import ComputeToDataTask
 
 
 def create_task(
@@ -22,6 +20,3 @@ def create_task(
     (``shard``: run one shard of a larger task, in the shard's collection)."""
     task_class = task_types.get(config.task_type)
     return task_class(config, context, task_id=task_id, submitted_by=submitted_by, shard=shard)
-
-
-__all__ = ["ComputeToDataTask", "ShardSpec", "TaskCancelled", "TaskContext", "TaskLifecycle", "TaskOutcome", "create_task"]

@@ -50,7 +50,7 @@ def enrich(grid: Grid, path: str, head_bytes: int = DEFAULT_HEAD_BYTES) -> Image
     values); a header that says nothing still gets ``c2d::enriched``. Grid errors propagate."""
     header = read_header(grid.read_head(path, head_bytes))
     avus = [*header.avus(), AVU(names.A_ENRICHED, names.iso_utc())]
-    grid.set_avus(EntityType.DATA_OBJECT, path, avus, clear=names.EXIF_ATTRIBUTES)
+    grid.set_avus(EntityType.DATA_OBJECT, path, avus, clear=names.HEADER_ATTRIBUTES)
     return header
 
 

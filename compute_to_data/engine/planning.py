@@ -168,7 +168,7 @@ def place_shards(
     share = {name: total * slots[name] / weight for name in slots}
     placed: list[str] = []
     for draft in drafts:
-        def key(r: Resource) -> tuple:
+        def key(r: Resource, draft: ShardDraft = draft) -> tuple:
             return (-draft.bytes_on.get(r.name, 0), *tie_key(r, busy, slots[r.name]), r.name)
 
         choices = sorted(ordered, key=key)

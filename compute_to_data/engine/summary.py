@@ -22,7 +22,7 @@ import logging
 import posixpath
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
@@ -30,22 +30,20 @@ from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, R
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     ComputeToDataError,
-    GridError,
+    NothingToRemoveError,
     TaskCancelled,
     TaskStateError,
 )
 from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.settings import AllowedImage, notebook_path
+from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_text
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.machine import TaskStateMachine
 from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shards import shard_records
 from compute_to_data.lifecycle.store import Heartbeat
+from compute_to_data.runners import choose_runner
 from compute_to_data.runners.base import Runner, RunRequest
-
-if TYPE_CHECKING:
-    from compute_to_data.domain.taskconfig import TaskConfig
-    from compute_to_data.engine.task import ComputeToDataTask, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -55,41 +53,32 @@ MAX_SHARD_PREDICTIONS_BYTES = 1024 * 1024 * 1024
 
 @dataclass
 class TaskSummary:
-    lifecycle: TaskLifecycle
+    lifecycle: TaskStateMachine
     collection: str
-    config: "TaskConfig"
+    config: TaskConfig
     resource: Resource
     runner: Runner
     image: AllowedImage | None
     keep_workdir: bool = False
 
     @classmethod
-    def from_shard_run(cls, task: "ComputeToDataTask") -> "TaskSummary":
-        """The summary made by the run that ended a task's last shard, on that shard's host."""
-        assert task.shard is not None and task.resource is not None and task.runner is not None
-        return cls(task.lifecycle, task.shard.task_collection, task.config, task.resource, task.runner, task.image,
-                   task.context.keep_workdir)
-
-    @classmethod
-    def for_task(cls, lifecycle: TaskLifecycle, record: TaskRecord, context: "TaskContext",
-                 compute_resource: str | None = None) -> "TaskSummary":
+    def for_task(cls, lifecycle: TaskStateMachine, record: TaskRecord, runner: Runner | None,
+                 compute_resource: str | None = None, keep_workdir: bool = False) -> "TaskSummary":
         """The summary of a task whose shards all succeeded earlier (a resumed task): on the
         given resource, else on the last shard's."""
-        from compute_to_data.runners import choose_runner
-
         grid, settings = lifecycle.grid, lifecycle.settings
         name = compute_resource or next(
             (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
         resource = grid.get_resource(name)
         config = lifecycle.read_config(record)
-        runner = context.runner or choose_runner(config.runner, settings)
+        runner = runner or choose_runner(config.runner, settings)
         resolve = getattr(runner, "resolve", None)
         if callable(resolve):
             runner = resolve()
         image = None
         if runner.uses_container_paths:
             image = settings.image_for(config.image, resource.avu_int(names.GPUS_ATTRIBUTE, 0))
-        return cls(lifecycle, record.collection, config, resource, runner, image, context.keep_workdir)
+        return cls(lifecycle, record.collection, config, resource, runner, image, keep_workdir)
 
     @property
     def settings(self) -> Any:
@@ -159,22 +148,23 @@ class TaskSummary:
             lock.release()
 
     def _claim(self, record: TaskRecord) -> bool:
-        """Take the summary on: swap ``c2d::summary_resource`` from ``pending`` to this resource in
-        one atomic batch. Two runs ending the last shards at once both try; the batch of the second
-        fails (the value it removes is gone), and it leaves the summary to the first."""
+        """Take the summary on: remove ``c2d::summary_resource=pending`` (one AVU: of two runs
+        ending the last shards at once, exactly one removal succeeds, also on a real server),
+        then record this resource. A run that dies in between leaves no value: the status of the
+        task then says its summary never started, once its shards ended a lease ago."""
         current = record.get(names.A_SUMMARY_RESOURCE)
         if current and current != names.SUMMARY_PENDING:
             log.info("task %s: its summary is taken on by a run on %s", record.task_id, current)
             return False
-        ops = [MetadataOperation("add", EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, self.resource.name))]
+        grid = self.lifecycle.grid
         if current:
-            ops.insert(0, MetadataOperation("remove", EntityType.COLLECTION, self.collection,
-                                            AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING)))
-        try:
-            self.lifecycle.grid.apply_metadata(ops)
-        except GridError as exc:
-            log.info("task %s: another run took its summary on first (%s)", record.task_id, exc)
-            return False
+            try:
+                grid.remove_avu(EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING))
+            except NothingToRemoveError:
+                log.info("task %s: another run took its summary on first", record.task_id)
+                return False
+        grid.apply_metadata([MetadataOperation("add", EntityType.COLLECTION, self.collection,
+                                               AVU(names.A_SUMMARY_RESOURCE, self.resource.name))])
         return True
 
     def _check_running(self) -> None:

@@ -37,12 +37,7 @@ from typing import Any, ClassVar, final
 from compute_to_data.contract.parts import Entry
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import (
-    LISTING_PAGE_SIZE,
-    AccessLevel,
-    DataObject,
-    Resource,
-)
+from compute_to_data.domain.catalog import AccessLevel, DataObject, Resource
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     AccessDeniedError,
@@ -67,6 +62,7 @@ from compute_to_data.domain.shards import Refusals, ShardSpec, pages_of
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import run_timing_name, timings_text
 from compute_to_data.engine import predictions as task_parts
+from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.engine.planning import (
     Candidate,
     ShardDraft,
@@ -74,6 +70,7 @@ from compute_to_data.engine.planning import (
     place_shards,
     read_inputs_text,
 )
+from compute_to_data.engine.reaper import Reaper
 from compute_to_data.engine.replication import (
     COLLECTION_PLANNING_MINIMUM,
     Replicator,
@@ -93,94 +90,31 @@ from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.machine import TaskStateMachine, still_in
 from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shards import resource_load
 from compute_to_data.lifecycle.store import Heartbeat, TaskStateStore
-from compute_to_data.runners.base import ProgressCallback, Runner, RunRequest, RunResult
+from compute_to_data.runners import choose_runner
+from compute_to_data.runners.base import Runner, RunRequest, RunResult
+from compute_to_data.runners.processes import run_id
 
 log = logging.getLogger(__name__)
 
 #: Task configs uploaded next to the images (upload trigger) are never inputs themselves.
 TASK_CONFIG_SUFFIX = ".c2d.json"
 
-StepListener = Callable[[str, str, float], None]
 """Called with (step name, "start" | "done" | "failed", seconds) for progress displays."""
 
-PartListener = Callable[[int, int], None]
 """Called with (part number, images in it) after a part was stored and tagged."""
 
-Dispatcher = Callable[["ComputeToDataTask", Resource], bool]
 """Given the chosen compute resource, run the task on that resource's host if this is not it.
 
 Returns True when the run was handed over (this process then stops after the read-only steps).
 """
 
 
-@dataclass
-class TaskContext:
-    """Everything a task needs from its surroundings, injected (ports and adapters)."""
-
-    grid: Grid
-    settings: Settings
-    #: a runner instance, or None to choose one from the config and settings (runners.choose_runner).
-    runner: Runner | None = None
-    dispatch: Dispatcher | None = None
-    progress_listeners: list[ProgressCallback] = field(default_factory=list)
-    step_listeners: list[StepListener] = field(default_factory=list)
-    part_listeners: list[PartListener] = field(default_factory=list)
-    keep_workdir: bool = False
-    progress_interval: float = 3.0
-    tag_batch_size: int = 256
-    #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
-    heartbeat: bool = True
-    parts: bool = True
-    #: how ``run()`` of a task larger than one shard runs its queued shards (given the task and
-    #: their collections; the outcomes it has, if any): None runs them here, one after the other
-    #: (tests); ``c2d run --local`` passes the local dispatcher (worker processes).
-    run_shards: "Callable[[ComputeToDataTask, list[str]], list[TaskOutcome]] | None" = None
-    #: objects per page when a task's inputs are listed (planning a large task streams them)
-    listing_page_size: int = LISTING_PAGE_SIZE
-    #: starts one replication agent of its own (inside iRODS: a rule queued with the delay
-    #: server) on a manifest data object; None: threads where the grid allows, else the run alone
-    start_replication_agent: Callable[[str], None] | None = None
-    #: a new task of a scheduled config: the series it starts (SeriesLink()) or continues (tasks/schedule.py)
-    series: schedule.SeriesLink | None = None
 
 
-@dataclass
-class TaskOutcome:
-    task_id: str
-    state: TaskState | None
-    collection: str
-    report_path: str | None = None
-    compute_resource: str | None = None
-    inputs: int = 0
-    skipped_already_tagged: int = 0
-    replicated_bytes: int = 0
-    #: how the inputs were staged (``c2d::staging``: in place, replicated, by how many agents)
-    staging: dict[str, Any] = field(default_factory=dict)
-    tagged: int = 0
-    #: inputs of the whole task that could not be read (c2d::images_failed)
-    failed_images: int = 0
-    #: images a resumed run found done by earlier runs of the task
-    done_before: int = 0
-    #: images of the whole task with a result (classified or reported unreadable), when known
-    images_done: int | None = None
-    parts_tagged: int = 0
-    class_counts: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    runner: str | None = None
-    run_result: RunResult | None = None
-    dispatched: bool = False
-    notes: list[str] = field(default_factory=list)
-    #: a task larger than one shard: its shards' collections (each queued, then run)
-    shard_collections: list[str] = field(default_factory=list)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == TaskState.SUCCEEDED
 
 
 @dataclass
@@ -192,19 +126,6 @@ class ShardPlan:
     resources: list[Resource]
     drafts: list[ShardDraft] = field(default_factory=list)
     assignment: list[str] = field(default_factory=list)
-
-
-def run_shards_here(task: "ComputeToDataTask", collections: list[str]) -> list[TaskOutcome]:
-    """Run queued shards in this process, one after the other (each on its resource as usual)."""
-    outcomes = []
-    for collection in collections:
-        try:
-            outcomes.append(task.lifecycle.start(collection, task.context))
-        except (TaskCancelled, TaskStateError) as exc:  # cancelled meanwhile, or taken by another run
-            log.info("shard %s not run here: %s", collection, exc)
-        except ComputeToDataError as exc:  # recorded on the shard by the lifecycle
-            log.error("shard %s could not start: %s", collection, exc)
-    return outcomes
 
 
 class ComputeToDataTask(ABC):
@@ -226,7 +147,7 @@ class ComputeToDataTask(ABC):
         self.grid: Grid = context.grid
         self.settings: Settings = context.settings
         self.store = TaskStateStore(self.grid)
-        self.lifecycle = TaskLifecycle(self.grid, self.settings)
+        self.lifecycle = TaskStateMachine(self.grid, self.settings)
         self.task_id = task_id or names.new_task_id()
         #: True when this run takes over a task collection that exists (queued by submit or resume)
         self.resuming = task_id is not None
@@ -277,8 +198,11 @@ class ComputeToDataTask(ABC):
         (state ``failed``/``cancelled``)."""
         self._step("validate", self.validate)
         self._step("select_compute_resource", self.select_compute_resource)
-        if self.plan is not None:  # larger than one shard: plan the shards, run them, aggregate
-            return self._run_sharded()
+        if self.plan is not None:  # larger than one shard: its shards are queued runs of their own
+            raise TaskStateError(
+                f"this task is larger than one shard ({self.shard_size():,} images): submit it, and its shards run "
+                "as queued runs (c2d submit, c2d run, c2d_submit and c2d_run do)"
+            )
         assert self.resource is not None
         if self.context.dispatch is not None and self.context.dispatch(self, self.resource):
             self.outcome.dispatched = True
@@ -361,8 +285,6 @@ class ComputeToDataTask(ABC):
     # ------------------------------------------------------------------ overridable steps
     def validate(self) -> None:
         """Everything that can be refused without touching the catalog, refused now."""
-        from compute_to_data.runners import choose_runner
-
         if self.config.task_type != self.task_type:
             raise ConfigError(f"task type {self.config.task_type!r} cannot run as {self.task_type!r}")
         if not self.resuming:  # a scheduled config makes new tasks only as part of its series
@@ -633,6 +555,7 @@ class ComputeToDataTask(ABC):
             previous_file.chmod(0o644)
         request = RunRequest(
             task_id=self.run_key,
+            run_id=run_id(self.run_key, self.started or ""),
             notebook_name=self.config.notebook,
             notebook_path=self.notebook_file,
             workdir=self.workdir.root,
@@ -859,31 +782,6 @@ class ComputeToDataTask(ABC):
         self.outcome.shard_collections = created
         self.outcome.compute_resource = ",".join(sorted(set(assignment)))
 
-    def _run_sharded(self) -> TaskOutcome:
-        """``run()`` of a new task larger than one shard: plan it, run the shards (the context's
-        way, else here one after the other), and report what the task as a whole became."""
-        self._plan_sharded()
-        run_shards = self.context.run_shards or run_shards_here
-        outcomes = run_shards(self, list(self.outcome.shard_collections))
-        record = self.store.read(self.collection)
-        outcome = self.outcome
-        outcome.state = record.state
-        outcome.error = record.get(names.A_ERROR) or None
-        outcome.report_path = record.get(names.A_REPORT) or None
-        outcome.failed_images = record.int_value(names.A_IMAGES_FAILED)
-        progress = record.progress
-        outcome.images_done = progress[0] if progress else None
-        outcome.runner = self.runner.name if self.runner is not None else None
-        counts: Counter[str] = Counter()
-        for shard_outcome in outcomes:
-            outcome.tagged += shard_outcome.tagged
-            outcome.replicated_bytes += shard_outcome.replicated_bytes
-            outcome.parts_tagged += shard_outcome.parts_tagged
-            counts.update(shard_outcome.class_counts)
-        outcome.class_counts = dict(sorted(counts.items()))
-        outcome.notes.append(f"ran as {len(outcome.shard_collections)} shards ({outcome.compute_resource})")
-        return outcome
-
     def _shard_inputs(self) -> list[str]:
         """A shard's inputs (relative to the input collection), as planned: read once."""
         assert self.shard is not None
@@ -907,15 +805,11 @@ class ComputeToDataTask(ABC):
         return sorted(found, key=lambda o: o.path)
 
     def _settle_task(self) -> None:
-        """A shard ended, however: the task's state and progress follow, and the run that ends
-        its last shard renders the task's report from all of them (tasks/summary.py)."""
+        """A shard ended, however: the task's state and progress follow (the task service has the
+        run that ended its last shard make the task's report, engine/summary.py)."""
         assert self.shard is not None
         try:
-            settled = self.lifecycle.settle(self.shard.task_collection)
-            if settled.summarize:
-                from compute_to_data.engine.summary import TaskSummary
-
-                TaskSummary.from_shard_run(self).run()
+            self.lifecycle.settle(self.shard.task_collection)
         except Exception as exc:  # noqa: BLE001 - the shard's own state is recorded; say why the task's is not
             log.error("task %s: could not update the task after shard %s ended: %s", self.task_id, self.shard.label, exc)
 
@@ -1022,7 +916,7 @@ class ComputeToDataTask(ABC):
         """Before a run starts on a resource: what dead runs left there is stopped and recorded."""
         assert self.resource is not None
         try:
-            self.lifecycle.reap_resource(self.resource)
+            Reaper(self.lifecycle).reap_resource(self.resource)
         except ComputeToDataError as exc:  # never keep a healthy task from running for it
             log.warning("could not look for dead runs on %s: %s", self.resource.name, exc)
 
@@ -1197,9 +1091,11 @@ class ComputeToDataTask(ABC):
             if self.outcome.failed_images:
                 values[names.A_IMAGES_FAILED] = self.outcome.failed_images
             values[names.A_TIMINGS] = timings_text(self.outcome.timings)
-            running = current is not None and current.state == TaskState.RUNNING
+            # A run that began records its end only while the task is still its own (running,
+            # with its c2d::started): after a cancel and a resume the task is another run's.
             self.lifecycle.transition(
-                self.collection, self.outcome.state, values, expect_started=self.started if running else None
+                self.collection, self.outcome.state, values, expect_started=self.started,
+                check=None if self.started is not None else still_in(TaskState.QUEUED),
             )
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)

@@ -154,7 +154,17 @@ class Grid(ABC):
         LocalGrid applies the whole sequence in one transaction. The rule-engine adapter uses
         ``msi_atomic_apply_metadata_operations`` once per entity. Callers order operations so a
         partially applied sequence still leaves every entity complete or untouched.
+
+        As on a real server, this is **not** a compare-and-swap: removing a value the entity does
+        not carry, or adding one it carries already, is no error (the rest of the batch applies);
+        only an invalid operation fails the batch. Guard a change against racing writers with
+        :meth:`remove_avu` (``lifecycle/claims.py``).
         """
+
+    @abstractmethod
+    def remove_avu(self, entity_type: EntityType, name: str, avu: AVU) -> None:
+        """Remove one AVU, failing with :class:`NothingToRemoveError` when it is not there
+        (``msiModAVUMetadata ... rm``): of two writers removing the same AVU exactly one succeeds."""
 
     @abstractmethod
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]: ...

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compute_to_data.domain import errors as c2d_errors
 from compute_to_data.domain import irods_codes as irods_errors
 from compute_to_data.domain.catalog import (
     AVU,
@@ -126,7 +127,7 @@ def translate_error(
     elif isinstance(exc, prc.DoesNotExist):
         cls = ObjectNotFoundError
     else:
-        cls = irods_errors.login_error_class(code) if login else irods_errors.error_class(code)
+        cls = c2d_errors.login_error_class(code) if login else c2d_errors.error_class(code)
     where = f" at {endpoint}" if endpoint else ""
     if cls is AuthenticationError:
         message = f"iRODS{where} refused the login of {user or 'this user'}: wrong user name or password{detail}"
@@ -172,10 +173,10 @@ def rule_error(exc: BaseException, rule: str) -> ComputeToDataError:
             irods_code=code,
             irods_name=name,
         )
-    cls = irods_errors.error_class(base)
+    cls = c2d_errors.error_class(base)
     if code is None or cls in (AuthenticationError, GridUnreachableError) or isinstance(exc, prc.NetworkException):
         return translate_error(exc, f"run rule {rule}")
-    return irods_errors.make_error(code, text or f"rule {rule} failed with {name}", irods_name=name)
+    return c2d_errors.make_error(code, text or f"rule {rule} failed with {name}", irods_name=name)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -883,6 +884,13 @@ class IrodsClientGrid(Grid):
                 self._session.metadata.apply_atomic_operations(self._model(entity_type), name, *prc_ops)
 
 
+    def remove_avu(self, entity_type: EntityType, name: str, avu: AVU) -> None:
+        from irods.meta import iRODSMeta
+
+        entity_type = EntityType(entity_type)
+        with self._errors(f"remove AVU {avu.attribute}={avu.value} of {entity_type.value} {name}"):
+            self._session.metadata.remove(self._model(entity_type), name, iRODSMeta(avu.attribute, avu.value, avu.units or None))
+
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         entity_type = EntityType(entity_type)
         with self._errors(f"read metadata of {entity_type.value} {name}"):
@@ -1073,8 +1081,8 @@ class IrodsClientGrid(Grid):
 
         if query.min_score is None and query.max_score is None:
             return _ALL
-        low = "%.4f" % max(0.0, query.min_score) if query.min_score is not None else "0"
-        high = "%.4f" % query.max_score if query.max_score is not None else "9"
+        low = f"{max(0.0, query.min_score):.4f}" if query.min_score is not None else "0"
+        high = f"{query.max_score:.4f}" if query.max_score is not None else "9"
         return _Where((Between(DM.value, [low, high]),))
 
     def query_predictions(self, query: PredictionQuery, offset: int = 0, limit: int = 50) -> PredictionPage:

@@ -61,12 +61,14 @@ from compute_to_data.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     GridError,
+    NothingToRemoveError,
     ObjectNotFoundError,
 )
 from compute_to_data.domain.irods_codes import (
     CAT_INSUFFICIENT_PRIVILEGE_LEVEL,
     CAT_INVALID_RESOURCE,
     CAT_INVALID_USER,
+    CAT_SUCCESS_BUT_WITH_NO_INFO,
     CAT_UNKNOWN_COLLECTION,
     CAT_UNKNOWN_FILE,
     INVALID_OBJECT_TYPE,
@@ -1050,6 +1052,8 @@ class LocalGrid(LocalPredictionQueries, Grid):
         conn: sqlite3.Connection,
         ops: Sequence[MetadataOperation],
         ids: dict[tuple[EntityType, str], int],
+        *,
+        strict: bool = False,
     ) -> None:
         for op in ops:
             key = (EntityType(op.entity_type), op.entity_name)
@@ -1065,28 +1069,41 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 )
             units = avu.units or ""
             if op.operation == "add":
-                try:
-                    conn.execute(
-                        "INSERT INTO avus (entity_type, entity_id, attribute, value, units) VALUES (?, ?, ?, ?, ?)",
-                        (code, ids[key], avu.attribute, avu.value, units),
-                    )
-                except sqlite3.IntegrityError:
-                    raise GridError(
-                        f"{where} already has the AVU {avu.attribute!r}={avu.value!r} (units {units!r}); "
-                        "no operation of this batch was applied",
-                        irods_code=SYS_INVALID_INPUT_PARAM,
-                    ) from None
+                # As on a real server: adding an AVU the entity carries already changes nothing.
+                conn.execute(
+                    "INSERT OR IGNORE INTO avus (entity_type, entity_id, attribute, value, units) VALUES (?, ?, ?, ?, ?)",
+                    (code, ids[key], avu.attribute, avu.value, units),
+                )
             else:
+                # As on a real server: removing an AVU the entity does not carry is no error, so
+                # a batch is no compare-and-swap (remove_avu is the one removal that can fail).
                 cur = conn.execute(
                     "DELETE FROM avus WHERE entity_type = ? AND entity_id = ? AND attribute = ? AND value = ? AND units = ?",
                     (code, ids[key], avu.attribute, avu.value, units),
                 )
-                if cur.rowcount == 0:
-                    raise GridError(
-                        f"{where} has no AVU {avu.attribute!r}={avu.value!r} (units {units!r}) to remove; "
-                        "no operation of this batch was applied",
-                        irods_code=SYS_INVALID_INPUT_PARAM,
+                if cur.rowcount == 0 and strict:
+                    raise NothingToRemoveError(
+                        f"{where} has no AVU {avu.attribute!r}={avu.value!r} (units {units!r}) to remove",
+                        irods_code=CAT_SUCCESS_BUT_WITH_NO_INFO,
                     )
+
+    def add_avu(self, entity_type: EntityType, name: str, avu: AVU) -> None:
+        """One AVU, refused when the entity carries it already (``imeta add``; the fake server's
+        ``msiModAVUMetadata add``), unlike an atomic batch, which then changes nothing."""
+        entity_type = EntityType(entity_type)
+        with self._transaction(write=True) as conn:
+            before = conn.total_changes
+            self._apply_operations(conn, [MetadataOperation("add", entity_type, name, avu)], {})
+            if conn.total_changes == before:
+                raise GridError(
+                    f"{entity_type.value} {name} already has the AVU {avu.attribute!r}={avu.value!r}",
+                    irods_code=SYS_INVALID_INPUT_PARAM,
+                )
+
+    def remove_avu(self, entity_type: EntityType, name: str, avu: AVU) -> None:
+        entity_type = EntityType(entity_type)
+        with self._transaction(write=True) as conn:
+            self._apply_operations(conn, [MetadataOperation("remove", entity_type, name, avu)], {}, strict=True)
 
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         entity_type = EntityType(entity_type)

@@ -55,6 +55,8 @@ from compute_to_data.domain.errors import (
     ComputeToDataError,
     GridError,
     ObjectNotFoundError,
+    grid_error_for_code,
+    to_grid_error,
 )
 from compute_to_data.domain.irods_codes import (
     CAT_INVALID_RESOURCE,
@@ -66,9 +68,7 @@ from compute_to_data.domain.irods_codes import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
     USER_INPUT_PATH_ERR,
-    grid_error_for_code,
     parse_error_code,
-    to_grid_error,
 )
 from compute_to_data.grid import genquery_quote as gq
 from compute_to_data.grid.base import Grid
@@ -693,13 +693,21 @@ class RuleEngineGrid(Grid):
                     for op in ops
                 ],
             }
-            self._call(
-                "msi_atomic_apply_metadata_operations",
-                json.dumps(payload, ensure_ascii=False),
-                "",
-                what=f"changing {len(ops)} AVU(s) of {kind.value} {name}",
-                hint="none of them was applied",
-            )
+            try:
+                self._call(
+                    "msi_atomic_apply_metadata_operations",
+                    json.dumps(payload, ensure_ascii=False),
+                    "",
+                    what=f"changing {len(ops)} AVU(s) of {kind.value} {name}",
+                    hint="none of them was applied",
+                )
+            except GridError as exc:
+                # observed: a data object that does not exist gives SYS_INVALID_INPUT_PARAM here
+                if exc.irods_code == SYS_INVALID_INPUT_PARAM and kind == EntityType.DATA_OBJECT \
+                        and not self.data_object_exists(name):
+                    raise ObjectNotFoundError(f"data object {name} does not exist (or {self.user} cannot see it)",
+                                              irods_code=CAT_UNKNOWN_FILE) from None
+                raise
 
     def add_new_avus(self, entity_type: EntityType, avus_by_entity: Mapping[str, Sequence[AVU]]) -> None:
         """Fast path for tagging entities known to carry none of these AVUs: ``msiModAVUMetadata add``.
@@ -735,6 +743,15 @@ class RuleEngineGrid(Grid):
                             log.error("could not undo %s on %s: %s", done, name, undo_exc)
                     raise
                 added.append(avu)
+
+    def remove_avu(self, entity_type: EntityType, name: str, avu: AVU) -> None:
+        """``msiModAVUMetadata ... rm``: fails with CAT_SUCCESS_BUT_WITH_NO_INFO (-819000) when
+        the AVU is not there, which is what makes it a claim (observed on iRODS 5.0.2)."""
+        kind = EntityType(entity_type)
+        self._call(
+            "msiModAVUMetadata", kind.imeta_flag, name, "rm", avu.attribute, avu.value, avu.units,
+            what=f"removing AVU {avu.attribute}={avu.value} of {kind.value} {name}",
+        )
 
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         kind = EntityType(entity_type)

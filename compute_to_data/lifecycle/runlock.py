@@ -6,9 +6,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from compute_to_data.domain.errors import (
-    TaskStateError,
-)
+from compute_to_data.domain.errors import TaskStateError
 
 
 class RunLock:

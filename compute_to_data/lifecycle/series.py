@@ -47,7 +47,6 @@ from compute_to_data.domain.errors import (
     AccessDeniedError,
     ComputeToDataError,
     ConfigError,
-    GridError,
     NotAllowedError,
     ObjectNotFoundError,
     TaskStateError,
@@ -56,7 +55,8 @@ from compute_to_data.domain.records import TaskRecord, as_text
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig, parse_duration
 from compute_to_data.grid.base import Grid
-from compute_to_data.lifecycle.machine import TaskLifecycle
+from compute_to_data.lifecycle.claims import Decision
+from compute_to_data.lifecycle.machine import TaskStateMachine
 from compute_to_data.lifecycle.store import TaskStateStore
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class Series:
         self.grid = grid
         self.settings = settings
         self.store = TaskStateStore(grid)
-        self.lifecycle = TaskLifecycle(grid, settings)
+        self.machine = TaskStateMachine(grid, settings)
 
     # --- reading -----------------------------------------------------------------------------
     def head_of(self, record: TaskRecord) -> TaskRecord:
@@ -253,7 +253,7 @@ class Series:
     def active_tasks(self, series_id: str, *, stale_too: bool = True) -> list[TaskRecord]:
         """Its tasks that are queued or running (without ``stale_too``: not those that show no
         sign of life, which must not hold the series up for ever)."""
-        lease = self.lifecycle.lease_seconds
+        lease = self.machine.lease_seconds
         return [
             r for r in self.tasks(series_id)
             if r.state == TaskState.QUEUED or (r.state == TaskState.RUNNING and (stale_too or not r.is_stale(lease)))
@@ -261,24 +261,22 @@ class Series:
 
     # --- changing ----------------------------------------------------------------------------
     def _change(self, head_collection: str, expect: Mapping[str, str], values: Mapping[str, object | None]) -> bool:
-        """Compare and swap the head's series values: if the attributes in ``expect`` hold what it
-        says ("" for none), remove what ``values``' attributes hold and add the new ones, in one
-        atomic batch. False when they hold something else (another writer was first), also when
-        that writer changed them between this read and the batch (the batch then fails: it
-        removes a value that is no longer there)."""
-        record = self.store.read(head_collection)
-        if any(record.get(attribute) != value for attribute, value in expect.items()):
-            return False
-        current = [AVU(k, v) for k, v in record.values.items() if k in values]
-        new = [AVU(k, as_text(v)) for k, v in values.items() if v is not None]
-        operations = [MetadataOperation("remove", EntityType.COLLECTION, head_collection, a) for a in current if a not in new]
-        operations += [MetadataOperation("add", EntityType.COLLECTION, head_collection, a) for a in new if a not in current]
-        try:
-            self.grid.apply_metadata(operations)
-        except GridError as exc:
-            log.info("series %s changed meanwhile (%s)", record.task_id, exc)
-            return False
-        return True
+        """Compare and swap the head's series values behind the head's claim (lifecycle/claims.py):
+        if the attributes in ``expect`` hold what it says ("" for none), replace what ``values``'
+        attributes hold; False when they hold something else (another writer was first). Of two
+        writers racing for the same turn, exactly one changes it, also on a real server."""
+
+        def decide(record: TaskRecord) -> Decision[bool]:
+            if any(record.get(attribute) != value for attribute, value in expect.items()):
+                log.info("series %s changed meanwhile; leaving it", record.task_id)
+                return None
+            current = [AVU(k, v) for k in values for v in record.all_values(k)]
+            new = [AVU(k, as_text(v)) for k, v in values.items() if v is not None]
+            operations = [MetadataOperation("remove", EntityType.COLLECTION, head_collection, a) for a in current if a not in new]
+            operations += [MetadataOperation("add", EntityType.COLLECTION, head_collection, a) for a in new if a not in current]
+            return operations, True
+
+        return bool(self.machine.writer.write(head_collection, decide))
 
     def claim(self, head_collection: str, current: str, next_run: str, checked: str) -> bool:
         """This step's turn: ``c2d::series_next_run`` from ``current`` to ``next_run``."""
@@ -319,7 +317,7 @@ class Series:
         """``c2d_cancel`` of the head: no further run. The caller then cancels the series' tasks that
         are queued or running (:meth:`active_tasks`), each as ``c2d_cancel`` of that task would."""
         info = self.read(head_collection)
-        self.lifecycle.check_may_change(info.head)
+        self.machine.check_may_change(info.head)
         return self.stop(head_collection, SeriesState.CANCELLED, f"cancelled by {by} at {names.iso_utc()}")
 
 

@@ -36,7 +36,7 @@ class TaskStateStore:
         that the change is allowed and that nobody else changed the task meanwhile).
         """
         if names.A_STATE in values:
-            raise TaskStateError(f"{names.A_STATE} is written by the task lifecycle only (tasks/lifecycle.py)")
+            raise TaskStateError(f"{names.A_STATE} is written by the task lifecycle only (lifecycle/machine.py)")
         to_set = [AVU(k, as_text(v)) for k, v in values.items() if v is not None]
         to_clear = [k for k, v in values.items() if v is None]
         self.grid.set_avus(EntityType.COLLECTION, collection, to_set, clear=to_clear)
@@ -44,11 +44,10 @@ class TaskStateStore:
     def read(self, collection: str) -> TaskRecord:
         if not self.grid.collection_exists(collection):
             raise ObjectNotFoundError(f"task collection {collection} does not exist (or you cannot see it)")
-        avus = self.grid.get_avus(EntityType.COLLECTION, collection)
-        values = {a.attribute: a.value for a in avus if a.attribute.startswith(names.PREFIX)}
-        if names.A_TASK_ID not in values:
+        record = TaskRecord.from_avus(collection, self.grid.get_avus(EntityType.COLLECTION, collection))
+        if names.A_TASK_ID not in record.values:
             raise TaskStateError(f"{collection} is not a compute_to_data task collection (no {names.A_TASK_ID} AVU)")
-        return TaskRecord(collection, values)
+        return record
 
     def find(self, task: str) -> TaskRecord:
         """A task by collection path or by task id (searched under the caller's whole zone)."""

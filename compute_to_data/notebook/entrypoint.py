@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from compute_to_data.notebook import (
-        execute,  # papermill/nbconvert: imported only once we know we run
-    )
+    from compute_to_data.notebook import execute
 
     if args.interrupted is not None:
         execute.finalize_interrupted(args.output_dir, args.interrupted, input_dir=args.input_dir,

@@ -15,6 +15,7 @@ out, and host staging paths shown as the container contract's ``/inputs``, ``/ou
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import nbformat
 
 from compute_to_data.contract.results import read_progress
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.timings import format_seconds, run_timing_name, timing_rows
 
 log = logging.getLogger(__name__)
 
@@ -263,14 +265,6 @@ _LEFT = ' style="margin-left:0"'  # nbconvert centres markdown tables
 
 def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> nbformat.NotebookNode:
     """The table at the top of the report; every value escaped (it holds user-chosen paths)."""
-    import html
-
-    from compute_to_data.domain.timings import (
-        format_seconds,
-        run_timing_name,
-        timing_rows,
-    )
-
     def row(label: str, value: object) -> str:
         return (f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'
                 f"<td>{html.escape(_show(value))}</td></tr>")

@@ -75,6 +75,9 @@ class RunRequest:
     gpus: int = 0
     resource_name: str = ""
     max_concurrent: int = 1
+    #: this one run's identity (``runners.processes.run_id``): marks its processes, so stopping it
+    #: never reaches another run of the same task
+    run_id: str = ""
     progress: ProgressCallback | None = None
     on_started: StartedCallback | None = None
     on_status: StatusCallback | None = None

@@ -13,7 +13,9 @@ from a researcher's task config:
   as root;
 * it sees only this task's workdir: ``inputs/`` (hard links to the replicas) read-only at
   ``/inputs``, ``task/`` read-only at ``/task``, ``outputs/`` writable at ``/outputs``;
-* GPUs only when the compute resource declares them (``COMPUTE_RESOURCE_GPUS``);
+* GPUs only when the compute resource declares them (``COMPUTE_RESOURCE_GPUS``), and only as
+  many as the host's NVIDIA driver shows: where it shows none, the container starts without a
+  GPU request (Docker would refuse one) and a CUDA build of torch runs on the CPU;
 * a wall-clock timeout kills it; it is always removed, also on Ctrl-C or an exception.
 
 The docker SDK is imported only when a runner is created; the code works with docker SDK 5.0.3
@@ -27,6 +29,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +51,26 @@ log = logging.getLogger(__name__)
 #: where the image bakes the notebooks (containers/classifier/Dockerfile).
 CONTAINER_NOTEBOOK_DIR = "/opt/c2d/notebooks"
 LABEL_TASK_ID = "c2d.task_id"
+#: one run of the task (runners.processes.run_id): what a cancel stops, never a later run's containers
+LABEL_RUN_ID = "c2d.run_id"
 LABEL_RESOURCE = "c2d.resource"
 LABEL_ROLE = "c2d.role"
 MAX_LOG_BYTES = 2_000_000
 _NOTEBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: one directory per GPU (by PCI address) while the NVIDIA kernel driver is loaded.
+NVIDIA_GPUS_DIR = Path("/proc/driver/nvidia/gpus")
+
+
+def visible_gpus(directory: Path = NVIDIA_GPUS_DIR) -> int:
+    """How many GPUs the NVIDIA driver shows on this host; 0 without the driver (or without GPUs).
+
+    The runner runs on the compute resource's host, next to its Docker daemon, so what this
+    host's driver shows is what a device request can get.
+    """
+    try:
+        return sum(1 for entry in directory.iterdir() if entry.is_dir())
+    except OSError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -97,10 +116,12 @@ class DockerRunner(SupervisedRunner):
         poll_interval: float = 0.5,
         finalize_timeout: float = 300.0,
         api_timeout: int = 120,
+        gpu_probe: Callable[[], int] = visible_gpus,
     ) -> None:
         super().__init__()
         self.settings = settings if settings is not None else Settings.load()
         self._client = client
+        self.gpu_probe = gpu_probe
         self.poll_interval = poll_interval
         self.finalize_timeout = finalize_timeout
         self.api_timeout = api_timeout
@@ -226,12 +247,14 @@ class DockerRunner(SupervisedRunner):
             "environment": {
                 "HOME": "/tmp",
                 "C2D_TASK_ID": request.task_id,
+                "C2D_RUN_ID": request.run_id or request.task_id,
                 # torch and BLAS size their thread pools from the host's cores, not the CPU quota.
                 "OMP_NUM_THREADS": str(max(1, int(cpus))),
                 "MKL_NUM_THREADS": str(max(1, int(cpus))),
             },
             "labels": {
                 LABEL_TASK_ID: request.task_id,
+                LABEL_RUN_ID: request.run_id or request.task_id,
                 LABEL_RESOURCE: request.resource_name,
                 LABEL_ROLE: "task",
             },
@@ -242,12 +265,36 @@ class DockerRunner(SupervisedRunner):
             kwargs["device_requests"] = [DeviceRequest(count=int(request.gpus), capabilities=[["gpu"]])]
         return kwargs
 
+    def fit_device_requests(self, request: RunRequest, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The GPU request cut to what this host has: Docker refuses to start a container asking
+        for a GPU the host lacks ("could not select device driver"), whereas the CUDA image runs
+        on the CPU without one. A resource that declares more GPUs than its host shows is a
+        setting to fix, so it is logged, but the task still runs."""
+        if "device_requests" not in kwargs:
+            return kwargs
+        present = self.gpu_probe()
+        if present >= request.gpus:
+            return kwargs
+        fitted = dict(kwargs)
+        if present <= 0:
+            del fitted["device_requests"]
+            log.warning("task %s: resource %s declares %d GPU(s) (%s) but this host shows none; "
+                        "running without a GPU (a CUDA build of torch uses the CPU)", request.task_id,
+                        request.resource_name, request.gpus, names.GPUS_ATTRIBUTE)
+            return fitted
+        from docker.types import DeviceRequest
+
+        fitted["device_requests"] = [DeviceRequest(count=present, capabilities=[["gpu"]])]
+        log.warning("task %s: resource %s declares %d GPU(s) (%s) but this host shows %d; requesting %d",
+                    request.task_id, request.resource_name, request.gpus, names.GPUS_ATTRIBUTE, present, present)
+        return fitted
+
     # --- the lifecycle's steps ------------------------------------------------------------------
     def start(self, run: ActiveRun) -> None:
         request = run.request
         image = self.check_image(request.image)
         user = self.container_user()
-        kwargs = self.container_kwargs(request, image, user)
+        kwargs = self.fit_device_requests(request, self.container_kwargs(request, image, user))
         self._prepare_directories(request, user)
         run.image, run.image_digest = image.reference, image.id
         t0 = time.perf_counter()
@@ -422,15 +469,20 @@ class DockerRunner(SupervisedRunner):
         return str((container.attrs.get("State") or {}).get("Status", "")) in ("running", "restarting", "paused")
 
     def stop(self, handle: str, task_id: str | None = None) -> bool:
-        """Kill and remove the container with this id and every container of its task (label
-        ``c2d.task_id``: the report-rendering one too), running or exited."""
+        """Kill and remove the container with this id and every other container of its run
+        (label ``c2d.run_id``: the report-rendering one too), running or exited; with
+        ``task_id``, every container of the task (any run of it: only for a reaper, which holds
+        the task's run lock)."""
         found: dict[str, Any] = {}
         container = self._get_container(handle)
         if container is not None:
             found[str(container.id)] = container
-            task_id = task_id or (getattr(container, "labels", None) or {}).get(LABEL_TASK_ID)
+            run = (getattr(container, "labels", None) or {}).get(LABEL_RUN_ID)
+            if run:
+                for other in self._labelled(LABEL_RUN_ID, run, all=True):
+                    found.setdefault(str(other.id), other)
         if task_id:
-            for other in self._task_containers(task_id, all=True):
+            for other in self._labelled(LABEL_TASK_ID, task_id, all=True):
                 found.setdefault(str(other.id), other)
         for leftover in found.values():
             _kill(leftover)
@@ -448,10 +500,13 @@ class DockerRunner(SupervisedRunner):
             raise RunnerError(f"cannot look up container {container_id[:12]}: {exc}") from exc
 
     def _task_containers(self, task_id: str, *, all: bool) -> list[Any]:
+        return self._labelled(LABEL_TASK_ID, task_id, all=all)
+
+    def _labelled(self, label: str, value: str, *, all: bool) -> list[Any]:
         try:
-            return list(self.client.containers.list(all=all, filters={"label": f"{LABEL_TASK_ID}={task_id}"}))
+            return list(self.client.containers.list(all=all, filters={"label": f"{label}={value}"}))
         except Exception as exc:
-            raise RunnerError(f"cannot list the containers of task {task_id}: {exc}") from exc
+            raise RunnerError(f"cannot list the containers labelled {label}={value}: {exc}") from exc
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -542,7 +597,7 @@ def _readable(info: os.stat_result, uid: int, gid: int, directory: bool) -> bool
 def _first_unreadable(roots: list[Path], uid: int, gid: int) -> str | None:
     """The first file or directory under ``roots`` the container's uid:gid could not read."""
     for root in roots:
-        for current, dirs, files in os.walk(root):
+        for current, _dirs, files in os.walk(root):
             here = Path(current)
             if not _readable(here.stat(), uid, gid, True):
                 return str(here)

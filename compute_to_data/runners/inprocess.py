@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,12 @@ from compute_to_data.runners.base import (
     RunStatus,
     SupervisedRunner,
     truncate_log,
+)
+from compute_to_data.runners.processes import (
+    ENV_RUN_ID,
+    ENV_TASK_ID,
+    kill_tree,
+    processes_with_env,
 )
 
 log = logging.getLogger(__name__)
@@ -56,61 +61,8 @@ def find_python() -> str:
     return found
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and all its descendants (Linux ``/proc``), parents before children.
-
-    Jupyter starts the kernel in its own session, so killing the child's process group alone
-    would leave the kernel (and its DataLoader workers) running.
-    """
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 1 and fields[1].isdigit():
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, queue = [], [root]
-    while queue:
-        pid = queue.pop(0)
-        tree.append(pid)
-        queue.extend(children.get(pid, []))
-    return tree
 
 
-def kill_tree(root: int) -> None:
-    """SIGKILL ``root``, every descendant and their process groups (never our own group).
-
-    The tree is frozen with SIGSTOP first, so nothing can fork a process we would miss.
-    """
-    own_group = os.getpgid(0)
-    frozen: set[int] = set()
-    if Path("/proc").is_dir():
-        for _ in range(5):
-            new = [pid for pid in process_tree(root) if pid not in frozen]
-            if not new:
-                break
-            for pid in new:
-                try:
-                    os.kill(pid, signal.SIGSTOP)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                frozen.add(pid)
-    for pid in frozen | {root}:
-        try:
-            group = os.getpgid(pid)
-            if group != own_group:
-                os.killpg(group, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[str, Any]:
@@ -138,7 +90,6 @@ def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[
     return translated
 
 
-ENV_TASK_ID = "C2D_TASK_ID"
 #: a token in the environment of every process of one run (the kernel and its workers inherit it):
 #: how another process finds what is left of the run when its parent is gone.
 ENV_RUN_TOKEN = "C2D_RUN_TOKEN"
@@ -187,6 +138,7 @@ class InProcessRunner(SupervisedRunner):
         token = secrets.token_hex(8)
         env = self._child_env()
         env[ENV_TASK_ID] = request.task_id
+        env[ENV_RUN_ID] = request.run_id or request.task_id
         env[ENV_RUN_TOKEN] = token
         with open(log_path, "wb") as log_file:
             try:
@@ -272,7 +224,7 @@ class InProcessRunner(SupervisedRunner):
     def _child_env() -> dict[str, str]:
         """Our environment, plus our own package location when it is not installed site-wide."""
         env = dict(os.environ)
-        for private in (ENV_TASK_ID, ENV_RUN_TOKEN):
+        for private in (ENV_TASK_ID, ENV_RUN_ID, ENV_RUN_TOKEN):
             env.pop(private, None)
         package_parent = str(Path(__file__).resolve().parents[2])
         if "site-packages" not in package_parent and "dist-packages" not in package_parent:
@@ -289,39 +241,8 @@ def _parse_handle(handle: str) -> tuple[int, str]:
     return int(pid), token
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Live processes on this host (that we may inspect) whose environment has ``name=value``.
-
-    Never this process nor its ancestors: a caller that inherited the variable is not its run.
-    """
-    wanted = f"{name}={value}".encode()
-    exclude = _ancestors(os.getpid())
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in exclude:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                environ = fh.read()
-            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
-                state = fh.read().rpartition(")")[2].split()[0]
-        except OSError:  # gone, or another user's
-            continue
-        if state != "Z" and wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
 
 
-def _ancestors(pid: int) -> set[int]:
-    chain = set()
-    while pid > 1 and pid not in chain:
-        chain.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
-                pid = int(fh.read().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return chain
 
 
 def _read_log(path: Path) -> str:

@@ -495,7 +495,7 @@ class SlurmRunner(SupervisedRunner):
         notebook = job_dir / Path(request.notebook_path).name
         params = job_dir / names.PARAMS_FILE
         env = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus),
-               "C2D_TASK_ID": request.task_id}
+               "C2D_TASK_ID": request.task_id, "C2D_RUN_ID": request.run_id or request.task_id}
         package_parent = str(Path(__file__).resolve().parents[2])
         if "site-packages" not in package_parent and "dist-packages" not in package_parent:
             env["PYTHONPATH"] = package_parent  # a source checkout on the shared filesystem

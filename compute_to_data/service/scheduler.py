@@ -1,4 +1,8 @@
-"""TODO docstring"""
+"""Continuous runs: a scheduled task config becomes a series of tasks, and the use cases that
+know about series (submitting a scheduled config starts its series; cancelling the first task
+of a series stops it). The series' state lives on its first task (``lifecycle/series.py``);
+where steps and runs are queued is the caller's :class:`RunQueue` (the delay server on a zone,
+the local dispatcher on a LocalGrid)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import math
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import Enum
 from typing import Protocol
@@ -16,13 +20,14 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import SeriesState
 from compute_to_data.domain.errors import (
     ComputeToDataError,
+    GridError,
     NoEligibleInputsError,
     ObjectNotFoundError,
     TaskStateError,
 )
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle.series import (
     CONFIG_GONE,
@@ -30,8 +35,11 @@ from compute_to_data.lifecycle.series import (
     Series,
     SeriesInfo,
     SeriesLink,
+    is_head,
     next_due,
+    series_id_of,
 )
+from compute_to_data.service.tasks import Cancelled, Runs, Submitted, TaskService
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +86,7 @@ ContextFactory = Callable[[TaskConfig, SeriesLink], "TaskContext"]
 class SeriesScheduler:
     """Starts a series after its head was submitted, and runs its scheduled steps."""
 
-    def __init__(self, grid: Grid, settings: Settings, queue: RunQueue, context_factory: ContextFactory,
+    def __init__(self, grid: Grid, settings: Settings, queue: SeriesRuns, context_factory: ContextFactory,
                  clock: Clock | None = None) -> None:
         self.grid = grid
         self.settings = settings
@@ -87,7 +95,7 @@ class SeriesScheduler:
         #: the time steps are scheduled by: the host's (the delay server's on a zone), or a test's
         self.clock: Clock = clock or (lambda: names.utc_now())
         self.series = Series(grid, settings)
-        self.lifecycle = self.series.lifecycle
+        self.tasks = TaskService(grid, settings)
 
     def start(self, head_collection: str) -> SeriesInfo:
         """The head task was submitted: queue the series' first step, ``every`` from now. If it
@@ -149,10 +157,8 @@ class SeriesScheduler:
                                series_id, next_run=following)
         try:
             config = self._config(head_collection)
-            from compute_to_data.engine import create_task
-
-            task = create_task(config, self.context_factory(config, SeriesLink(series_id)))
-            outcome = task.submit()
+            submitted = self.tasks.submit(config, self.context_factory(config, SeriesLink(series_id)))
+            outcome = submitted.outcome
         except NoEligibleInputsError:
             return StepOutcome(StepKind.NOTHING_NEW, f"series {series_id}: nothing new to classify (no task created); "
                                + then, series_id, next_run=following)
@@ -165,13 +171,12 @@ class SeriesScheduler:
             return StepOutcome(StepKind.FAILED, f"series {series_id}: this run could not be made ({exc}); {then}",
                                series_id, next_run=following)
         if not self.series.read(head_collection).is_active:  # cancelled while this run was being made
-            self.lifecycle.cancel(outcome.collection, by="the series' cancellation")
+            self.tasks.cancel(outcome.collection, by="the series' cancellation")
             return StepOutcome(StepKind.STOPPED, f"series {series_id} was cancelled; task {outcome.task_id} too",
                                series_id, outcome.task_id, outcome.collection)
-        try:
-            self.queue.queue_run(outcome.collection)
+        try:  # its run, or one per shard (a run that cannot be queued is recorded failed)
+            self.tasks.carry_out(submitted.effects, self.queue)
         except ComputeToDataError as exc:
-            self.lifecycle.fail_queued(outcome.collection, f"could not queue the run: {exc}")
             return StepOutcome(StepKind.FAILED, f"series {series_id}: the run of task {outcome.task_id} could not be "
                                f"queued ({exc}); {then}", series_id, outcome.task_id, outcome.collection)
         log.info("series %s: task %s queued over %d new image(s); %s", series_id, outcome.task_id, outcome.inputs, then)
@@ -216,3 +221,68 @@ def follow(scheduler: SeriesScheduler, head_collection: str, *, sleep: Callable[
         if not outcome.kind.series_goes_on:
             break
     return outcomes
+
+
+class SeriesRuns(RunQueue, Runs, Protocol):
+    """What the task use cases and the series need carried out (one adapter does both)."""
+
+
+def submit_and_queue(scheduler: SeriesScheduler, config: TaskConfig, context: TaskContext,
+                     runs: SeriesRuns, submitted_by: str | None = None) -> tuple[Submitted, SeriesInfo | None]:
+    """``c2d_submit`` / ``c2d submit``: submit, queue the run(s), and for a scheduled config
+    start its series (its first scheduled step, ``every`` from now)."""
+    service = scheduler.tasks
+    scheduled = config.schedule_every is not None
+    if scheduled:
+        context = replace(context, series=SeriesLink())
+    submitted = service.submit(config, context, submitted_by)
+    service.carry_out(submitted.effects, runs)
+    if not scheduled:
+        return submitted, None
+    try:
+        return submitted, scheduler.start(submitted.outcome.collection)
+    except ComputeToDataError as exc:
+        raise GridError(
+            f"task {submitted.outcome.task_id} is queued and runs once, but its series could not be scheduled: {exc}",
+            irods_code=exc.irods_code,
+        ) from None
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancel did: the tasks it cancelled and, for the first task of an active series,
+    the series it stopped (no further run; its queued or running task cancelled too)."""
+
+    cancelled: tuple[Cancelled, ...]
+    series: SeriesInfo | None = None
+    #: tasks of the series that ended meanwhile (nothing to cancel), with why
+    skipped: tuple[str, ...] = ()
+    #: a task of a series that goes on (not its first task): the series' id
+    goes_on: str | None = None
+
+
+def cancel(scheduler: SeriesScheduler, task: str, by: str) -> Cancellation:
+    """``c2d_cancel`` / ``c2d cancel``: the first task of an active series stops the series and
+    its active tasks; any other task is cancelled alone."""
+    service = scheduler.tasks
+    record = service.find(task)
+    if is_head(record):
+        series = scheduler.series
+        current = series.read(record.collection)
+        if current.is_active:
+            service.machine.check_may_change(record)
+            info = series.cancel(record.collection, by=by)
+            done: list[Cancelled] = []
+            skipped: list[str] = []
+            for active in series.active_tasks(info.series_id):
+                try:
+                    done.append(service.cancel(active.collection, by=by))
+                except TaskStateError as exc:  # it ended meanwhile
+                    skipped.append(f"{active.task_id}: {exc}")
+            return Cancellation(tuple(done), info, tuple(skipped))
+        if record.state is not None and record.state.is_final:
+            raise TaskStateError(
+                f"task {record.task_id} is already {record.state.value} and its series is {current.state_text}"
+                + (f" ({current.reason})" if current.reason else "") + "; nothing to cancel"
+            )
+    return Cancellation((service.cancel(record.collection, by=by),), goes_on=series_id_of(record))

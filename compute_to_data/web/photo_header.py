@@ -49,7 +49,7 @@ def photo_header(grid: Grid, path: str) -> PhotoHeader:
         avus = grid.get_avus(EntityType.DATA_OBJECT, path)
     except ComputeToDataError:
         return PhotoHeader()
-    values = {a.attribute: a.value for a in avus if a.attribute in names.EXIF_ATTRIBUTES}
+    values = {a.attribute: a.value for a in avus if a.attribute in names.HEADER_ATTRIBUTES}
     camera = " ".join(v for v in (values.get(names.A_EXIF_MAKE, ""), values.get(names.A_EXIF_MODEL, "")) if v)
     width, height = values.get(names.A_IMAGE_WIDTH, ""), values.get(names.A_IMAGE_HEIGHT, "")
     return PhotoHeader(

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from compute_to_data.domain.errors import AuthenticationError
 from compute_to_data.grid.base import Grid
 from compute_to_data.grid.client import IrodsClientGrid, IrodsConnectionOptions
+from compute_to_data.grid.local import LocalGrid
 from compute_to_data.web.security import new_token
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ class LocalAuthenticator:
     needs_sign_in = False
 
     def __init__(self, root: Path, user: str) -> None:
-        from compute_to_data.grid.local import LocalGrid
-
         self.grid = LocalGrid(root, user=user)
 
     def describe(self) -> str:
@@ -88,6 +87,8 @@ class UserSession:
     created: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
     cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    #: per task: what this person skipped and the decisions they can undo (the review queue)
+    reviews: dict[str, "ReviewMemory"] = field(default_factory=dict)
 
     @property
     def user(self) -> str:
@@ -106,6 +107,22 @@ class UserSession:
             for k, _ in oldest:
                 self.cache.pop(k, None)
         return value
+
+
+@dataclass
+class ReviewMemory:
+    """One person's review of one task in this browser session: images skipped (offered again
+    in a new session) and the decisions undo can take back, newest last."""
+
+    skipped: set[str] = field(default_factory=set)
+    #: each step: ("skip" | "decide", [(path, the verdict the image carried before, or None)])
+    steps: list[tuple[str, list[tuple[str, Any]]]] = field(default_factory=list)
+
+    MAX_STEPS = 200
+
+    def push(self, kind: str, changes: list[tuple[str, Any]]) -> None:
+        self.steps.append((kind, changes))
+        del self.steps[: -self.MAX_STEPS]
 
 
 class SessionStore:

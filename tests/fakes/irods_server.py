@@ -57,17 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compute_to_data.domain.catalog import (
-    AVU,
-    AccessLevel,
-    EntityType,
-    MetadataOperation,
-)
-from compute_to_data.domain.errors import (
-    ComputeToDataError,
-    GridError,
-    ObjectNotFoundError,
-)
+from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain.errors import ComputeToDataError, GridError, ObjectNotFoundError
 from compute_to_data.domain.irods_codes import code_of, error_name, parse_error_code
 from compute_to_data.grid.local import LocalGrid
 
@@ -244,7 +235,7 @@ class FakeIrodsServer:
     # --- rulebase -------------------------------------------------------------------------------
     def load_rulebase(self, module: Any, names: list[str] | None = None) -> None:
         """What ``from module import *`` in core.py makes callable by name."""
-        for name in names or getattr(module, "__all__"):
+        for name in names or module.__all__:
             self.rules[name] = getattr(module, name)
 
     # --- sessions -------------------------------------------------------------------------------
@@ -531,6 +522,8 @@ class FakeCallback:
         resource = opts.get("destRescName", "")
         force = "forceFlag" in opts
         admin = self._server.admin
+        if not resource and admin.data_object_exists(path):  # the zone's default: where it lives
+            resource = admin.get_data_object(path).replicas[0].resource_name
         if resource not in {r.name for r in admin.list_resources()}:
             raise irods_error(code_of("SYS_RESC_DOES_NOT_EXIST"), f"resource {resource!r} does not exist")
         grid = self.grid
@@ -543,8 +536,8 @@ class FakeCallback:
             if not grid.has_access(parent, AccessLevel.MODIFY):
                 raise irods_error(code_of("CAT_NO_ACCESS_PERMISSION"), f"no permission to create in {parent}")
             if admin.data_object_exists(path):
-                if not force:
-                    raise irods_error(code_of("OVERWRITE_WITHOUT_FORCE_FLAG"), f"{path} exists and no forceFlag was given")
+                # observed: creating an object that exists succeeds without forceFlag (no exclusive create)
+                force = True
                 if not grid.data_object_exists(path) or not grid.has_access(path, AccessLevel.MODIFY):
                     raise irods_error(code_of("CAT_NO_ACCESS_PERMISSION"), f"no permission to overwrite {path}")
         except ComputeToDataError as exc:
@@ -647,6 +640,9 @@ class FakeCallback:
         for op in operations:
             if not op.avu.attribute or not op.avu.value:
                 raise irods_error(SYS_INVALID_INPUT_PARAM, "attribute and value must not be empty")
+        if kind == EntityType.DATA_OBJECT and not self.grid.data_object_exists(name):
+            # observed: -130000 for a data object that does not exist, not CAT_UNKNOWN_FILE
+            raise irods_error(SYS_INVALID_INPUT_PARAM, f"no data object {name}")
         try:
             self.grid.apply_metadata(operations)
         except ComputeToDataError as exc:
@@ -661,9 +657,9 @@ class FakeCallback:
         avu = AVU(attribute, value, units)
         try:
             if operation == "add":
-                self.grid.apply_metadata([MetadataOperation("add", kind, name, avu)])
-            elif operation == "rm":
-                self.grid.apply_metadata([MetadataOperation("remove", kind, name, avu)])
+                self.grid.add_avu(kind, name, avu)
+            elif operation == "rm":  # observed: -819000 when the AVU is not there
+                self.grid.remove_avu(kind, name, avu)
             elif operation == "set":
                 self.grid.set_avus(kind, name, [avu])
             else:

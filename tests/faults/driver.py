@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compute_to_data.domain.errors import ComputeToDataError
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 
 from . import fault_runner
 
@@ -53,14 +53,14 @@ def run_local(args: argparse.Namespace, sig: int) -> int:
     from compute_to_data.domain.settings import Settings
     from compute_to_data.engine.termination import Terminated, sigterm_as_exception
     from compute_to_data.grid.local import LocalGrid
-    from compute_to_data.lifecycle.machine import TaskLifecycle
+    from compute_to_data.service.tasks import TaskService
 
     grid = LocalGrid(args.grid, user=args.user)
     settings = Settings.load()
     context = kill_points(TaskContext(grid=grid, settings=settings, progress_interval=0.0), args.kill, sig)
     try:
         with sigterm_as_exception():
-            outcome = TaskLifecycle(grid, settings).start(args.collection, context)
+            outcome = TaskService(grid, settings).start(args.collection, context)
     except Terminated as exc:
         print(f"driver: {exc}", file=sys.stderr)
         return 143

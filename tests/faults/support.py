@@ -24,11 +24,11 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.settings import Settings
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.store import TaskStateStore
-from compute_to_data.runners.inprocess import ENV_TASK_ID, processes_with_env
+from compute_to_data.runners.processes import ENV_TASK_ID, processes_with_env
+from compute_to_data.service.tasks import TaskService
 
 from ..engine_support import (
     IMAGES,
@@ -69,14 +69,14 @@ class FaultZone:
 
     # --- the zone ---------------------------------------------------------------------------
     @property
-    def lifecycle(self) -> TaskLifecycle:
-        return TaskLifecycle(self.alice, self.settings)
+    def lifecycle(self) -> TaskService:
+        return TaskService(self.alice, self.settings)
 
     def submit(self, **config: Any) -> TaskRecord:
         """A queued task, as ``c2d submit`` leaves it (the run is the driver's)."""
         config.setdefault("container", {"runner": fault_runner.NAME})
         context = TaskContext(grid=self.alice, settings=self.settings)
-        outcome = self.lifecycle.submit(make_config(**config), context)
+        outcome = self.lifecycle.submit(make_config(**config), context).outcome
         return self.record(outcome.collection)
 
     def record(self, collection: str) -> TaskRecord:
@@ -136,7 +136,7 @@ class FaultZone:
 
     def resume_and_complete(self, task_id: str, **driver: Any) -> Run:
         """A resume completes the task: each image tagged once, the results cover the whole task."""
-        resumed = self.lifecycle.resume(task_id, "alice")
+        resumed = self.lifecycle.resume(task_id, "alice").record
         assert resumed.state == TaskState.QUEUED
         run = self.drive(resumed.collection, **driver)
         assert run.code == 0, run.log[-4000:]

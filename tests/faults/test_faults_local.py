@@ -71,7 +71,7 @@ def test_cancel_of_a_running_local_task_stops_its_processes(fault_zone: FaultZon
     while (fault_zone.record(task.collection).progress or (0, 0))[0] < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     outcome = fault_zone.lifecycle.cancel(task.task_id, "alice")
-    assert outcome.was_running and outcome.here and outcome.stopped
+    assert outcome.was_running and outcome.stopped_here
     run = fault_zone.finish(process)
     record = fault_zone.record(task.collection)
     assert record.state == TaskState.CANCELLED and record.get(names.A_ERROR) == "cancelled by alice"
@@ -146,3 +146,56 @@ def test_sigkill_during_a_real_notebook(tmp_path, monkeypatch) -> None:
     zone.truthful_within_two_leases(task.task_id, run.ended_at)
     zone.assert_nothing_left(task.task_id)
     zone.resume_and_complete(task.task_id)
+
+
+def test_cancel_then_resume_of_a_running_task(fault_zone: FaultZone) -> None:
+    """``c2d cancel T; c2d resume T`` at once: the resume is refused while the cancelled run is
+    still stopping here (truthfully), then runs; the stopping run never records a state over the
+    resumed task, and its stop never reaches the new run's processes."""
+    from compute_to_data.domain.errors import TaskBusyError
+
+    task = fault_zone.submit()
+    old = fault_zone.start_driver(task.collection)
+    deadline = time.monotonic() + 60
+    while (fault_zone.record(task.collection).progress or (0, 0))[0] < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fault_zone.lifecycle.cancel(task.task_id, "alice")
+    refused = 0
+    while True:
+        try:
+            resumed = fault_zone.lifecycle.resume(task.task_id, "alice").record
+            break
+        except TaskBusyError as exc:
+            assert "still stopping on this host" in str(exc)
+            refused += 1
+            assert time.monotonic() < deadline, "the cancelled run never stopped"
+            time.sleep(0.02)
+    assert resumed.state == TaskState.QUEUED
+    new = fault_zone.start_driver(resumed.collection)
+    first = fault_zone.finish(old)
+    assert fault_zone.record(task.collection).state in (TaskState.QUEUED, TaskState.RUNNING)  # not failed by the old run
+    second = fault_zone.finish(new)
+    assert second.code == 0, second.log[-4000:]
+    assert "queued -> failed" not in first.log and "running -> failed" not in first.log, first.log[-3000:]
+    fault_zone.assert_complete(task.task_id)
+
+
+def test_a_stop_by_run_never_reaches_another_run_of_the_task(fault_zone: FaultZone) -> None:
+    """The cancel's stop kills the processes of the run it cancelled (its C2D_RUN_ID), never a
+    process of the same task that belongs to another run."""
+    import subprocess
+    import sys
+
+    from compute_to_data.runners.processes import ENV_RUN_ID, ENV_TASK_ID, processes_with_env, run_id
+
+    task = fault_zone.submit()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             env={ENV_TASK_ID: task.task_id, ENV_RUN_ID: run_id(task.task_id, "a-later-run")})
+    try:
+        record = fault_zone.record(task.collection)
+        fault_zone.lifecycle.reaper.stop_run(record, whole_task=False)
+        assert processes_with_env(ENV_TASK_ID, task.task_id) == [other.pid]  # untouched
+        fault_zone.lifecycle.reaper.stop_run(record, whole_task=True)  # a reaper's sweep takes the task's
+        other.wait(10)
+    finally:
+        other.kill()

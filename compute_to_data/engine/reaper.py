@@ -1,0 +1,179 @@
+"""Dead runs, found and put to rest on their compute host.
+
+A running task whose heartbeat is older than the lease and whose run lock nobody holds on its
+compute host is dead: the reaper stops what is left of it (container, notebook processes, by
+the runner that ran it), stores and tags the parts its notebook finished, removes its staging
+directory and records ``failed`` with the reason. Elsewhere readers only show such a task as
+``stale`` (derived, never written): only the compute host can tell a silent run from a dead one.
+
+This module is imported by the iRODS server: standard library and light packages only.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Any
+
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AccessLevel, Resource
+from compute_to_data.domain.conventions import TaskState
+from compute_to_data.domain.errors import (
+    ComputeToDataError,
+    TaskLostError,
+    TaskStateError,
+)
+from compute_to_data.domain.records import TaskRecord
+from compute_to_data.domain.registry import runners, task_types
+from compute_to_data.domain.shards import ShardSpec, aggregate
+from compute_to_data.engine.context import TaskContext
+from compute_to_data.lifecycle.machine import TaskStateMachine
+from compute_to_data.runners.base import Runner
+from compute_to_data.runners.processes import (
+    ENV_RUN_ID,
+    ENV_TASK_ID,
+    kill_tree,
+    processes_with_env,
+    run_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Reaper:
+    """Reaps the caller's dead runs on this host (a no-op for runs on other hosts)."""
+
+    def __init__(self, machine: TaskStateMachine) -> None:
+        self.machine = machine
+        self.grid = machine.grid
+        self.settings = machine.settings
+
+    def reap(self, record: TaskRecord) -> TaskRecord:
+        """On the task's compute host: a running task that is dead (no heartbeat for a lease, and
+        nobody holds its run lock) is stopped, cleaned up and recorded ``failed``. Else unchanged."""
+        if record.state != TaskState.RUNNING or not record.is_stale(self.machine.lease_seconds) or not self.machine.is_here(record):
+            return record
+        if not self.grid.has_access(record.collection, AccessLevel.MODIFY):
+            return record  # someone else's task: its owner's next status call reaps it
+        resource = self.machine.compute_resource(record)
+        lock = self.machine.run_lock(resource, record.run_key)
+        if not lock.acquire():
+            return record  # its run is alive here, only silent (a long catalog call...)
+        try:
+            current = self.machine.read(record.collection)
+            if current.state != TaskState.RUNNING or not current.is_stale(self.machine.lease_seconds):
+                return current
+            self.stop_run(current)
+            salvaged = self.salvage(current, resource)
+            self.remove_staging(current, resource)
+            message = self.machine.death_message(current, resource)
+            if current.is_sharded:
+                message = "its summary report was not made: " + message + "; resume the task to make it"
+            if salvaged:
+                message += f"; {salvaged} part(s) it had finished are tagged now"
+            try:
+                reaped = self.machine.transition(
+                    current.collection, TaskState.FAILED,
+                    {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message},
+                    expect_started=None if current.is_sharded else current.get(names.A_STARTED),
+                )
+            except TaskLostError:
+                return self.machine.read(current.collection)
+        finally:
+            lock.release()
+        if reaped.is_shard:
+            self.machine.settle_after(ShardSpec.of(reaped))
+        return reaped
+
+    def reap_resource(self, resource: Resource) -> int:
+        """Reap the dead runs visible to the user on ``resource`` (before a new run starts there)."""
+        reaped = 0
+        for record in self.machine.in_state(TaskState.RUNNING):
+            if record.get(names.A_COMPUTE_RESOURCE) != resource.name:
+                continue
+            try:
+                if self.reap(record).state == TaskState.FAILED:
+                    reaped += 1
+            except ComputeToDataError as exc:
+                log.warning("could not reap task %s: %s", record.task_id, exc)
+        return reaped
+
+    def stop_run(self, record: TaskRecord, *, whole_task: bool = True) -> bool:
+        """Stop whatever is left of the record's run on this host: by its handle with the runner
+        that ran it (container, process tree), and every process marked with the run's identity
+        (a run whose handle was never recorded). True if anything was left.
+
+        ``whole_task``: also every process marked with the task (any run of it): only for the
+        reaper, which holds the task's run lock, so no other run of the task lives here. A
+        cancel stops the one run it cancelled and never the run of a resume that followed."""
+        task_id, handle = record.run_key, record.get(names.A_RUN_HANDLE)
+        stopped = False
+        runner = self._runner_for(record.get(names.A_RUNNER))
+        if runner is not None:
+            try:
+                stopped = bool(runner.stop(handle, task_id if whole_task else None)) if handle else False
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not stop its run %s: %s", task_id, handle, exc)
+            try:  # a run this very process supervises (never a later one: it could not have started yet)
+                stopped = bool(runner.cancel(task_id)) or stopped
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not cancel its run: %s", task_id, exc)
+        marker = (ENV_TASK_ID, task_id) if whole_task else (ENV_RUN_ID, run_id(record.run_key, record.get(names.A_STARTED)))
+        for pid in processes_with_env(*marker):
+            kill_tree(pid)
+            stopped = True
+        return stopped
+
+    def _runner_for(self, name: str) -> "Runner | None":
+        """The runner that ran the task (by ``c2d::runner``), made here only to stop its run."""
+        try:
+            factory: Any = runners.get(name) if name else None
+            return factory(settings=self.settings) if factory is not None else None
+        except (ComputeToDataError, TypeError) as exc:
+            log.debug("no runner %r here to stop a run with: %s", name, exc)
+            return None
+
+    def salvage(self, record: TaskRecord, resource: Resource) -> int:
+        """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
+        a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
+        output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key / "outputs"
+        if record.is_sharded or not (output_dir / names.PARTS_DIR).is_dir():
+            return 0
+        try:
+            config = self.machine.read_config(record)
+            task_class: Any = task_types.get(config.task_type)
+            task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
+            salvaged = task.salvage_parts(output_dir) if task is not None else 0
+        except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does
+            log.warning("task %s: could not salvage the parts its dead run finished: %s", record.task_id, exc)
+            return 0
+        if salvaged:
+            log.info("task %s: stored and tagged %d part(s) its dead run had finished", record.task_id, salvaged)
+        return salvaged
+
+    def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
+        root = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key
+        if root.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            log.info("task %s: removed its staging directory", record.task_id)
+
+    def summary_never_started(self, record: TaskRecord) -> TaskRecord:
+        """Every shard succeeded a lease ago, yet no summary began (the run that ended the last
+        one died before it could start it): say so, so that a resume makes it."""
+        if record.state != TaskState.RUNNING or record.get(names.A_SUMMARY_RESOURCE) not in ("", names.SUMMARY_PENDING):
+            return record
+        shards = self.machine.shards(record)
+        if not shards or not aggregate(shards).all_succeeded:
+            return record
+        ended = max((names.parse_iso_utc(s.get(names.A_FINISHED)) for s in shards), default=None, key=lambda t: t or names.utc_now())
+        if ended is None or (names.utc_now() - ended).total_seconds() <= self.machine.lease_seconds:
+            return record
+        try:
+            return self.machine.transition(record.collection, TaskState.FAILED, {
+                names.A_FINISHED: names.iso_utc(),
+                names.A_ERROR: "every shard succeeded but the summary report was not made (the run that ended the last "
+                               "shard stopped first); resume the task to make it",
+            })
+        except TaskStateError:
+            return self.machine.read(record.collection)
+
