@@ -52,7 +52,7 @@ def test_the_demo_on_localgrid(tmp_path: Path) -> None:
     assert "species right on" in result.summary() and "c2d serve --local" in result.summary()
 
     # browse it: the chain, the species, a photo's date and position
-    web = TestClient(create_app(WebConfig.for_local(tmp_path / "demo" / "grid", demo.USER, cache_dir=tmp_path / "cache")))
+    web = TestClient(create_app(WebConfig.for_local(tmp_path / "demo" / "grid", demo.USER, cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     classifier = result.classifier.task_id
     page = web.get(f"/tasks/{classifier}")
     assert page.status_code == 200 and 'id="chain"' in page.text and result.detector.task_id in page.text

@@ -12,11 +12,11 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ConfigError, NoEligibleInputsError
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.lifecycle import chain
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.series import SeriesLink
 from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.service.tasks import TaskService
 from compute_to_data.web.app import WebConfig, create_app
 
 from .client_support import run_cli
@@ -84,7 +84,7 @@ def test_a_detector_then_a_classifier_over_the_detected_frames_only(zone, tmp_pa
     code, out, err = run_cli(capsys, monkeypatch, "status", detector.task_id, *args)
     assert code == 0 and "followed by" in out and classifier.task_id in out, out
 
-    web = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")))
+    web = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache")), base_url="http://127.0.0.1")
     page = web.get(f"/tasks/{classifier.task_id}")
     assert page.status_code == 200
     assert 'id="chain"' in page.text and f'href="/tasks/{detector.task_id}"' in page.text
@@ -94,7 +94,7 @@ def test_a_detector_then_a_classifier_over_the_detected_frames_only(zone, tmp_pa
 
 def test_a_chain_resumed_half_way(zone) -> None:  # noqa: ANN001
     alice, runner, context = zone
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
     # the detector dies after 4 of 9 frames (its first two parts are tagged) ...
     runner.part_size, runner.fail_after = 2, 4
     detector = create_task(detector_config(), context).run()

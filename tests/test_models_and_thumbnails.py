@@ -15,7 +15,7 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import EntityType
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.notebook import pipeline
 from compute_to_data.runners.base import RunRequest, RunResult
 

@@ -45,7 +45,7 @@ def world(tmp_path: Path):  # noqa: ANN201
         ops.append(MetadataOperation("add", EntityType.DATA_OBJECT, path, AVU("exif::datetime", f"2026-06-{i + 1:02d}T08:00:00+02:00")))
         ops.append(MetadataOperation("add", EntityType.DATA_OBJECT, path, AVU("site", "l'Étang" if i % 3 == 0 else "col")))
     admin.apply_metadata(ops)
-    client = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache", page_size=2)))
+    client = TestClient(create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache", page_size=2)), base_url="http://127.0.0.1")
     return made, client
 
 

@@ -18,12 +18,12 @@ from compute_to_data.domain.catalog import (
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ConfigError, NoEligibleInputsError
 from compute_to_data.engine import create_task
-from compute_to_data.engine.task import TaskContext
+from compute_to_data.engine.context import TaskContext
 from compute_to_data.grid import genquery_quote as gq
 from compute_to_data.grid.client import IrodsClientGrid
 from compute_to_data.grid.rule_engine import RuleEngineGrid
-from compute_to_data.lifecycle.machine import TaskLifecycle
 from compute_to_data.lifecycle.series import SeriesLink
+from compute_to_data.service.tasks import TaskService
 
 from .engine_support import (
     IMAGES,
@@ -200,7 +200,7 @@ def test_shards_hold_only_the_images_meeting_the_conditions(tmp_path: Path) -> N
     runner = ScriptedRunner()
     context = TaskContext(grid=alice, settings=make_settings(tmp_path, max_shard_size=2), runner=runner)
     context.listing_page_size = 2
-    outcome = create_task(make_config(inputs=ANIMAL_WHERE), context).run()
+    outcome = TaskService(alice, context.settings).run_now(make_config(inputs=ANIMAL_WHERE), context)
     assert outcome.state == TaskState.SUCCEEDED, outcome.error
     assert len(outcome.shard_collections) == 3 and outcome.inputs == 5
     planned = [alice.read_data_object(f"{c}/{names.SHARD_INPUTS_FILE}").decode().split() for c in outcome.shard_collections]
@@ -217,7 +217,7 @@ def test_a_resumed_task_finishes_only_what_its_conditions_chose(tmp_path: Path) 
     assert outcome.state == TaskState.FAILED
     assert tagged(alice) == set(sorted(ANIMALS)[:2])  # the first part, tagged
     runner.fail_after, runner.classified = None, []
-    lifecycle = TaskLifecycle(alice, context.settings)
+    lifecycle = TaskService(alice, context.settings)
     lifecycle.resume(outcome.task_id, by="alice")
     lifecycle.start(outcome.collection, context)
     assert lifecycle.read(outcome.collection).state == TaskState.SUCCEEDED

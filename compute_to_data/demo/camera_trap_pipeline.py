@@ -38,11 +38,12 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig
-from compute_to_data.engine import create_task, ingest
-from compute_to_data.engine.task import TaskContext, TaskOutcome
+from compute_to_data.engine import ingest
+from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.grid.base import Grid
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.runners import create_runner
+from compute_to_data.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +296,11 @@ def run_pipeline(directory: Path, frames: int = 24) -> PipelineResult:
     (directory / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
     with_exif = upload_frames(alice, settings, directory / "source" / "frames", truth)
     context = TaskContext(grid=alice, settings=settings, runner=create_runner("inprocess", settings))
-    detector = create_task(TaskConfig.from_document(detector_document()), context).run()
+    service = TaskService(alice, settings)  # run now; a task larger than a shard runs its shards here
+    detector = service.run_now(TaskConfig.from_document(detector_document()), context)
     result = PipelineResult(directory, len(truth), with_exif, detector, None)
     if detector.succeeded:
-        result.classifier = create_task(TaskConfig.from_document(classifier_document(detector.task_id)), context).run()
+        result.classifier = service.run_now(TaskConfig.from_document(classifier_document(detector.task_id)), context)
     result.detected_right, result.species_right, result.animals = score(alice, truth)
     return result
 

@@ -6,6 +6,7 @@ import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from typing import Any
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import GridError
@@ -364,22 +365,13 @@ class AVUCondition:
             return False
         if self.numeric:
             try:
-                left: str | float = float(value)
+                number = float(value)
             except (TypeError, ValueError):
                 return False
-            if left != left:  # NaN: compares as nothing
+            if number != number:  # NaN: compares as nothing
                 return False
-            right: str | float = float(self.value)
-        else:
-            left, right = value, str(self.value)
-        return {
-            "=": lambda: left == right,
-            "!=": lambda: left != right,
-            "<": lambda: left < right,  # type: ignore[operator]
-            "<=": lambda: left <= right,  # type: ignore[operator]
-            ">": lambda: left > right,  # type: ignore[operator]
-            ">=": lambda: left >= right,  # type: ignore[operator]
-        }[self.op]()
+            return _compare(self.op, number, float(self.value))
+        return _compare(self.op, value, str(self.value))
 
     def met_by(self, avus: Iterable[AVU]) -> bool:
         return any(a.attribute == self.attribute and self.holds(a.value, a.units) for a in avus)
@@ -390,9 +382,24 @@ class AVUCondition:
         return f"{self.attribute} {self.op} {shown}" + (f" (units {self.units!r})" if self.units is not None else "")
 
     @classmethod
-    def from_document(cls, doc: dict) -> "AVUCondition":
+    def from_document(cls, doc: dict[str, Any]) -> "AVUCondition":
         value = doc["value"]
         return cls(doc["attribute"], doc["op"], value if isinstance(value, str) else float(value), doc.get("units"))
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    """``left op right`` for two values of one type (floats, or strings)."""
+    if op == "=":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if op == "<":
+        return bool(left < right)
+    if op == "<=":
+        return bool(left <= right)
+    if op == ">":
+        return bool(left > right)
+    return bool(left >= right)
 
 
 def meets_all(avus: Iterable[AVU], conditions: Sequence[AVUCondition]) -> bool:

@@ -168,12 +168,12 @@ class _Tiff:
     def u16(self, pos: int) -> int | None:
         if pos < 0 or pos + 2 > len(self.data):
             return None
-        return struct.unpack(self.order + "H", self.data[pos : pos + 2])[0]
+        return int(struct.unpack(self.order + "H", self.data[pos : pos + 2])[0])
 
     def u32(self, pos: int) -> int | None:
         if pos < 0 or pos + 4 > len(self.data):
             return None
-        return struct.unpack(self.order + "I", self.data[pos : pos + 4])[0]
+        return int(struct.unpack(self.order + "I", self.data[pos : pos + 4])[0])
 
     def ifd(self, offset: int | None) -> dict[int, tuple[int, int, int]]:
         """tag -> (type, count, position of its values), of one IFD (each IFD read once)."""
