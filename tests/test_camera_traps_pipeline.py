@@ -101,3 +101,33 @@ def test_the_scenario_through_the_fake_rule_engine_server(tmp_path: Path, monkey
     assert thumbnails_and_dates(zone.admin) == (FRAMES, FRAMES, FRAMES)
     record = zone.record(f"{demo.RESULTS}/{classifier['task_id']}")
     assert record[names.A_AFTER] == detector["task_id"] and record[names.A_INPUTS] == str(animals)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_detector_runs_in_a_container_with_its_pt2_model_and_thumbnails(tmp_path: Path) -> None:
+    """The container image (rebuilt by tests/docker_env.py when the package changed) loads a
+    torch.export archive and writes the thumbnails the engine stores beside the frames."""
+    from compute_to_data.domain.settings import IngestSettings
+    from compute_to_data.domain.taskconfig import TaskConfig
+    from compute_to_data.engine.context import TaskContext
+    from compute_to_data.runners.docker_runner import DockerRunner
+    from compute_to_data.service.tasks import TaskService
+
+    from .docker_env import get_docker_env
+
+    env = get_docker_env()
+    settings = env.settings(image=env.image, staging_directory=str(tmp_path / "staging"),
+                            ingest=IngestSettings(collections=(demo.TRAPS,)))
+    _, alice = demo.build_zone(tmp_path)
+    truth = demo.write_frames(tmp_path / "frames", 8, seed=5)
+    assert demo.upload_frames(alice, settings, tmp_path / "frames", truth) == 8
+    doc = demo.detector_document()
+    doc["container"] = {"runner": "docker", "image": env.image}
+    context = TaskContext(grid=alice, settings=settings, runner=DockerRunner(settings, client=env.client))
+    outcome = TaskService(alice, settings).run_now(TaskConfig.from_document(doc), context)
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    assert demo.score(alice, truth)[0] == 8
+    assert thumbnails_and_dates(alice) == (8, 8, 8)
+    timings = json.loads(alice.read_data_object(posixpath.join(outcome.collection, "timings.json")))
+    assert timings["model_format"] == "export"

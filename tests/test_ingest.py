@@ -166,6 +166,20 @@ def test_a_wrongly_typed_tag_is_left_out_alone() -> None:
     assert header.datetime is None and header.latitude is None and header.make == "Reconyx" and header.width == 64
 
 
+def test_read_head_with_python_irodsclient() -> None:
+    from compute_to_data.grid.client import IrodsClientGrid
+
+    from .prc_fake import FakeCatalog, FakeRule, FakeSession
+
+    catalog = FakeCatalog()
+    catalog.add_user("alice", "pw")
+    big = photo() + bytes(2 * 1024 * 1024)
+    catalog.mkobj("/tempZone/home/alice/traps/a.jpg", "alice", content=big)
+    grid = IrodsClientGrid(FakeSession(catalog, "alice", "pw"), rule_class=FakeRule)
+    head = grid.read_head("/tempZone/home/alice/traps/a.jpg", 4096)
+    assert head == big[:4096] and read_header(head) == EXPECTED
+
+
 # --- the upload hook, through the fake rule-engine server -------------------------------------------
 @pytest.fixture
 def ingest_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Zone:
