@@ -96,9 +96,9 @@ def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     from compute_to_data.domain.settings import Settings
     from compute_to_data.domain.taskconfig import TaskConfig
     from compute_to_data.engine.context import TaskContext
-    from compute_to_data.service.tasks import TaskService
     from compute_to_data.lifecycle.shards import shard_records
     from compute_to_data.lifecycle.store import TaskStateStore
+    from compute_to_data.service.tasks import TaskService
 
     alice = LocalGrid(root / "grid", user="alice")
     settings = Settings.from_document({
