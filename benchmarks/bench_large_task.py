@@ -95,10 +95,10 @@ def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     """In a fresh process: plan, run every shard here, summarize; what it cost."""
     from compute_to_data.domain.settings import Settings
     from compute_to_data.domain.taskconfig import TaskConfig
-    from compute_to_data.engine import create_task
     from compute_to_data.engine.context import TaskContext
     from compute_to_data.lifecycle.shards import shard_records
     from compute_to_data.lifecycle.store import TaskStateStore
+    from compute_to_data.service.tasks import TaskService
 
     alice = LocalGrid(root / "grid", user="alice")
     settings = Settings.from_document({
@@ -114,7 +114,7 @@ def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
         "parameters": {"model": MODEL, "labels": LABELS, "batch_size": 256},
     })
     started = time.perf_counter()
-    outcome = create_task(config, TaskContext(grid=alice, settings=settings)).run()
+    outcome = TaskService(alice, settings).run_now(config, TaskContext(grid=alice, settings=settings))
     wall = time.perf_counter() - started
     peak_rss = peak_rss_mb()
     task = TaskStateStore(alice).read(outcome.collection)

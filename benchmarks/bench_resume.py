@@ -87,7 +87,7 @@ def config_for(collection: str) -> TaskConfig:
 
 def submit(grid: LocalGrid, settings: Settings, collection: str) -> str:
     context = TaskContext(grid=grid, settings=settings)
-    return TaskService(grid, settings).submit(config_for(collection), context).collection
+    return TaskService(grid, settings).submit(config_for(collection), context).outcome.collection
 
 
 def run(grid: LocalGrid, settings: Settings, task: str, *, signs_of_life: bool = True) -> tuple[float, object]:

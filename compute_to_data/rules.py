@@ -86,6 +86,7 @@ from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.engine.replication import run_agent
 from compute_to_data.grid.rule_engine import RuleEngineGrid
 from compute_to_data.lifecycle.series import Series, SeriesLink, series_id_of
+from compute_to_data.rules_ingest import c2d_ingest_hook
 from compute_to_data.runners import auto_candidates, choose_runner
 from compute_to_data.runners.base import Runner, RunRequest, RunResult
 from compute_to_data.service.scheduler import SeriesScheduler, submit_and_queue
@@ -733,5 +734,7 @@ def _note_on_config(session: _Session, path: str, avus: list[AVU], clear: str) -
 
 def acPostProcForPut(rule_args: list, callback: Any, rei: Any) -> None:  # noqa: N802 - iRODS PEP name
     """The upload PEP: enable with ``from compute_to_data.rules import acPostProcForPut`` in core.py
-    (or call :func:`c2d_upload_hook` from an existing ``acPostProcForPut``)."""
+    (or call :func:`c2d_upload_hook` from an existing ``acPostProcForPut``). One hook for both
+    the upload trigger and the ingest enrichment (:mod:`compute_to_data.rules_ingest`)."""
     c2d_upload_hook(rule_args, callback, rei)
+    c2d_ingest_hook(rule_args, callback, rei)

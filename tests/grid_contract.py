@@ -21,10 +21,10 @@ import pytest
 
 from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
 from compute_to_data.domain.errors import (
-    NothingToRemoveError,
     AccessDeniedError,
     AlreadyExistsError,
     GridError,
+    NothingToRemoveError,
     ObjectNotFoundError,
 )
 

@@ -24,6 +24,7 @@ from compute_to_data.domain.errors import NotAllowedError, RunnerError
 from compute_to_data.domain.settings import AllowedImage, ContainerLimits, Settings
 from compute_to_data.runners.base import RunRequest
 from compute_to_data.runners.docker_runner import (
+    LABEL_RUN_ID,
     LABEL_TASK_ID,
     DockerRunner,
     visible_gpus,
@@ -484,6 +485,19 @@ def test_the_same_task_cannot_run_twice_at_once(tmp_path):
 
 
 # --- from another process: what is left of a run whose supervisor died -------------------------------
+def test_stop_by_handle_never_reaches_another_run_of_the_task(tmp_path):
+    """A cancel stops the run it cancelled (label c2d.run_id), not the containers of a resume
+    that followed it; only a reaper's sweep (with the task id) takes every run of the task."""
+    client = FakeClient()
+    cancelled = client.create(IMAGE, labels={LABEL_TASK_ID: "t1", LABEL_RUN_ID: "t1@a"})
+    its_report = client.create(IMAGE, labels={LABEL_TASK_ID: "t1", LABEL_RUN_ID: "t1@a", "c2d.role": "finalize"})
+    resumed = client.create(IMAGE, labels={LABEL_TASK_ID: "t1", LABEL_RUN_ID: "t1@b"})
+    runner = DockerRunner(settings_for(), client=client)
+    assert runner.stop(cancelled.id) is True
+    assert cancelled.removed and its_report.removed and not resumed.removed and not resumed.killed
+    assert runner.stop(cancelled.id, "t1") is True and resumed.removed
+
+
 def test_stop_by_handle_removes_the_container_and_every_container_of_its_task(tmp_path):
     client = FakeClient()
     task = client.create(IMAGE, labels={LABEL_TASK_ID: "t1"})

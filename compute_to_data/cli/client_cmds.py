@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
     app.command("serve")(serve)
     app.command("export")(export_labels)
+    app.command("enrich")(enrich)
 
 
 def _options(
@@ -131,6 +132,7 @@ def print_record(record: TaskRecord, client: TaskClient | None = None) -> None:
         ("report", record.get(names.A_REPORT)),
         ("error", Text(record.get(names.A_ERROR), style="red")),
         *_series_rows(record, client),
+        *(client.chain(record) if client is not None else []),
         ("timings", _timings_table(record)),
     ]
     if record.is_sharded:
@@ -469,3 +471,28 @@ def serve(
     if open_it:
         webbrowser.open(url)
     uvicorn.run(create_app(config), host=bind, port=listen_port, log_level="warning")
+
+
+def enrich(
+    collection: Annotated[str, typer.Argument(help="Collection whose photos (JPEG, PNG, TIFF) get their EXIF and size as AVUs.")],
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Also the sub-collections (default: yes).")] = True,
+    again: Annotated[bool, typer.Option("--again", help="Also photos enriched before (read their header again).")] = False,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=10000, help="Objects listed per page.")] = 1000,
+    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
+    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+) -> None:
+    """Enrich photos uploaded before the upload hook existed (EXIF date, GPS, camera, size), page by page."""
+    from compute_to_data.engine.ingest import EnrichReport, enrich_collection
+
+    client = _client(local, user, irods_env, host, port, zone, settings)
+
+    def progress(report: EnrichReport) -> None:
+        err_console.print(f"[dim]page {report.pages}: {report.summary()}[/]")
+
+    report = enrich_collection(client.grid, collection.rstrip("/") or "/", recursive=recursive, again=again,
+                               page_size=page_size, on_page=progress)
+    console.print(report.summary(), highlight=False)
+    for path, reason in report.failed[:20]:
+        err_console.print(f"[red]{path}: {reason}[/]", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)

@@ -19,7 +19,7 @@ import posixpath
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.settings import Settings
 from compute_to_data.domain.taskconfig import TaskConfig, parse_duration, parse_json
 from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.shards import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
@@ -174,6 +175,10 @@ class TaskClient:
 
     def _series(self) -> schedule.Series:
         return schedule.Series(self.grid, self.service.settings if self.service is not None else Settings())
+
+    def chain(self, record: TaskRecord) -> Sequence[tuple[str, str]]:
+        """The task it runs after (``after`` in its config) and those that run after it."""
+        return chain.chain_rows(self.grid, record)
 
     def series_info(self, record: TaskRecord) -> schedule.SeriesInfo | None:
         """The series a task belongs to (read on its first task); None for a task of no series."""

@@ -33,6 +33,8 @@ from compute_to_data.demo import data
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "digits_cnn.pt"
+#: the same model as a torch.export archive (TorchScript is deprecated since torch 2.13)
+PROGRAM_FILE = "digits_cnn.pt2"
 LABELS_FILE = "digits_labels.txt"
 META_FILE = "c2d_meta.json"
 
@@ -137,12 +139,30 @@ def export(trained: TrainedModel, directory: str | Path, *, model_file: str = MO
     return model_path, labels_path
 
 
+def export_program(trained: TrainedModel, directory: str | Path, *, model_file: str = PROGRAM_FILE) -> Path:
+    """Write the same model as a ``torch.export`` archive (``.pt2``), the format that replaces
+    TorchScript: the graph is captured in eval mode with a dynamic batch dimension, and
+    ``c2d_meta.json`` travels as the archive's extra file, as with TorchScript."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / model_file
+    channels = 1 if trained.meta.get("mode", "L") == "L" else 3
+    size = int(trained.meta["image_size"])
+    example = (torch.zeros(2, channels, size, size),)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(trained.module.eval(), example, dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path), extra_files={META_FILE: json.dumps(trained.meta)})
+    return path
+
+
 def build(directory: str | Path, **train_options: object) -> dict:
     """Train and export; return paths, accuracy and timing (what the demo and benchmarks print)."""
     trained = train(**train_options)  # type: ignore[arg-type]
     model_path, labels_path = export(trained, directory)
+    program_path = export_program(trained, directory)
     return {
         "model": str(model_path),
+        "program": str(program_path),
         "labels": str(labels_path),
         "test_accuracy": round(trained.test_accuracy, 4),
         "train_seconds": round(trained.train_seconds, 2),

@@ -6,6 +6,7 @@ import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from typing import Any
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import GridError
@@ -328,3 +329,80 @@ def check_logical_path(path: str, zone: str, user: str = "<you>") -> str:
             irods_code=USER_INPUT_PATH_ERR,
         )
     return path
+
+
+#: the comparison operators an ``inputs.where`` condition may use (the task config schema's enum)
+CONDITION_OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class AVUCondition:
+    """One ``inputs.where`` condition: an image qualifies when one of its AVUs named
+    ``attribute`` (with ``units``, when given) compares to ``value`` as ``op`` says.
+
+    The type of ``value`` chooses the comparison, so the task config says it and not the data:
+    a number compares numerically (an AVU value that is not a number never qualifies, whatever
+    the operator); a string compares as text, which orders ISO 8601 timestamps
+    (``exif::datetime``) by time. Several values of one attribute: any one qualifying is enough.
+    """
+
+    attribute: str
+    op: str
+    value: str | float
+    units: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in CONDITION_OPERATORS:
+            raise ValueError(f"condition operator must be one of {', '.join(CONDITION_OPERATORS)}, not {self.op!r}")
+
+    @property
+    def numeric(self) -> bool:
+        return not isinstance(self.value, str)
+
+    def holds(self, value: str, units: str = "") -> bool:
+        """Whether one AVU (its value and units) meets the condition."""
+        if self.units is not None and units != self.units:
+            return False
+        if self.numeric:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return False
+            if number != number:  # NaN: compares as nothing
+                return False
+            return _compare(self.op, number, float(self.value))
+        return _compare(self.op, value, str(self.value))
+
+    def met_by(self, avus: Iterable[AVU]) -> bool:
+        return any(a.attribute == self.attribute and self.holds(a.value, a.units) for a in avus)
+
+    def describe(self) -> str:
+        """``detectedclass = 'animal'`` (units shown when given), for messages and listings."""
+        shown = repr(self.value) if isinstance(self.value, str) else f"{self.value:g}"
+        return f"{self.attribute} {self.op} {shown}" + (f" (units {self.units!r})" if self.units is not None else "")
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "AVUCondition":
+        value = doc["value"]
+        return cls(doc["attribute"], doc["op"], value if isinstance(value, str) else float(value), doc.get("units"))
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    """``left op right`` for two values of one type (floats, or strings)."""
+    if op == "=":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if op == "<":
+        return bool(left < right)
+    if op == "<=":
+        return bool(left <= right)
+    if op == ">":
+        return bool(left > right)
+    return bool(left >= right)
+
+
+def meets_all(avus: Iterable[AVU], conditions: Sequence[AVUCondition]) -> bool:
+    """Whether AVUs meet every condition (``inputs.where`` is a conjunction)."""
+    held = tuple(avus)
+    return all(c.met_by(held) for c in conditions)

@@ -3,7 +3,7 @@ AVUs and states, the prediction AVUs and the notebook contract.
 
 They are queried with ``imeta``/``iquest`` and set by administrators, so they are defined here
 and only here, and every part of the project imports them from this module (docs/reference/
-conventions.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
+names.md lists them; docs/admin/install.md, "Tag the resources", and docs/user/run-a-task.md
 show them in use).
 """
 
@@ -110,6 +110,9 @@ A_SERIES_NEXT_RUN = PREFIX + "series_next_run"
 A_SERIES_CHECKED = PREFIX + "series_checked"
 #: on the head: why the series stopped ("cancelled by alice", or the config that became invalid)
 A_SERIES_REASON = PREFIX + "series_reason"
+# chained tasks (``after`` in the task config): on a task collection, the id of the task or
+# series it runs after (a detector before a classifier); ``c2d status`` and the browser show it
+A_AFTER = PREFIX + "after"
 
 
 # shards (a task larger than one shard: tasks/sharding.py, tasks/shards.py)
@@ -188,13 +191,51 @@ VALIDATED_CLASS = "validatedclass"
 VALIDATED_BY = "validatedby"
 VALIDATED_AT = "validatedat"
 
-#: where a camera trap's EXIF data is recorded on an image, when something extracted it (read
-#: where present: bursts, date filters and exports use them; nothing here writes them). The date
-#: as EXIF writes it (``2026:11:22 02:03:04``) or ISO 8601; the position in decimal degrees.
+#: where a camera trap's EXIF data is recorded on an image (bursts, date filters and exports read
+#: them where present; the ingest enrichment below writes them). The date as EXIF writes it
+#: (``2026:11:22 02:03:04``) or ISO 8601; the position in decimal degrees.
 EXIF_DATETIME = "exif::datetime"
 EXIF_LATITUDE = "exif::gps_latitude"
 EXIF_LONGITUDE = "exif::gps_longitude"
 EXIF_ATTRIBUTES = (EXIF_DATETIME, EXIF_LATITUDE, EXIF_LONGITUDE)
+
+# --- ingest enrichment (settings' ingest.collections; engine/ingest.py) writes the names above:
+#: when it was taken (ISO 8601, the camera's local time, with its UTC offset when the camera
+#: recorded one), where (decimal degrees, WGS 84; altitude in metres above sea level, negative
+#: below), with what camera
+A_EXIF_DATETIME = EXIF_DATETIME
+A_EXIF_LATITUDE = EXIF_LATITUDE
+A_EXIF_LONGITUDE = EXIF_LONGITUDE
+A_EXIF_ALTITUDE = "exif::gps_altitude"
+A_EXIF_MAKE = "exif::make"
+A_EXIF_MODEL = "exif::model"
+#: pixel size of the image as its header says (JPEG frame, PNG IHDR, TIFF tags)
+A_IMAGE_WIDTH = "image::width"
+A_IMAGE_HEIGHT = "image::height"
+#: every AVU the ingest enrichment writes from a header (replaced together when read again)
+HEADER_ATTRIBUTES = (A_EXIF_DATETIME, A_EXIF_LATITUDE, A_EXIF_LONGITUDE, A_EXIF_ALTITUDE, A_EXIF_MAKE, A_EXIF_MODEL,
+                     A_IMAGE_WIDTH, A_IMAGE_HEIGHT)
+#: units of the position AVUs
+UNITS_DEGREES = "deg"
+UNITS_METRES = "m"
+UNITS_PIXELS = "px"
+#: on an enriched image: when its header was read (ISO 8601 UTC); the backfill skips such images
+A_ENRICHED = PREFIX + "enriched"
+#: on an image: the logical path of its thumbnail (``<collection>/thumbnails/<name>``) ...
+A_THUMBNAIL = PREFIX + "thumbnail"
+#: ... and on the thumbnail: the image it shows (never an input of a task, never enriched)
+A_THUMBNAIL_OF = PREFIX + "thumbnail_of"
+THUMBNAILS_COLLECTION = "thumbnails"
+#: where the classification run writes thumbnails in its output directory (hidden: they are
+#: stored beside their images, not in the task collection), at the image's relative path
+THUMBNAILS_OUTPUT_DIR = ".thumbnails"
+
+
+def thumbnail_path(image_path: str) -> str:
+    """``/z/traps/site1/a.jpg`` -> ``/z/traps/site1/thumbnails/a.jpg``."""
+    folder, name = image_path.rsplit("/", 1)
+    return f"{folder}/{THUMBNAILS_COLLECTION}/{name}"
+
 
 # --- runner and container contract ---------------------------------------------------------------
 CONTAINER_INPUT_DIR = "/inputs"

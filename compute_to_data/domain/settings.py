@@ -208,6 +208,48 @@ class SharedVault:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """Ingest enrichment (opt-in): photos put into these collections (or below them) get their
+    header as AVUs at upload (``acPostProcForPut``, shared with the upload trigger).
+
+    Reading the header costs one open and one or two reads of the object's first
+    ``head_bytes`` from the catalog per upload; everything else returns at once.
+    """
+
+    #: logical paths of the collections whose uploads are enriched (empty: enrichment is off)
+    collections: tuple[str, ...] = ()
+    #: bytes read from the start of a photo (EXIF sits in the first 64 KiB of a JPEG)
+    head_bytes: int = 256 * 1024
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.collections)
+
+    def covers(self, path: str) -> bool:
+        """Whether an uploaded object lies in (or below) a listed collection."""
+        return any(path.startswith(c.rstrip("/") + "/") for c in self.collections)
+
+    @classmethod
+    def from_document(cls, doc: Any, source: str) -> "IngestSettings":
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{source}: ingest must be an object like {{\"collections\": [\"/zone/home/alice/traps\"]}}")
+        unknown = sorted(set(doc) - {"collections", "head_bytes", "$comment"})
+        if unknown:
+            raise SettingsError(f"{source}: unknown ingest setting(s) {', '.join(unknown)}; known: collections, head_bytes")
+        collections = doc.get("collections", [])
+        if not isinstance(collections, list) or not all(
+                isinstance(c, str) and c.startswith("/") and "//" not in c and len(c) > 1 for c in collections):
+            raise SettingsError(f"{source}: ingest.collections must be a list of absolute logical paths, not {collections!r}")
+        head = doc.get("head_bytes", cls.head_bytes)
+        if isinstance(head, bool) or not isinstance(head, int) or not 1024 <= head <= 16 * 1024 * 1024:
+            raise SettingsError(f"{source}: ingest.head_bytes must be an integer from 1024 to 16777216, not {head!r}")
+        return cls(tuple(c.rstrip("/") for c in collections), head)
+
+    def to_document(self) -> dict[str, Any]:
+        return {"collections": list(self.collections), "head_bytes": self.head_bytes}
+
+
+@dataclass(frozen=True)
 class ReplicationSettings:
     """How inputs that must be replicated to a compute resource are replicated.
 
@@ -328,6 +370,8 @@ class Settings:
     #: directory with the notebooks tasks may name; None = the notebooks shipped with the package.
     notebook_directory: str | None = None
     upload_trigger_enabled: bool = False
+    #: ingest enrichment on upload (EXIF and image size as AVUs); off unless collections are listed
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     max_concurrent_tasks_default: int = 1
     lock_directory: str | None = None
     #: a running task rewrites c2d::heartbeat at least this often (with its progress) ...
@@ -424,7 +468,7 @@ class Settings:
             "local_host_names", "notebook_directory", "upload_trigger_enabled",
             "max_concurrent_tasks_default", "lock_directory", "slurm", "heartbeat_interval_seconds",
             "heartbeat_lease_seconds", "part_size", "part_seconds", "max_shard_size", "local_concurrent_runs",
-            "schedule_min_interval_seconds", "replication", "shared_vaults", "web", "$comment",
+            "schedule_min_interval_seconds", "replication", "shared_vaults", "web", "ingest", "$comment",
         }
         unknown = sorted(set(doc) - known)
         if unknown:
@@ -454,6 +498,7 @@ class Settings:
                 local_host_names=tuple(doc.get("local_host_names", ())),
                 notebook_directory=doc.get("notebook_directory"),
                 upload_trigger_enabled=bool(doc.get("upload_trigger_enabled", False)),
+                ingest=IngestSettings.from_document(doc.get("ingest", {}), source),
                 max_concurrent_tasks_default=int(doc.get("max_concurrent_tasks_default", 1)),
                 lock_directory=doc.get("lock_directory"),
                 heartbeat_interval_seconds=float(doc.get("heartbeat_interval_seconds", 10.0)),
@@ -525,6 +570,7 @@ class Settings:
             "local_host_names": list(self.local_host_names),
             "notebook_directory": self.notebook_directory,
             "upload_trigger_enabled": self.upload_trigger_enabled,
+            "ingest": self.ingest.to_document(),
             "max_concurrent_tasks_default": self.max_concurrent_tasks_default,
             "lock_directory": self.lock_directory,
             "heartbeat_interval_seconds": self.heartbeat_interval_seconds,

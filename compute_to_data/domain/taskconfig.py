@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVUCondition
 from compute_to_data.domain.errors import ConfigError
 
 
@@ -254,6 +255,8 @@ class TaskConfig:
     pattern: str = "*"
     recursive: bool = False
     skip_tagged: bool = True
+    #: ``inputs.where``: AVU conditions every input must meet (empty: no condition)
+    where: tuple[AVUCondition, ...] = ()
     compute_role: str = names.ROLE_GPU_COMPUTE
     compute_resource: str | None = None
     #: compute.resources: spread the shards over these (None: not asked)
@@ -274,12 +277,16 @@ class TaskConfig:
     image_size: int | None = None
     num_workers: int | str = "auto"
     precision: str = "fp32"
+    #: ``parameters.thumbnail_size``: longest side of the thumbnails the run makes (None: none)
+    thumbnail_size: int | None = None
     class_attribute: str = names.DEFAULT_CLASS_ATTRIBUTE
     score_attribute: str = names.DEFAULT_SCORE_ATTRIBUTE
     #: None: the settings' default_timeout_seconds applies (Settings.effective_timeout).
     timeout_seconds: int | None = None
     #: continuous runs: how often (``1d``), or None for a task that runs once (tasks/schedule.py)
     schedule_every: str | None = None
+    #: a chained task: the id of the task (or series) whose success it waits for (None: none)
+    after: str | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -299,6 +306,7 @@ class TaskConfig:
             pattern=inputs.get("pattern", "*"),
             recursive=inputs.get("recursive", False),
             skip_tagged=inputs.get("skip_tagged", True),
+            where=tuple(AVUCondition.from_document(c) for c in inputs.get("where", ())),
             compute_role=compute.get("role", names.ROLE_GPU_COMPUTE),
             compute_resource=compute.get("resource"),
             compute_resources=tuple(compute["resources"]) if "resources" in compute else None,
@@ -316,10 +324,12 @@ class TaskConfig:
             image_size=params.get("image_size"),
             num_workers=params.get("num_workers", "auto"),
             precision=params.get("precision", "fp32"),
+            thumbnail_size=params.get("thumbnail_size"),
             class_attribute=tagging.get("class_attribute", names.DEFAULT_CLASS_ATTRIBUTE),
             score_attribute=tagging.get("score_attribute", names.DEFAULT_SCORE_ATTRIBUTE),
             timeout_seconds=doc.get("timeout_seconds"),
             schedule_every=(doc.get("schedule") or {}).get("every"),
+            after=doc.get("after"),
             document=copy.deepcopy(doc),
         )
         if config.compute_resource is not None and config.compute_resources is not None:
@@ -359,6 +369,8 @@ class TaskConfig:
         }
         if self.image_size is not None:
             params["image_size"] = self.image_size
+        if self.thumbnail_size is not None:
+            params["thumbnail_size"] = self.thumbnail_size
         return params
 
     def to_json(self) -> str:

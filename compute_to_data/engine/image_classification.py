@@ -30,6 +30,7 @@ from compute_to_data.domain.catalog import (
 from compute_to_data.domain.errors import ComputeToDataError, ConfigError
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.task import ComputeToDataTask
+from compute_to_data.engine.thumbnails import store_thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,23 @@ class ImageClassificationTask(ComputeToDataTask):
             "image_size": config.image_size,
             "num_workers": config.num_workers,
             "precision": config.precision,
+            "thumbnail_size": config.thumbnail_size,
             "device": "auto",
             # parts off (measuring what they cost): one part, at the end
             "part_size": self.settings.part_size if self.context.parts else 10**9,
             "part_seconds": self.settings.part_seconds if self.context.parts else 10.0**9,
             "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if self.previous else "",
         }
+
+    def ingest_outputs(self) -> None:
+        """The task's files, then the thumbnails the run made (``parameters.thumbnail_size``)."""
+        super().ingest_outputs()
+        if self.config.thumbnail_size and self.workdir is not None and self.resource is not None:
+            report = store_thumbnails(self.grid, self.workdir.output_dir, self.config.input_collection,
+                                      self.resource.name, self.task_id)
+            note = report.note()
+            if note:
+                self.outcome.notes.append(note)
 
     def report_context(self) -> dict[str, Any]:
         """What the report shows above the notebook's results (``params.json`` key

@@ -86,7 +86,9 @@ from compute_to_data.engine.staging import (
     plan_staging,
 )
 from compute_to_data.engine.termination import Terminated
+from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
+from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.machine import TaskStateMachine, still_in
 from compute_to_data.lifecycle.runlock import RunLock
@@ -184,6 +186,8 @@ class ComputeToDataTask(ABC):
         self.selection: list[str] | None = None
         self.previous: dict[str, Entry] = {}
         self.total_inputs = 0
+        #: ``inputs.where``: the AVU conditions a candidate must meet
+        self.where = WhereFilter(self.grid, config.where)
         self.outcome = TaskOutcome(self.task_id, None, self.collection)
 
     # ------------------------------------------------------------------ the template methods
@@ -303,6 +307,8 @@ class ComputeToDataTask(ABC):
                 )
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
+        if not self.resuming and self.shard is None:  # a chained task: the one it runs after has succeeded
+            chain.check_after(self.grid, self.config.after)
 
     def _check_image_choice(self) -> None:
         # The allowlist holds whatever runner was chosen (also in-process, also when auto fell
@@ -422,7 +428,8 @@ class ComputeToDataTask(ABC):
         self.outcome.skipped_already_tagged = len(self.skipped)
         if not self.inputs:
             where = f"{self.config.input_collection} (pattern {self.config.pattern!r}"
-            where += ", recursive)" if self.config.recursive else ")"
+            where += ", recursive" if self.config.recursive else ""
+            where += f", {self.where.describe()})" if self.where else ")"
             if self.skipped:
                 raise NoEligibleInputsError(
                     f"nothing to do: all {len(self.skipped)} matching data objects in {where} already carry "
@@ -433,7 +440,7 @@ class ComputeToDataTask(ABC):
                 )
             raise NoEligibleInputsError(
                 f"no data object in {where} matches, or none that {self.grid.user} may read; "
-                "check inputs.collection, inputs.pattern and your access"
+                "check inputs.collection, inputs.pattern" + (", inputs.where" if self.where else "") + " and your access"
             )
 
     def prepare_task_collection(self) -> None:
@@ -472,6 +479,7 @@ class ComputeToDataTask(ABC):
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
                 **schedule.creation_values(self.config, self.task_id, self.context.series),
+                **self._chain_values(),
             },
         )
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
@@ -771,6 +779,7 @@ class ComputeToDataTask(ABC):
             names.A_PARAMETERS: self.config.notebook_parameters(),
             names.A_TIMINGS: timings_text(self.outcome.timings),
             **schedule.creation_values(self.config, self.task_id, self.context.series),
+            **self._chain_values(),
         })
         self._put_text(names.TASK_CONFIG_FILE, self.config.to_json())
         created: list[str] = []
@@ -827,6 +836,10 @@ class ComputeToDataTask(ABC):
             log.error("task %s: could not update the task after shard %s ended: %s", self.task_id, self.shard.label, exc)
 
     # ------------------------------------------------------------------ helpers for steps
+    def _chain_values(self) -> dict[str, object]:
+        """``c2d::after`` on a chained task's collection (what ``c2d status`` shows)."""
+        return {names.A_AFTER: self.config.after} if self.config.after else {}
+
     def relative_path(self, obj: DataObject) -> str:
         return posixpath.relpath(obj.path, self.config.input_collection)
 
@@ -846,12 +859,15 @@ class ComputeToDataTask(ABC):
             and obj.path not in (self.config.model, self.config.labels)
             and not obj.name.endswith(TASK_CONFIG_SUFFIX)
             and not obj.path.startswith(self.config.output_collection.rstrip("/") + "/")
+            and not obj.avu_values(names.A_THUMBNAIL_OF)  # a thumbnail a run made is never an input
+            and self.where.keeps(obj)
         )
 
     @property
     def listed_attributes(self) -> tuple[str, ...]:
-        """The AVUs a listing brings with each image: its prediction and its unclassified mark."""
-        return (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED)
+        """The AVUs a listing brings with each image: its prediction, its unclassified mark, and
+        the mark of a thumbnail (never an input)."""
+        return (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED, names.A_THUMBNAIL_OF)
 
     def _is_eligible(self, obj: DataObject) -> bool:
         """A new task classifies it: skip_tagged leaves out images with a complete prediction, and

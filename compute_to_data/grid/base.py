@@ -19,6 +19,7 @@ from compute_to_data.domain.catalog import (
     AVU,
     LISTING_PAGE_SIZE,
     AccessLevel,
+    AVUCondition,
     CollectionAVUs,
     DataObject,
     EntityType,
@@ -29,6 +30,7 @@ from compute_to_data.domain.catalog import (
     Resource,
     check_page_size,
     in_pages,
+    meets_all,
     parse_score,
 )
 
@@ -94,6 +96,22 @@ class Grid(ABC):
     def list_collections(self, parent: str) -> list[str]:
         """Direct sub-collections of ``parent`` (paths, sorted)."""
 
+    def paths_meeting(self, collection: str, conditions: Sequence[AVUCondition]) -> set[str]:
+        """Paths of the objects directly in ``collection`` whose AVUs meet every condition
+        (``inputs.where``). Asked once per collection of a listing, so memory stays bounded by
+        the largest collection, like the listing's.
+
+        This default reads the conditions' attributes with a listing and compares in Python
+        (LocalGrid); the iRODS adapters send one GenQuery per condition (its attribute, units
+        and string equality, quoted by :func:`.genquery_quote.avu_condition`) and compare the
+        rows they get back the same way.
+        """
+        attributes = tuple(dict.fromkeys(c.attribute for c in conditions))
+        return {
+            o.path for o in self.list_data_objects(collection, False, avu_attributes=attributes)
+            if meets_all(o.avus, conditions)
+        }
+
     # --- permissions -----------------------------------------------------------------------------
     @abstractmethod
     def has_access(self, path: str, level: AccessLevel) -> bool:
@@ -154,6 +172,12 @@ class Grid(ABC):
     @abstractmethod
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         """Content of a small object (a task config, a labels file)."""
+
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        """The first ``max_bytes`` bytes of an object of any size (an image's header), read
+        and transferred no further. This default reads objects up to that size whole and
+        refuses larger ones; the adapters stream just the beginning."""
+        return self.read_data_object(path, max_bytes)
 
     @abstractmethod
     def find_collections_with_avu(

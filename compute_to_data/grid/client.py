@@ -46,6 +46,7 @@ from compute_to_data.domain.catalog import (
     AVU,
     LISTING_PAGE_SIZE,
     AccessLevel,
+    AVUCondition,
     CollectionAVUs,
     DataObject,
     EntityType,
@@ -707,6 +708,30 @@ class IrodsClientGrid(Grid):
                 objects = self._build_objects(rows, self._avu_rows(where, avu_attributes) if rows else {})
             yield from in_pages(objects, page_size)
 
+    def paths_meeting(self, collection: str, conditions: Sequence[AVUCondition]) -> set[str]:
+        """One query per condition, from the same decision as the rule-engine adapter
+        (:func:`.genquery_quote.avu_condition`); rows compared with :meth:`AVUCondition.holds`."""
+        from irods.models import Collection
+        from irods.models import DataObject as D
+        from irods.models import DataObjectMeta as DM
+
+        self._split(collection)
+        columns = {c.icat_key: c for c in (DM.name, DM.value, DM.units)}
+        found: set[str] | None = None
+        with self._errors(f"list collection {collection}"):
+            for condition in conditions:
+                parts = gq.avu_condition(condition, tuple(columns))
+                where = sum((_on(columns[c.column], c) for c in parts), _eq(Collection.name, collection))
+                paths = {
+                    posixpath.join(row[Collection.name], row[D.name])
+                    for row in self._select([Collection.name, D.name, DM.value, DM.units], where)
+                    if condition.holds(row[DM.value], row[DM.units] or "")
+                }
+                found = paths if found is None else found & paths
+                if not found:
+                    return set()
+        return found or set()
+
     def list_collections(self, parent: str) -> list[str]:
         from irods.models import Collection
 
@@ -887,6 +912,17 @@ class IrodsClientGrid(Grid):
         from irods.models import User
 
         return bool(self._select([User.id], _eq(User.name, name)))
+
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        with self._errors(f"read {path}"):
+            with self._session.data_objects.open(path, "r") as handle:
+                data = b""
+                while len(data) < max_bytes:
+                    chunk = handle.read(max_bytes - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+        return data
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         with self._errors(f"read {path}"):

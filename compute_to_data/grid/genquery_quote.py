@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from compute_to_data.domain.catalog import AVUCondition
+
 # Characters that make a value unusable verbatim somewhere in the pipelines described above.
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 _NOT_PLAIN = {"'", "\\", "|", "&"} | _CONTROL
@@ -192,3 +194,27 @@ def rows_passing(rows: Iterable[dict[str, str]], conditions: Sequence[Condition]
     """Rows (``AS_DICT``) that pass the exact test of every non-exact condition."""
     checks = [c for c in conditions if not c.exact]
     return [r for r in rows if all(c.keep(r[c.column]) for c in checks)]
+
+
+#: the data-object AVU columns an ``inputs.where`` condition is written on
+DATA_AVU_COLUMNS = ("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS")
+
+
+def avu_condition(condition: AVUCondition, columns: Sequence[str] = DATA_AVU_COLUMNS) -> list[Condition]:
+    """The GenQuery conditions (and-ed) that select the AVUs able to meet ``condition``.
+
+    Always the attribute name; the units when given (and not empty); the value only for a
+    string ``=``. Every other comparison is made on the rows with :meth:`AVUCondition.holds`:
+    the catalog keeps AVU values as text, so it would compare numbers as strings (``'10' <
+    '9'``), and its database collation orders text differently from the code-point order the
+    same condition has on LocalGrid. The caller selects the value and units columns and keeps
+    only rows for which ``condition.holds(value, units)``: that is exact on every adapter, and
+    the query still reads only the AVUs of one attribute.
+    """
+    name, value, units = columns
+    conditions = [equals(name, condition.attribute)]
+    if condition.units:
+        conditions.append(equals(units, condition.units))
+    if condition.op == "=" and isinstance(condition.value, str):
+        conditions.append(equals(value, condition.value))
+    return conditions

@@ -1117,6 +1117,20 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 )
             ]
 
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        self._check_path(path)
+        with self._transaction(write=False) as conn:
+            _, data_id = self._require(conn, path, AccessLevel.READ, "d")
+            obj = self._objects(conn, "d.id = ?", (data_id,), ())[0]
+        good = [r for r in obj.replicas if r.good]
+        if not good:
+            raise GridError(f"data object {path} has no good replica to read")
+        try:
+            with open(good[0].physical_path, "rb") as handle:
+                return handle.read(max(0, max_bytes))
+        except OSError as exc:
+            raise GridError(f"cannot read the replica of {path}: {exc.strerror or exc}") from None
+
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         obj_replicas: list[Replica]
         self._check_path(path)

@@ -38,6 +38,7 @@ from compute_to_data.domain.catalog import (
     AVU,
     LISTING_PAGE_SIZE,
     AccessLevel,
+    AVUCondition,
     CollectionAVUs,
     DataObject,
     EntityType,
@@ -430,6 +431,25 @@ class RuleEngineGrid(Grid):
             avus = self._object_avus(avu_attributes, where) if rows else {}
             yield from in_pages(self._build_objects(rows, avus), page_size)
 
+    def paths_meeting(self, collection: str, conditions: Sequence[AVUCondition]) -> set[str]:
+        """One GenQuery per condition (:func:`.genquery_quote.avu_condition`), rows compared
+        with :meth:`AVUCondition.holds`, the paths intersected."""
+        self._check_path(collection)
+        _, value, units, _ = _META[EntityType.DATA_OBJECT]
+        found: set[str] | None = None
+        for condition in conditions:
+            rows = self._query(
+                ["COLL_NAME", "DATA_NAME", value, units],
+                [gq.equals("COLL_NAME", collection), *gq.avu_condition(condition)],
+            )
+            paths = {
+                posixpath.join(r["COLL_NAME"], r["DATA_NAME"]) for r in rows if condition.holds(r[value], r[units] or "")
+            }
+            found = paths if found is None else found & paths
+            if not found:
+                return set()
+        return found or set()
+
     def list_collections(self, parent: str) -> list[str]:
         self._require_collection(parent)
         where = [gq.equals("COLL_PARENT_NAME", parent)]
@@ -592,6 +612,30 @@ class RuleEngineGrid(Grid):
             )
         except ComputeToDataError as exc:
             log.warning("could not remove the partially written %s: %s", logical_path, exc)
+
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        """``msiDataObjOpen`` and as many ``msiDataObjRead`` as the first ``max_bytes`` take."""
+        self._check_path(path)
+        if "++++" in path:
+            raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
+        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
+        fd = opened["arguments"][1]
+        data = bytearray()
+        try:
+            types = _irods_types()
+            while len(data) < max_bytes:
+                wanted = min(READ_CHUNK, max_bytes - len(data))
+                result = self._call("msiDataObjRead", fd, wanted, types.BytesBuf(), what=f"reading {path}")
+                buffer = result["arguments"][2]
+                if buffer is None:  # end of file (observed: None, not an empty buffer)
+                    break
+                chunk = _as_bytes(buffer.get_bytes())
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
+        return bytes(data[:max_bytes])
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         self._check_path(path)

@@ -21,8 +21,10 @@ notebook kernel (torch, Pillow, numpy), never by code the iRODS server imports.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from compute_to_data.contract.parts import (  # noqa: F401 - the notebook's pipe
     check_part_settings,
     prediction_entry,
 )
+from compute_to_data.domain import conventions as names
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: autocast dtype per precision name; fp32 runs without autocast.
@@ -267,8 +270,43 @@ def make_plan(device: str, precision: str) -> DevicePlan:
     return plan_for(torch_device, choose_precision(precision, torch_device.type, bf16=bf16, fp16=fp16, device_name=name))
 
 
+# --- models: TorchScript or a torch.export archive ---------------------------------------------------
+META_FILE = "c2d_meta.json"
+
+
+def is_export_archive(path: str | os.PathLike[str]) -> bool:
+    """A ``torch.export.save`` archive (``.pt2``): a zip holding ``<name>/archive_format``
+    (TorchScript files are zips too, without it). The model file's name says nothing: the
+    runner stages whatever the task names as ``model.pt``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/archive_format") or n == "archive_format" for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """(model on ``device``, its ``c2d_meta.json`` preprocessing, ``torchscript`` or ``export``).
+
+    TorchScript is deprecated (torch 2.13 warns); a ``torch.export`` archive carries the same
+    ``c2d_meta.json`` as an extra file (``torch.export.save(..., extra_files={...})``) and must
+    have been exported with a dynamic batch dimension."""
+    extra = {META_FILE: ""}
+    if is_export_archive(path):
+        program = torch.export.load(str(path), extra_files=extra)
+        model = program.module().to(device)
+        kind = "export"
+    else:
+        model = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        kind = "torchscript"
+    return model, json.loads(extra[META_FILE] or "{}"), kind
+
+
 def prepare_model(model: torch.nn.Module, plan: DevicePlan) -> torch.nn.Module:
-    model.eval()
+    if not isinstance(model, torch.fx.GraphModule):
+        # an exported program refuses eval() (torch 2.13): its graph was captured in the mode
+        # it was exported in, which must be eval mode (the demo exports it so)
+        model.eval()
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if plan.device.type == "cuda":
@@ -290,33 +328,76 @@ def draft_request(size: tuple[int, int], target: int, gap: float = DRAFT_REDUCIN
     return needed, needed
 
 
-def load_image(path: str | os.PathLike[str], mode: str, size: int) -> np.ndarray:
-    """One file as a ``size`` x ``size`` x channels uint8 array (EXIF orientation applied)."""
+def load_image(path: str | os.PathLike[str], mode: str, size: int, thumbnail: Thumbnail | None = None) -> np.ndarray:
+    """One file as a ``size`` x ``size`` x channels uint8 array (EXIF orientation applied);
+    with ``thumbnail``, its thumbnail is written on the way (from the same decoded pixels)."""
     with Image.open(path) as img:
         if img.format == "JPEG":
-            request = draft_request(img.size, size)
+            request = draft_request(img.size, max(size, thumbnail.size if thumbnail else 0))
             if request is not None:
                 img.draft(mode, request)
         img = ImageOps.exif_transpose(img).convert(mode)
+        if thumbnail is not None:
+            thumbnail.write(img)
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         return np.array(img, dtype=np.uint8).reshape(size, size, -1)  # a writable copy torch can share
 
 
+@dataclass(frozen=True)
+class Thumbnail:
+    """Where one image's thumbnail goes and how large (longest side, aspect kept)."""
+
+    target: Path
+    size: int
+
+    def write(self, img: Image.Image) -> None:
+        """Best effort: a thumbnail that cannot be written is just missing (the image is still
+        classified); written under a temporary name and renamed, so it is whole or absent."""
+        try:
+            small = img.copy()
+            small.thumbnail((self.size, self.size), Image.Resampling.BILINEAR)
+            kind = "JPEG" if self.target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+            if kind == "JPEG" and small.mode not in ("RGB", "L"):
+                small = small.convert("RGB")
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.target.with_name("." + self.target.name + ".tmp")
+            small.save(partial, kind, quality=85)
+            os.replace(partial, self.target)
+        except OSError:
+            pass
+
+
+#: where the classification run writes thumbnails (``parameters.thumbnail_size``), under its
+#: output directory: ``.thumbnails/<path relative to the inputs>``; the engine stores each one
+#: as ``<image's collection>/thumbnails/<name>`` and links it to its image
+THUMBNAILS_DIR = names.THUMBNAILS_OUTPUT_DIR
+
+
+def thumbnail_plan(files: Sequence[Path], input_root: Path, output_dir: Path, size: int | None) -> list[Thumbnail | None]:
+    """Per input file its :class:`Thumbnail` (None for all when ``size`` is not set)."""
+    if not size:
+        return [None] * len(files)
+    return [Thumbnail(output_dir / THUMBNAILS_DIR / Path(f).relative_to(input_root), int(size)) for f in files]
+
+
 class ImageFiles(Dataset):
     """Files to uint8 HWC tensors; an unreadable file yields its error instead of raising."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]], mode: str, size: int) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], mode: str, size: int,
+                 thumbnails: Sequence[Thumbnail | None] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"c2d_meta.json: mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.paths, self.mode, self.size = list(paths), mode, size
+        self.thumbnails = list(thumbnails) if thumbnails is not None else [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            return index, torch.from_numpy(load_image(self.paths[index], self.mode, self.size)), None
+            image = load_image(self.paths[index], self.mode, self.size, self.thumbnails[index])
+            return index, torch.from_numpy(image), None
         except Exception as exc:  # any unreadable file becomes an error entry, never a failed task
             return index, None, str(exc) or type(exc).__name__
 

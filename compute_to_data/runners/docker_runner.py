@@ -477,9 +477,11 @@ class DockerRunner(SupervisedRunner):
         container = self._get_container(handle)
         if container is not None:
             found[str(container.id)] = container
-            run = (getattr(container, "labels", None) or {}).get(LABEL_RUN_ID)
-            if run:
-                for other in self._labelled(LABEL_RUN_ID, run, all=True):
+            labels = getattr(container, "labels", None) or {}
+            # its run's containers; a container made before runs were labelled: its task's
+            label, value = (LABEL_RUN_ID, labels[LABEL_RUN_ID]) if labels.get(LABEL_RUN_ID) else (LABEL_TASK_ID, labels.get(LABEL_TASK_ID))
+            if value:
+                for other in self._labelled(label, value, all=True):
                     found.setdefault(str(other.id), other)
         if task_id:
             for other in self._labelled(LABEL_TASK_ID, task_id, all=True):

@@ -23,6 +23,8 @@ from compute_to_data.web.deps import (
     in_thread,
     safe_next,
 )
+from compute_to_data.web.filters import filtered_page, parse_filters
+from compute_to_data.web.photo_header import photo_header
 from compute_to_data.web.security import IMAGE_CSP
 from compute_to_data.web.sessions import UserSession
 from compute_to_data.web.thumbnails import browser_image
@@ -69,7 +71,13 @@ def images(ctx: WebContext, request: Request) -> Response:
     per_page = bounded_int(params.get("per_page"), ctx.config.page_size, 1, MAX_PER_PAGE)
     page = bounded_int(params.get("page"), 1, 1, 10**9)
     query = ctx.prediction_query(session, client, record, extra_attributes=VALIDATION_ATTRIBUTES, **filters)
-    result = session.grid.query_predictions(query, (page - 1) * per_page, per_page)
+    conditions, kept, where_error = parse_filters(params)  # date taken, any metadata condition
+    keep.update(kept)
+    error = error or where_error
+    if conditions:
+        result = filtered_page(session.grid, query, conditions, (page - 1) * per_page, per_page)
+    else:
+        result = session.grid.query_predictions(query, (page - 1) * per_page, per_page)
     hidden = set(session.grid.paths_lacking_access([i.path for i in result.items], AccessLevel.READ)) if result.items else set()
     items = [i for i in result.items if i.path not in hidden]
     counts = ctx.counts(session, record, ctx.prediction_query(session, client, record))
@@ -81,6 +89,7 @@ def images(ctx: WebContext, request: Request) -> Response:
         "has_more": result.has_more, "total": result.total, "per_page": per_page, "keep": keep,
         "classes": sorted(counts), "counts": counts, "cls": params.get("cls", ""),
         "min": keep.get("min", ""), "max": keep.get("max", ""), "error": error,
+        "taken_from": keep.get("taken_from", ""), "taken_to": keep.get("taken_to", ""), "where": keep.get("where", ""),
         "urlencode": urlencode, "input_root": query.input_collection, "here": here(request),
     }, session=session)
 
@@ -106,7 +115,7 @@ def image_page(ctx: WebContext, request: Request) -> Response:
     return ctx.render(request, "image.html", {
         "record": record, "obj": obj, "predicted": predicted, "score": score, "validation": validation,
         "labels": ctx.labels(session, client, record) if can_validate else [], "superseded": superseded,
-        "can_validate": can_validate,
+        "can_validate": can_validate, "header": photo_header(session.grid, path),
         "back": safe_next(request.query_params.get("back"), f"/tasks/{record.task_id}/images"),
     }, session=session)
 

@@ -110,7 +110,7 @@ def task(ctx: WebContext, request: Request) -> Response:
         "parameters": _pretty_parameters(record), "provenance": provenance, "files": files,
         "has_report": any(f.path == report_path for f in files), "query": query,
         "fate": fate, "timings": timings, "longest": max((t.seconds for t in timings), default=0.0),
-        "series": series_of(client, record), "agreement": _agreement(ctx, session, client, record),
+        "series": series_of(client, record), "chain": client.chain(record), "agreement": _agreement(ctx, session, client, record),
         "may_change": _may_change(session, record),
     }, session=session)
 
