@@ -85,3 +85,25 @@ def test_c2d_validate_works_with_the_server_install(server_c2d: Path) -> None:
     refused = _c2d(server_c2d, "validate", str(bad))
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert "$.inputs: required field is missing" in refused.stderr
+
+
+def test_cli_parameters_are_written_the_way_typer_0_7_understands() -> None:
+    """A quick guard that runs everywhere (the install test needs Debian's packages): typer 0.7
+    knows no ``Annotated`` parameters and no ``X | None`` option types (``Optional[X]`` it does)."""
+    import ast
+
+    found = []
+    for module in sorted((REPO / "compute_to_data" / "cli").glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            arguments = [*node.args.args, *node.args.kwonlyargs]
+            defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + list(node.args.defaults)
+            defaults += list(node.args.kw_defaults)
+            for argument, default in zip(arguments, defaults, strict=True):
+                annotation = ast.unparse(argument.annotation) if argument.annotation is not None else ""
+                given = ast.unparse(default) if default is not None else ""
+                if "Annotated[" in annotation or ("|" in annotation and ("typer." in given or given.endswith("_OPT"))):
+                    found.append(f"{module.name}:{node.name}({argument.arg}: {annotation})")
+    assert not found, "use Optional[X] and a typer.Option/Argument default instead: " + ", ".join(found)

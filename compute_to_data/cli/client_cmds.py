@@ -474,12 +474,12 @@ def serve(
 
 
 def enrich(
-    collection: Annotated[str, typer.Argument(help="Collection whose photos (JPEG, PNG, TIFF) get their EXIF and size as AVUs.")],
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Also the sub-collections (default: yes).")] = True,
-    again: Annotated[bool, typer.Option("--again", help="Also photos enriched before (read their header again).")] = False,
-    page_size: Annotated[int, typer.Option("--page-size", min=1, max=10000, help="Objects listed per page.")] = 1000,
-    local: LocalOpt = None, user: UserOpt = None, irods_env: EnvOpt = None, host: HostOpt = None,
-    port: PortOpt = None, zone: ZoneOpt = None, settings: SettingsOpt = None,
+    collection: str = typer.Argument(..., help="Collection whose photos (JPEG, PNG, TIFF) get their EXIF and size as AVUs."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Also the sub-collections (default: yes)."),
+    again: bool = typer.Option(False, "--again", help="Also photos enriched before (read their header again)."),
+    page_size: int = typer.Option(1000, "--page-size", min=1, max=10000, help="Objects listed per page."),
+    local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT, settings: Optional[Path] = SETTINGS_OPT,
 ) -> None:
     """Enrich photos uploaded before the upload hook existed (EXIF date, GPS, camera, size), page by page."""
     from compute_to_data.engine.ingest import EnrichReport, enrich_collection
