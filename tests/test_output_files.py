@@ -122,6 +122,7 @@ def test_staging_on_a_full_disk_names_the_staging_directory(tmp_path, monkeypatc
 
     monkeypatch.setattr("os.link", no_link)
     monkeypatch.setattr("shutil.copyfile", no_space)
-    with pytest.raises(StagingError, match=f"no space left on device in the staging directory {tmp_path / 'staging'}"):
+    with pytest.raises(StagingError, match="No space left on device in the task's staging directory") as info:
         workdir.stage_input(str(source), "img.png")
+    assert str(tmp_path) not in str(info.value)  # host paths are for the server log
     assert list(workdir.input_dir.iterdir()) == []

@@ -99,11 +99,11 @@ class TaskWorkdir:
             except OSError as copy_exc:
                 log.error("cannot copy %s to %s: %s", physical_path, target, copy_exc)
                 target.unlink(missing_ok=True)
-                if copy_exc.errno == errno.ENOSPC:
+                if copy_exc.errno == errno.ENOSPC:  # which directory: the host path is the administrator's
                     raise StagingError(
-                        f"cannot stage {shown}: no space left on device in the staging directory {self.root.parent} "
-                        "on the compute host; the administrator must free space there (or stage on the vault's "
-                        "filesystem, where inputs are hard links)"
+                        f"cannot stage {shown} on the compute host: No space left on device in the task's staging "
+                        "directory; the administrator finds which in the server log and must free space there (or "
+                        "stage on the vault's filesystem, where inputs are hard links)"
                     ) from copy_exc
                 raise StagingError(
                     f"cannot stage {shown} on the compute host ({copy_exc.strerror}); the administrator finds "
