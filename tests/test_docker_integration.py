@@ -152,7 +152,7 @@ def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, do
     from compute_to_data.domain.taskconfig import TaskConfig
     from compute_to_data.engine import create_task
     from compute_to_data.engine.context import TaskContext
-    from compute_to_data.lifecycle.shards import shard_records
+    from compute_to_data.lifecycle.shard_records import shard_records
 
     directory, _ = demo
     alice = LocalGrid(directory / "grid", user="alice")

@@ -21,7 +21,7 @@ from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.planning import Candidate, ShardDraft, ShardPlanner, capacity, place_shards
 from compute_to_data.engine.selection import select_compute_resource
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.notebook import summarize as task_summary
 from compute_to_data.service.tasks import TaskService

@@ -40,7 +40,7 @@ from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_text
 from compute_to_data.lifecycle.machine import TaskStateMachine
 from compute_to_data.lifecycle.runlock import RunLock
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import Heartbeat
 from compute_to_data.runners import choose_runner
 from compute_to_data.runners.base import Runner, RunRequest
@@ -68,7 +68,7 @@ class TaskSummary:
         given resource, else on the last shard's."""
         grid, settings = lifecycle.grid, lifecycle.settings
         name = compute_resource or next(
-            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
+            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shard_records(record))), "")
         resource = grid.get_resource(name)
         config = lifecycle.read_config(record)
         runner = runner or choose_runner(config.runner, settings)
