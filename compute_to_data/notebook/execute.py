@@ -292,7 +292,7 @@ def _provenance_cell(provenance: dict[str, Any]) -> nbformat.NotebookNode:
     if rows:
         parts.append(f"<table{_LEFT}>" + "".join(rows) + "</table>")
     parts.append("</div>")
-    cell = nbformat.v4.new_markdown_cell("".join(parts))
+    cell: nbformat.NotebookNode = nbformat.v4.new_markdown_cell("".join(parts))
     cell.metadata["tags"] = ["c2d-provenance"]
     return cell
 
@@ -311,7 +311,7 @@ def _timings_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> 
     )
     if not rows:
         return None
-    cell = nbformat.v4.new_markdown_cell(
+    cell: nbformat.NotebookNode = nbformat.v4.new_markdown_cell(
         '<div class="c2d-timings" style="border:1px solid #ccd;padding:0.6em 1em;margin:1em 0">'
         '<h2>Timings</h2><p style="color:#666">Steps of the task up to the notebook run, and the run itself '
         f"(seconds).</p><table{_LEFT}>{rows}</table></div>"
@@ -324,7 +324,10 @@ def _tags(cell: nbformat.NotebookNode) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def results_first(cells: list[nbformat.NotebookNode]) -> tuple[list, list, list]:
+Cells = list[nbformat.NotebookNode]
+
+
+def results_first(cells: Cells) -> tuple[Cells, Cells, Cells]:
     """(papermill's leading error note, the results, the rest) of an executed notebook.
 
     The results are the cells tagged ``results``, in notebook order, as sections: a markdown
@@ -332,13 +335,13 @@ def results_first(cells: list[nbformat.NotebookNode]) -> tuple[list, list, list]
     before them) is left out, and with no output in any section there are no results to show:
     the report then opens with the provenance, never with headings over nothing.
     """
-    leading = []
+    leading: Cells = []
     for cell in cells:
         if PAPERMILL_ERROR_TAG not in _tags(cell):
             break
         leading.append(cell)
-    sections: list[list[nbformat.NotebookNode]] = []
-    rest = []
+    sections: list[Cells] = []
+    rest: Cells = []
     for cell in cells[len(leading):]:
         if REPORT_RESULTS_TAG not in _tags(cell):
             rest.append(cell)
@@ -347,10 +350,10 @@ def results_first(cells: list[nbformat.NotebookNode]) -> tuple[list, list, list]
         else:
             sections.append([cell])
 
-    def has_output(section: list[nbformat.NotebookNode]) -> bool:
+    def has_output(section: Cells) -> bool:
         return any(c.get("outputs") for c in section if c.cell_type == "code")
 
-    def shown(section: list[nbformat.NotebookNode]) -> bool:
+    def shown(section: Cells) -> bool:
         return has_output(section) or all(c.cell_type != "code" for c in section)
 
     if not any(has_output(s) for s in sections):
