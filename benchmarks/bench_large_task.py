@@ -96,7 +96,7 @@ def run_one(root: Path, size: int, shard_size: int) -> dict[str, Any]:
     from compute_to_data.domain.settings import Settings
     from compute_to_data.domain.taskconfig import TaskConfig
     from compute_to_data.engine.context import TaskContext
-    from compute_to_data.lifecycle.shards import shard_records
+    from compute_to_data.lifecycle.shard_records import shard_records
     from compute_to_data.lifecycle.store import TaskStateStore
     from compute_to_data.service.tasks import TaskService
 

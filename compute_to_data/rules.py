@@ -27,7 +27,7 @@ yet. ``c2d_cancel`` of the first task stops the series.
 
 A task with more images than one shard (``compute.shard_size``) is planned by ``c2d_submit`` as
 shards, each queued as a delayed ``c2d_run_task`` of its own and handed to its resource's host
-like a task; the task's state follows its shards' (lifecycle/shards.py), and the run that ends the
+like a task; the task's state follows its shards' (lifecycle/shard_records.py), and the run that ends the
 last shard renders the task's report. ``c2d_status``, ``c2d_cancel`` and ``c2d_resume`` of the
 task act on its shards (status lists them, cancel stops them on their hosts, resume queues the
 ones that did not succeed).

@@ -157,6 +157,31 @@ def make_task(
     return MadeTask(task_id, collection, inputs, images, classes, scores)
 
 
+def queue_order(made: MadeTask) -> list[str]:
+    """The task's images as its review queue shows them: least certain first, then by path."""
+    return sorted(made.images, key=lambda p: (made.scores[p], p))
+
+
+def series_of_two(admin: LocalGrid, made: MadeTask, tmp: Path) -> tuple[MadeTask, dict[str, str]]:
+    """A second task in ``made``'s series (made its first task); the images split between them in
+    queue order, every other one the second's, as two daily runs of a series would tag them.
+    Returns the second task and {image: the task whose prediction it carries}."""
+    second = make_task(admin, tmp / "files2", n_images=len(made.images), task_id="20261123T020304Z-4d5e6f",
+                       with_files=False)
+    alice = admin.as_user("alice")
+    write_task_avus(alice, made.collection, {names.A_SERIES: made.task_id, names.A_SERIES_STATE: "active",
+                                             names.A_SCHEDULE: "1d"})
+    write_task_avus(alice, second.collection, {names.A_SERIES: made.task_id, names.A_CREATED: "2026-11-23T02:03:04Z"})
+    owner = {}
+    for n, path in enumerate(queue_order(made)):
+        drop = made if n % 2 else second
+        owner[path] = second.task_id if n % 2 else made.task_id
+        for attribute, value in ((names.DEFAULT_CLASS_ATTRIBUTE, made.classes[path]),
+                                 (names.DEFAULT_SCORE_ATTRIBUTE, "%.4f" % made.scores[path])):
+            alice.remove_avu(EntityType.DATA_OBJECT, path, AVU(attribute, value, names.task_units(drop.task_id)))
+    return second, owner
+
+
 def write_task_avus(grid: LocalGrid, collection: str, values: dict) -> None:
     """Lay the bookkeeping out as the engine leaves it, state included, straight into the catalog
     (what a finished task looks like to readers; the lifecycle is not involved)."""

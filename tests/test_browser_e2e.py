@@ -183,7 +183,8 @@ def test_real_run_report_images_and_validation(browser, tmp_path):
         frame = wait_for(lambda: by_css(driver, "iframe.report"), what="the report iframe")[0]
         driver.switch_to.frame(frame)
         heading = wait_for(lambda: by_css(driver, "h1"), what="the report's heading")[0].text
-        assert "Image classification" in heading
+        assert heading.startswith("Results")  # results first (issue 21); the notebook's explanations follow
+        assert by_css(driver, "img.c2d-thumbnail"), "the least certain images' thumbnails"
         driver.switch_to.default_content()
 
         # Images of the most frequent class; validate the first one.
@@ -340,3 +341,47 @@ def test_review_queue_keyboard_burst_export_cancel_and_resume(browser, tmp_path)
         assert "resumed" in flash
         # The worker the resume started runs it (and fails it: this task's model is not there).
         wait_for(lambda: state() in ("running", "failed", "succeeded"), timeout=120, what="the resumed run")
+
+
+def test_series_review_queue_with_the_keyboard(browser, tmp_path):
+    """The queue of a series (every task of it alice can read), from the series' page, driven by
+    the keyboard: each decision lands on the image as its own task's prediction."""
+    from selenium.webdriver.common.by import By
+
+    try:
+        from .client_support import queue_order, series_of_two
+    except ImportError:  # pragma: no cover - depends on how pytest imports tests/
+        from client_support import queue_order, series_of_two
+
+    admin = make_grid(tmp_path / "grid")
+    made = make_task(admin, tmp_path / "files", n_images=8)
+    second, owner = series_of_two(admin, made, tmp_path)
+    order = queue_order(made)
+    grid = LocalGrid(tmp_path / "grid", user="alice")
+
+    def validated(path: str) -> tuple[str, str] | None:
+        avus = {a.attribute: a for a in grid.get_avus(EntityType.DATA_OBJECT, path)}
+        found = avus.get(names.VALIDATED_CLASS)
+        return (found.value, found.units) if found else None
+
+    app = create_app(WebConfig.for_local(tmp_path / "grid", "alice", cache_dir=tmp_path / "cache"))
+    with live_server(app) as url, chrome(*browser, width=1280, height=1040) as driver:
+        driver.get(f"{url}/series/{made.task_id}")
+        driver.find_element(By.ID, "review-series").click()
+        wait_for(lambda: by_css(driver, "#review-key"), what="the series' review queue")
+        assert "2 tasks" in driver.find_element(By.ID, "series-scope").text
+        assert "0 of 8 decided" in driver.find_element(By.ID, "progress").text
+        shown = lambda: by_css(driver, "input[name=path]")[0].get_attribute("value")  # noqa: E731
+        assert shown() == order[0] and made.task_id in driver.find_element(By.ID, "review-task").text
+        wait_for(lambda: images_loaded(driver), what="the image")
+        save_screenshot(driver, "review-queue-series.png")
+
+        type_key(driver, "c")  # the first task's prediction, confirmed
+        assert validated(order[0]) == (made.classes[order[0]], names.task_units(made.task_id))
+        assert shown() == order[1] and second.task_id in driver.find_element(By.ID, "review-task").text
+        type_key(driver, "3")  # the second task's, corrected to owl
+        assert validated(order[1]) == ("owl", names.task_units(second.task_id)) and owner[order[1]] == second.task_id
+        assert "2 of 8 decided" in driver.find_element(By.ID, "progress").text
+        type_key(driver, "u")
+        assert validated(order[1]) is None and shown() == order[1]
+        assert "1 of 8 decided" in driver.find_element(By.ID, "progress").text

@@ -54,13 +54,14 @@ def test_demo_classifies_real_images_and_tags_them(first_run, demo_dir):
     assert {"report.html", "notebook.ipynb", "predictions.csv", "predictions.json", "runner.log", "task_config.json"} <= stored
     report = alice.read_data_object(posixpath.join(outcome.collection, "report.html")).decode()
     assert "<html" in report.lower() and "digit_" in report
-    # Results with the provenance on top, no code, no host staging paths (notebook.ipynb has them all).
+    # The results first, then the provenance; no code, no host staging paths (notebook.ipynb has them all).
     notebook = alice.read_data_object(posixpath.join(outcome.collection, "notebook.ipynb")).decode()
     staging = str(demo_dir / "staging")
     assert staging not in report and staging in notebook
     assert "import torch" not in report and "import torch" in notebook
+    assert report.index('<h1 id="Results"') < report.index('class="c2d-provenance"')
     top = report[report.index('class="c2d-provenance"'):]
-    assert f"Task {outcome.task_id}" in top and record.get(names.A_MODEL_CHECKSUM) in top and "stage_inputs" in top
+    assert f"Provenance of task {outcome.task_id}" in top and record.get(names.A_MODEL_CHECKSUM) in top and "stage_inputs" in top
     # The step timings, the runner's own included, are on the task collection.
     assert {"stage_inputs", "execute", "run.papermill", "run.kernel_start", "run.inference", "finalize"} <= set(record.timings)
     assert first_run.report_file is not None and first_run.report_file.is_file()

@@ -68,6 +68,10 @@ def test_demo_runs_in_docker_and_tags_the_images(demo, docker_env):
             "task_config.json"} <= stored
     report = alice.read_data_object(posixpath.join(outcome.collection, "report.html")).decode()
     assert "<html" in report.lower() and "digit_" in report
+    # Results first, with thumbnails of the least certain images (Pillow in the container), kept
+    # in thumbnails.json for a summary.
+    assert report.index('<h1 id="Results"') < report.index('class="c2d-provenance"') < report.index('id="Image-classification"')
+    assert report.count('class="c2d-thumbnail"') == 15 and "thumbnails.json" in stored
     container_log = alice.read_data_object(posixpath.join(outcome.collection, "container.log")).decode()
     assert "papermill" in container_log
 
@@ -150,9 +154,9 @@ def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, do
     the locked-down container; the task's report covers both shards and links to their reports."""
     from compute_to_data.demo.run import choose_demo_runner, demo_settings, task_document
     from compute_to_data.domain.taskconfig import TaskConfig
-    from compute_to_data.engine import create_task
     from compute_to_data.engine.context import TaskContext
-    from compute_to_data.lifecycle.shards import shard_records
+    from compute_to_data.lifecycle.shard_records import shard_records
+    from compute_to_data.service.tasks import TaskService
 
     directory, _ = demo
     alice = LocalGrid(directory / "grid", user="alice")
@@ -160,7 +164,9 @@ def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, do
     document = task_document(True)
     document["compute"] = {**document.get("compute", {}), "shard_size": IMAGES // 2}
     runner, _ = choose_demo_runner("docker", settings)
-    outcome = create_task(TaskConfig.from_document(document), TaskContext(grid=alice, settings=settings, runner=runner)).run()
+    # Submitted and its queued runs (the shards, then the summary) run here, one after the other.
+    context = TaskContext(grid=alice, settings=settings, runner=runner)
+    outcome = TaskService(alice, settings).run_now(TaskConfig.from_document(document), context)
     assert outcome.state == TaskState.SUCCEEDED, outcome.error
     record = TaskStateStore(alice).read(outcome.collection)
     assert record.get(names.A_SHARDS) == "2" and record.get(names.A_PROGRESS) == f"{IMAGES}/{IMAGES}"
@@ -169,6 +175,10 @@ def test_a_task_in_shards_runs_each_shard_and_its_summary_in_containers(demo, do
     assert [s.get(names.A_RUNNER) for s in shards] == ["docker", "docker"]
     report = alice.read_data_object(posixpath.join(outcome.collection, "report.html")).decode()
     assert 'href="shards/0001/report.html"' in report and 'href="shards/0002/report.html"' in report
+    # The task's least certain images with the thumbnails the shards' notebooks made (the
+    # summary's container has only the shards' files, not their images).
+    assert report.index('<h1 id="Results"') < report.index('class="c2d-provenance"') < report.index("shards/0001/report.html")
+    assert report.count('class="c2d-thumbnail"') == 15
     whole = alice.read_data_object(posixpath.join(outcome.collection, "predictions.json")).decode()
     assert whole.count('"file"') == IMAGES
     for key in (f"{outcome.task_id}-0001", f"{outcome.task_id}-0002", f"{outcome.task_id}-summary"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +15,7 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from PIL import Image
 
 from compute_to_data.demo import data
 from compute_to_data.domain import conventions as names
@@ -30,6 +34,15 @@ ENTRYPOINT = [sys.executable, "-m", "compute_to_data.notebook.entrypoint"]
 
 def run_entrypoint(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*ENTRYPOINT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def thumbnails_in(report: str) -> list[tuple[str, str]]:
+    """(src, alt) of the report's thumbnails, in order (nbconvert may reorder attributes)."""
+    found = []
+    for tag in re.findall(r'<img [^>]*class="c2d-thumbnail"[^>]*>', report):
+        src, alt = re.search(r' src="([^"]*)"', tag), re.search(r' alt="([^"]*)"', tag)
+        found.append((src.group(1) if src else "", alt.group(1) if alt else ""))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +182,33 @@ def test_a_resumed_run_covers_the_earlier_runs_predictions(tmp_path, model):
 
 
 @pytest.mark.slow
-def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(classified):
+def test_report_opens_with_the_results_then_provenance_timings_and_explanations(classified):
+    """Results first (issue 21): counts per class, score distribution, the least certain images
+    with their thumbnails; then the provenance, the timings and the notebook's explanations."""
+    report = (classified.out / names.REPORT_FILE).read_text()
+    order = ['id="Results"', 'id="Counts-per-class"', 'id="Score-distribution"', 'id="Least-certain-predictions"',
+             'class="c2d-provenance"', 'class="c2d-timings"', 'id="Image-classification"', 'id="Batched-inference"']
+    at = [report.index(marker) for marker in order]
+    assert at == sorted(at), [m for m, _ in sorted(zip(order, at), key=lambda x: x[1])]
+    assert report.index("<h1") == report.index('<h1 id="Results"')  # nothing titled before the results
+    # The least certain images with thumbnails: the 15 lowest scores (all staged), each a base64
+    # PNG of at most 96 pixels a side, in the table's first column, in score order.
+    least = report[at[3]:at[4]]
+    pictures = [(src.removeprefix("data:image/png;base64,"), alt) for src, alt in thumbnails_in(least)]
+    predictions = json.loads((classified.out / names.PREDICTIONS_JSON).read_text())["images"]
+    ranked = sorted((e for e in predictions if "classifications" in e), key=lambda e: (e["classifications"][0]["score"], e["file"]))
+    assert [alt for _, alt in pictures] == [e["file"] for e in ranked[:15]]
+    for encoded, _ in pictures:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as thumb:
+            assert thumb.format == "PNG" and max(thumb.size) <= 96
+    # ... kept for the summary of a task run as shards
+    kept = json.loads((classified.out / "thumbnails.json").read_text())["images"]
+    assert [t["file"] for t in kept] == [alt for _, alt in pictures]
+    assert all(t["path"] == f"{LOGICAL_ROOT}/{t['file']}" for t in kept)
+
+
+@pytest.mark.slow
+def test_report_reads_as_results_with_no_code_and_no_host_paths(classified):
     report = (classified.out / names.REPORT_FILE).read_text()
     notebook = (classified.out / names.NOTEBOOK_FILE).read_text()
     # The code is hidden in the report, and only there: notebook.ipynb keeps it, with the
@@ -179,9 +218,9 @@ def test_report_reads_as_results_with_the_provenance_on_top_and_no_host_paths(cl
     assert '<div class="jp-InputPrompt' not in report and '<div class="highlight hl-ipython3">' not in report
     assert str(classified.workdir) not in report and str(classified.workdir / "inputs") in notebook
     assert "41 file(s) under <code>/inputs</code>" in report  # shown as the container sees it
-    # The provenance comes first: task, model and checksum, image, parameters, timings so far and the run's own.
-    top = report[report.index('class="c2d-provenance"'):report.index("Image classification")]
-    for text in ("Task 20261122T020304Z-abcdef", "/tempZone/home/alice/models/digits.pt", "sha2:bW9kZWwtY2hlY2tzdW0=",
+    # After the results: task, model and checksum, image, parameters, timings so far and the run's own.
+    top = report[report.index('class="c2d-provenance"'):report.index('id="Image-classification"')]
+    for text in ("Provenance of task 20261122T020304Z-abcdef", "/tempZone/home/alice/models/digits.pt", "sha2:bW9kZWwtY2hlY2tzdW0=",
                  "c2d-classifier:latest", "parameter score_threshold", "stage_inputs", "156.2 s", "run.kernel_start",
                  "run.inference", "run.papermill"):
         assert text in top, text
@@ -344,7 +383,7 @@ def test_interrupted_run_renders_what_was_saved_and_records_progress(tmp_path):
     assert (result["images_done"], result["images_total"]) == (5, 12)
     report = (out / names.REPORT_FILE).read_text()
     assert "timed out after 60 s" in report and "partial run, cell 1 saved" in report
-    assert "Task 20261122T020304Z-abcdef" in report and "stage_inputs" in report and "time.sleep" not in report
+    assert "Provenance of task 20261122T020304Z-abcdef" in report and "stage_inputs" in report and "time.sleep" not in report
 
 
 def test_report_hides_code_parameters_and_host_paths_and_keeps_outputs(tmp_path):
@@ -383,9 +422,59 @@ def test_report_hides_code_parameters_and_host_paths_and_keeps_outputs(tmp_path)
     assert "reading /inputs/a.png" in report and "12 file(s) under <code>/inputs</code>" in report
     assert "FileNotFoundError" in report and "/task/model/m.pt" in report
     assert "model /task/model/m.pt is broken" in report  # the banner too
-    assert report.index("The task failed:") < report.index("Task 20261122T020304Z-abcdef") < report.index("Image classification")
+    assert report.index("The task failed:") < report.index("Provenance of task 20261122T020304Z-abcdef") < report.index("Image classification")
     assert "run.papermill" in report and "4.50 s" in report
     assert (out / names.NOTEBOOK_FILE).read_text() == before  # notebook.ipynb keeps everything
+
+
+def _cell(kind: str, source: str, tags: tuple[str, ...] = (), outputs: list | None = None):  # noqa: ANN202
+    cell = nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source, outputs=outputs or [])
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def _shown(html_text: str) -> "nbformat.NotebookNode":
+    return nbformat.v4.new_output("display_data", data={"text/html": html_text, "text/plain": "<HTML>"})
+
+
+def test_results_open_the_report_and_results_that_never_ran_are_left_out(tmp_path):
+    """The renderer alone: the cells tagged ``results`` move to the top, in notebook order, a
+    section a failed run never reached is left out, and without any result the report opens with
+    papermill's error note and the provenance, never with headings over nothing."""
+    from compute_to_data.notebook.execute import render_report
+
+    def render(cells: list, banner: str | None = None) -> str:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), out / names.NOTEBOOK_FILE)
+        render_report(out, banner=banner, context={"provenance": PROVENANCE, "paths": {}}, run_timings={"papermill_seconds": 2.0})
+        return (out / names.REPORT_FILE).read_text()
+
+    intro = _cell("md", "# Image classification\n\nWhat this notebook does, at length.")
+    work = _cell("code", "classify()", outputs=[nbformat.v4.new_output("stream", name="stdout", text="41 files classified\n")])
+    results = [
+        _cell("md", "# Results", ("results",)),
+        _cell("md", "## Counts per class", ("results",)),
+        _cell("code", "counts()", ("results",), [_shown("<table><tr><td>seven</td><td>12</td></tr></table>")]),
+        _cell("md", "## Least certain predictions", ("results",)),
+        _cell("code", "least()", ("results",)),  # the run failed before this cell
+    ]
+    report = render([intro, work, *results])
+    order = ['id="Results"', 'id="Counts-per-class"', "<td>seven</td>", 'class="c2d-provenance"', 'class="c2d-timings"',
+             'id="Image-classification"', "41 files classified"]
+    at = [report.index(marker) for marker in order]
+    assert at == sorted(at)
+    assert "Least certain predictions" not in report and "least()" not in report
+
+    # No result at all (the run failed early): papermill's note, the provenance, the notebook.
+    note = _cell("md", "<span>An Exception was encountered at In [2]</span>", ("papermill-error-cell-tag",))
+    failed = _cell("code", "classify()", outputs=[nbformat.v4.new_output("error", ename="ValueError", evalue="no model", traceback=["ValueError: no model"])])
+    report = render([note, intro, failed, results[0], results[1], _cell("code", "counts()", ("results",))])
+    assert 'id="Results"' not in report and "Counts per class" not in report
+    assert report.index("An Exception was encountered") < report.index('class="c2d-provenance"') < report.index("no model")
+    report = render([intro, failed, *results[:2]], banner="the container was killed")
+    assert report.index("The task failed:") < report.index('class="c2d-provenance"') and 'id="Results"' not in report
 
 
 def test_error_messages_are_one_readable_line():
@@ -429,6 +518,15 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
     (task / "shards.json").write_text(json.dumps({"shards": [
         {"shard": n, "resource": f"gpu_{n}", "host": f"host-{n}", "device": "cpu", "images": c, "images_per_second": 50.0,
          "seconds": 1.5, "state": "succeeded", "report": f"shards/{n}/report.html"} for n, c in (("0001", 3), ("0002", 2))]}))
+    # The shards' thumbnails of their least certain images, as the summary stages them.
+    from compute_to_data.notebook.thumbnails import thumbnail_uri
+
+    picture = tmp_path / "0.png"
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(picture)
+    (inputs / "thumbnails").mkdir()
+    (inputs / "thumbnails" / "0001.json").write_text(json.dumps({"images": [
+        {"file": "s0001/0.png", "path": f"{LOGICAL_ROOT}/s0001/0.png", "thumbnail": thumbnail_uri(picture)},
+        {"file": "s0001/1.png", "path": f"{LOGICAL_ROOT}/s0001/1.png", "thumbnail": "javascript:alert(1)"}]}))
     params = {"task_id": "T", "notebook": "summarize_task", "input_dir": str(inputs), "output_dir": str(tmp_path / "outputs"),
               "shards_file": str(task / "shards.json"), "score_threshold": 0.0,
               names.REPORT_CONTEXT_PARAMETER: {"provenance": {"task_id": "T", "shards": 2}, "paths": {}}}
@@ -444,6 +542,14 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
     report = (out / names.REPORT_FILE).read_text()
     assert 'href="shards/0002/report.html"' in report and "host-0001" in report
     assert "Least certain predictions" in report and "Score distribution" in report and "<img" in report
+    # Results first, with the thumbnails; then provenance, timings, the explanations and the shards.
+    order = ['id="Results"', 'id="Counts-per-class"', 'id="Score-distribution"', 'id="Least-certain-predictions"',
+             'class="c2d-provenance"', 'class="c2d-timings"', 'id="Task-summary"', "host-0001"]
+    at = [report.index(marker) for marker in order]
+    assert at == sorted(at)
+    pictures = thumbnails_in(report)
+    assert [alt for _, alt in pictures] == ["s0001/0.png"]  # the one shard file with a (valid) thumbnail
+    assert "javascript:" not in report
 
 
 def test_a_labels_file_naming_a_class_twice_fails_the_run_before_classifying(tmp_path, model):

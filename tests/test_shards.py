@@ -5,6 +5,7 @@ tests/test_rules_shards.py)."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.planning import Candidate, ShardDraft, ShardPlanner, capacity, place_shards
 from compute_to_data.engine.selection import select_compute_resource
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.notebook import summarize as task_summary
 from compute_to_data.service.tasks import TaskService
@@ -178,6 +179,35 @@ def test_a_task_larger_than_one_shard_runs_as_shards_and_reports_once(tmp_path: 
     store = TaskStateStore(alice)
     assert [r.collection for r in store.list()] == [outcome.collection]
     assert store.find(outcome.task_id).collection == outcome.collection
+
+
+def test_the_summary_shows_the_shards_thumbnails_of_the_least_certain_images(tmp_path: Path, zone) -> None:
+    """Each shard's notebook leaves thumbnails of its least certain images (``thumbnails.json``);
+    the summary stages them next to the predictions (the images stay on the shards' hosts) and
+    shows them with the task's least certain images. A shard without one costs only its pictures."""
+    from compute_to_data.contract.results import THUMBNAILS_FILE, write_thumbnails
+
+    admin, alice = zone
+    picture = "data:image/png;base64,iVBORw0KGgo="
+
+    def leave_thumbnails(request) -> None:  # noqa: ANN001
+        params = request.parameters
+        if params["input_dir"].endswith("/inputs") and not any(Path(params["input_dir"]).glob("c/*")):
+            files = sorted(p.relative_to(params["input_dir"]).as_posix() for p in Path(params["input_dir"]).rglob("*.png"))
+            write_thumbnails(Path(params["output_dir"]), [{"file": f, "path": f, "thumbnail": picture} for f in files])
+
+    runner = ScriptedRunner(before_return=leave_thumbnails)
+    outcome = run_now(sharded_config(), context(tmp_path, alice, runner))
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    shards = shard_records(alice, outcome.collection)
+    with_pictures = [s for s in shards if alice.data_object_exists(f"{s.collection}/{THUMBNAILS_FILE}")]
+    assert len(with_pictures) == 2  # the shard of sub-collection c left none
+    report = alice.read_data_object(f"{outcome.collection}/report.html").decode()
+    shown = re.findall(r'<img class="c2d-thumbnail" src="([^"]+)" alt="([^"]+)"', report)
+    assert shown and {src for src, _ in shown} == {picture}
+    assert {alt.split("/")[0] for _, alt in shown} <= {"a", "b"}
+    rows = re.findall(r"<tr><td>(.*?)</td><td>([abc]/img_\d+\.png)</td>", report)
+    assert len(rows) == 15 and all(bool(cell) == (name[0] != "c") for cell, name in rows)
 
 
 def test_a_task_smaller_than_one_shard_runs_as_today(tmp_path: Path, zone) -> None:

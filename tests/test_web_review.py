@@ -28,9 +28,27 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 from starlette.testclient import TestClient  # noqa: E402
 
 try:
-    from .client_support import PASSWORDS, STORAGE, make_fake_zone, make_grid, make_task, write_task_avus
+    from .client_support import (
+        PASSWORDS,
+        STORAGE,
+        make_fake_zone,
+        make_grid,
+        make_task,
+        queue_order,
+        series_of_two,
+        write_task_avus,
+    )
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
-    from client_support import PASSWORDS, STORAGE, make_fake_zone, make_grid, make_task, write_task_avus
+    from client_support import (
+        PASSWORDS,
+        STORAGE,
+        make_fake_zone,
+        make_grid,
+        make_task,
+        queue_order,
+        series_of_two,
+        write_task_avus,
+    )
 
 LOCAL = "http://127.0.0.1"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
@@ -66,20 +84,17 @@ def shown(page: str) -> str:
 
 
 def press(client: TestClient, made, page: str, key: str | None = None, action: str | None = None,  # noqa: ANN001
-          paths: list[str] | None = None, next_url: str | None = None):  # noqa: ANN201
-    """Submit the review form as the browser would (the key field, or a button)."""
+          paths: list[str] | None = None, next_url: str | None = None, url: str | None = None):  # noqa: ANN201
+    """Submit the review form as the browser would (the key field, or a button); ``url``: the
+    queue's address (default: the task's)."""
     token = CSRF_RE.search(page).group(1)
     current = shown(page)
     form: dict[str, object] = {"csrf": token, "path": current, "action": action or "key", "key": key or "",
                                "next": next_url or re.search(r'name="next" value="([^"]+)"', page).group(1).replace("&amp;", "&"),
                                "paths": paths if paths is not None else [current]}
-    response = client.post(f"/tasks/{made.task_id}/review", data=form, follow_redirects=False)
+    response = client.post(url or f"/tasks/{made.task_id}/review", data=form, follow_redirects=False)
     assert response.status_code == 303, response.text[:500]
     return client.get(response.headers["location"]).text
-
-
-def queue_order(made) -> list[str]:  # noqa: ANN001
-    return sorted(made.images, key=lambda p: (made.scores[p], p))
 
 
 def test_the_queue_goes_least_certain_first_and_keys_decide_skip_and_undo(world):
@@ -352,6 +367,112 @@ def test_c2d_export_a_task_and_a_series(world, capsys, monkeypatch):
     assert code == 1 and "--format must be one of csv, json" in err
     code, out, err = run_cli(capsys, monkeypatch, "export", made.task_id, *grid[:2], "--user", "bob")
     assert code == 1 and "is visible to bob" in err and not out
+
+
+def test_c2d_status_shows_the_agreement_figures_of_the_task_page(world, capsys, monkeypatch):
+    """One function computes the figures for both: images validated, share confirmed, the
+    confusion table, how many of the least certain tenth were wrong."""
+    try:
+        from .client_support import run_cli
+    except ImportError:  # pragma: no cover
+        from client_support import run_cli
+
+    admin, made, tmp = world
+    alice = admin.as_user("alice")
+    order = queue_order(made)
+    wrong = next(c for c in ("cat", "dog", "owl") if c != made.classes[order[0]])
+    verdicts = {order[0]: wrong, order[5]: made.classes[order[5]], order[7]: made.classes[order[7]]}
+    for path, cls in verdicts.items():
+        alice.set_avus(EntityType.DATA_OBJECT, path, Validation(cls, "alice", "2026-11-24T00:00:00Z", made.task_id).avus())
+    # A verdict for another task's prediction does not count for this one.
+    alice.set_avus(EntityType.DATA_OBJECT, order[1], Validation("owl", "bob", "2026-11-24T00:00:00Z", "20261101T000000Z-000000").avus())
+    grid = ["--local", str(tmp / "grid"), "--user", "alice"]
+    expected = "3 of 12 images validated, 2 confirmed (67%); of the 2 least certain, 1 validated and 1 of those wrong"
+
+    code, out, err = run_cli(capsys, monkeypatch, "status", made.task_id, *grid)
+    assert code == 0, err
+    assert f"agreement {expected}" in " ".join(out.split())
+    table = out[out.index("predicted \\ validated"):].splitlines()  # rows: predicted; columns: validated
+    header = table[0].split()
+    assert header[:3] == ["predicted", "\\", "validated"]
+    cells = {line.split()[0]: line.split()[1:] for line in table[1:] if line.strip()}
+    confusion = {}
+    for (p, v) in [(made.classes[p], c) for p, c in verdicts.items()]:
+        confusion[(p, v)] = confusion.get((p, v), 0) + 1
+    columns = header[3:]
+    for predicted, row in cells.items():
+        assert sum(int(n) for n in row) == sum(n for (p, _), n in confusion.items() if p == predicted)
+    assert set(columns) == {v for _, v in confusion}
+
+    code, out, err = run_cli(capsys, monkeypatch, "status", made.task_id, "--json", *grid)
+    doc = json.loads(out)["agreement"]
+    assert (doc["images"], doc["validated"], doc["confirmed"], doc["share_confirmed"]) == (12, 3, 2, 0.6667)
+    assert doc["least_certain_decile"] == {"images": 2, "validated": 1, "wrong": 1}
+    assert {(c["predicted"], c["validated"]): c["images"] for c in doc["confusion"]} == confusion
+
+    # The task page says the same.
+    page = client_for(tmp).get(f"/tasks/{made.task_id}").text
+    assert f'<p id="agreement">{expected}.</p>' in page
+
+    # A running task has no figures yet: its list of images changes at every part.
+    write_task_avus(alice, made.collection, {names.A_STATE: "running", names.A_HEARTBEAT: names.iso_utc()})
+    code, out, err = run_cli(capsys, monkeypatch, "status", made.task_id, *grid)
+    assert code == 0 and "agreement" not in out, out
+    code, out, err = run_cli(capsys, monkeypatch, "status", made.task_id, "--json", *grid)
+    assert "agreement" not in json.loads(out)
+
+
+def test_the_review_queue_of_a_series_spans_its_tasks(world):
+    """/series/<id>/review: every task of the series the user can read, least certain first
+    across them; each decision written as the image's own task's prediction (its units), the
+    task's own queue kept up to date; an image of no task of the series is refused."""
+    admin, made, tmp = world
+    second, owner = series_of_two(admin, made, tmp)
+    bobs = make_task(admin, tmp / "bob", owner="bob", n_images=4, task_id="20261124T020304Z-0b0b0b")
+    write_task_avus(admin.as_user("bob"), bobs.collection, {names.A_SERIES: made.task_id})  # alice cannot read it
+    client = client_for(tmp)
+    series_url = f"/series/{made.task_id}/review"
+    assert f'href="{series_url}"' in client.get(f"/series/{made.task_id}").text
+
+    order = queue_order(made)
+    page = client.get(series_url).text
+    assert shown(page) == order[0] and "0</strong> of 12 decided" in page and "2 tasks" in page
+    assert f'href="/tasks/{made.task_id}">{made.task_id}</a>' in page  # predicted by the first task
+    assert f'action="{series_url}"' in page
+
+    page = press(client, made, page, "c", url=series_url)
+    assert verdict(admin, order[0])[names.VALIDATED_CLASS] == made.classes[order[0]]
+    assert units(admin, order[0]) == {names.task_units(made.task_id)}
+    assert shown(page) == order[1] and owner[order[1]] == second.task_id
+    page = press(client, made, page, "3", url=series_url)  # owl, as the second task's prediction
+    assert verdict(admin, order[1])[names.VALIDATED_CLASS] == "owl"
+    assert units(admin, order[1]) == {names.task_units(second.task_id)}
+    assert "2</strong> of 12 decided" in page
+
+    # The tasks' own queues know what was decided through the series' queue.
+    assert "1</strong> of 6 decided" in client.get(f"/tasks/{second.task_id}/review").text
+    page = press(client, made, client.get(series_url).text, "u", url=series_url)  # undo the owl
+    assert verdict(admin, order[1]) == {} and shown(page) == order[1]
+    assert "0</strong> of 6 decided" in client.get(f"/tasks/{second.task_id}/review").text
+
+    # A burst decision may span the series' tasks: each image its own task's units.
+    page = press(client, made, page, "2", paths=[order[1], order[2]], url=series_url)
+    assert units(admin, order[1]) == {names.task_units(second.task_id)}
+    assert units(admin, order[2]) == {names.task_units(made.task_id)}
+    assert verdict(admin, order[2])[names.VALIDATED_CLASS] == "dog"
+
+    # Bob's image is not in alice's series queue: refused, nothing written.
+    token = CSRF_RE.search(page).group(1)
+    refused = client.post(series_url, data={"csrf": token, "path": bobs.images[0], "action": "confirm",
+                                            "paths": [bobs.images[0]], "next": series_url}, follow_redirects=False)
+    assert refused.status_code == 404 and verdict(admin, bobs.images[0]) == {}
+    assert client.post(series_url, data={"path": order[3], "action": "confirm", "paths": [order[3]]},
+                       follow_redirects=False).status_code == 403  # no CSRF token
+    assert verdict(admin, order[3]) == {}
+    assert client.get("/series/not-a-series/review").status_code == 404
+    # Bob cannot read the series' first task (alice's): its queue is refused as its page is.
+    bob = client_for(tmp, "bob")
+    assert bob.get(series_url).status_code == bob.get(f"/series/{made.task_id}").status_code == 404
 
 
 def test_the_queue_and_the_export_on_a_zone(tmp_path):

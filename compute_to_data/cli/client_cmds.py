@@ -24,6 +24,7 @@ from rich.text import Text
 
 from compute_to_data.client import export
 from compute_to_data.client.connect import ClientOptions, open_client, open_grid
+from compute_to_data.client.review import Agreement, task_agreement
 from compute_to_data.client.tasks import (
     EXIT_TIMEOUT,
     TaskClient,
@@ -250,18 +251,43 @@ def status(
     local: Optional[Path] = LOCAL_OPT, user: Optional[str] = USER_OPT, irods_env: Optional[Path] = ENV_OPT, host: Optional[str] = HOST_OPT,
     port: Optional[int] = PORT_OPT, zone: Optional[str] = ZONE_OPT,
 ) -> None:
-    """Show a task's state, progress and provenance."""
+    """Show a task's state, progress and provenance, and once it ended, how the people who
+    validated its predictions agreed with the model."""
     import json
 
     client = _client(local, user, irods_env, host, port, zone)
     record = client.status(task)
+    figures = task_agreement(client, record)
     if as_json:
         doc: dict[str, object] = {"collection": record.collection, **dict(record.values)}
         if record.is_sharded:
             doc["shards"] = [{"collection": s.collection, **dict(s.values)} for s in client.shards(record)]
+        if figures is not None:
+            doc["agreement"] = figures.as_dict()
         console.print_json(json.dumps(doc))
     else:
         print_record(record, client)
+        if figures is not None and figures.images:
+            print_agreement(figures)
+
+
+def print_agreement(figures: Agreement) -> None:
+    """How the people who validated the task's predictions agreed with the model: the figures of
+    the task page (one function computes both), the confusion table once anything is validated."""
+    console.print(Text.assemble(("agreement ", "bold"), figures.describe()))
+    if not figures.validated:
+        return
+    table = Table(box=None, pad_edge=False)
+    table.add_column("predicted \\ validated", style="bold", no_wrap=True)
+    for validated in figures.validated_classes:
+        table.add_column(validated, justify="right")
+    for predicted in figures.predicted_classes:
+        cells = []
+        for validated in figures.validated_classes:
+            n = figures.confusion.get((predicted, validated), 0)
+            cells.append(Text(str(n) if n else "", style="green" if predicted == validated else ""))
+        table.add_row(predicted, *cells)
+    print_whole(table, [*figures.predicted_classes, *figures.validated_classes])
 
 
 def list_tasks(

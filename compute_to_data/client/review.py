@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from compute_to_data.client.predictions import TaskPredictions
+from compute_to_data.client.tasks import TaskClient
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import VALIDATION_ATTRIBUTES, PredictionQuery, Validation
+from compute_to_data.domain.catalog import VALIDATION_ATTRIBUTES, AccessLevel, PredictionQuery, Validation
 from compute_to_data.domain.errors import ConfigError
+from compute_to_data.domain.records import TaskRecord
 from compute_to_data.grid.base import Grid
 
 #: images read per catalog query when a task's review list is built.
@@ -68,6 +70,8 @@ class ReviewItem:
     taken: datetime | None = None
     latitude: str = ""
     longitude: str = ""
+    #: the task whose prediction this is (a series' queue holds several tasks' images)
+    task_id: str = ""
 
     @property
     def name(self) -> str:
@@ -88,6 +92,11 @@ class ReviewItem:
     def decided_for(self, task_id: str) -> bool:
         return self.validation is not None and self.validation.is_for(task_id)
 
+    @property
+    def decided(self) -> bool:
+        """A person gave a verdict on this prediction (its own task's)."""
+        return self.decided_for(self.task_id)
+
 
 def load_items(grid: Grid, query: PredictionQuery, predictions: TaskPredictions | None = None) -> list[ReviewItem]:
     """Every image carrying the task's prediction (``query``), with its verdict and EXIF AVUs, and
@@ -106,11 +115,34 @@ def load_items(grid: Grid, query: PredictionQuery, predictions: TaskPredictions 
                 validation=found.validation,
                 taken=parse_exif_time(found.avu_value(names.EXIF_DATETIME)),
                 latitude=found.avu_value(names.EXIF_LATITUDE), longitude=found.avu_value(names.EXIF_LONGITUDE),
+                task_id=query.task_id,
             ))
         if not page.has_more or not page.items:
             break
         offset += len(page.items)
     return items
+
+
+def readable_items(grid: Grid, query: PredictionQuery, predictions: TaskPredictions | None = None) -> list[ReviewItem]:
+    """:func:`load_items` less the images the user may not read: what the review queue, the task
+    page's agreement figures and ``c2d status`` all count (a zone's queries list only readable
+    objects anyway; the check makes every catalog agree)."""
+    if not query.input_collection:
+        return []
+    items = load_items(grid, query, predictions)
+    hidden = set(grid.paths_lacking_access([i.path for i in items], AccessLevel.READ)) if items else set()
+    return [i for i in items if i.path not in hidden]
+
+
+def series_items(per_task: Iterable[Sequence[ReviewItem]]) -> list[ReviewItem]:
+    """The review items of a series' tasks (given oldest task first) as one list, by path. An
+    image listed by two of them (a later task's prediction replaced an earlier one's) is
+    reviewed once, as the newest task's prediction: the one it carries now."""
+    by_path: dict[str, ReviewItem] = {}
+    for items in per_task:
+        for item in items:
+            by_path[item.path] = item
+    return sorted(by_path.values(), key=lambda item: item.path)
 
 
 # --- the queue ------------------------------------------------------------------------------------------
@@ -204,6 +236,11 @@ class ReviewIndex:
             if n is not None:
                 self.items[n] = dataclasses.replace(self.items[n], validation=verdict)
 
+    def find(self, path: str) -> ReviewItem | None:
+        """The item of the image at ``path`` (current verdict), or None when it is not listed."""
+        n = self._position.get(path)
+        return self.items[n] if n is not None else None
+
     @functools.cached_property
     def cameras(self) -> list[str]:
         return sorted({item.camera for item in self.items})
@@ -269,6 +306,15 @@ class Agreement:
     def validated_classes(self) -> list[str]:
         return sorted({v for _, v in self.confusion})
 
+    def as_dict(self) -> dict[str, object]:
+        """The figures as ``c2d status --json`` prints them."""
+        return {
+            "images": self.images, "validated": self.validated, "confirmed": self.confirmed,
+            "share_confirmed": None if self.share_confirmed is None else round(self.share_confirmed, 4),
+            "confusion": [{"predicted": p, "validated": v, "images": n} for (p, v), n in sorted(self.confusion.items())],
+            "least_certain_decile": {"images": self.decile, "validated": self.decile_validated, "wrong": self.decile_wrong},
+        }
+
     def describe(self) -> str:
         if not self.validated:
             return f"none of the {self.images} images validated yet"
@@ -290,3 +336,15 @@ def agreement(items: Sequence[ReviewItem], task_id: str) -> Agreement:
     judged = [i for i in least if i.decided_for(task_id) and i.validation is not None]
     wrong = sum(1 for i in judged if i.validation is not None and i.validation.validated_class != i.predicted_class)
     return Agreement(len(items), len(verdicts), confirmed, dict(confusion), decile, len(judged), wrong)
+
+
+def task_agreement(client: TaskClient, record: TaskRecord, items: Sequence[ReviewItem] | None = None) -> Agreement | None:
+    """The agreement figures of an ended task, as the task page and ``c2d status`` show them;
+    None while it has not ended (people validate what a task tagged, and a running task's list
+    of images changes at every part). ``items``: the task's review items when already read (the
+    report browser keeps them per session), else read now."""
+    if record.state is None or not record.state.is_final:
+        return None
+    if items is None:
+        items = readable_items(client.grid, client.prediction_query(record))
+    return agreement(items, record.task_id)

@@ -41,7 +41,7 @@ from compute_to_data.domain.taskconfig import TaskConfig, parse_duration, parse_
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.service.tasks import TaskService
 

@@ -376,7 +376,3 @@ class TaskConfig:
     def to_json(self) -> str:
         return json.dumps(self.document, indent=2, sort_keys=True) + "\n"
 
-    def with_input_collection(self, collection: str) -> "TaskConfig":
-        doc = copy.deepcopy(self.document)
-        doc.setdefault("inputs", {})["collection"] = posixpath.normpath(collection)
-        return TaskConfig.from_document(doc)

@@ -2,7 +2,7 @@
 
 When the last shard of a task ends and every shard succeeded, the run that ended it (on its
 compute host, with its runner: the same locked-down container) stages every shard's
-``predictions.json`` read-only, runs the summary notebook and registers what it wrote in the
+``predictions.json`` read-only (and the thumbnails of its least certain images), runs the summary notebook and registers what it wrote in the
 task's own collection: ``report.html`` (class counts, score distribution, least certain images
 across the task, a table of the shards linking to each shard's report), ``predictions.json``
 and ``predictions.csv`` of the whole task. Only then is the task recorded ``succeeded``.
@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from compute_to_data.contract.results import MAX_THUMBNAILS_BYTES, STAGED_THUMBNAILS_DIR, THUMBNAILS_FILE
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation, Resource
@@ -40,7 +41,7 @@ from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_text
 from compute_to_data.lifecycle.machine import TaskStateMachine
 from compute_to_data.lifecycle.runlock import RunLock
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import Heartbeat
 from compute_to_data.runners import choose_runner
 from compute_to_data.runners.base import Runner, RunRequest
@@ -68,7 +69,7 @@ class TaskSummary:
         given resource, else on the last shard's."""
         grid, settings = lifecycle.grid, lifecycle.settings
         name = compute_resource or next(
-            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
+            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shard_records(record))), "")
         resource = grid.get_resource(name)
         config = lifecycle.read_config(record)
         runner = runner or choose_runner(config.runner, settings, resource=resource.name)
@@ -183,6 +184,7 @@ class TaskSummary:
             target.write_bytes(grid.read_data_object(posixpath.join(shard.collection, names.PREDICTIONS_JSON),
                                                      max_bytes=MAX_SHARD_PREDICTIONS_BYTES))
             target.chmod(0o444)
+            self._stage_thumbnails(shard, number, workdir)
             resource = shard.get(names.A_COMPUTE_RESOURCE)
             if resource and resource not in hosts:
                 try:
@@ -207,6 +209,23 @@ class TaskSummary:
         shards_file.write_text(json.dumps({"task_id": self.lifecycle.store.read(self.collection).task_id, "shards": table}))
         shards_file.chmod(0o644)
         return table
+
+    def _stage_thumbnails(self, shard: TaskRecord, number: str, workdir: TaskWorkdir) -> None:
+        """The shard's thumbnails of its least certain images, as ``inputs/thumbnails/NNNN.json``
+        (read-only): the summary shows the task's least certain images with their pictures,
+        which only the shards' hosts had. A shard without one (made before thumbnails existed,
+        or whose notebook wrote none) costs only the pictures."""
+        try:
+            data = self.lifecycle.grid.read_data_object(posixpath.join(shard.collection, THUMBNAILS_FILE),
+                                                        max_bytes=MAX_THUMBNAILS_BYTES)
+        except ComputeToDataError as exc:
+            log.info("shard %s: no thumbnails (%s)", shard.collection, exc)
+            return
+        folder = workdir.input_dir / STAGED_THUMBNAILS_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{number}.json"
+        target.write_bytes(data)
+        target.chmod(0o444)
 
     def _shard_timings(self, shard: TaskRecord) -> dict[str, Any]:
         """The shard's ``timings.json`` (device, images/s), if its notebook wrote one."""

@@ -92,7 +92,7 @@ from compute_to_data.lifecycle import chain
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.machine import TaskStateMachine, still_in
 from compute_to_data.lifecycle.runlock import RunLock
-from compute_to_data.lifecycle.shards import resource_load
+from compute_to_data.lifecycle.shard_records import resource_load
 from compute_to_data.lifecycle.store import Heartbeat, TaskStateStore
 from compute_to_data.runners import choose_runner
 from compute_to_data.runners.base import Runner, RunRequest, RunResult

@@ -71,6 +71,7 @@ from compute_to_data.domain.errors import (
     ObjectNotFoundError,
 )
 from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid import rows as rows_
 from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
@@ -606,29 +607,10 @@ class IrodsClientGrid(Grid):
         replicas: dict[str, dict[int, Replica]] = {}
         for row in rows:
             path = posixpath.join(row[Collection.name], row[D.name])
-            number = int(row[D.replica_number])
-            replicas.setdefault(path, {})[number] = Replica(
-                number,
-                str(row[D.resource_name] or ""),
-                str(row[D.path] or ""),
-                int(row[D.size] or 0),
-                str(row[D.checksum] or ""),
-                str(row[D.replica_status]) == "1",
-            )
-        objects = []
-        for path in sorted(replicas):
-            reps = tuple(sorted(replicas[path].values(), key=lambda r: r.number))
-            good = [r for r in reps if r.good] or list(reps)
-            objects.append(
-                DataObject(
-                    path,
-                    good[0].size if good else 0,
-                    next((r.checksum for r in good if r.checksum), ""),
-                    reps,
-                    tuple(avus.get(path, ())),
-                )
-            )
-        return objects
+            found = rows_.replica(row[D.replica_number], row[D.resource_name], row[D.path], row[D.size],
+                                  row[D.checksum], row[D.replica_status])
+            replicas.setdefault(path, {})[found.number] = found
+        return [rows_.data_object(path, replicas[path].values(), avus.get(path, ())) for path in sorted(replicas)]
 
     def _object(self, coll: str, name: str) -> _Where:
         from irods.models import Collection

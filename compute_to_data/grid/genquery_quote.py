@@ -190,12 +190,6 @@ def join(conditions: Sequence[Condition | str]) -> str:
     return " and ".join(c.text if isinstance(c, Condition) else c for c in conditions if c)
 
 
-def rows_passing(rows: Iterable[dict[str, str]], conditions: Sequence[Condition]) -> list[dict[str, str]]:
-    """Rows (``AS_DICT``) that pass the exact test of every non-exact condition."""
-    checks = [c for c in conditions if not c.exact]
-    return [r for r in rows if all(c.keep(r[c.column]) for c in checks)]
-
-
 #: the data-object AVU columns an ``inputs.where`` condition is written on
 DATA_AVU_COLUMNS = ("META_DATA_ATTR_NAME", "META_DATA_ATTR_VALUE", "META_DATA_ATTR_UNITS")
 

@@ -74,6 +74,7 @@ from compute_to_data.domain.irods_codes import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
 )
+from compute_to_data.grid import rows as rows_
 from compute_to_data.grid.base import Grid
 from compute_to_data.grid.local_predictions import LocalPredictionQueries
 
@@ -655,17 +656,14 @@ class LocalGrid(LocalPredictionQueries, Grid):
         def flush() -> None:
             if current_id is None:
                 return
-            good = [r for r in replicas if r.good] or replicas
-            size = good[0].size if good else 0
-            checksum = good[0].checksum if good else ""
-            result.append(DataObject(current_path, size, checksum, tuple(replicas), tuple(avus.get(current_id, ()))))
+            result.append(rows_.data_object(current_path, replicas, avus.get(current_id, ())))
 
         for data_id, path, repl_num, resc_name, phys, size, checksum, good in rows:
             if data_id != current_id:
                 flush()
                 current_id, current_path, replicas = int(data_id), path, []
             if repl_num is not None:
-                replicas.append(Replica(int(repl_num), resc_name, phys, int(size), checksum, bool(good)))
+                replicas.append(rows_.replica(repl_num, resc_name, phys, size, checksum, 1 if good else 0))
         flush()
         return result
 

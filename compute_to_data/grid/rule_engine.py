@@ -71,12 +71,11 @@ from compute_to_data.domain.irods_codes import (
     parse_error_code,
 )
 from compute_to_data.grid import genquery_quote as gq
+from compute_to_data.grid import rows as rows_
 from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
 
-#: Replica statuses that hold the object's current content (1 good, 3 read-locked good).
-GOOD_REPLICA_STATUSES = frozenset({"1", "3"})
 #: Bytes per msiDataObjWrite / msiDataObjRead call: large enough to keep calls few, small
 #: enough that a 2 GB output never sits in the agent's memory at once.
 WRITE_CHUNK = 4 * 1024 * 1024
@@ -332,24 +331,11 @@ class RuleEngineGrid(Grid):
         replicas: dict[str, list[Replica]] = {}
         for row in rows:
             path = posixpath.join(row["COLL_NAME"], row["DATA_NAME"])
-            replicas.setdefault(path, []).append(
-                Replica(
-                    number=int(row["DATA_REPL_NUM"]),
-                    resource_name=row["DATA_RESC_NAME"],
-                    physical_path=row["DATA_PATH"],
-                    size=int(row["DATA_SIZE"] or 0),
-                    checksum=row["DATA_CHECKSUM"] or "",
-                    good=row["DATA_REPL_STATUS"] in GOOD_REPLICA_STATUSES,
-                )
-            )
-        objects = []
-        for path in sorted(replicas):
-            own = sorted(replicas[path], key=lambda r: r.number)
-            current = [r for r in own if r.good] or own
-            objects.append(
-                DataObject(path, current[0].size, current[0].checksum, tuple(own), tuple(avus.get(path, ())))
-            )
-        return objects
+            replicas.setdefault(path, []).append(rows_.replica(
+                row["DATA_REPL_NUM"], row["DATA_RESC_NAME"], row["DATA_PATH"], row["DATA_SIZE"],
+                row["DATA_CHECKSUM"], row["DATA_REPL_STATUS"],
+            ))
+        return [rows_.data_object(path, replicas[path], avus.get(path, ())) for path in sorted(replicas)]
 
     def _object_avus(
         self, attributes: Sequence[str], fixed: Sequence[gq.Condition], *alternatives: Sequence[gq.Condition]

@@ -51,7 +51,7 @@ from compute_to_data.grid import hosts
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle.claims import ClaimedWriter, Decision, token_operations
 from compute_to_data.lifecycle.runlock import RunLock
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import TaskStateStore
 
 log = logging.getLogger(__name__)

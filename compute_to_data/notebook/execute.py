@@ -7,10 +7,13 @@ Whatever happens, the output directory ends up with ``report.html`` and ``result
 researcher looking at a failed task sees the notebook up to the failing cell and a one-line
 error, never just a missing report.
 
-The report reads as results: the task's provenance (``params.json`` key ``c2d_report``) at the
-top, the code cells' source hidden (nbconvert's ``exclude_input``), the parameters cells left
-out, and host staging paths shown as the container contract's ``/inputs``, ``/outputs`` and
-``/task``. ``notebook.ipynb`` keeps everything.
+The report reads as results: it opens with the cells the notebook tags ``results`` (counts per
+class, score distribution, the least certain images with thumbnails), then the task's provenance
+(``params.json`` key ``c2d_report``), the timings, and the rest of the notebook (its
+explanations) in notebook order. The code cells' source is hidden (nbconvert's
+``exclude_input``), the parameters cells are left out, and host staging paths are shown as the
+container contract's ``/inputs``, ``/outputs`` and ``/task``. ``notebook.ipynb`` keeps
+everything, in execution order.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ REPORT_CONTEXT_FILE = ".c2d-report.json"
 #: them) and cells a notebook author tags ``remove-cell``; ``remove-output`` drops outputs only.
 REPORT_REMOVED_CELL_TAGS = frozenset({"parameters", "injected-parameters", "remove-cell"})
 REPORT_REMOVED_OUTPUT_TAGS = frozenset({"remove-output"})
+#: cells a notebook tags ``results`` open the report (before the provenance, the timings and the
+#: notebook's explanations): the people who validate predictions look for the results first.
+REPORT_RESULTS_TAG = "results"
+#: papermill's note that a cell failed (the first cell of a failed run's notebook): kept on top.
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 _TEXT_OUTPUT_TYPES = ("text/plain", "text/markdown", "text/html", "text/latex", "image/svg+xml")
 DEFAULT_KERNEL = "python3"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -263,42 +271,94 @@ _PROVENANCE_ROWS = (
 _LEFT = ' style="margin-left:0"'  # nbconvert centres markdown tables
 
 
-def _provenance_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> nbformat.NotebookNode:
-    """The table at the top of the report; every value escaped (it holds user-chosen paths)."""
+def _provenance_cell(provenance: dict[str, Any]) -> nbformat.NotebookNode:
+    """The task's provenance, after the results; every value escaped (it holds user-chosen paths)."""
     def row(label: str, value: object) -> str:
         return (f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'
                 f"<td>{html.escape(_show(value))}</td></tr>")
 
     task_id = provenance.get("task_id", "")
-    rows = [row(label, provenance[key]) for key, label in _PROVENANCE_ROWS if provenance.get(key) not in (None, "")]
+    rows = [row("task", task_id)] if task_id else []
+    rows += [row(label, provenance[key]) for key, label in _PROVENANCE_ROWS if provenance.get(key) not in (None, "")]
     parameters = provenance.get("parameters")
     if isinstance(parameters, dict):
         rows += [row(f"parameter {k}", v) for k, v in sorted(parameters.items())]
-    timings: dict[str, float] = {}
-    before = provenance.get("timings")
-    if isinstance(before, dict):
-        timings.update({str(k): float(v) for k, v in before.items() if isinstance(v, (int, float))})
-    timings.update({run_timing_name(k): v for k, v in run_timings.items()})
-    timing_html = "".join(
-        f'<tr><td style="padding-left:{1 + 1.5 * r.depth}em">{html.escape(r.name)}</td>'
-        f'<td style="text-align:right">{html.escape(format_seconds(r.seconds))}</td></tr>'
-        for r in timing_rows(timings)
-    )
     parts = [
-        '<div class="c2d-provenance" style="border:1px solid #ccd;padding:0.6em 1em;margin-bottom:1em">',
-        f"<h2>Task {html.escape(str(task_id))}</h2>" if task_id else "<h2>Provenance</h2>",
+        '<div class="c2d-provenance" style="border:1px solid #ccd;padding:0.6em 1em;margin:1em 0">',
+        f"<h2>Provenance of task {html.escape(str(task_id))}</h2>" if task_id else "<h2>Provenance</h2>",
         '<p style="color:#666">This report shows the results; the code is hidden. The executed notebook '
         f"(<code>{names.NOTEBOOK_FILE}</code> in the task collection) has the code and every output.</p>",
     ]
     if rows:
         parts.append(f"<table{_LEFT}>" + "".join(rows) + "</table>")
-    if timing_html:
-        parts.append("<h3>Timings</h3><p style=\"color:#666\">Steps of the task up to the notebook run, "
-                     "and the run itself (seconds).</p>" + f"<table{_LEFT}>" + timing_html + "</table>")
     parts.append("</div>")
-    cell = nbformat.v4.new_markdown_cell("".join(parts))
+    cell: nbformat.NotebookNode = nbformat.v4.new_markdown_cell("".join(parts))
     cell.metadata["tags"] = ["c2d-provenance"]
     return cell
+
+
+def _timings_cell(provenance: dict[str, Any], run_timings: dict[str, float]) -> nbformat.NotebookNode | None:
+    """The steps of the task up to the notebook run (from the provenance) and the run's own."""
+    timings: dict[str, float] = {}
+    before = provenance.get("timings")
+    if isinstance(before, dict):
+        timings.update({str(k): float(v) for k, v in before.items() if isinstance(v, (int, float))})
+    timings.update({run_timing_name(k): v for k, v in run_timings.items()})
+    rows = "".join(
+        f'<tr><td style="padding-left:{1 + 1.5 * r.depth}em">{html.escape(r.name)}</td>'
+        f'<td style="text-align:right">{html.escape(format_seconds(r.seconds))}</td></tr>'
+        for r in timing_rows(timings)
+    )
+    if not rows:
+        return None
+    cell: nbformat.NotebookNode = nbformat.v4.new_markdown_cell(
+        '<div class="c2d-timings" style="border:1px solid #ccd;padding:0.6em 1em;margin:1em 0">'
+        '<h2>Timings</h2><p style="color:#666">Steps of the task up to the notebook run, and the run itself '
+        f"(seconds).</p><table{_LEFT}>{rows}</table></div>"
+    )
+    cell.metadata["tags"] = ["c2d-timings"]
+    return cell
+
+
+def _tags(cell: nbformat.NotebookNode) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+Cells = list[nbformat.NotebookNode]
+
+
+def results_first(cells: Cells) -> tuple[Cells, Cells, Cells]:
+    """(papermill's leading error note, the results, the rest) of an executed notebook.
+
+    The results are the cells tagged ``results``, in notebook order, as sections: a markdown
+    cell and the code cells after it. A section whose code cells have no output (the run failed
+    before them) is left out, and with no output in any section there are no results to show:
+    the report then opens with the provenance, never with headings over nothing.
+    """
+    leading: Cells = []
+    for cell in cells:
+        if PAPERMILL_ERROR_TAG not in _tags(cell):
+            break
+        leading.append(cell)
+    sections: list[Cells] = []
+    rest: Cells = []
+    for cell in cells[len(leading):]:
+        if REPORT_RESULTS_TAG not in _tags(cell):
+            rest.append(cell)
+        elif cell.cell_type == "code" and sections:
+            sections[-1].append(cell)
+        else:
+            sections.append([cell])
+
+    def has_output(section: Cells) -> bool:
+        return any(c.get("outputs") for c in section if c.cell_type == "code")
+
+    def shown(section: Cells) -> bool:
+        return has_output(section) or all(c.cell_type != "code" for c in section)
+
+    if not any(has_output(s) for s in sections):
+        return leading, [], rest
+    return leading, [c for s in sections if shown(s) for c in s], rest
 
 
 def _path_pairs(paths: dict[str, str]) -> list[tuple[str, str]]:
@@ -355,8 +415,9 @@ def render_report(output_dir: Path, *, banner: str | None = None, context: dict[
                   run_timings: dict[str, float] | None = None) -> float:
     """Render ``notebook.ipynb`` (or an error page if there is none) to ``report.html``.
 
-    ``banner`` puts a visible error box at the top (papermill adds its own only for exceptions
-    raised inside a cell); ``context`` (default: the one this run saved) gives the provenance
+    The cells tagged ``results`` come first (:func:`results_first`), then the provenance, the
+    timings and the rest of the notebook. ``banner`` puts a visible error box at the very top
+    (papermill adds its own only for exceptions raised inside a cell); ``context`` (default: the one this run saved) gives the provenance
     and the host paths to hide; ``run_timings`` the run's own timings so far. Returns the
     seconds it took.
     """
@@ -376,9 +437,13 @@ def render_report(output_dir: Path, *, banner: str | None = None, context: dict[
         timings.setdefault(key, value)
     hide_host_paths(nb, context.get("paths", {}))
     provenance = context.get("provenance", {})
-    nb.cells.insert(0, _provenance_cell(provenance, timings))
+    # Results first; then the provenance, the timings and the notebook's explanations.
+    leading, results, rest = results_first(list(nb.cells))
+    timings_cell = _timings_cell(provenance, timings)
+    cells = [*leading, *results, _provenance_cell(provenance), *([timings_cell] if timings_cell else []), *rest]
     if banner:
-        nb.cells.insert(0, _banner(_replace_paths(banner, _path_pairs(context.get("paths", {})))))
+        cells.insert(0, _banner(_replace_paths(banner, _path_pairs(context.get("paths", {})))))
+    nb.cells = cells
     title = f"Report of task {provenance['task_id']}" if provenance.get("task_id") else "Task report"
     body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     write_text_atomic(output_dir / names.REPORT_FILE, body)

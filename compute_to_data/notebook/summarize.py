@@ -7,7 +7,13 @@ the task's predictions: it streams the whole-task ``predictions.json`` and ``pre
 to the output directory as it goes, and keeps only counts, a score histogram and the least
 certain images (a bounded heap). A task of a million images costs the memory of one shard.
 
-Standard library only: the notebook adds the figures, the tests call this directly.
+The images themselves stay on the shards' hosts, so each shard's notebook leaves small
+thumbnails of its least certain images (``thumbnails.json``, staged as
+``<input_dir>/thumbnails/NNNN.json``); the task's least certain images are among those, and the
+report shows each with its picture.
+
+Standard library only (Pillow only where thumbnails are made, never here): the notebook adds
+the figures, the tests call this directly.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from compute_to_data.contract.files import discard, located
+from compute_to_data.contract.results import STAGED_THUMBNAILS_DIR, read_thumbnails
+from compute_to_data.notebook.thumbnails import img_html
 
 #: bins of the score histogram over [0, 1]
 BINS = 20
@@ -59,6 +67,8 @@ class Summary:
     least_certain: list[tuple[float, str, str, str, float, bool]] = field(default_factory=list)
     shards: list[ShardRow] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    #: file -> thumbnail (a base64 PNG data URI) of the least certain images that have one
+    thumbnails: dict[str, str] = field(default_factory=dict)
 
     def class_rows(self) -> list[tuple[str, int, str, str]]:
         """(class, images, share, mean score), most frequent first."""
@@ -138,6 +148,7 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
     rows = {row.shard: row for row in (read_shards_table(shards_file) if shards_file else [])}
     heap: list[tuple[float, str, str, str, float, bool]] = []  # max-heap of the lowest scores (negated)
     writer: _JsonArrayWriter | None = None
+    pictures: dict[str, str] = {}  # thumbnails of the images in the heap (a shard's, once read)
     csv_tmp = out / "predictions.csv.tmp"
     try:
         with open(csv_tmp, "w", encoding="utf-8", newline="") as csv_file:
@@ -150,6 +161,7 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
                     summary.labels = list(doc.get("labels") or [])
                     writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id, **head})
                 rows.setdefault(number, ShardRow(number)).predictions = len(entries)
+                pictures.update(read_thumbnails(Path(input_dir) / STAGED_THUMBNAILS_DIR / f"{number}.json"))
                 for entry in entries:
                     writer.add(entry)
                     summary.images += 1
@@ -172,6 +184,8 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
                         heapq.heapreplace(heap, item)
                     ranked = ";".join(f"{c['class']}:{float(c['score']):.4f}" for c in entry["classifications"])
                     table.writerow([entry.get("path", entry["file"]), label, f"{score:.4f}", ranked])
+                kept = {item[1] for item in heap}
+                pictures = {f: uri for f, uri in pictures.items() if f in kept}  # memory: one shard's at most
         os.replace(csv_tmp, out / "predictions.csv")
         if writer is None:
             writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id})
@@ -184,12 +198,16 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
             raise located(exc, out / "predictions.json") from exc
         raise
     summary.least_certain = sorted((-s, f, c, r, rs, b) for s, f, c, r, rs, b in heap)
+    summary.thumbnails = {f: pictures[f] for _, f, *_ in summary.least_certain if f in pictures}
     summary.shards = [rows[k] for k in sorted(rows)]
     return summary
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], links: dict[int, int] | None = None) -> str:
-    """A plain HTML table; ``links`` maps a column to the column holding its href (relative)."""
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], links: dict[int, int] | None = None,
+               markup: Sequence[int] = ()) -> str:
+    """A plain HTML table; ``links`` maps a column to the column holding its href (relative);
+    the ``markup`` columns hold HTML made by the report itself (a thumbnail), shown as it is;
+    every other value is escaped."""
     import html
 
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
@@ -197,7 +215,7 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], links: dict
     for row in rows:
         cells = []
         for i, value in enumerate(row):
-            text = html.escape("" if value is None else str(value))
+            text = str(value) if i in markup else html.escape("" if value is None else str(value))
             target = (links or {}).get(i)
             if target is not None and row[target]:
                 text = f'<a href="{html.escape(str(row[target]))}">{text}</a>'
@@ -216,6 +234,20 @@ def shard_table_rows(summary: Summary) -> list[tuple[Any, ...]]:
     return rows
 
 
+def least_certain_rows(summary: Summary, picture: Any = None) -> list[tuple[Any, ...]]:
+    """(thumbnail, file, class, score, runner-up, its score, below threshold) of the least certain
+    images; ``picture(uri, alt)`` makes the thumbnail's HTML (default: none)."""
+    rows = []
+    for score, file, label, second, second_score, below in summary.least_certain:
+        uri = summary.thumbnails.get(file)
+        shown = picture(uri, file) if picture is not None and uri else ""
+        rows.append((shown, file, label, f"{score:.3f}", second, f"{second_score:.3f}", "yes" if below else ""))
+    return rows
+
+
+LEAST_CERTAIN_HEADER = ("image", "file", "class", "score", "runner-up", "its score", "below threshold")
+
+
 def text_report(summary: Summary) -> str:
     """A minimal HTML report of the summary (what a test runner writes instead of the notebook's)."""
     parts = [
@@ -223,6 +255,7 @@ def text_report(summary: Summary) -> str:
         f"<p>{summary.images} images: {summary.classified} classified, {summary.unreadable} unreadable, "
         f"{summary.below_threshold} below the score threshold</p>",
         html_table(["class", "images", "share", "mean score"], summary.class_rows()),
+        html_table(LEAST_CERTAIN_HEADER, least_certain_rows(summary, img_html), markup=(0,)),
         html_table(["shard", "resource", "host", "device", "images", "images/s", "duration", "state", "report"],
                    shard_table_rows(summary), links={0: 8}),
     ]

@@ -34,15 +34,15 @@ from compute_to_data.client.predictions import (
     load_predictions,
     supersession,
 )
-from compute_to_data.client.review import ReviewIndex, load_items
+from compute_to_data.client.review import ReviewIndex, readable_items, series_items
 from compute_to_data.client.submitters import TASK_ID_RE
 from compute_to_data.client.tasks import TaskClient, elapsed, format_duration
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import (
     VALIDATION_ATTRIBUTES,
-    AccessLevel,
     DataObject,
     PredictionQuery,
+    Validation,
 )
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ComputeToDataError, SettingsError
@@ -258,12 +258,33 @@ class WebContext:
             if not query.input_collection:
                 return ReviewIndex("", [])
             predictions = load_predictions(session.grid, record, query.input_collection)
-            items = load_items(session.grid, query, predictions)
-            hidden = set(session.grid.paths_lacking_access([i.path for i in items], AccessLevel.READ)) if items else set()
-            return ReviewIndex(query.input_collection, [i for i in items if i.path not in hidden])
+            return ReviewIndex(query.input_collection, readable_items(session.grid, query, predictions))
 
         key = f"review:{record.task_id}:{record.get(names.A_STATE)}:{record.get(names.A_PROGRESS)}"
         return session.cached(key, self.config.counts_ttl, load)
+
+    def series_review_list(self, session: UserSession, client: TaskClient, records: list[TaskRecord]) -> ReviewIndex:
+        """The images of a series' tasks (``records``: those the user can read) as one review list:
+        each task's list as :meth:`review_list` keeps it, merged oldest task first (an image two
+        tasks predicted is reviewed as the newest's). Kept per session like a task's, and kept up
+        to date by the decisions made through either (:meth:`note_verdict`)."""
+        ordered = sorted(records, key=lambda r: (r.get(names.A_CREATED), r.task_id))
+
+        def load() -> ReviewIndex:
+            roots = [r.get(names.A_INPUT_COLLECTION) for r in ordered if r.get(names.A_INPUT_COLLECTION)]
+            root = posixpath.commonpath(roots) if roots else ""
+            return ReviewIndex(root, series_items(self.review_list(session, client, r).items for r in ordered))
+
+        key = "series-review:" + ";".join(f"{r.task_id}:{r.get(names.A_STATE)}:{r.get(names.A_PROGRESS)}" for r in ordered)
+        return session.cached(key, self.config.counts_ttl, load)
+
+    @staticmethod
+    def note_verdict(session: UserSession, path: str, verdict: Validation | None) -> None:
+        """A decision changes the image's verdict in every review list the session keeps (its
+        task's and its series'): the verdict is on the image, whichever queue wrote it."""
+        for _, value in list(session.cache.values()):
+            if isinstance(value, ReviewIndex):
+                value.update(path, verdict)
 
     def task_image(self, session: UserSession, client: TaskClient, record: TaskRecord, path: str,
                    superseded_ok: bool = False) -> tuple[PredictionQuery, DataObject, dict[str, str]]:
@@ -300,7 +321,7 @@ def here(request: Request) -> str:
 
 def safe_next(value: str | None, default: str) -> str:
     """Where a form may send the browser afterwards: only a page of this app."""
-    if value and value.startswith("/tasks") and "//" not in value and "\\" not in value:
+    if value and value.startswith(("/tasks", "/series/")) and "//" not in value and "\\" not in value:
         return value
     return default
 

@@ -13,7 +13,7 @@ import pytest
 from compute_to_data.client.local_dispatcher import LocalDispatcher
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 
 from ..engine_support import assert_no_half_pair, assert_tagged_once_by
 from . import fault_runner

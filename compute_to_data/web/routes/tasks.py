@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from compute_to_data.client.review import Agreement, agreement
+from compute_to_data.client.review import Agreement, task_agreement
 from compute_to_data.client.submitters import TASK_ID_RE
 from compute_to_data.client.tasks import TaskClient, parse_since
 from compute_to_data.domain import conventions as names
@@ -116,11 +116,11 @@ def task(ctx: WebContext, request: Request) -> Response:
 
 
 def _agreement(ctx: WebContext, session: UserSession, client: TaskClient, record: TaskRecord) -> Agreement | None:
-    """Agreement figures of an ended task (people validate what a task tagged; a running task's
-    list of images changes at every part, and would be read again at every look)."""
+    """Agreement figures of an ended task, computed as ``c2d status`` does, from the images the
+    review queue keeps for this session."""
     if record.state is None or not record.state.is_final:
         return None
-    return agreement(ctx.review_list(session, client, record).items, record.task_id)
+    return task_agreement(client, record, ctx.review_list(session, client, record).items)
 
 
 def _may_change(session: UserSession, record: TaskRecord) -> bool:

@@ -61,7 +61,7 @@ def validate(ctx: WebContext, request: Request, form: Any) -> Response:
     path = str(form.get("path", ""))
     query, _, mine = ctx.task_image(session, client, record, path)
     decision, chosen = chosen_class(ctx, session, client, record, form, mine[query.class_attribute])
-    write_validation(session, record, query, path, chosen)
+    ctx.note_verdict(session, path, write_validation(session, record, query, path, chosen))
     word = "confirmed" if decision == "confirm" else "corrected to"
     request.session["flash"] = f"{posixpath.basename(path)}: {word} {chosen}"
     default = f"/tasks/{record.task_id}/image?path={quote(path, safe='')}"
