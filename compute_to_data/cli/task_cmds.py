@@ -23,7 +23,7 @@ from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.engine.termination import Terminated, sigterm_as_exception
 from compute_to_data.grid.base import Grid
 from compute_to_data.grid.local import LocalGrid
-from compute_to_data.lifecycle.shards import shard_records
+from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.service.tasks import TaskService
 
 console = Console()
