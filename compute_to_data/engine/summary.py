@@ -69,7 +69,7 @@ class TaskSummary:
         given resource, else on the last shard's."""
         grid, settings = lifecycle.grid, lifecycle.settings
         name = compute_resource or next(
-            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shard_records(record))), "")
+            (s.get(names.A_COMPUTE_RESOURCE) for s in reversed(lifecycle.shards(record))), "")
         resource = grid.get_resource(name)
         config = lifecycle.read_config(record)
         runner = runner or choose_runner(config.runner, settings)
