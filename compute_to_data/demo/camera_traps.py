@@ -126,7 +126,7 @@ def calibration_batch(count: int = 16, seed: int = 0) -> torch.Tensor:
         photo = photos[n % len(photos)]
         side = int(rng.integers(IMAGE_SIZE, min(photo.shape[:2]) + 1))
         y, x = (int(rng.integers(0, photo.shape[i] - side + 1)) for i in (0, 1))
-        crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+        crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
         crops.append((np.asarray(crop, dtype=np.float32) / 255.0 - mean) / std)
     return torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).copy())
 
@@ -184,7 +184,7 @@ def camera_trap_photo(source: np.ndarray, rng: np.random.Generator, size: tuple[
     image = Image.fromarray(source[y:y + crop_h, x:x + crop_w])
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = np.asarray(image.resize(size, Image.BICUBIC), dtype=np.float32)
+    pixels = np.asarray(image.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
     if rng.random() < 0.3:  # an infrared night shot: grey, darker, noisier
         pixels = pixels.mean(axis=2, keepdims=True).repeat(3, axis=2) * rng.uniform(0.4, 0.8)
         sigma = rng.uniform(6.0, 14.0)

@@ -33,7 +33,7 @@ class DigitSplit:
 def upscale(digit: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """One 8x8 digit (values 0..16) as a ``size`` x ``size`` uint8 image (bilinear)."""
     small = Image.fromarray(np.clip(digit * (255.0 / 16.0), 0, 255).astype(np.uint8))
-    return np.asarray(small.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(small.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def load_split(test_fraction: float = 0.3, seed: int = 0, size: int = IMAGE_SIZE) -> DigitSplit:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -28,7 +28,8 @@ from compute_to_data.domain.errors import ConfigError
 @lru_cache(maxsize=1)
 def task_config_schema() -> dict[str, Any]:
     text = resources.files("compute_to_data").joinpath("schemas/task_config.schema.json").read_text()
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @lru_cache(maxsize=64)
@@ -240,7 +241,7 @@ def parse_json(text: str | bytes, *, source: str = "task config") -> dict[str, A
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     validate_document(doc, source=source)
-    return doc
+    return cast(dict[str, Any], doc)
 
 
 @dataclass(frozen=True)

@@ -533,10 +533,10 @@ class LocalGrid(LocalPredictionQueries, Grid):
             if existing:
                 coll_id = int(existing[0])
             else:
-                coll_id = conn.execute(
+                coll_id = _row_id(conn.execute(
                     "INSERT INTO collections (path, parent_id, owner_id, created) VALUES (?, ?, ?, ?)",
                     (home, parent[0], user_id, time.time()),
-                ).lastrowid
+                ))
             conn.execute(
                 "INSERT OR REPLACE INTO access VALUES ('c', ?, ?, ?)", (coll_id, user_id, int(AccessLevel.OWN))
             )
@@ -677,6 +677,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
         self, conn: sqlite3.Connection, collection: str, recursive: bool, avu_filter: dict[str, str | None] | None
     ) -> tuple[str, tuple]:
         _, coll_id = self._require(conn, collection, AccessLevel.READ_METADATA, "c")
+        params: tuple[object, ...]
         if recursive:
             low, high = _prefix_bounds(collection)
             where, params = "d.path >= ? AND d.path < ?", (low, high)
@@ -927,12 +928,12 @@ class LocalGrid(LocalPredictionQueries, Grid):
             raise AccessDeniedError(
                 f"user {self._user!r} needs modify_object on collection {parent} to create {path}"
             )
-        coll_id = conn.execute(
+        coll_id = _row_id(conn.execute(
             "INSERT INTO collections (path, parent_id, owner_id, created) VALUES (?, ?, ?, ?)",
             (path, parent_id, self._user_id, time.time()),
-        ).lastrowid
+        ))
         conn.execute("INSERT INTO access VALUES ('c', ?, ?, ?)", (coll_id, self._user_id, int(AccessLevel.OWN)))
-        return int(coll_id)
+        return coll_id
 
     def create_collection(self, path: str) -> None:
         self._check_path(path)
@@ -1224,3 +1225,10 @@ def _write_good_replica(
         "INSERT INTO replicas VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
         (data_id, number, resc_id, str(final), size, checksum, now),
     )
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    """The id SQLite gave the row an INSERT just added."""
+    if cursor.lastrowid is None:
+        raise GridError("the catalog did not say which row it added")
+    return int(cursor.lastrowid)

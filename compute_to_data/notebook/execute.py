@@ -184,8 +184,8 @@ def report_context(raw: object, params: dict[str, Any]) -> dict[str, Any]:
     container's ``/inputs`` and ``/outputs``, resolved and unresolved.
     """
     doc = raw if isinstance(raw, dict) else {}
-    provenance = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
-    given = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
+    provenance: dict[str, Any] = doc["provenance"] if isinstance(doc.get("provenance"), dict) else {}
+    given: dict[str, Any] = doc["paths"] if isinstance(doc.get("paths"), dict) else {}
     paths = {str(k): str(v) for k, v in given.items() if isinstance(k, str) and k.startswith("/") and len(k) > 1}
     for key, shown in (("input_dir", names.CONTAINER_INPUT_DIR), ("output_dir", names.CONTAINER_OUTPUT_DIR)):
         value = params.get(key)
@@ -222,10 +222,10 @@ def notebook_timings(nb: nbformat.NotebookNode) -> dict[str, float]:
     timings: dict[str, float] = {}
     began = moment(nb.metadata.get("papermill", {}).get("start_time"))
     starts = [moment(c.metadata.get("papermill", {}).get("start_time")) for c in nb.cells]
-    starts = [m for m in starts if m is not None]
-    if began is not None and starts:
+    known = [m for m in starts if m is not None]
+    if began is not None and known:
         try:
-            timings["kernel_start_seconds"] = round(max(0.0, (min(starts) - began).total_seconds()), 3)
+            timings["kernel_start_seconds"] = round(max(0.0, (min(known) - began).total_seconds()), 3)
         except TypeError:  # naive and aware times mixed: papermill never writes that
             pass
     durations = [c.metadata.get("papermill", {}).get("duration") for c in nb.cells]

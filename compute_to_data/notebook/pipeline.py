@@ -308,7 +308,7 @@ def prepare_model(model: torch.nn.Module, plan: DevicePlan) -> torch.nn.Module:
         # it was exported in, which must be eval mode (the demo exports it so)
         model.eval()
     if plan.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     return model
@@ -331,16 +331,17 @@ def draft_request(size: tuple[int, int], target: int, gap: float = DRAFT_REDUCIN
 def load_image(path: str | os.PathLike[str], mode: str, size: int, thumbnail: Thumbnail | None = None) -> np.ndarray:
     """One file as a ``size`` x ``size`` x channels uint8 array (EXIF orientation applied);
     with ``thumbnail``, its thumbnail is written on the way (from the same decoded pixels)."""
-    with Image.open(path) as img:
-        if img.format == "JPEG":
+    with Image.open(path) as opened:
+        img: Image.Image = opened
+        if opened.format == "JPEG":
             request = draft_request(img.size, max(size, thumbnail.size if thumbnail else 0))
             if request is not None:
-                img.draft(mode, request)
+                opened.draft(mode, request)
         img = ImageOps.exif_transpose(img).convert(mode)
         if thumbnail is not None:
             thumbnail.write(img)
         if img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.array(img, dtype=np.uint8).reshape(size, size, -1)  # a writable copy torch can share
 
 

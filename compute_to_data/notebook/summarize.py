@@ -99,7 +99,7 @@ def _best(entry: dict[str, Any]) -> tuple[str, float, str, float] | None:
         ranked = entry["classifications"]
         best = ranked[0]
         second = ranked[1] if len(ranked) > 1 else {"class": "", "score": 0.0}
-        return str(best["class"]), float(best["score"]), str(second["class"]), float(second["score"])
+        return str(best["class"]), float(str(best["score"])), str(second["class"]), float(str(second["score"]))
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 
@@ -157,7 +157,7 @@ def summarize(input_dir: Path, output_dir: Path, shards_file: Path | None, task_
             for number, path in shard_files(input_dir):
                 doc, entries = _entries(path)
                 if writer is None:
-                    head = {k: doc.get(k) for k in ("model", "labels", "top_k", "score_threshold") if k in doc}
+                    head: dict[str, Any] = {k: doc.get(k) for k in ("model", "labels", "top_k", "score_threshold") if k in doc}
                     summary.labels = list(doc.get("labels") or [])
                     writer = _JsonArrayWriter(out / "predictions.json", {"task_id": task_id, **head})
                 rows.setdefault(number, ShardRow(number)).predictions = len(entries)

@@ -82,7 +82,7 @@ def make_thumbnail(content: bytes, size: int) -> bytes:
         image = background
     # Small images (28x28 digits) are scaled up with hard edges so they stay readable.
     scale = size / max(image.size)
-    resample = Image.NEAREST if scale > 1 else Image.LANCZOS
+    resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=85)
