@@ -494,6 +494,34 @@ def test_read_data_object(contract_grid: GridSetup) -> None:
     assert g.read_data_object(other) == b"{}"
 
 
+def test_read_to_file_copies_through_irods_and_registers_nothing(contract_grid: GridSetup, tmp_path: Path) -> None:
+    """Stream staging: the content arrives in a local file, chunk by chunk (larger than one
+    read), and the catalog is left as it was: no replica on any resource, no new object."""
+    s, g = contract_grid, contract_grid.grid
+    path = f"{s.home}/survey/{HOSTILE}"
+    content = os.urandom(5 * 1024 * 1024 + 17)
+    s.put(path, content)
+    before = g.get_data_object(path)
+    target = tmp_path / "staged.png"
+    assert g.read_to_file(path, target) == len(content)
+    assert target.read_bytes() == content
+    after = g.get_data_object(path)
+    assert after.replicas == before.replicas and after.good_replica_on(COMPUTE) is None
+    assert [o.path for o in g.list_data_objects(f"{s.home}/survey")] == [path]
+    target.write_bytes(b"older and longer content")
+    empty = f"{s.home}/empty.png"
+    s.put(empty, b"")
+    assert g.read_to_file(empty, target) == 0 and target.read_bytes() == b""  # truncated
+    with pytest.raises(ObjectNotFoundError):
+        g.read_to_file(f"{s.home}/missing.png", tmp_path / "missing.png")
+    other = f"{s.bob_home()}/x.png"
+    s.put(other, b"bob's", owner=BOB)
+    with pytest.raises(GridError):
+        g.read_to_file(other, tmp_path / "x.png")
+    s.chmod("read", ALICE, other)
+    assert g.read_to_file(other, tmp_path / "x.png") == 5 and (tmp_path / "x.png").read_bytes() == b"bob's"
+
+
 def test_find_collections_with_avu(contract_grid: GridSetup) -> None:
     s, g = contract_grid, contract_grid.grid
     results = f"{s.home}/results"

@@ -896,6 +896,16 @@ class IrodsClientGrid(Grid):
         return b"".join(chunks)
 
 
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """``data_objects.open(path, "r")`` copied to ``local_path`` in 4 MiB reads."""
+        written = 0
+        with self._errors(f"read {path}"):
+            with self._session.data_objects.open(path, "r") as handle, open(local_path, "wb") as target:
+                while chunk := handle.read(4 * 1024 * 1024):
+                    target.write(chunk)
+                    written += len(chunk)
+        return written
+
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None
     ) -> list[CollectionAVUs]:

@@ -35,6 +35,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -1120,6 +1121,30 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 f"replica {replica.number} of {path} on {replica.resource_name} is missing from the vault "
                 f"({replica.physical_path}): {exc.strerror}"
             ) from exc
+
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """Copy the first good replica's file (the vault stands for the server's disk here)."""
+        self._check_path(path)
+        with self._transaction(write=False) as conn:
+            _, data_id = self._require(conn, path, AccessLevel.READ, "d")
+            obj = self._objects(conn, "d.id = ?", (data_id,), ())[0]
+        good = [r for r in obj.replicas if r.good]
+        if not good:
+            raise GridError(f"data object {path} has no good replica to read")
+        replica = good[0]
+        try:
+            with open(replica.physical_path, "rb") as source, open(local_path, "wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+                return target.tell()
+        except FileNotFoundError as exc:
+            if not Path(replica.physical_path).exists():
+                raise GridError(
+                    f"replica {replica.number} of {path} on {replica.resource_name} is missing from the vault "
+                    f"({replica.physical_path}): {exc.strerror}"
+                ) from exc
+            raise GridError(f"cannot write {path} to {local_path}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise GridError(f"cannot copy {path} to {local_path}: {exc.strerror}") from exc
 
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None

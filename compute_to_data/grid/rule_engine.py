@@ -624,6 +624,46 @@ class RuleEngineGrid(Grid):
             raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
         return bytes(data)
 
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """``msiDataObjOpen`` + ``msiDataObjRead`` until it hands back no buffer (end of file,
+        observed) + ``msiDataObjClose``, written to ``local_path`` chunk by chunk: 13.5 ms per
+        small object on the measured zone, nothing registered. No listing or access check
+        first (each a catalog query): the open itself refuses what the caller may not read."""
+        self._check_path(path)
+        if "++++" in path:
+            raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
+        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
+        fd = opened["arguments"][1]
+        written = 0
+        failure: BaseException | None = None
+        try:
+            types = _irods_types()
+            with open(local_path, "wb") as target:
+                while True:
+                    result = self._call("msiDataObjRead", fd, READ_CHUNK, types.BytesBuf(), what=f"reading {path}")
+                    buffer = result["arguments"][2]
+                    if buffer is None:  # end of file: no buffer at all (observed), not an empty one
+                        break
+                    chunk = _as_bytes(buffer.get_bytes())
+                    if not chunk:
+                        break
+                    target.write(chunk)
+                    written += len(chunk)
+        except OSError as exc:
+            failure = exc
+            raise GridError(f"cannot write {path} to {local_path}: {exc.strerror}") from exc
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            try:
+                self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
+            except ComputeToDataError:
+                if failure is None:
+                    raise
+                log.warning("could not close %s after a failed read", path)
+        return written
+
     # --- metadata ---------------------------------------------------------------------------------
     @staticmethod
     def _batches(operations: Sequence[MetadataOperation]) -> list[tuple[EntityType, str, list[MetadataOperation]]]:
