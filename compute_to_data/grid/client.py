@@ -899,11 +899,11 @@ class IrodsClientGrid(Grid):
     def read_to_file(self, path: str, local_path: Path) -> int:
         """``data_objects.open(path, "r")`` copied to ``local_path`` in 4 MiB reads."""
         written = 0
-        with self._errors(f"read {path}"):
-            with self._session.data_objects.open(path, "r") as handle, open(local_path, "wb") as target:
-                while chunk := handle.read(4 * 1024 * 1024):
-                    target.write(chunk)
-                    written += len(chunk)
+        with (self._errors(f"read {path}"), self._session.data_objects.open(path, "r") as handle,
+              open(local_path, "wb") as target):
+            while chunk := handle.read(4 * 1024 * 1024):
+                target.write(chunk)
+                written += len(chunk)
         return written
 
     def find_collections_with_avu(
