@@ -102,7 +102,8 @@ def test_inputs_are_hard_links_to_the_compute_replicas(tmp_path, grid):
         for path in Path(request.parameters["input_dir"]).rglob("*.png"):
             seen[path.name] = path.stat().st_ino
 
-    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=inspect))
+    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=inspect),
+                             config=make_config(compute={"replicate": "always"}))
     assert outcome.succeeded
     for obj in alice.list_data_objects(IMAGES):
         replica = obj.good_replica_on("gpu_resc")
@@ -116,13 +117,22 @@ def test_replicates_only_what_is_not_on_the_compute_resource(tmp_path, grid):
     admin, alice = grid
     alice.replicate(f"{IMAGES}/img_00.png", "gpu_resc")
     alice.replicate(f"{HOME}/models/model.pt", "gpu_resc")
-    _, outcome = run_task(tmp_path, alice)
+    _, outcome = run_task(tmp_path, alice, config=make_config(compute={"replicate": "always"}))
     expected = sum(o.size for o in alice.list_data_objects(IMAGES) if o.name != "img_00.png")
     expected += alice.get_data_object(f"{HOME}/models/labels.txt").size
     assert outcome.replicated_bytes == expected
     # A second run (forced) finds everything in place and copies nothing.
-    _, again = run_task(tmp_path, alice, config=make_config(inputs__skip_tagged=False))
+    _, again = run_task(tmp_path, alice, config=make_config(inputs__skip_tagged=False, compute={"replicate": "always"}))
     assert again.succeeded and again.replicated_bytes == 0
+
+
+def test_when_needed_links_what_is_on_the_compute_resource_and_streams_the_rest(tmp_path, grid):
+    admin, alice = grid
+    alice.replicate(f"{IMAGES}/img_00.png", "gpu_resc")
+    _, outcome = run_task(tmp_path, alice)
+    assert outcome.succeeded and outcome.replicated_bytes == 0
+    assert (outcome.staging["on_resource"], outcome.staging["linked"], outcome.staging["streamed"]) == (1, 1, 7)
+    assert [o.name for o in alice.list_data_objects(IMAGES) if o.good_replica_on("gpu_resc")] == ["img_00.png"]
 
 
 def test_rerun_skips_tagged_inputs_and_force_replaces_without_duplicates(tmp_path, grid):
