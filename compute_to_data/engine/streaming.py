@@ -14,7 +14,8 @@ task's staging directory and goes with it when the run ends.
   container never sees half an image.
 * Where the catalog records a checksum (``sha2:`` base64 SHA-256, or a hex MD5) the bytes read
   are checked against it; an object whose read fails or whose bytes do not match is read once
-  more at the end, and the task fails naming the inputs that still fail (by logical path).
+  more at the end, and the task fails naming the inputs that still fail (by logical path). A
+  file the compute host cannot write (a full staging disk) fails the task at once.
 * ``keep_alive`` (the heartbeat, which raises when the task was cancelled or lost) is called
   from the run's thread only, between objects: a cancelled task stops reading.
 """
@@ -148,6 +149,8 @@ class Streamer:
             if matches is False:
                 return "the bytes read do not match the checksum the catalog records"
             self.workdir.place_streamed(incoming, item.base, item.relative)
+        except StagingError:
+            raise  # the compute host's side (a full disk): no use reading again, the task fails with it
         except ComputeToDataError as exc:
             log.warning("reading %s through iRODS failed: %s", item.obj.path, exc)
             return str(exc) or type(exc).__name__

@@ -69,7 +69,7 @@ from compute_to_data.domain.errors import (
     ObjectNotFoundError,
 )
 from compute_to_data.grid import genquery_quote as gq
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 
 log = logging.getLogger(__name__)
 
@@ -899,11 +899,18 @@ class IrodsClientGrid(Grid):
     def read_to_file(self, path: str, local_path: Path) -> int:
         """``data_objects.open(path, "r")`` copied to ``local_path`` in 4 MiB reads."""
         written = 0
-        with (self._errors(f"read {path}"), self._session.data_objects.open(path, "r") as handle,
-              open(local_path, "wb") as target):
-            while chunk := handle.read(4 * 1024 * 1024):
-                target.write(chunk)
-                written += len(chunk)
+        with self._errors(f"read {path}"), self._session.data_objects.open(path, "r") as handle:
+            try:
+                target = open(local_path, "wb")  # noqa: SIM115 - closed below; its errors are the compute host's
+            except OSError as exc:
+                raise local_write_error(path, local_path, exc) from exc
+            with target:
+                while chunk := handle.read(4 * 1024 * 1024):
+                    try:
+                        target.write(chunk)
+                    except OSError as exc:
+                        raise local_write_error(path, local_path, exc) from exc
+                    written += len(chunk)
         return written
 
     def find_collections_with_avu(

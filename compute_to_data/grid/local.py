@@ -73,7 +73,7 @@ from compute_to_data.domain.irods_codes import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
 )
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 from compute_to_data.grid.local_predictions import LocalPredictionQueries
 
 log = logging.getLogger(__name__)
@@ -1133,18 +1133,19 @@ class LocalGrid(LocalPredictionQueries, Grid):
             raise GridError(f"data object {path} has no good replica to read")
         replica = good[0]
         try:
-            with open(replica.physical_path, "rb") as source, open(local_path, "wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-                return target.tell()
-        except FileNotFoundError as exc:
-            if not Path(replica.physical_path).exists():
-                raise GridError(
-                    f"replica {replica.number} of {path} on {replica.resource_name} is missing from the vault "
-                    f"({replica.physical_path}): {exc.strerror}"
-                ) from exc
-            raise GridError(f"cannot write {path} to {local_path}: {exc.strerror}") from exc
+            source = open(replica.physical_path, "rb")  # noqa: SIM115 - closed below, apart from the target's errors
         except OSError as exc:
-            raise GridError(f"cannot copy {path} to {local_path}: {exc.strerror}") from exc
+            raise GridError(
+                f"replica {replica.number} of {path} on {replica.resource_name} cannot be read from the vault "
+                f"({replica.physical_path}): {exc.strerror}"
+            ) from exc
+        with source:
+            try:
+                with open(local_path, "wb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                    return target.tell()
+            except OSError as exc:
+                raise local_write_error(path, local_path, exc) from exc
 
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None

@@ -65,15 +65,18 @@ from compute_to_data.domain.irods_codes import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
     USER_INPUT_PATH_ERR,
+    code_of,
     grid_error_for_code,
     parse_error_code,
     to_grid_error,
 )
 from compute_to_data.grid import genquery_quote as gq
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 
 log = logging.getLogger(__name__)
 
+#: ``msiModAVUMetadata rm`` of an AVU the entity does not carry fails with this (observed on 5.0.2)
+CAT_SUCCESS_BUT_WITH_NO_INFO = code_of("CAT_SUCCESS_BUT_WITH_NO_INFO")
 #: Replica statuses that hold the object's current content (1 good, 3 read-locked good).
 GOOD_REPLICA_STATUSES = frozenset({"1", "3"})
 #: Bytes per msiDataObjWrite / msiDataObjRead call: large enough to keep calls few, small
@@ -123,6 +126,11 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("latin-1")
     return bytes(value)
+
+
+def _mod_avu_can_take(avu: AVU) -> bool:
+    """Whether msiModAVUMetadata can take this AVU (an empty value or a literal ``null`` argument is an error)."""
+    return bool(avu.value) and "null" not in (avu.attribute, avu.value, avu.units)
 
 
 def _avu_sort_key(row: Mapping[str, str], names: tuple[str, str, str, str]) -> tuple:
@@ -651,7 +659,7 @@ class RuleEngineGrid(Grid):
                     written += len(chunk)
         except OSError as exc:
             failure = exc
-            raise GridError(f"cannot write {path} to {local_path}: {exc.strerror}") from exc
+            raise local_write_error(path, local_path, exc) from exc
         except BaseException as exc:
             failure = exc
             raise
@@ -710,7 +718,7 @@ class RuleEngineGrid(Grid):
         kind = EntityType(entity_type)
         flag = kind.imeta_flag
         for name, avus in avus_by_entity.items():
-            if any(not a.value or a.value == "null" or a.units == "null" or a.attribute == "null" for a in avus):
+            if any(not _mod_avu_can_take(a) for a in avus):
                 self.apply_metadata([MetadataOperation("add", kind, name, a) for a in avus])
                 continue
             added: list[AVU] = []
@@ -731,6 +739,42 @@ class RuleEngineGrid(Grid):
                             log.error("could not undo %s on %s: %s", done, name, undo_exc)
                     raise
                 added.append(avu)
+
+    def replace_avus(
+        self, entity_type: EntityType, changes: Mapping[str, tuple[Sequence[AVU], Sequence[AVU]]]
+    ) -> None:
+        """``msiModAVUMetadata rm`` of each old AVU, then ``add`` of each new one (per image: four
+        calls at ~2.5 ms each on the measured zone, against a GenQuery and an atomic batch, 35 ms).
+
+        An ``rm`` of an AVU that is not there fails with CAT_SUCCESS_BUT_WITH_NO_INFO (observed):
+        the entity changed since the caller read it, so what it carries now of those attributes
+        is replaced by ``new`` in one atomic batch (a GenQuery first). A crash between the calls
+        leaves at most an incomplete pair, which the engine counts as no prediction.
+        """
+        kind = EntityType(entity_type)
+        flag = kind.imeta_flag
+        for name, (old, new) in changes.items():
+            if any(not _mod_avu_can_take(a) for a in (*old, *new)):
+                self.replace_avus_atomically(kind, name, old, new)
+                continue
+            try:
+                for avu in old:
+                    self._call(
+                        "msiModAVUMetadata", flag, name, "rm", avu.attribute, avu.value, avu.units,
+                        what=f"removing AVU {avu.attribute}={avu.value} from {kind.value} {name}",
+                    )
+            except GridError as exc:
+                if exc.irods_code != CAT_SUCCESS_BUT_WITH_NO_INFO:
+                    raise
+                log.info("%s changed since it was read (%s); replacing what it carries now", name, exc)
+                self.set_avus(kind, name, list(new), clear={a.attribute for a in (*old, *new)})
+                continue
+            self.add_new_avus(kind, {name: new})
+
+    def replace_avus_atomically(self, kind: EntityType, name: str, old: Sequence[AVU], new: Sequence[AVU]) -> None:
+        """One atomic batch: the removes, then the adds (values msiModAVUMetadata cannot take)."""
+        self.apply_metadata([MetadataOperation("remove", kind, name, a) for a in old]
+                            + [MetadataOperation("add", kind, name, a) for a in new])
 
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         kind = EntityType(entity_type)
