@@ -584,6 +584,22 @@ def test_add_new_avus(contract_grid: GridSetup) -> None:
     assert g.get_avus(EntityType.DATA_OBJECT, readonly) == []
 
 
+def test_replace_avus(contract_grid: GridSetup) -> None:
+    """Re-tagging: what the caller read is removed, the new AVUs added; other AVUs untouched."""
+    s, g = contract_grid, contract_grid.grid
+    a, b = f"{s.home}/a.png", f"{s.home}/b.png"
+    s.put(a, b"a")
+    s.put(b, b"b")
+    old = [AVU("predictedclass", "cat", "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1")]
+    g.apply_metadata([add(EntityType.DATA_OBJECT, p, x.attribute, x.value, x.units) for p in (a, b) for x in old]
+                     + [add(EntityType.DATA_OBJECT, a, "validated", "true")])
+    new = [AVU("predictedclass", "dog", "c2d:t2"), AVU("predictedscore", "0.9000", "c2d:t2")]
+    g.replace_avus(EntityType.DATA_OBJECT, {a: (old, new), b: (old[1:], new[1:])})
+    assert set(g.get_avus(EntityType.DATA_OBJECT, a)) == {*new, AVU("validated", "true")}
+    assert set(g.get_avus(EntityType.DATA_OBJECT, b)) == {old[0], new[1]}
+    g.replace_avus(EntityType.DATA_OBJECT, {})
+
+
 def _predictions_world(s: GridSetup) -> str:
     """Six images under imgs/ (one unreadable to alice), tagged by tasks t1 and t2."""
     from compute_to_data.domain.catalog import MetadataOperation as Op

@@ -385,7 +385,17 @@ def test_inputs_elsewhere_are_streamed_not_replicated(tmp_path):
     through iRODS by several readers at once, checked against the catalog's checksum, nothing is
     registered, and the copies go with the staging directory."""
     admin, alice = survey(tmp_path, 12)
-    replications, reads = spy_replication(alice), spy_reads(alice)
+    replications = spy_replication(alice)
+    meet = threading.Barrier(2, timeout=10)  # the first two reads pass only when two readers work at once
+    original = alice.read_to_file
+
+    def read_to_file(path: str, local_path: Path) -> int:
+        if path in (MODEL, LABELS):  # the first two: the model and the labels
+            meet.wait()
+        return original(path, local_path)
+
+    alice.read_to_file = read_to_file
+    reads = spy_reads(alice)
     seen, inspect = staged_files()
     task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True),
                         runner=ScriptedRunner(before_return=inspect), replication=parallel(agents=3))

@@ -91,7 +91,8 @@ class TaskWorkdir:
 
     def place_streamed(self, incoming: Path, base: Path, relative_path: str) -> Path:
         """Move a complete streamed file to ``base/<relative_path>`` (one rename: it appears
-        whole or not at all), readable by the container's uid."""
+        whole or not at all), readable by the container's uid. Called from several readers at
+        once: it keeps no count (the streamer does, under its lock)."""
         target = self._target(base, relative_path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +104,6 @@ class TaskWorkdir:
                 f"cannot stage {relative_path} on the compute host ({exc.strerror}); the administrator finds the "
                 "details in the server log"
             ) from exc
-        self.report.streamed += 1
-        self.report.streamed_bytes += target.stat().st_size
         return target
 
     @staticmethod
@@ -168,6 +167,4 @@ class StagingReport:
     linked: int = 0
     copied: int = 0
     copied_bytes: int = 0
-    streamed: int = 0
-    streamed_bytes: int = 0
     notes: list[str] = field(default_factory=list)

@@ -66,7 +66,7 @@ def checksum_matches(path: Path, checksum: str) -> bool | None:
     if checksum.startswith("sha2:"):
         digest = hashlib.sha256()
         expected = checksum[5:]
-        encode: Callable[[bytes], str] = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+        encode: Callable[[bytes], str] = lambda raw: base64.b64encode(raw).decode()
     elif len(checksum) == 32 and all(c in "0123456789abcdef" for c in checksum.lower()):
         digest = hashlib.md5(usedforsecurity=False)
         expected = checksum.lower()

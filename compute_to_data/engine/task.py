@@ -131,6 +131,9 @@ class TaskContext:
     keep_workdir: bool = False
     progress_interval: float = 3.0
     tag_batch_size: int = 256
+    #: images tagged by this many taggers at once where the grid may be called from several
+    #: threads (LocalGrid); inside the iRODS server the run tags alone
+    taggers: int = 4
     #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
     heartbeat: bool = True
     parts: bool = True
@@ -616,11 +619,11 @@ class ComputeToDataTask(ABC):
             streamer = Streamer(self.grid, self.workdir, readers=self.settings.replication.agents_for(resource.name),
                                 keep_alive=self.heartbeat.beat)
             streamed = streamer.stream(stream)
+            summary.streamed, summary.streamed_bytes = streamed.streamed, streamed.streamed_bytes
             summary.readers, summary.checksums_checked = streamed.readers, streamed.checksums_checked
             self.outcome.timings["stage.stream"] = time.perf_counter() - streaming
         staged = self.workdir.report
         summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
-        summary.streamed, summary.streamed_bytes = staged.streamed, staged.streamed_bytes
         self.outcome.staging = summary.as_dict()
         self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
         if summary.in_place or summary.streamed:
