@@ -53,16 +53,23 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the fake server and the scripted runner live in tests/
     sys.path.insert(0, str(REPO))
 
-from compute_to_data import rules  # noqa: E402
-from compute_to_data.domain import conventions as names  # noqa: E402
-from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation  # noqa: E402
-from compute_to_data.domain.registry import runners  # noqa: E402
-from compute_to_data.grid.rule_engine import RuleEngineGrid  # noqa: E402
-from tests.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
-from tests.fakes import irods_modules  # noqa: E402
-from tests.fakes.costs import MEASURED_CAPACITY, MEASURED_SECONDS, CatalogCosts  # noqa: E402
-from tests.fakes.delay_server import FakeDelayServer  # noqa: E402
-from tests.fakes.irods_server import FakeIrodsServer  # noqa: E402
+from compute_to_data import rules
+from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
+from compute_to_data.domain.registry import runners
+from compute_to_data.grid.rule_engine import RuleEngineGrid
+from tests.engine_support import (
+    HOME,
+    IMAGES,
+    RESULTS,
+    STORAGE_HOST,
+    ScriptedRunner,
+    make_grid,
+)
+from tests.fakes import irods_modules
+from tests.fakes.costs import MEASURED_CAPACITY, MEASURED_SECONDS, CatalogCosts
+from tests.fakes.delay_server import FakeDelayServer
+from tests.fakes.irods_server import FakeIrodsServer
 
 DELAY_POLL_SECONDS = 30.0
 CONFIG = f"{HOME}/task_config.json"
@@ -154,7 +161,7 @@ def run_product(root: Path, scenario: Scenario, images: int, scale: float) -> di
 
 def run_script(root: Path, scenario: Scenario, images: int, scale: float) -> dict[str, Any]:
     """The model of the user's script on a fresh zone: 4 threads, read path + atomic tag per image."""
-    admin, alice = build(root, scenario, images)
+    admin, _ = build(root, scenario, images)
     costs = CatalogCosts.measured(scale=scale)
     server = FakeIrodsServer(admin.root, host="client", costs=costs)
     irods_modules.install()
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 "images": images, "scenario": scenario.name, "product_seconds": product["seconds"],
                 "script_seconds": script["seconds"], "script_over_product": script["seconds"] / product["seconds"],
                 "lower_limit_seconds": limit, "product_over_limit": product["seconds"] / limit,
-                "tagged_per_second_per_tagger": images / tag_seconds / args.scale if tag_seconds else None,
+                "tagged_per_second_per_tagger": images * args.scale / tag_seconds if tag_seconds else None,
                 "product": product, "script": script,
             }
             results.append(result)
