@@ -347,6 +347,7 @@ def test_replication_and_shared_vault_settings_are_validated():
 def test_replicate_policy_in_the_task_config():
     assert make_config().replicate == names.REPLICATE_WHEN_NEEDED
     assert make_config(compute={"replicate": "always"}).replicate == names.REPLICATE_ALWAYS
+    assert make_config(compute={"replicate": "stream"}).replicate == names.REPLICATE_STREAM
     from compute_to_data.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="compute.replicate"):

@@ -393,7 +393,7 @@ class FakeCallback:
                 if name in self._server.faults and count == self._server.faults[name] + 1:
                     raise irods_error(-154000, f"{name} failed (injected fault)")
                 if self._server.costs is not None and name not in _CHARGED_PER_OBJECT:
-                    self._server.costs.charge(self._charge_name(name, args))
+                    return self._server.costs.serve(self._charge_name(name, args), lambda: method(self, *args))
                 return method(self, *args)
             return call
         if name in self._server.rules:
