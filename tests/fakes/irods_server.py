@@ -377,10 +377,15 @@ class FakeCallback:
         self._server = server
         self._rei = rei
         self._user = rei.session["client_user"]["user_name"]
+        self._grid: LocalGrid | None = None
 
     @property
     def grid(self) -> LocalGrid:
-        return LocalGrid(self._server.root, self._user)
+        """The catalog as this rule's user; one per callback (a rule's calls come from one
+        thread), so a call costs no new catalog connection."""
+        if self._grid is None:
+            self._grid = LocalGrid(self._server.root, self._user)
+        return self._grid
 
     def __getattr__(self, name: str) -> Callable[..., dict]:
         if name.startswith("_"):
