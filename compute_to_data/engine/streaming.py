@@ -65,18 +65,16 @@ def checksum_matches(path: Path, checksum: str) -> bool | None:
     one of a scheme this does not know (then nothing is claimed)."""
     if checksum.startswith("sha2:"):
         digest = hashlib.sha256()
-        expected = checksum[5:]
-        encode: Callable[[bytes], str] = lambda raw: base64.b64encode(raw).decode()
     elif len(checksum) == 32 and all(c in "0123456789abcdef" for c in checksum.lower()):
         digest = hashlib.md5(usedforsecurity=False)
-        expected = checksum.lower()
-        encode = bytes.hex
     else:
         return None
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return encode(digest.digest()) == expected
+    if checksum.startswith("sha2:"):
+        return base64.b64encode(digest.digest()).decode() == checksum[5:]
+    return digest.hexdigest() == checksum.lower()
 
 
 class Streamer:

@@ -88,7 +88,7 @@ from compute_to_data.engine.staging import (
     StagingSummary,
     plan_staging,
 )
-from compute_to_data.engine.streaming import StreamItem, Streamer
+from compute_to_data.engine.streaming import Streamer, StreamItem
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.grid.base import Grid
 from compute_to_data.lifecycle import series as schedule
