@@ -302,7 +302,9 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
         "task_type": "image_classification",
         "inputs": {"collection": IMAGES, "pattern": "*.png", "recursive": True},
         "output": {"collection": RESULTS},
-        "compute": {"replicate": "when_needed", "shard_size": shard_size or images},
+        # inputs elsewhere are replicated here (what this part measures); by default they are streamed
+        "compute": {"replicate": "always" if storage_host == "elsewhere" else "when_needed",
+                    "shard_size": shard_size or images},
         "container": {"runner": "inprocess"},
         "parameters": {"model": MODEL, "labels": LABELS},
     }))

@@ -3,15 +3,16 @@
 On a real iRODS 5.0.2 zone a 2,000-image task spent 156 of its 171 s replicating: replication is
 bound by catalog transactions (13 objects/s with one ``msiDataObjRepl`` each from one rule, 25/s
 with four rules at once on 2 cores). The fake server (``tests/fakes``) answers in microseconds,
-so here every catalog call is charged what it cost there (``tests/fakes/costs.py``: 1/13 s per
-replication, 2 ms per AVU added, a few ms per GenQuery page, two calls served at once) and the
+so here every catalog call is charged what it cost there (``tests/fakes/costs.py``: 79 ms per
+replication, 2.55 ms per AVU added, ~10 ms per GenQuery, two calls served at once) and the
 delay server polls every 30 s as a real one does (``tests/fakes/delay_server.py``). The notebook
 is a scripted stand-in (no inference): what is measured is staging and the catalog work around it.
 
 In one run, each on a fresh zone with ``--images`` (default 10,000) images in ``--folders``
 sub-collections of a survey, the model and labels elsewhere, a recursive task:
 
-1. **step by step**: inputs on a storage resource of another host, one agent (the run alone,
+1. **step by step**: inputs on a storage resource of another host, ``compute.replicate: always``
+   (by default they would be streamed, see ``bench_vs_client.py``), one agent (the run alone,
    one ``msiDataObjRepl`` per object: what every task did before) — the baseline;
 2. **parallel**: the same with ``--agents`` agents (default 4: the run and rules queued with the
    delay server), whole sub-collections with one ``msiCollRepl`` where they hold nothing else;
@@ -70,9 +71,10 @@ class Scenario:
     collections: bool = True
 
 
-SCENARIOS = {
-    "serial": Scenario("serial", "step by step (1 agent)", 1, STORAGE_HOST, collections=False),
-    "parallel": Scenario("parallel", "parallel agents", 4, STORAGE_HOST),
+SCENARIOS = {  # replication is asked for (always): by default inputs elsewhere are streamed (bench_vs_client)
+    "serial": Scenario("serial", "step by step (1 agent)", 1, STORAGE_HOST, replicate=names.REPLICATE_ALWAYS,
+                       collections=False),
+    "parallel": Scenario("parallel", "parallel agents", 4, STORAGE_HOST, replicate=names.REPLICATE_ALWAYS),
     "in_place": Scenario("in_place", "in place (when_needed)", 4, "localhost"),
 }
 

@@ -503,6 +503,34 @@ def test_read_data_object(contract_grid: GridSetup) -> None:
     assert g.read_data_object(other) == b"{}"
 
 
+def test_read_to_file_copies_through_irods_and_registers_nothing(contract_grid: GridSetup, tmp_path: Path) -> None:
+    """Stream staging: the content arrives in a local file, chunk by chunk (larger than one
+    read), and the catalog is left as it was: no replica on any resource, no new object."""
+    s, g = contract_grid, contract_grid.grid
+    path = f"{s.home}/survey/{HOSTILE}"
+    content = os.urandom(5 * 1024 * 1024 + 17)
+    s.put(path, content)
+    before = g.get_data_object(path)
+    target = tmp_path / "staged.png"
+    assert g.read_to_file(path, target) == len(content)
+    assert target.read_bytes() == content
+    after = g.get_data_object(path)
+    assert after.replicas == before.replicas and after.good_replica_on(COMPUTE) is None
+    assert [o.path for o in g.list_data_objects(f"{s.home}/survey")] == [path]
+    target.write_bytes(b"older and longer content")
+    empty = f"{s.home}/empty.png"
+    s.put(empty, b"")
+    assert g.read_to_file(empty, target) == 0 and target.read_bytes() == b""  # truncated
+    with pytest.raises(ObjectNotFoundError):
+        g.read_to_file(f"{s.home}/missing.png", tmp_path / "missing.png")
+    other = f"{s.bob_home()}/x.png"
+    s.put(other, b"bob's", owner=BOB)
+    with pytest.raises(GridError):
+        g.read_to_file(other, tmp_path / "x.png")
+    s.chmod("read", ALICE, other)
+    assert g.read_to_file(other, tmp_path / "x.png") == 5 and (tmp_path / "x.png").read_bytes() == b"bob's"
+
+
 def test_find_collections_with_avu(contract_grid: GridSetup) -> None:
     s, g = contract_grid, contract_grid.grid
     results = f"{s.home}/results"
@@ -563,6 +591,22 @@ def test_add_new_avus(contract_grid: GridSetup) -> None:
     with pytest.raises(GridError):
         g.add_new_avus(EntityType.DATA_OBJECT, {readonly: [AVU("predictedclass", "1", "c2d:t1")]})
     assert g.get_avus(EntityType.DATA_OBJECT, readonly) == []
+
+
+def test_replace_avus(contract_grid: GridSetup) -> None:
+    """Re-tagging: what the caller read is removed, the new AVUs added; other AVUs untouched."""
+    s, g = contract_grid, contract_grid.grid
+    a, b = f"{s.home}/a.png", f"{s.home}/b.png"
+    s.put(a, b"a")
+    s.put(b, b"b")
+    old = [AVU("predictedclass", "cat", "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1")]
+    g.apply_metadata([add(EntityType.DATA_OBJECT, p, x.attribute, x.value, x.units) for p in (a, b) for x in old]
+                     + [add(EntityType.DATA_OBJECT, a, "validated", "true")])
+    new = [AVU("predictedclass", "dog", "c2d:t2"), AVU("predictedscore", "0.9000", "c2d:t2")]
+    g.replace_avus(EntityType.DATA_OBJECT, {a: (old, new), b: (old[1:], new[1:])})
+    assert set(g.get_avus(EntityType.DATA_OBJECT, a)) == {*new, AVU("validated", "true")}
+    assert set(g.get_avus(EntityType.DATA_OBJECT, b)) == {old[0], new[1]}
+    g.replace_avus(EntityType.DATA_OBJECT, {})
 
 
 def _predictions_world(s: GridSetup) -> str:

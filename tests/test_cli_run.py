@@ -37,6 +37,8 @@ def test_run_command_runs_a_config_with_a_registered_runner(tmp_path, scripted_r
     )
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output and "6 tagged" in result.output
+    # the images lie on another host: read through iRODS (with the model and labels), nothing replicated
+    assert "replicated to the compute resource: 0 bytes; 8 object(s) read through iRODS" in result.output
     (record,) = TaskStateStore(alice).list(RESULTS)
     assert record.state.value == "succeeded" and record.get(names.A_RUNNER) == "scripted"
 

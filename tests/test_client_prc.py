@@ -348,6 +348,19 @@ def test_read_data_object(catalog, alice):
         grid_as(catalog, "bob").read_data_object(path)
 
 
+def test_read_to_file_streams_through_data_objects_open(catalog, alice, tmp_path):
+    path = f"{HOME}/r/a.bin"
+    content = bytes(range(256)) * (5 * 4096 + 3)  # more than one 4 MiB read
+    catalog.mkobj(path, "alice", content)
+    target = tmp_path / "a.bin"
+    assert alice.read_to_file(path, target) == len(content) and target.read_bytes() == content
+    assert [r.resource_name for r in alice.get_data_object(path).replicas] == ["demoResc"]  # nothing registered
+    with pytest.raises(ObjectNotFoundError):
+        alice.read_to_file(f"{HOME}/r/none", tmp_path / "none")
+    with pytest.raises(AccessDeniedError):
+        grid_as(catalog, "bob").read_to_file(path, tmp_path / "bob")
+
+
 def test_find_collections_with_avu(catalog, alice):
     for name, state in (("results/T1", "succeeded"), ("results/T2", "running"), ("results_x/T3", "queued")):
         coll = catalog.mkcoll(f"{HOME}/{name}", "alice")

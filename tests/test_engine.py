@@ -32,6 +32,7 @@ from .engine_support import (
     IMAGES,
     RESULTS,
     ScriptedRunner,
+    assert_tagged_once_by,
     make_config,
     make_grid,
     make_settings,
@@ -98,7 +99,8 @@ def test_inputs_are_hard_links_to_the_compute_replicas(tmp_path, grid):
         for path in Path(request.parameters["input_dir"]).rglob("*.png"):
             seen[path.name] = path.stat().st_ino
 
-    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=inspect))
+    task, outcome = run_task(tmp_path, alice, ScriptedRunner(before_return=inspect),
+                             config=make_config(compute={"replicate": "always"}))
     assert outcome.succeeded
     for obj in alice.list_data_objects(IMAGES):
         replica = obj.good_replica_on("gpu_resc")
@@ -112,13 +114,22 @@ def test_replicates_only_what_is_not_on_the_compute_resource(tmp_path, grid):
     admin, alice = grid
     alice.replicate(f"{IMAGES}/img_00.png", "gpu_resc")
     alice.replicate(f"{HOME}/models/model.pt", "gpu_resc")
-    _, outcome = run_task(tmp_path, alice)
+    _, outcome = run_task(tmp_path, alice, config=make_config(compute={"replicate": "always"}))
     expected = sum(o.size for o in alice.list_data_objects(IMAGES) if o.name != "img_00.png")
     expected += alice.get_data_object(f"{HOME}/models/labels.txt").size
     assert outcome.replicated_bytes == expected
     # A second run (forced) finds everything in place and copies nothing.
-    _, again = run_task(tmp_path, alice, config=make_config(inputs__skip_tagged=False))
+    _, again = run_task(tmp_path, alice, config=make_config(inputs__skip_tagged=False, compute={"replicate": "always"}))
     assert again.succeeded and again.replicated_bytes == 0
+
+
+def test_when_needed_links_what_is_on_the_compute_resource_and_streams_the_rest(tmp_path, grid):
+    admin, alice = grid
+    alice.replicate(f"{IMAGES}/img_00.png", "gpu_resc")
+    _, outcome = run_task(tmp_path, alice)
+    assert outcome.succeeded and outcome.replicated_bytes == 0
+    assert (outcome.staging["on_resource"], outcome.staging["linked"], outcome.staging["streamed"]) == (1, 1, 7)
+    assert [o.name for o in alice.list_data_objects(IMAGES) if o.good_replica_on("gpu_resc")] == ["img_00.png"]
 
 
 def test_rerun_skips_tagged_inputs_and_force_replaces_without_duplicates(tmp_path, grid):
@@ -476,13 +487,64 @@ def test_tagging_is_batched_and_adds_only_where_no_prediction_exists(tmp_path, g
             return super().apply_metadata(operations)
 
     spy = Spy(alice.root, user="alice")
-    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4)
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4,
+                          taggers=1)
     create_task(make_config(), context).run()
     assert calls == [("add_new", 4), ("add_new", 2)]
     calls.clear()
-    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4)
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), tag_batch_size=4,
+                          taggers=1)
     create_task(make_config(inputs__skip_tagged=False), context).run()
     assert calls == [("apply", 4), ("apply", 2)]
+
+
+def test_several_taggers_tag_at_once_and_a_re_tag_costs_no_query_per_image(tmp_path):
+    """On a grid that may be called from several threads, batches of whole images go to several
+    taggers at once; images that carry an earlier prediction are re-tagged by removing the values
+    the engine read and adding the new pair (replace_avus), never by a read per image."""
+    images = {f"img_{i:02d}.png": str(i % 3).encode() for i in range(24)}
+    admin, alice = make_grid(tmp_path, images)
+    threads: list[tuple[str, str, int]] = []
+    # the first batches wait for one another: they pass only when two taggers work at once
+    meet = {"add": threading.Barrier(2, timeout=10), "replace": threading.Barrier(2, timeout=10)}
+
+    def together(kind: str) -> None:
+        if sum(1 for t in threads if t[0] == kind) <= 2:
+            meet[kind].wait()
+
+    class Spy(type(alice)):
+        def add_new_avus(self, entity_type, avus_by_entity):
+            threads.append(("add", threading.current_thread().name, len(avus_by_entity)))
+            together("add")
+            return super().add_new_avus(entity_type, avus_by_entity)
+
+        def replace_avus(self, entity_type, changes):
+            threads.append(("replace", threading.current_thread().name, len(changes)))
+            together("replace")
+            for path, (old, new) in changes.items():
+                assert [a.attribute for a in old] == ["predictedclass", "predictedscore"], (path, old)
+            return super().replace_avus(entity_type, changes)
+
+        def get_avus(self, entity_type, name):
+            if entity_type == EntityType.DATA_OBJECT:
+                threads.append(("get_avus", name, 1))
+            return super().get_avus(entity_type, name)
+
+    spy = Spy(alice.root, user="alice")
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), taggers=3)
+    first = create_task(make_config(), context).run()
+    assert first.succeeded and first.tagged == 24
+    adds = [t for t in threads if t[0] == "add"]
+    assert sum(n for _, _, n in adds) == 24 and len({name for _, name, _ in adds}) > 1
+    assert all(name.startswith("c2d-tag") for _, name, _ in adds)
+    threads.clear()
+    context = TaskContext(grid=spy, settings=make_settings(tmp_path), runner=ScriptedRunner(), taggers=3)
+    second = create_task(make_config(inputs__skip_tagged=False), context).run()
+    assert second.succeeded and second.tagged == 24
+    replaced = [t for t in threads if t[0] == "replace"]
+    assert sum(n for _, _, n in replaced) == 24 and len({name for _, name, _ in replaced}) > 1
+    assert not [t for t in threads if t[0] in ("get_avus", "add")]
+    assert_tagged_once_by(alice, second.task_id, expect=24)
 
 
 def test_runner_preflight_refusal_replicates_nothing(tmp_path, grid):

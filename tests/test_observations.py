@@ -301,13 +301,14 @@ def test_12_replicated_bytes_are_counted_once_for_a_task_that_waited(tmp_path):
             release.wait(10)
             return super().run(request)
 
-    first = create_task(make_config(), context(tmp_path, alice, Holding()))
+    always = {"replicate": "always"}  # what is counted is replication (by default inputs elsewhere are streamed)
+    first = create_task(make_config(compute=always), context(tmp_path, alice, Holding()))
     thread = threading.Thread(target=first.run)
     thread.start()
     deadline = time.monotonic() + 10
     while first.outcome.state != TaskState.RUNNING and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = create_task(make_config(inputs__skip_tagged=False), context(tmp_path, admin.as_user("alice")))
+    second = create_task(make_config(inputs__skip_tagged=False, compute=always), context(tmp_path, admin.as_user("alice")))
     result: list = []
     waiting = threading.Thread(target=lambda: result.append(second.run()))
     waiting.start()  # selects its inputs now, then waits for the slot

@@ -24,10 +24,10 @@ from compute_to_data.grid import rule_engine
 from compute_to_data.grid.rule_engine import RuleEngineGrid
 
 try:
-    from .fakes.irods_server import FakeIrodsServer, irods_error
+    from .fakes.irods_server import FakeCallback, FakeIrodsServer, irods_error
     from .grid_factories import ALICE, BOB, COMPUTE, GridSetup, rule_engine_factory
 except ImportError:  # pragma: no cover
-    from fakes.irods_server import FakeIrodsServer, irods_error
+    from fakes.irods_server import FakeCallback, FakeIrodsServer, irods_error
     from grid_factories import ALICE, BOB, COMPUTE, GridSetup, rule_engine_factory
 
 #: what a rodsuser's rules may call: no admin-only microservice, no registration, no server policy.
@@ -165,6 +165,54 @@ def test_add_new_avus_uses_cheap_adds_and_undoes_a_partial_object(setup: GridSet
     assert server.calls["msiModAVUMetadata"] >= 4  # a: 2 adds; b: 2 adds tried, 1 undone
     assert len(g.get_avus(EntityType.DATA_OBJECT, a)) == 2
     assert g.get_avus(EntityType.DATA_OBJECT, b) == [AVU("predictedscore", "0.5000", "c2d:t")]  # untouched
+
+
+def rm_of_what_is_not_there_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``msiModAVUMetadata rm`` of an AVU the entity does not carry fails with -819000 (observed)."""
+    original = FakeCallback.msi_msiModAVUMetadata
+
+    def msiModAVUMetadata(self, flag, name, operation, attribute, value, units):  # noqa: N802, ANN001, ANN202
+        if operation == "rm" and AVU(attribute, value, units) not in self.grid.get_avus(EntityType.DATA_OBJECT, name):
+            raise irods_error(-819000, "CAT_SUCCESS_BUT_WITH_NO_INFO")
+        return original(self, flag, name, operation, attribute, value, units)
+
+    monkeypatch.setattr(FakeCallback, "msi_msiModAVUMetadata", msiModAVUMetadata)
+
+
+def test_replace_avus_removes_what_was_read_and_adds_without_a_query(setup: GridSetup, monkeypatch) -> None:
+    """A re-tag: rm of the values the engine read, then add: four msiModAVUMetadata calls, no
+    GenQuery, no atomic batch (10 ms against 35 ms per image on the measured zone)."""
+    rm_of_what_is_not_there_fails(monkeypatch)
+    s, g = setup, setup.grid
+    server = server_of(s)
+    path = f"{s.home}/a.png"
+    s.put(path, b"a")
+    old = [AVU("predictedclass", "cat", "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1")]
+    new = [AVU("predictedclass", "dog", "c2d:t2"), AVU("predictedscore", "0.9000", "c2d:t2")]
+    for avu in old:
+        s.tag(EntityType.DATA_OBJECT, path, avu)
+    before = dict(server.calls)
+    g.replace_avus(EntityType.DATA_OBJECT, {path: (old, new)})
+    spent = {k: v - before.get(k, 0) for k, v in server.calls.items() if v != before.get(k, 0)}
+    assert spent == {"msiModAVUMetadata": 4}
+    assert set(g.get_avus(EntityType.DATA_OBJECT, path)) == set(new)
+
+
+def test_replace_avus_of_an_image_changed_since_it_was_read_replaces_what_it_carries(setup: GridSetup, monkeypatch) -> None:
+    """The engine read one pair, another task tagged the image meanwhile: the rm finds nothing
+    (-819000), and what the image carries now of those attributes is replaced atomically, so it
+    ends with exactly the new pair (never two)."""
+    rm_of_what_is_not_there_fails(monkeypatch)
+    s, g = setup, setup.grid
+    path = f"{s.home}/a.png"
+    s.put(path, b"a")
+    read = [AVU("predictedclass", "cat", "c2d:t1"), AVU("predictedscore", "0.5000", "c2d:t1")]
+    meanwhile = [AVU("predictedclass", "fox", "c2d:t3"), AVU("predictedscore", "0.7000", "c2d:t3")]
+    for avu in [*meanwhile, AVU("other", "kept")]:
+        s.tag(EntityType.DATA_OBJECT, path, avu)
+    new = [AVU("predictedclass", "dog", "c2d:t2"), AVU("predictedscore", "0.9000", "c2d:t2")]
+    g.replace_avus(EntityType.DATA_OBJECT, {path: (read, new)})
+    assert set(g.get_avus(EntityType.DATA_OBJECT, path)) == {*new, AVU("other", "kept")}
 
 
 def test_errors_name_the_irods_error_and_hide_the_stack(setup: GridSetup) -> None:

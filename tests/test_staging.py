@@ -1,5 +1,6 @@
-"""Staging on LocalGrid: in place where the data already is, replication only when needed (or
-always, when asked), by several agents at once, and what happened recorded on the task."""
+"""Staging on LocalGrid: in place where the data already is, read through iRODS (streamed) where
+it is not, replication when asked (``always``) by several agents at once, and what happened
+recorded on the task."""
 
 from __future__ import annotations
 
@@ -145,19 +146,37 @@ def test_a_shared_vault_declared_for_other_hosts_is_not_used(tmp_path):
     shared = {"lts_resc": SharedVault("lts_resc", ("gpu-node-9",))}
     calls = spy_replication(alice)
     task, outcome = run(tmp_path, alice, shared_vaults=shared)
+    assert outcome.succeeded and calls == []
+    record = staging_record(alice, task.collection)
+    assert (record["in_place"], record["streamed"], record["replicated"]) == (0, 8, 0)
+    calls = spy_replication(alice)
+    task, outcome = run(tmp_path, alice, config=make_config(compute={"replicate": "always"}, inputs__skip_tagged=False),
+                        shared_vaults=shared)
     assert outcome.succeeded and len(calls) == 8
     assert staging_record(alice, task.collection)["in_place"] == 0
 
 
-def test_a_shared_vault_declaration_that_does_not_hold_is_said_and_replicated(tmp_path):
+def test_a_shared_vault_declaration_that_does_not_hold_is_said_and_streamed(tmp_path):
     admin, alice = make_grid(tmp_path)
     empty = tmp_path / "not_the_vault"
     empty.mkdir()
     shared = {"lts_resc": SharedVault("lts_resc", ("*",), str(empty))}
     calls = spy_replication(alice)
     task, outcome = run(tmp_path, alice, shared_vaults=shared)
-    assert outcome.succeeded and len(calls) == 8
+    assert outcome.succeeded and calls == []
     assert any("cannot be read in place" in note and "lts_resc" in note for note in outcome.notes)
+    record = staging_record(alice, task.collection)
+    assert (record["in_place"], record["streamed"], record["replicated"]) == (0, 8, 0)
+
+
+def test_a_shared_vault_declaration_that_does_not_hold_is_said_and_replicated_when_asked(tmp_path):
+    admin, alice = make_grid(tmp_path)
+    empty = tmp_path / "not_the_vault"
+    empty.mkdir()
+    shared = {"lts_resc": SharedVault("lts_resc", ("*",), str(empty))}
+    calls = spy_replication(alice)
+    task, outcome = run(tmp_path, alice, config=make_config(compute={"replicate": "always"}), shared_vaults=shared)
+    assert outcome.succeeded and len(calls) == 8
     record = staging_record(alice, task.collection)
     assert (record["in_place"], record["replicated"]) == (0, 8)
 
@@ -177,7 +196,8 @@ def test_in_place_on_another_filesystem_than_the_staging_directory_is_copied_and
     assert (record["in_place"], record["linked"], record["copied"]) == (8, 0, 8)
 
 
-# --- replication by several agents (threads on LocalGrid) -----------------------------------------------
+# --- replication by several agents (threads on LocalGrid), with compute.replicate: always ----------------
+ALWAYS = {"replicate": "always"}
 def survey(tmp_path, count: int = 40):
     images = {f"site{i % 2}/img_{i:03d}.png": str(i % 3).encode() for i in range(count)}
     return make_grid(tmp_path, images)
@@ -190,7 +210,7 @@ def parallel(**extra) -> ReplicationSettings:
 def test_many_inputs_are_replicated_by_several_agents_at_once(tmp_path):
     admin, alice = survey(tmp_path)
     calls = spy_replication(alice)
-    config = make_config(inputs__recursive=True)
+    config = make_config(inputs__recursive=True, compute=ALWAYS)
     task, outcome = run(tmp_path, alice, config=config, replication=parallel())
     assert outcome.succeeded
     inputs = [o.path for o in alice.list_data_objects(IMAGES, recursive=True)]
@@ -205,7 +225,7 @@ def test_many_inputs_are_replicated_by_several_agents_at_once(tmp_path):
 def test_few_inputs_are_replicated_by_the_run_alone(tmp_path):
     admin, alice = survey(tmp_path, 10)
     calls = spy_replication(alice)
-    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True),
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True, compute=ALWAYS),
                         replication=parallel(parallel_minimum=100))
     assert outcome.succeeded and {t for _, t in calls} == {"MainThread"}
     assert staging_record(alice, task.collection)["agents"] == 1
@@ -224,7 +244,7 @@ def test_a_failing_agent_chunk_is_taken_over_by_the_run(tmp_path):
         original(path, resource)
 
     alice.replicate = replicate
-    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True), replication=parallel())
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True, compute=ALWAYS), replication=parallel())
     assert outcome.succeeded, outcome.error
     assert failed and alice.get_data_object(doomed).good_replica_on("gpu_resc") is not None
     assert all(o.good_replica_on("gpu_resc") for o in alice.list_data_objects(IMAGES, recursive=True))
@@ -243,7 +263,7 @@ def test_an_input_that_cannot_be_replicated_fails_the_task_naming_it(tmp_path):
         original(path, resource)
 
     alice.replicate = replicate
-    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True), replication=parallel())
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True, compute=ALWAYS), replication=parallel())
     assert outcome.state == TaskState.FAILED
     assert "could not replicate 1 input(s)" in outcome.error and doomed in outcome.error
 
@@ -262,7 +282,7 @@ def test_a_cancelled_task_stops_replicating(tmp_path):
         original(path, resource)
 
     alice.replicate = replicate
-    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True), replication=parallel(),
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True, compute=ALWAYS), replication=parallel(),
                         heartbeat_interval_seconds=0.01, heartbeat_lease_seconds=5.0)
     assert outcome.state == TaskState.CANCELLED
     stopped_at = len(done)
@@ -327,7 +347,157 @@ def test_replication_and_shared_vault_settings_are_validated():
 def test_replicate_policy_in_the_task_config():
     assert make_config().replicate == names.REPLICATE_WHEN_NEEDED
     assert make_config(compute={"replicate": "always"}).replicate == names.REPLICATE_ALWAYS
+    assert make_config(compute={"replicate": "stream"}).replicate == names.REPLICATE_STREAM
     from compute_to_data.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="compute.replicate"):
         make_config(compute={"replicate": "sometimes"})
+
+
+# --- streamed: read through iRODS into the staging directory, nothing registered --------------------------
+def spy_reads(grid):
+    """Record every read_to_file the grid is asked for, with the thread that asked."""
+    calls: list[tuple[str, str]] = []
+    original = grid.read_to_file
+
+    def read_to_file(path: str, local_path: Path) -> int:
+        calls.append((path, threading.current_thread().name))
+        return original(path, local_path)
+
+    grid.read_to_file = read_to_file
+    return calls
+
+
+def staged_files():
+    """A runner hook noting every staged file: (content, hard links to it)."""
+    seen: dict[str, tuple[bytes, int]] = {}
+
+    def inspect(request) -> None:
+        for directory in (Path(request.parameters["input_dir"]), Path(request.workdir) / "task"):
+            for path in directory.rglob("*"):
+                if path.is_file() and path.name != names.PARAMS_FILE:
+                    seen[path.relative_to(directory).as_posix()] = (path.read_bytes(), path.stat().st_nlink)
+
+    return seen, inspect
+
+
+def test_inputs_elsewhere_are_streamed_not_replicated(tmp_path):
+    """when_needed (the default): what has no replica on or in place for the compute host is read
+    through iRODS by several readers at once, checked against the catalog's checksum, nothing is
+    registered, and the copies go with the staging directory."""
+    admin, alice = survey(tmp_path, 12)
+    replications = spy_replication(alice)
+    meet = threading.Barrier(2, timeout=10)  # the first two reads pass only when two readers work at once
+    original = alice.read_to_file
+
+    def read_to_file(path: str, local_path: Path) -> int:
+        if path in (MODEL, LABELS):  # the first two: the model and the labels
+            meet.wait()
+        return original(path, local_path)
+
+    alice.read_to_file = read_to_file
+    reads = spy_reads(alice)
+    seen, inspect = staged_files()
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True),
+                        runner=ScriptedRunner(before_return=inspect), replication=parallel(agents=3))
+    assert outcome.succeeded, outcome.error
+    assert replications == []
+    inputs = alice.list_data_objects(IMAGES, recursive=True)
+    assert sorted(p for p, _ in reads) == sorted([o.path for o in inputs] + [MODEL, LABELS])  # each once
+    assert {t for _, t in reads} <= {f"c2d-stream_{i}" for i in range(3)} and len({t for _, t in reads}) > 1
+    assert all([r.resource_name for r in o.replicas] == ["lts_resc"] for o in inputs)  # no replica anywhere else
+    for obj in inputs:
+        content, links = seen[posixpath.relpath(obj.path, IMAGES)]
+        assert content == alice.read_data_object(obj.path) and links == 1  # a copy of its own, no hard link
+    assert seen["model/model.pt"] == (b"torchscript", 1)
+    record = staging_record(alice, task.collection)
+    assert (record["replicate"], record["streamed"], record["readers"], record["checksums_checked"]) == ("when_needed", 14, 3, 14)
+    assert (record["replicated"], record["in_place"], record["linked"], record["streamed_bytes"]) == (
+        0, 0, 0, sum(o.size for o in inputs) + len(b"torchscript") + len("0\n1\n2\n"))
+    assert "stage.stream" in outcome.timings and "stage.replicate" not in outcome.timings
+    assert TaskStateStore(alice).read(task.collection).get(names.A_REPLICATED_BYTES) == "0"
+    assert not (tmp_path / "staging" / task.run_key).exists()
+
+
+def test_stream_streams_even_what_lies_in_place(tmp_path):
+    """compute.replicate: stream, for sites that want no hard link into their vaults."""
+    admin, alice = make_grid(tmp_path, storage_host="localhost")
+    alice.replicate(f"{IMAGES}/img_00.png", "gpu_resc")  # even a replica on the compute resource
+    seen, inspect = staged_files()
+    task, outcome = run(tmp_path, alice, config=make_config(compute={"replicate": "stream"}),
+                        runner=ScriptedRunner(before_return=inspect))
+    assert outcome.succeeded, outcome.error
+    assert all(links == 1 for _, links in seen.values()) and len(seen) == 8
+    record = staging_record(alice, task.collection)
+    assert (record["replicate"], record["streamed"], record["in_place"], record["on_resource"], record["linked"]) == (
+        "stream", 8, 0, 0, 0)
+
+
+def test_a_read_that_fails_once_is_read_again(tmp_path):
+    admin, alice = make_grid(tmp_path)
+    doomed = f"{IMAGES}/img_03.png"
+    original = alice.read_to_file
+    failed: list[str] = []
+
+    def read_to_file(path: str, local_path: Path) -> int:
+        if path == doomed and not failed:
+            failed.append(path)
+            local_path.write_bytes(b"half")  # a partial file is never put in place
+            raise GridError("the connection dropped (injected)")
+        return original(path, local_path)
+
+    alice.read_to_file = read_to_file
+    seen, inspect = staged_files()
+    task, outcome = run(tmp_path, alice, runner=ScriptedRunner(before_return=inspect))
+    assert outcome.succeeded and failed == [doomed]
+    assert seen["img_03.png"][0] == alice.read_data_object(doomed)
+
+
+def test_an_input_whose_bytes_do_not_match_the_catalog_checksum_fails_the_task_naming_it(tmp_path):
+    admin, alice = make_grid(tmp_path)
+    doomed = f"{IMAGES}/img_04.png"
+    vault_file = Path(alice.get_data_object(doomed).replicas[0].physical_path)
+    vault_file.write_bytes(bytes([vault_file.read_bytes()[0] ^ 1]))  # same size, other bytes: bit rot
+    task, outcome = run(tmp_path, alice)
+    assert outcome.state == TaskState.FAILED
+    assert "could not read 1 input(s) through iRODS" in outcome.error and doomed in outcome.error
+    assert "checksum" in outcome.error
+    assert not (tmp_path / "staging" / task.run_key).exists()
+
+
+def test_a_cancelled_task_stops_streaming(tmp_path):
+    admin, alice = survey(tmp_path, 60)
+    original = alice.read_to_file
+    done: list[str] = []
+    lifecycle = TaskLifecycle(alice, make_settings(tmp_path))
+
+    def read_to_file(path: str, local_path: Path) -> int:
+        done.append(path)
+        if len(done) == 6:
+            collection = TaskStateStore(alice).list(posixpath.dirname(posixpath.dirname(IMAGES)))[0].collection
+            lifecycle.cancel(collection, "alice")
+        threading.Event().wait(0.01)
+        return original(path, local_path)
+
+    alice.read_to_file = read_to_file
+    task, outcome = run(tmp_path, alice, config=make_config(inputs__recursive=True), replication=parallel(),
+                        heartbeat_interval_seconds=0.01, heartbeat_lease_seconds=5.0)
+    assert outcome.state == TaskState.CANCELLED
+    stopped_at = len(done)
+    threading.Event().wait(0.3)
+    assert len(done) <= stopped_at + 3 < 62
+
+
+def test_checksums_of_both_schemes_are_checked(tmp_path):
+    import base64
+    import hashlib
+
+    from compute_to_data.engine.streaming import checksum_matches
+
+    path = tmp_path / "f"
+    path.write_bytes(b"content")
+    sha = "sha2:" + base64.b64encode(hashlib.sha256(b"content").digest()).decode()
+    assert checksum_matches(path, sha) is True
+    assert checksum_matches(path, hashlib.md5(b"content").hexdigest()) is True
+    assert checksum_matches(path, "sha2:" + base64.b64encode(hashlib.sha256(b"other").digest()).decode()) is False
+    assert checksum_matches(path, "") is None and checksum_matches(path, "sha512:xyz") is None

@@ -29,6 +29,10 @@ MODEL, LABELS = f"{HOME}/models/model.pt", f"{HOME}/models/labels.txt"
 PARALLEL = {"replication": {"agents": 3, "parallel_minimum": 4, "poll_seconds": 0.02}}
 
 
+#: the replication tests ask for replicas: by default what is elsewhere is streamed, not replicated
+ALWAYS = {"replicate": "always"}
+
+
 def run_task(zone: Zone, **sections) -> dict[str, str]:
     zone.put_config(config_doc(**sections))
     run = zone.irule("c2d_run", f"{HOME}/task_config.json")
@@ -63,6 +67,36 @@ def test_in_place_from_the_compute_host_makes_no_replication_call(tmp_path: Path
     assert all(o.good_replica_on("gpu_resc") is None for o in zone.admin.list_data_objects(IMAGES))
 
 
+def test_inputs_elsewhere_are_streamed_through_the_rule_without_a_replication_call(tmp_path: Path, monkeypatch) -> None:
+    """when_needed, inputs on another host: each is read with msiDataObjOpen, msiDataObjRead until
+    it hands back None, msiDataObjClose, by the run (a rule never calls callback from two
+    threads); no replica is registered and the staged copies go with the staging directory."""
+    zone = build_zone(tmp_path, monkeypatch)
+    staged: dict[str, bytes] = {}
+    original = FakeCallback.msi_msiDataObjClose
+
+    def msiDataObjClose(self, fd, status):  # noqa: N802, ANN001, ANN202
+        for path in (tmp_path / "staging").rglob("*"):
+            if path.is_file() and "inputs" in path.parts:
+                staged[path.name] = path.read_bytes()
+        return original(self, fd, status)
+
+    monkeypatch.setattr(FakeCallback, "msi_msiDataObjClose", msiDataObjClose)
+    record = run_task(zone)
+    assert record[names.A_STATE] == "succeeded", record.get(names.A_ERROR)
+    assert zone.server.calls["msiDataObjRepl"] == 0 and zone.server.calls["msiCollRepl"] == 0
+    images = zone.admin.list_data_objects(IMAGES)
+    assert zone.server.calls["msiDataObjOpen"] >= len(images) + 2  # the images, the model, the labels (and the config)
+    assert zone.server.calls["msiDataObjRead"] >= 2 * zone.server.calls["msiDataObjOpen"] - 1  # data, then None
+    staging = staging_of(record)
+    assert (staging["replicate"], staging["streamed"], staging["readers"], staging["replicated"], staging["in_place"]) == (
+        "when_needed", len(images) + 2, 1, 0, 0)
+    assert staging["checksums_checked"] == len(images) + 2
+    assert all([r.resource_name for r in o.replicas] == ["lts_resc"] for o in images)
+    assert {o.name: zone.admin.read_data_object(o.path) for o in images}.items() <= staged.items()
+    assert not any(p.is_file() for p in (tmp_path / "staging").rglob("*"))
+
+
 def pictures(prefix: str, count: int) -> dict[str, bytes]:
     return {f"{prefix}{i:02d}.png": str(i % 3).encode() for i in range(count)}
 
@@ -83,7 +117,7 @@ def test_msiCollRepl_only_where_the_collection_holds_nothing_else(tmp_path: Path
     images = {"x.png": b"1", **pictures("a/", 10), **pictures("b/", 10), "b/notes.txt": b"field notes"}
     zone = build_zone(tmp_path, monkeypatch, images=images)
     collections = spy_collection_calls(monkeypatch)
-    record = run_task(zone, inputs={"collection": IMAGES, "pattern": "*.png", "recursive": True})
+    record = run_task(zone, inputs={"collection": IMAGES, "pattern": "*.png", "recursive": True}, compute=ALWAYS)
     assert record[names.A_STATE] == "succeeded"
     assert collections == [f"{IMAGES}/a"]  # not b (its notes would be replicated), nor the whole survey
     assert zone.server.calls["msiDataObjRepl"] == 13  # x.png, the 10 of b, the model, the labels
@@ -95,7 +129,7 @@ def test_msiCollRepl_only_where_the_collection_holds_nothing_else(tmp_path: Path
 def test_no_msiCollRepl_for_a_task_that_does_not_take_the_sub_collections(tmp_path: Path, monkeypatch) -> None:
     zone = build_zone(tmp_path, monkeypatch, images={**pictures("img_", 22), "a/1.png": b"1"})
     collections = spy_collection_calls(monkeypatch)
-    record = run_task(zone)  # not recursive: a/1.png is no input, and msiCollRepl would replicate it
+    record = run_task(zone, compute=ALWAYS)  # not recursive: a/1.png is no input, and msiCollRepl would replicate it
     assert record[names.A_STATE] == "succeeded" and collections == []
     assert zone.server.calls["msiDataObjRepl"] == 24
     assert zone.admin.get_data_object(f"{IMAGES}/a/1.png").good_replica_on("gpu_resc") is None
@@ -104,7 +138,7 @@ def test_no_msiCollRepl_for_a_task_that_does_not_take_the_sub_collections(tmp_pa
 def test_few_objects_to_replicate_are_not_worth_a_listing_for_whole_collections(tmp_path: Path, monkeypatch) -> None:
     zone = build_zone(tmp_path, monkeypatch)  # 6 images: one msiDataObjRepl each is cheaper
     collections = spy_collection_calls(monkeypatch)
-    record = run_task(zone)
+    record = run_task(zone, compute=ALWAYS)
     assert record[names.A_STATE] == "succeeded" and collections == []
     assert zone.server.calls["msiDataObjRepl"] == 8
 
@@ -128,7 +162,7 @@ def test_replication_agents_are_delayed_rules_running_while_the_run_replicates(t
     # Each replication takes 10 ms, as on a (fast) server, so the agents start while the run works.
     zone = survey_zone(tmp_path, monkeypatch, costs=CatalogCosts({"msiDataObjRepl": 0.01}))
     with FakeDelayServer(zone.server, poll_seconds=0.005) as delay_server:
-        record = run_task(zone)
+        record = run_task(zone, compute=ALWAYS)
     assert record[names.A_STATE] == "succeeded"
     agents = [run for entry, run in delay_server.runs if "c2d_replicate_chunk" in entry.body]
     assert len(agents) == 2 and all(run.ok for run in agents)
@@ -159,7 +193,7 @@ def test_a_failing_agent_is_taken_over_by_the_run(tmp_path: Path, monkeypatch) -
 
     monkeypatch.setattr(FakeCallback, "msi_msiDataObjRepl", msiDataObjRepl)
     with FakeDelayServer(zone.server, poll_seconds=0.005) as delay_server:
-        record = run_task(zone)
+        record = run_task(zone, compute=ALWAYS)
     assert record[names.A_STATE] == "succeeded", record.get(names.A_ERROR)
     assert failed and zone.admin.get_data_object(doomed).good_replica_on("gpu_resc") is not None
     failing = [run for entry, run in delay_server.runs if not run.ok]
@@ -172,7 +206,7 @@ def test_a_failing_agent_is_taken_over_by_the_run(tmp_path: Path, monkeypatch) -
 
 def test_agents_the_delay_server_never_starts_are_taken_over(tmp_path: Path, monkeypatch) -> None:
     zone = survey_zone(tmp_path, monkeypatch)
-    record = run_task(zone)  # nobody runs the delay queue meanwhile
+    record = run_task(zone, compute=ALWAYS)  # nobody runs the delay queue meanwhile
     assert record[names.A_STATE] == "succeeded"
     staging = staging_of(record)
     assert (staging["agents"], staging["taken_over"]) == (3, 2)
@@ -188,7 +222,7 @@ def test_agents_the_delay_server_never_starts_are_taken_over(tmp_path: Path, mon
 
 def test_an_agent_of_a_task_that_is_not_running_does_nothing(tmp_path: Path, monkeypatch) -> None:
     zone = survey_zone(tmp_path, monkeypatch)
-    record = run_task(zone, compute={"replicate": "when_needed"})
+    record = run_task(zone, compute=ALWAYS)
     collection = zone.task_collections()[0]
     manifest = posixpath.join(collection, names.TASK_STAGING_COLLECTION, "replicate-late-09.json")
     local = tmp_path / "late.json"
@@ -212,7 +246,7 @@ def test_an_agent_that_cannot_be_queued_leaves_its_chunk_to_the_run(tmp_path: Pa
         return original(self, hints, body, recovery)
 
     monkeypatch.setattr(FakeCallback, "msi_delayExec", delayExec)
-    record = run_task(zone)
+    record = run_task(zone, compute=ALWAYS)
     assert record[names.A_STATE] == "succeeded"
     staging = staging_of(record)
     assert (staging["agents"], staging["taken_over"], staging["replicated"]) == (1, 0, 32)

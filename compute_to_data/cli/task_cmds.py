@@ -158,7 +158,9 @@ def print_outcome(outcome: TaskOutcome) -> None:
                   f"{outcome.tagged} tagged")
     console.print(f"  replicated to the compute resource: {outcome.replicated_bytes:,} bytes"
                   + (f"; {outcome.staging['in_place']:,} object(s) staged in place, not replicated"
-                     if outcome.staging.get("in_place") else ""))
+                     if outcome.staging.get("in_place") else "")
+                  + (f"; {outcome.staging['streamed']:,} object(s) read through iRODS, not replicated"
+                     if outcome.staging.get("streamed") else ""))
     if outcome.error:
         console.print(f"  [red]error:[/] {outcome.error}")
     for note in outcome.notes:

@@ -1,4 +1,13 @@
-"""TODO docstring"""
+"""A task's working directory on the compute host, as the engine builds it and the container sees it.
+
+``<staging root>/<run key>/`` holds ``inputs/`` (the container's read-only ``/inputs``: this
+task's inputs at their paths relative to the input collection), ``task/`` (``params.json``, the
+model and the labels) and ``outputs/`` (the container's ``/outputs``). Inputs arrive either as
+hard links to replicas (:meth:`TaskWorkdir.stage_input`) or read through iRODS
+(:meth:`TaskWorkdir.incoming_file` then :meth:`TaskWorkdir.place_streamed`): a streamed file is
+written outside ``inputs/`` and renamed into place once complete and checked, so whoever lists
+``inputs/`` never sees half a file. Everything goes with the directory (:meth:`TaskWorkdir.remove`).
+"""
 
 from __future__ import annotations
 
@@ -71,11 +80,42 @@ class TaskWorkdir:
     def stage_labels_file(self, physical_path: str, name: str, shown: str = "") -> Path:
         return self._place(physical_path, self.labels_dir, name, shown or name)
 
-    def _place(self, physical_path: str, base: Path, relative_path: str, shown: str) -> Path:
+    @property
+    def incoming_dir(self) -> Path:
+        """Where streamed files are written until complete (never seen by the container)."""
+        return self.root / ".incoming"
+
+    def incoming_file(self, key: str) -> Path:
+        """A fresh file name in :attr:`incoming_dir` for one streamed object (``key``: unique per object)."""
+        self.incoming_dir.mkdir(mode=0o700, exist_ok=True)
+        return self.incoming_dir / key
+
+    def place_streamed(self, incoming: Path, base: Path, relative_path: str) -> Path:
+        """Move a complete streamed file to ``base/<relative_path>`` (one rename: it appears
+        whole or not at all), readable by the container's uid. Called from several readers at
+        once: it keeps no count (the streamer does, under its lock)."""
+        target = self._target(base, relative_path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            incoming.chmod(0o644)
+            os.replace(incoming, target)
+        except OSError as exc:
+            log.error("cannot move streamed %s to %s: %s", incoming, target, exc)
+            raise StagingError(
+                f"cannot stage {relative_path} on the compute host ({exc.strerror}); the administrator finds the "
+                "details in the server log"
+            ) from exc
+        return target
+
+    @staticmethod
+    def _target(base: Path, relative_path: str) -> Path:
         normalized = posixpath.normpath(relative_path)
         if normalized.startswith(("/", "../")) or normalized in (".", ".."):
             raise StagingError(f"refusing to stage {relative_path!r}: it leaves the staging directory")
-        target = base / normalized
+        return base / normalized
+
+    def _place(self, physical_path: str, base: Path, relative_path: str, shown: str) -> Path:
+        target = self._target(base, relative_path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(physical_path, target)

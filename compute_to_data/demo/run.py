@@ -95,8 +95,10 @@ def build_zone(directory: Path, images: int | None) -> tuple[LocalGrid, dict]:
     from compute_to_data.demo import data, model
 
     admin = LocalGrid.create(directory / "grid", zone=ZONE)
-    # As on most zones, the storage resource is not on the GPU host: its images are replicated to
-    # gpu_resc (a resource on the compute host itself would be read in place, not replicated).
+    # As on most zones, the storage resource is not on the GPU host: the demo task asks for its
+    # images to be replicated to gpu_resc (compute.replicate: always; by default they would be read
+    # through iRODS into the staging directory, and a resource on the compute host itself would be
+    # read in place).
     admin.make_resource("lts_resc", host="storage.demo.invalid")
     admin.make_resource("gpu_resc")
     admin.apply_metadata([
@@ -126,7 +128,7 @@ def task_document(force: bool, batch_size: int = 64) -> dict:
         "task_type": "image_classification",
         "inputs": {"collection": INPUTS, "pattern": "*.png", "recursive": True, "skip_tagged": not force},
         "output": {"collection": RESULTS},
-        "compute": {"role": names.ROLE_GPU_COMPUTE},
+        "compute": {"role": names.ROLE_GPU_COMPUTE, "replicate": names.REPLICATE_ALWAYS},
         "notebook": "classify_images",
         "parameters": {"model": MODEL, "labels": LABELS, "batch_size": batch_size, "top_k": 3},
         "timeout_seconds": 1800,

@@ -84,10 +84,13 @@ A_STAGING = PREFIX + "staging"
 # --- staging: where the inputs come from ----------------------------------------------------------
 #: ``compute.replicate`` of a task config: ``when_needed`` (default) hard-links a good replica that
 #: lies on the compute host (or in a vault the settings declare visible there) where it lies, and
-#: replicates only the rest; ``always`` replicates whatever has no replica on the compute resource.
+#: reads the rest through iRODS into the staging directory (streams them: nothing registered);
+#: ``always`` replicates whatever has no replica on the compute resource; ``stream`` reads every
+#: input through iRODS, even one with a replica in place (no hard link into any vault).
 REPLICATE_WHEN_NEEDED = "when_needed"
 REPLICATE_ALWAYS = "always"
-REPLICATE_POLICIES = (REPLICATE_WHEN_NEEDED, REPLICATE_ALWAYS)
+REPLICATE_STREAM = "stream"
+REPLICATE_POLICIES = (REPLICATE_WHEN_NEEDED, REPLICATE_ALWAYS, REPLICATE_STREAM)
 #: the sub-collection of a task collection holding the manifests of its parallel replication
 #: agents (one JSON data object per agent); out of the report browser's sight, like ``parts``.
 TASK_STAGING_COLLECTION = "staging"

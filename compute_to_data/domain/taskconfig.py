@@ -265,7 +265,7 @@ class TaskConfig:
     spread: bool = False
     #: compute.shard_size as written (None: the default; Settings.effective_shard_size caps it)
     shard_size: int | None = None
-    #: ``compute.replicate``: ``when_needed`` (stage in place where the data already is) or ``always``
+    #: ``compute.replicate``: ``when_needed`` (in place where the data is, else read through iRODS), ``always`` or ``stream``
     replicate: str = names.REPLICATE_WHEN_NEEDED
     archive_role: str | None = None
     archive_resource: str | None = None

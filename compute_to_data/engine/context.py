@@ -37,6 +37,9 @@ class TaskContext:
     keep_workdir: bool = False
     progress_interval: float = 3.0
     tag_batch_size: int = 256
+    #: images tagged by this many taggers at once where the grid may be called from several
+    #: threads (LocalGrid); inside the iRODS server the run tags alone
+    taggers: int = 4
     #: signs of life and tagging in parts; off only to measure what they cost (benchmarks)
     heartbeat: bool = True
     parts: bool = True

@@ -9,7 +9,12 @@ Which replica an input is linked from is planned first (:func:`plan_staging`): i
 the compute resource when it has one; else, with ``compute.replicate: when_needed`` (the
 default), a good replica this host can read where it lies — on a resource whose host is this
 host, or in a vault the settings declare visible here (``shared_vaults``) — so the data that is
-already there is never replicated; only the rest is (:mod:`.replication`).
+already there is never replicated. The rest is read through iRODS into the staging directory
+(*streamed*, :mod:`.streaming`): on a real zone reading a small object costs a sixth of
+replicating it (13.5 ms against 79 ms), and nothing is registered that would outlive the task.
+``compute.replicate: always`` replicates it instead (:mod:`.replication`), for sites that want
+the copy on the compute resource's disks; ``stream`` streams every input, in place or not, for
+sites that want no hard links into their vaults.
 
 Errors name the logical paths a researcher knows; vault and staging paths (the administrator's
 business) go to the server log only.
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 #: where a staged object comes from: its replica on the compute resource, or one read in place
 FROM_RESOURCE = "resource"
 IN_PLACE = "in_place"
+#: what the summary calls objects read through iRODS into the staging directory
+STREAMED = "streamed"
 
 
 class Locality:
@@ -110,7 +117,8 @@ class Locality:
         declared = "its host is this host" if why == "this host" else "the settings declare its vault visible here (shared_vaults)"
         note = (
             f"replicas on {resource} cannot be read in place although {declared}: a file is missing or has another "
-            "size than the catalog says; replicating those inputs instead"
+            "size than the catalog says; reading those inputs through iRODS instead (or replicating them, with "
+            "compute.replicate: always)"
         )
         log.warning("%s (first: %s)", note, path)
         self.notes.append(note)
@@ -130,6 +138,8 @@ class Placement:
 class StagingPlan:
     placements: dict[str, Placement] = field(default_factory=dict)
     to_replicate: list[DataObject] = field(default_factory=list)
+    #: read through iRODS into the staging directory, nothing registered
+    to_stream: list[DataObject] = field(default_factory=list)
 
     def count(self, source: str) -> tuple[int, int]:
         """(objects, bytes) staged from ``source``."""
@@ -139,7 +149,9 @@ class StagingPlan:
 
 def plan_staging(objects: Iterable[DataObject], compute: str, policy: str, locality: Locality) -> StagingPlan:
     """Where each object is staged from: its good replica on ``compute``; else (``when_needed``)
-    a good replica this host reads in place (lowest replica number first); else it is replicated."""
+    a good replica this host reads in place (lowest replica number first), else it is streamed;
+    with ``always`` what is not on ``compute`` is replicated; with ``stream`` everything is
+    streamed."""
     if policy not in names.REPLICATE_POLICIES:
         raise StagingError(f"compute.replicate must be one of {', '.join(names.REPLICATE_POLICIES)}, not {policy!r}")
     plan = StagingPlan()
@@ -148,6 +160,9 @@ def plan_staging(objects: Iterable[DataObject], compute: str, policy: str, local
         if obj.path in seen:
             continue
         seen.add(obj.path)
+        if policy == names.REPLICATE_STREAM:
+            plan.to_stream.append(obj)
+            continue
         replica = obj.good_replica_on(compute)
         if replica is not None:
             plan.placements[obj.path] = Placement(obj, replica.physical_path, FROM_RESOURCE, compute)
@@ -162,6 +177,8 @@ def plan_staging(objects: Iterable[DataObject], compute: str, policy: str, local
             if found is not None:
                 plan.placements[obj.path] = found
                 continue
+            plan.to_stream.append(obj)
+            continue
         plan.to_replicate.append(obj)
     return plan
 
@@ -191,10 +208,12 @@ class StagingSummary:
     linked: int = 0
     copied: int = 0
     copied_bytes: int = 0
+    #: read through iRODS into the staging directory (nothing registered), by how many readers
+    #: at once, and how many of them were checked against the catalog's checksum
+    streamed: int = 0
+    streamed_bytes: int = 0
+    readers: int = 0
+    checksums_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-
-

@@ -85,6 +85,7 @@ from compute_to_data.engine.staging import (
     StagingSummary,
     plan_staging,
 )
+from compute_to_data.engine.streaming import Streamer, StreamItem
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
@@ -487,7 +488,8 @@ class ComputeToDataTask(ABC):
     def stage_inputs(self) -> None:
         """Link each input from where this host can read it: its replica on the compute resource,
         or (``compute.replicate: when_needed``) a good replica on this host or in a vault the
-        settings declare visible here, in place; replicate the rest first, by several agents
+        settings declare visible here, in place; read the rest through iRODS into the staging
+        directory (:mod:`.streaming`), or with ``always`` replicate it first, by several agents
         when there are many (:mod:`.replication`). What happened is recorded (``c2d::staging``)."""
         assert self.resource is not None and self.runner is not None and self.heartbeat is not None
         self.runner.preflight(self.image.name if self.image is not None else None)
@@ -530,24 +532,49 @@ class ComputeToDataTask(ABC):
         self.workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), self.run_key)
         self.workdir.create()
         placements = plan.placements
+        # what is read through iRODS rather than linked: the model and labels first (the
+        # notebook needs them before any image), then the inputs in their order
+        to_stream = {o.path: o for o in plan.to_stream}
+        stream: list[StreamItem] = []
+        assert self.model_object is not None and self.labels_object is not None
+        for obj, base in ((self.model_object, self.workdir.model_dir), (self.labels_object, self.workdir.labels_dir)):
+            if obj.path in to_stream:
+                stream.append(StreamItem(to_stream[obj.path], base, obj.name))
         for i, obj in enumerate(self.inputs, 1):
+            if obj.path in to_stream:
+                stream.append(StreamItem(to_stream[obj.path], self.workdir.input_dir, self.relative_path(obj)))
+                continue
             self.workdir.stage_input(placements[obj.path].path, self.relative_path(obj), shown=obj.path)
             if i % 200 == 0:
                 self.heartbeat.beat()
-        assert self.model_object is not None and self.labels_object is not None
-        self.model_file = self.workdir.stage_model_file(
-            placements[self.model_object.path].path, self.model_object.name, shown=self.model_object.path
-        )
-        self.labels_file = self.workdir.stage_labels_file(
-            placements[self.labels_object.path].path, self.labels_object.name, shown=self.labels_object.path
-        )
+        if self.model_object.path in to_stream:
+            self.model_file = self.workdir.model_dir / self.model_object.name
+        else:
+            self.model_file = self.workdir.stage_model_file(
+                placements[self.model_object.path].path, self.model_object.name, shown=self.model_object.path
+            )
+        if self.labels_object.path in to_stream:
+            self.labels_file = self.workdir.labels_dir / self.labels_object.name
+        else:
+            self.labels_file = self.workdir.stage_labels_file(
+                placements[self.labels_object.path].path, self.labels_object.name, shown=self.labels_object.path
+            )
         self.outcome.timings["stage.link"] = time.perf_counter() - linking
+        if stream:
+            streaming = time.perf_counter()
+            streamer = Streamer(self.grid, self.workdir, readers=self.settings.replication.agents_for(resource.name),
+                                keep_alive=self.heartbeat.beat)
+            streamed = streamer.stream(stream)
+            summary.streamed, summary.streamed_bytes = streamed.streamed, streamed.streamed_bytes
+            summary.readers, summary.checksums_checked = streamed.readers, streamed.checksums_checked
+            self.outcome.timings["stage.stream"] = time.perf_counter() - streaming
         staged = self.workdir.report
         summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
         self.outcome.staging = summary.as_dict()
         self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
-        if summary.in_place:
-            log.info("task %s: %d object(s) staged in place, %d replicated", self.task_id, summary.in_place, summary.replicated)
+        if summary.in_place or summary.streamed:
+            log.info("task %s: %d object(s) staged in place, %d streamed, %d replicated", self.task_id,
+                     summary.in_place, summary.streamed, summary.replicated)
         self.outcome.notes.extend(locality.notes + staged.notes)
 
     def _refresh_staged_objects(self) -> None:

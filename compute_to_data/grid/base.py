@@ -10,6 +10,7 @@ typed errors (:mod:`compute_to_data.domain.errors`), never its library's own exc
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,19 @@ from compute_to_data.domain.catalog import (
     meets_all,
     parse_score,
 )
+from compute_to_data.domain.errors import StagingError
+
+log = logging.getLogger(__name__)
+
+
+def local_write_error(path: str, local_path: Path, exc: OSError) -> StagingError:
+    """A local file ``read_to_file`` could not write (a full disk, a permission): named by the
+    logical path the user knows; where on the compute host goes to the log (the administrator's)."""
+    log.error("cannot write %s to %s: %s", path, local_path, exc)
+    return StagingError(
+        f"cannot stage {path} on the compute host ({exc.strerror or exc}); the administrator finds the "
+        "details in the server log"
+    )
 
 
 class Grid(ABC):
@@ -180,6 +194,17 @@ class Grid(ABC):
         return self.read_data_object(path, max_bytes)
 
     @abstractmethod
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """Copy a data object's content into ``local_path`` on this host, through iRODS, and
+        register nothing: no replica, no catalog change (stream staging). Returns the bytes
+        written. ``local_path`` is created or truncated; its parent must exist. The object is
+        read from one of its good replicas wherever it lies, as the caller (who needs read
+        access: ObjectNotFoundError or AccessDeniedError otherwise). A local file that cannot be
+        written raises StagingError (:func:`local_write_error`): no use trying again. Reading
+        is far cheaper than replicating on a real zone (13.5 ms against 79 ms per small object,
+        measured)."""
+
+    @abstractmethod
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None
     ) -> list[CollectionAVUs]:
@@ -235,6 +260,25 @@ class Grid(ABC):
         operations = [
             MetadataOperation("add", entity_type, name, avu) for name, avus in avus_by_entity.items() for avu in avus
         ]
+        if operations:
+            self.apply_metadata(operations)
+
+    def replace_avus(
+        self, entity_type: EntityType, changes: Mapping[str, tuple[Sequence[AVU], Sequence[AVU]]]
+    ) -> None:
+        """For each entity, ``(old, new)``: remove ``old`` (AVUs the caller read on it, e.g. an
+        earlier prediction) and add ``new`` — a re-tag without a query per entity.
+
+        The caller tolerates an entity seen between the removes and the adds (a prediction pair
+        with one AVU missing counts as no prediction, and is replaced when the image is tagged
+        again). This default is one :meth:`apply_metadata` batch (each entity all or nothing;
+        LocalGrid: the whole batch); the rule-engine adapter removes and adds with
+        ``msiModAVUMetadata`` (four cheap calls against a GenQuery and an atomic batch, 10 ms
+        against 35 ms per image on the measured zone), and where an AVU it was told to remove is
+        no longer there it replaces whatever the entity carries now, atomically.
+        """
+        operations = [MetadataOperation("remove", entity_type, name, avu) for name, (old, _) in changes.items() for avu in old]
+        operations += [MetadataOperation("add", entity_type, name, avu) for name, (_, new) in changes.items() for avu in new]
         if operations:
             self.apply_metadata(operations)
 

@@ -72,7 +72,7 @@ from compute_to_data.domain.errors import (
 )
 from compute_to_data.grid import genquery_quote as gq
 from compute_to_data.grid import rows as rows_
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 
 log = logging.getLogger(__name__)
 
@@ -921,6 +921,23 @@ class IrodsClientGrid(Grid):
             raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
         return b"".join(chunks)
 
+
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """``data_objects.open(path, "r")`` copied to ``local_path`` in 4 MiB reads."""
+        written = 0
+        with self._errors(f"read {path}"), self._session.data_objects.open(path, "r") as handle:
+            try:
+                target = open(local_path, "wb")  # noqa: SIM115 - closed below; its errors are the compute host's
+            except OSError as exc:
+                raise local_write_error(path, local_path, exc) from exc
+            with target:
+                while chunk := handle.read(4 * 1024 * 1024):
+                    try:
+                        target.write(chunk)
+                    except OSError as exc:
+                        raise local_write_error(path, local_path, exc) from exc
+                    written += len(chunk)
+        return written
 
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None

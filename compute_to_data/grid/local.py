@@ -35,6 +35,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -75,7 +76,7 @@ from compute_to_data.domain.irods_codes import (
     SYS_INVALID_INPUT_PARAM,
 )
 from compute_to_data.grid import rows as rows_
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 from compute_to_data.grid.local_predictions import LocalPredictionQueries
 
 log = logging.getLogger(__name__)
@@ -1150,6 +1151,31 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 f"replica {replica.number} of {path} on {replica.resource_name} is missing from the vault "
                 f"({replica.physical_path}): {exc.strerror}"
             ) from exc
+
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """Copy the first good replica's file (the vault stands for the server's disk here)."""
+        self._check_path(path)
+        with self._transaction(write=False) as conn:
+            _, data_id = self._require(conn, path, AccessLevel.READ, "d")
+            obj = self._objects(conn, "d.id = ?", (data_id,), ())[0]
+        good = [r for r in obj.replicas if r.good]
+        if not good:
+            raise GridError(f"data object {path} has no good replica to read")
+        replica = good[0]
+        try:
+            source = open(replica.physical_path, "rb")  # noqa: SIM115 - closed below, apart from the target's errors
+        except OSError as exc:
+            raise GridError(
+                f"replica {replica.number} of {path} on {replica.resource_name} cannot be read from the vault "
+                f"({replica.physical_path}): {exc.strerror}"
+            ) from exc
+        with source:
+            try:
+                with open(local_path, "wb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                    return target.tell()
+            except OSError as exc:
+                raise local_write_error(path, local_path, exc) from exc
 
     def find_collections_with_avu(
         self, attribute: str, value: str | None = None, under: str | None = None

@@ -68,14 +68,17 @@ from compute_to_data.domain.irods_codes import (
     INVALID_OBJECT_TYPE,
     SYS_INVALID_INPUT_PARAM,
     USER_INPUT_PATH_ERR,
+    code_of,
     parse_error_code,
 )
 from compute_to_data.grid import genquery_quote as gq
 from compute_to_data.grid import rows as rows_
-from compute_to_data.grid.base import Grid
+from compute_to_data.grid.base import Grid, local_write_error
 
 log = logging.getLogger(__name__)
 
+#: ``msiModAVUMetadata rm`` of an AVU the entity does not carry fails with this (observed on 5.0.2)
+CAT_SUCCESS_BUT_WITH_NO_INFO = code_of("CAT_SUCCESS_BUT_WITH_NO_INFO")
 #: Bytes per msiDataObjWrite / msiDataObjRead call: large enough to keep calls few, small
 #: enough that a 2 GB output never sits in the agent's memory at once.
 WRITE_CHUNK = 4 * 1024 * 1024
@@ -123,6 +126,11 @@ def _as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("latin-1")
     return bytes(value)
+
+
+def _mod_avu_can_take(avu: AVU) -> bool:
+    """Whether msiModAVUMetadata can take this AVU (an empty value or a literal ``null`` argument is an error)."""
+    return bool(avu.value) and "null" not in (avu.attribute, avu.value, avu.units)
 
 
 def _avu_sort_key(row: Mapping[str, str], names: tuple[str, str, str, str]) -> tuple:
@@ -654,6 +662,46 @@ class RuleEngineGrid(Grid):
             raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
         return bytes(data)
 
+    def read_to_file(self, path: str, local_path: Path) -> int:
+        """``msiDataObjOpen`` + ``msiDataObjRead`` until it hands back no buffer (end of file,
+        observed) + ``msiDataObjClose``, written to ``local_path`` chunk by chunk: 13.5 ms per
+        small object on the measured zone, nothing registered. No listing or access check
+        first (each a catalog query): the open itself refuses what the caller may not read."""
+        self._check_path(path)
+        if "++++" in path:
+            raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
+        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
+        fd = opened["arguments"][1]
+        written = 0
+        failure: BaseException | None = None
+        try:
+            types = _irods_types()
+            with open(local_path, "wb") as target:
+                while True:
+                    result = self._call("msiDataObjRead", fd, READ_CHUNK, types.BytesBuf(), what=f"reading {path}")
+                    buffer = result["arguments"][2]
+                    if buffer is None:  # end of file: no buffer at all (observed), not an empty one
+                        break
+                    chunk = _as_bytes(buffer.get_bytes())
+                    if not chunk:
+                        break
+                    target.write(chunk)
+                    written += len(chunk)
+        except OSError as exc:
+            failure = exc
+            raise local_write_error(path, local_path, exc) from exc
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            try:
+                self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
+            except ComputeToDataError:
+                if failure is None:
+                    raise
+                log.warning("could not close %s after a failed read", path)
+        return written
+
     # --- metadata ---------------------------------------------------------------------------------
     @staticmethod
     def _batches(operations: Sequence[MetadataOperation]) -> list[tuple[EntityType, str, list[MetadataOperation]]]:
@@ -708,7 +756,7 @@ class RuleEngineGrid(Grid):
         kind = EntityType(entity_type)
         flag = kind.imeta_flag
         for name, avus in avus_by_entity.items():
-            if any(not a.value or a.value == "null" or a.units == "null" or a.attribute == "null" for a in avus):
+            if any(not _mod_avu_can_take(a) for a in avus):
                 self.apply_metadata([MetadataOperation("add", kind, name, a) for a in avus])
                 continue
             added: list[AVU] = []
@@ -738,6 +786,42 @@ class RuleEngineGrid(Grid):
             "msiModAVUMetadata", kind.imeta_flag, name, "rm", avu.attribute, avu.value, avu.units,
             what=f"removing AVU {avu.attribute}={avu.value} of {kind.value} {name}",
         )
+
+    def replace_avus(
+        self, entity_type: EntityType, changes: Mapping[str, tuple[Sequence[AVU], Sequence[AVU]]]
+    ) -> None:
+        """``msiModAVUMetadata rm`` of each old AVU, then ``add`` of each new one (per image: four
+        calls at ~2.5 ms each on the measured zone, against a GenQuery and an atomic batch, 35 ms).
+
+        An ``rm`` of an AVU that is not there fails with CAT_SUCCESS_BUT_WITH_NO_INFO (observed):
+        the entity changed since the caller read it, so what it carries now of those attributes
+        is replaced by ``new`` in one atomic batch (a GenQuery first). A crash between the calls
+        leaves at most an incomplete pair, which the engine counts as no prediction.
+        """
+        kind = EntityType(entity_type)
+        flag = kind.imeta_flag
+        for name, (old, new) in changes.items():
+            if any(not _mod_avu_can_take(a) for a in (*old, *new)):
+                self.replace_avus_atomically(kind, name, old, new)
+                continue
+            try:
+                for avu in old:
+                    self._call(
+                        "msiModAVUMetadata", flag, name, "rm", avu.attribute, avu.value, avu.units,
+                        what=f"removing AVU {avu.attribute}={avu.value} from {kind.value} {name}",
+                    )
+            except GridError as exc:
+                if exc.irods_code != CAT_SUCCESS_BUT_WITH_NO_INFO:
+                    raise
+                log.info("%s changed since it was read (%s); replacing what it carries now", name, exc)
+                self.set_avus(kind, name, list(new), clear={a.attribute for a in (*old, *new)})
+                continue
+            self.add_new_avus(kind, {name: new})
+
+    def replace_avus_atomically(self, kind: EntityType, name: str, old: Sequence[AVU], new: Sequence[AVU]) -> None:
+        """One atomic batch: the removes, then the adds (values msiModAVUMetadata cannot take)."""
+        self.apply_metadata([MetadataOperation("remove", kind, name, a) for a in old]
+                            + [MetadataOperation("add", kind, name, a) for a in new])
 
     def get_avus(self, entity_type: EntityType, name: str) -> list[AVU]:
         kind = EntityType(entity_type)

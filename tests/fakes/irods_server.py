@@ -63,7 +63,7 @@ from compute_to_data.domain.irods_codes import code_of, error_name, parse_error_
 from compute_to_data.grid.local import LocalGrid
 
 from . import irods_modules
-from .costs import CatalogCosts
+from .costs import CatalogCosts, charge_name
 from .irods_catalog import run_genquery
 from .irods_genquery_parser import GenQueryError
 
@@ -368,10 +368,15 @@ class FakeCallback:
         self._server = server
         self._rei = rei
         self._user = rei.session["client_user"]["user_name"]
+        self._grid: LocalGrid | None = None
 
     @property
     def grid(self) -> LocalGrid:
-        return LocalGrid(self._server.root, self._user)
+        """The catalog as this rule's user; one per callback (a rule's calls come from one
+        thread), so a call costs no new catalog connection."""
+        if self._grid is None:
+            self._grid = LocalGrid(self._server.root, self._user)
+        return self._grid
 
     def __getattr__(self, name: str) -> Callable[..., dict]:
         if name.startswith("_"):
@@ -384,7 +389,7 @@ class FakeCallback:
                 if name in self._server.faults and count == self._server.faults[name] + 1:
                     raise irods_error(-154000, f"{name} failed (injected fault)")
                 if self._server.costs is not None and name not in _CHARGED_PER_OBJECT:
-                    self._server.costs.charge(name)
+                    return self._server.costs.serve(self._charge_name(name, args), lambda: method(self, *args))
                 return method(self, *args)
             return call
         if name in self._server.rules:
@@ -392,6 +397,14 @@ class FakeCallback:
         def missing(*args: Any) -> dict:
             raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule or microservice named {name}")
         return missing
+
+    def _charge_name(self, name: str, args: tuple) -> str:
+        """What a call is charged as: closing a written object registers a replica, closing a
+        read one does not; ``msiModAVUMetadata`` by its operation (:func:`.costs.charge_name`)."""
+        if name == "msiDataObjClose" and args:
+            handle = self._server._open.get(int(args[0])) if str(args[0]).lstrip("-").isdigit() else None
+            return f"{name} {'write' if handle is not None and handle.mode == 'w' else 'read'}"
+        return charge_name(name, args)
 
     @staticmethod
     def _check_args(name: str, args: tuple) -> None:
