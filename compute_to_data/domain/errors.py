@@ -162,6 +162,17 @@ class TaskBusyError(TaskStateError):
     """Another process on this host is running the task right now (it holds the task's run lock)."""
 
 
+class TaskNotFoundError(ObjectNotFoundError):
+    """No task by that id or task collection, or none the caller may see: one code either way.
+
+    Scripts key on the code of "no such task", so every rule ends with CAT_UNKNOWN_COLLECTION
+    for it, whether the task was named by id or by collection, and whether it does not exist or
+    belongs to someone who did not share it (telling those apart would reveal other users' tasks).
+    """
+
+    irods_error = "CAT_UNKNOWN_COLLECTION"
+
+
 class TaskLostError(TaskStateError):
     """The task is no longer this run's: declared dead by a reaper, or taken over by another run."""
 
