@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -335,11 +336,153 @@ def test_resume_refuses_a_running_task_and_someone_elses(tmp_path, grid):
     admin.add_user("bob")
     lifecycle = TaskService(alice, settings_for(tmp_path))
     submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    run_lock = lifecycle.machine.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
+    assert run_lock.acquire()  # a live run holds its lock from before it is running
     lifecycle.machine.begin_run(submitted.collection, {})
     with pytest.raises(TaskStateError, match="is running; only a failed or cancelled task can be resumed"):
         lifecycle.resume(submitted.task_id, "alice")
     lifecycle.cancel(submitted.task_id, "alice")
+    run_lock.release()
     alice.set_acl("read", "bob", RESULTS, recursive=True)
     with pytest.raises(AccessDeniedError, match="bob may not change task"):
         TaskService(admin.as_user("bob"), settings_for(tmp_path)).resume(submitted.collection, "bob")
     assert record_of(alice, submitted.collection).state == TaskState.CANCELLED
+
+
+# --- issue 20 item 9: a run that is certainly gone is dead now, on its compute host ----------------
+LOCK_HOLDER = """
+import sys, time
+from compute_to_data.lifecycle.runlock import RunLock
+lock = RunLock(sys.argv[1], sys.argv[2])
+assert lock.acquire()
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_run_on_its_compute_host_is_resumable_at_once(tmp_path, grid):
+    """``kill -9`` of ``c2d run --local``: its lock is free and none of its processes is left, so
+    on its compute host ``resume`` (and ``status``) reap it there and then, not a lease later."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "locks"), submitted.task_id],
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUNNER: "inprocess"})
+        with pytest.raises(TaskStateError, match="its run is alive on this host"):
+            lifecycle.resume(submitted.task_id, "alice")  # it holds its lock: alive
+        assert lifecycle.status(submitted.task_id).record.state == TaskState.RUNNING
+    finally:
+        holder.kill()
+        holder.wait(10)
+    resumed = lifecycle.resume(submitted.task_id, "alice")  # right away, a lease of an hour notwithstanding
+    assert resumed.record.state == TaskState.QUEUED
+    history = [e for e in (tmp_path / "locks").iterdir() if e.name.startswith("task-")]
+    assert history == []  # the reaper removed the lock file it held
+    failed = alice.get_avus(EntityType.COLLECTION, submitted.collection)
+    assert any(a.attribute == names.A_RESUMED and a.value == "1" for a in failed)
+
+
+def test_status_on_the_compute_host_records_a_gone_run_failed_at_once(tmp_path, grid):
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUNNER: "inprocess",
+                                                       names.A_RUN_HANDLE: "1:nosuchtoken"})
+    status = lifecycle.status(submitted.task_id)
+    assert status.record.state == TaskState.FAILED
+    error = status.record.get(names.A_ERROR)
+    assert error.startswith("its run on localhost is gone (nothing holds its run lock") and error.endswith("; 4/12 images done")
+
+
+def test_a_gone_run_whose_processes_live_waits_for_the_lease(tmp_path, grid):
+    """Its lock is free, but a process of the task still runs (a notebook left by its engine):
+    not certainly gone, so only the lease says it is dead."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_RUNNER: "inprocess"})
+    leftover = marked_sleeper(submitted.task_id)
+    try:
+        assert lifecycle.status(submitted.task_id).record.state == TaskState.RUNNING
+        with pytest.raises(TaskStateError, match="is running"):
+            lifecycle.resume(submitted.task_id, "alice")
+    finally:
+        leftover.kill()
+        leftover.wait(10)
+
+
+def test_a_live_run_without_processes_is_never_reaped_while_it_runs(tmp_path, grid):
+    """The scripted runner runs no process: the run's lock alone (taken before ``running``) says it lives."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    seen = []
+
+    def look(request, i):
+        if i in (1, 12):
+            seen.append(lifecycle.status(request.task_id).record.state)
+
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(after_image=look),
+                                                  heartbeat_lease_seconds=3600.0))
+    assert task.run().succeeded
+    assert seen == [TaskState.RUNNING, TaskState.RUNNING]
+
+
+def test_elsewhere_resume_says_when_a_silent_task_will_be_seen_dead(tmp_path, grid, monkeypatch):
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {})
+    monkeypatch.setattr(hosts, "is_local_host", lambda host, extra=(): False)
+    beat = record_of(alice, submitted.collection).get(names.A_HEARTBEAT)
+    until = names.iso_utc(names.parse_iso_utc(beat) + timedelta(seconds=600))
+    with pytest.raises(TaskStateError) as caught:
+        lifecycle.resume(submitted.task_id, "alice")
+    assert f"no sign of life since {beat}; resumable after {until}, or cancel it now" in str(caught.value)
+    assert record_of(alice, submitted.collection).state == TaskState.RUNNING
+
+
+# --- issue 20 item 7: no run lock file is left behind -----------------------------------------------
+def test_no_run_lock_file_is_left_after_a_run_or_a_reap(tmp_path, grid):
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner())
+    task = create_task(make_config(), context)
+    assert task.run().succeeded
+    locks = tmp_path / "locks"
+    assert sorted(p.name for p in locks.iterdir() if p.name.startswith("task-")) == []
+    lifecycle = TaskService(alice, context.settings)
+    again = make_config(inputs={"collection": IMAGES, "pattern": "*.png", "skip_tagged": False})
+    submitted = create_task(again, context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {})
+    time.sleep(1.2)  # a lease (1 s) without a heartbeat
+    assert lifecycle.status(submitted.task_id).record.state == TaskState.FAILED
+    assert sorted(p.name for p in locks.iterdir() if p.name.startswith("task-")) == []
+
+
+def test_a_run_lock_removed_under_an_acquirer_is_taken_again_not_shared(tmp_path, monkeypatch):
+    """The holder removes its lock file while holding it; an acquirer that opened the old file
+    just before must notice it locked a removed file, and lock the path's file instead."""
+    from compute_to_data.lifecycle import runlock
+
+    first, second, third = (runlock.RunLock(tmp_path, "t") for _ in range(3))
+    assert first.acquire() and not second.acquire()
+    real_flock = runlock.fcntl.flock
+    calls = []
+
+    def flock_after_the_holder_let_go(fd, operation):
+        if not calls:  # the holder releases (removing the file) between our open and our lock
+            first.release()
+        calls.append(fd)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(runlock.fcntl, "flock", flock_after_the_holder_let_go)
+    assert second.acquire() and len(calls) == 2  # the first lock was on a removed file: taken again
+    monkeypatch.setattr(runlock.fcntl, "flock", real_flock)
+    assert second.path.exists() and second.held
+    assert not third.acquire()  # one holder only
+    second.release()
+    assert not second.path.exists()
+    assert third.acquire()
+    third.release()

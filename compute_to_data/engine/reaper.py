@@ -49,10 +49,20 @@ class Reaper:
         self.settings = machine.settings
 
     def reap(self, record: TaskRecord) -> TaskRecord:
-        """On the task's compute host: a running task that is dead (no heartbeat for a lease, and
-        nobody holds its run lock) is stopped, cleaned up and recorded ``failed``. Else unchanged."""
-        if record.state != TaskState.RUNNING or not record.is_stale(self.machine.lease_seconds) or not self.machine.is_here(record):
+        """On the task's compute host: a running task that is dead is stopped, cleaned up and
+        recorded ``failed``. Else unchanged.
+
+        Dead is: nobody holds its run lock, and either no heartbeat for a lease, or none of its
+        run's processes is left here (``kill -9`` of ``c2d run --local``: the run is certainly
+        gone, and waiting a lease to say so only keeps its owner from resuming it). A live run
+        holds its lock from before it becomes ``running`` (``engine/task.py`` takes the lock,
+        then ``begin_run``) until it has recorded how it ended, so a free lock is never a run
+        that is only starting or finishing.
+        """
+        if record.state != TaskState.RUNNING or not self.machine.is_here(record):
             return record
+        if record.is_sharded and not record.is_stale(self.machine.lease_seconds):
+            return record  # its shards beat for it; only its summary run can be reaped, when silent
         if not self.grid.has_access(record.collection, AccessLevel.MODIFY):
             return record  # someone else's task: its owner's next status call reaps it
         resource = self.machine.compute_resource(record)
@@ -61,12 +71,15 @@ class Reaper:
             return record  # its run is alive here, only silent (a long catalog call...)
         try:
             current = self.machine.read(record.collection)
-            if current.state != TaskState.RUNNING or not current.is_stale(self.machine.lease_seconds):
+            if current.state != TaskState.RUNNING:
                 return current
+            silent = current.is_stale(self.machine.lease_seconds)
+            if not silent and self.run_lives(current):
+                return current  # its lock is free, yet something of it runs: the lease decides
             self.stop_run(current)
             salvaged = self.salvage(current, resource)
             self.remove_staging(current, resource)
-            message = self.machine.death_message(current, resource)
+            message = self.machine.death_message(current, resource, gone=not silent)
             if current.is_sharded:
                 message = "its summary report was not made: " + message + "; resume the task to make it"
             if salvaged:
@@ -84,6 +97,26 @@ class Reaper:
         if reaped.is_shard:
             self.machine.settle_after(ShardSpec.of(reaped))
         return reaped
+
+    def run_lives(self, record: TaskRecord) -> bool:
+        """Whether anything of the record's run may still run on this host: its handle alive for
+        the runner that ran it (a container, a Slurm job, the notebook's processes), or a process
+        marked with the task or the run. When that cannot be told (no runner here to ask, the
+        runner cannot be asked), it may: only the lease then says the run is dead."""
+        if processes_with_env(ENV_TASK_ID, record.run_key) or processes_with_env(
+                ENV_RUN_ID, run_id(record.run_key, record.get(names.A_STARTED))):
+            return True
+        handle = record.get(names.A_RUN_HANDLE)
+        if not handle:
+            return False
+        runner = self._runner_for(record.get(names.A_RUNNER))
+        if runner is None:
+            return True
+        try:
+            return bool(runner.is_alive(handle))
+        except Exception as exc:  # noqa: BLE001 - an unanswered question is no proof of death
+            log.info("task %s: cannot tell whether its run %s lives: %s", record.task_id, handle, exc)
+            return True
 
     def reap_resource(self, resource: Resource) -> int:
         """Reap the dead runs visible to the user on ``resource`` (before a new run starts there)."""

@@ -25,6 +25,7 @@ import logging
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import (
@@ -360,10 +361,23 @@ class TaskStateMachine:
     def run_lock(self, resource: Resource, task_id: str) -> RunLock:
         return RunLock(self.settings.lock_directory_for(resource.host, resource.name), task_id)
 
-    def death_message(self, record: TaskRecord, resource: Resource) -> str:
+    def death_message(self, record: TaskRecord, resource: Resource, *, gone: bool = False) -> str:
+        """Why a run is recorded dead: silent for a lease, or (``gone``) certainly gone already."""
         host = record.get(names.A_RUN_HOST) or resource.host
         since = record.get(names.A_HEARTBEAT) or record.get(names.A_STARTED) or "its start"
         progress = record.progress
         done = f"; {progress[0]:,}/{progress[1]:,} images done" if progress else ""
+        if gone:
+            return (f"its run on {host} is gone (nothing holds its run lock and none of its processes is left; "
+                    f"last sign of life {since}){done}")
         return f"no sign of life from {host} since {since}{done}"
 
+    def seen_dead_after(self, record: TaskRecord) -> str:
+        """When a running task that stopped beating will be seen dead: its last sign of life plus
+        the lease, for a message that tells its owner how long a resume must wait."""
+        beat = record.heartbeat
+        if beat is None:
+            return "its compute host has not confirmed it is gone yet"
+        until = beat + timedelta(seconds=self.lease_seconds)
+        return (f"no sign of life since {names.iso_utc(beat)}; resumable after {names.iso_utc(until)}, "
+                "or cancel it now")
