@@ -486,3 +486,36 @@ def test_a_run_lock_removed_under_an_acquirer_is_taken_again_not_shared(tmp_path
     assert not second.path.exists()
     assert third.acquire()
     third.release()
+
+
+# --- issue 20 item 4: progress counts what is tagged, after every salvage ---------------------------
+def test_a_failed_run_s_progress_counts_the_parts_it_tagged(tmp_path, grid):
+    _, alice = grid
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(part_size=4, fail_after=7)))
+    assert task.run().state == TaskState.FAILED
+    assert_tagged_once_by(alice, task.task_id, expect=4)
+    assert record_of(alice, task.collection).get(names.A_PROGRESS) == "4/12"
+
+
+def test_the_reaper_s_salvage_counts_in_the_progress(tmp_path, grid):
+    """The agent was killed after its notebook finished two parts: the reaper tags them, and the
+    task's progress says 8/12, not the 0/12 of its last heartbeat."""
+    from compute_to_data.contract.parts import PartWriter
+    from compute_to_data.engine.predictions import store_selection
+
+    _, alice = grid
+    settings = settings_for(tmp_path)
+    lifecycle = TaskService(alice, settings)
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "0/12", names.A_RUN_HOST: "localhost"})
+    names_ = sorted(TWELVE)
+    store_selection(alice, submitted.collection, "gpu_resc", names_)
+    outputs = Path(settings.staging_directory) / submitted.task_id / "outputs"
+    writer = PartWriter(outputs, task_id=submitted.task_id, total=12, part_size=4, part_seconds=3600)
+    writer.add([{"file": n, "path": f"{IMAGES}/{n}",
+                 "classifications": [{"class": "1", "score": 0.9}, {"class": "2", "score": 0.1}]} for n in names_[:8]])
+    time.sleep(1.3)
+    record = lifecycle.status(submitted.task_id).record
+    assert record.state == TaskState.FAILED and "2 part(s) it had finished are tagged now" in record.get(names.A_ERROR)
+    assert record.get(names.A_PROGRESS) == "8/12"
+    assert_tagged_once_by(alice, submitted.task_id, expect=8)

@@ -77,17 +77,19 @@ class Reaper:
             if not silent and self.run_lives(current):
                 return current  # its lock is free, yet something of it runs: the lease decides
             self.stop_run(current)
-            salvaged = self.salvage(current, resource)
+            salvaged, progress = self.salvage(current, resource)
             self.remove_staging(current, resource)
             message = self.machine.death_message(current, resource, gone=not silent)
             if current.is_sharded:
                 message = "its summary report was not made: " + message + "; resume the task to make it"
             if salvaged:
                 message += f"; {salvaged} part(s) it had finished are tagged now"
+            values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
+            if progress is not None:  # what is tagged now, the salvaged parts included
+                values[names.A_PROGRESS] = progress
             try:
                 reaped = self.machine.transition(
-                    current.collection, TaskState.FAILED,
-                    {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message},
+                    current.collection, TaskState.FAILED, values,
                     expect_started=None if current.is_sharded else current.get(names.A_STARTED),
                 )
             except TaskLostError:
@@ -166,23 +168,30 @@ class Reaper:
             log.debug("no runner %r here to stop a run with: %s", name, exc)
             return None
 
-    def salvage(self, record: TaskRecord, resource: Resource) -> int:
+    def salvage(self, record: TaskRecord, resource: Resource) -> tuple[int, str | None]:
         """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
-        a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
+        a crash costs only the part it was working on. Returns how many parts, and the task's
+        progress counted from what is tagged now (None: not known; the record keeps its own).
+        Best effort: the state is recorded anyway."""
+        if record.is_sharded:
+            return 0, None  # its shards count for it
         output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key / "outputs"
-        if record.is_sharded or not (output_dir / names.PARTS_DIR).is_dir():
-            return 0
+        salvaged = 0
         try:
             config = self.machine.read_config(record)
             task_class = task_types.get(config.task_type)
             task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
-            salvaged = task.salvage_parts(output_dir) if task is not None else 0
+            if task is None:
+                return 0, None
+            if (output_dir / names.PARTS_DIR).is_dir():
+                salvaged = task.salvage_parts(output_dir)
+            progress = task.tagged_progress()
         except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does
             log.warning("task %s: could not salvage the parts its dead run finished: %s", record.task_id, exc)
-            return 0
+            return salvaged, None
         if salvaged:
             log.info("task %s: stored and tagged %d part(s) its dead run had finished", record.task_id, salvaged)
-        return salvaged
+        return salvaged, progress
 
     def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
         root = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key

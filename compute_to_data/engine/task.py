@@ -607,6 +607,26 @@ class ComputeToDataTask(ABC):
         task.select_inputs()
         return task if task.selection is not None else None
 
+    def tagged_progress(self) -> str | None:
+        """``done/total`` as the catalog says now: of the inputs the task selected, those stored
+        in a part or carrying this task's complete prediction (what a resume would not redo).
+
+        Rewritten after every salvage (a failed run's, the reaper's, a cancelled run's): the
+        heartbeat's figure lags the parts tagged after it, and users decide from this number
+        whether to resume. None when the task never recorded its selection.
+        """
+        if self.selection is None:
+            return None
+        previous = task_parts.merge_entries(e for _, e in task_parts.stored_parts(self.grid, self.collection))
+        objects = {self.relative_path(o): o for o in self.current_objects().values()}
+        units = names.task_units(self.task_id)
+        done = sum(
+            1 for name in self.selection
+            if name in previous or (name in objects and task_parts.has_complete_prediction(
+                objects[name], self.config.class_attribute, self.config.score_attribute, units))
+        )
+        return f"{done}/{len(self.selection)}"
+
     def finalize(self) -> None:
         assert self.run_result is not None
         done = self.outcome.images_done
@@ -1058,6 +1078,8 @@ class ComputeToDataTask(ABC):
                 self.outcome.error = current.get(names.A_ERROR) or message
             log.warning("task %s: not recording %s over what was recorded meanwhile (%s)", self.task_id,
                         "cancelled" if cancelled else "failed", current.state.value if current and current.state else "?")
+            if current is not None and current.state is not None and current.state.is_final:
+                self._record_tagged_progress(current)  # a cancel stopped it: its figure, not its state
             return
         if not cancelled and self.workdir is not None and self.context.parts and self.started is not None:
             try:  # what the notebook finished before the failure is a valid result: keep it
@@ -1072,6 +1094,9 @@ class ComputeToDataTask(ABC):
         try:
             values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
             values.update(self._provenance())
+            progress = self._safe_tagged_progress() if self.started is not None else None
+            if progress is not None:
+                values[names.A_PROGRESS] = progress
             if self.outcome.failed_images:
                 values[names.A_IMAGES_FAILED] = self.outcome.failed_images
             values[names.A_TIMINGS] = timings_text(self.outcome.timings)
@@ -1083,6 +1108,26 @@ class ComputeToDataTask(ABC):
             )
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)
+
+    def _safe_tagged_progress(self) -> str | None:
+        """:meth:`tagged_progress`, or None (the progress stays as it is) if it cannot be read."""
+        try:
+            return self.tagged_progress()
+        except Exception as exc:  # noqa: BLE001 - never let a figure hide the run's own error
+            log.warning("task %s: could not count what is tagged: %s", self.task_id, exc)
+            return None
+
+    def _record_tagged_progress(self, current: TaskRecord) -> None:
+        """A run stopped by a cancel (which recorded the state) still says how far it got, while
+        the task is its own: not after a resume cleared its ``c2d::started``."""
+        if self.started is None or current.get(names.A_STARTED) != self.started:
+            return
+        progress = self._safe_tagged_progress()
+        if progress is not None and progress != current.get(names.A_PROGRESS):
+            try:
+                self.store.write(self.collection, {names.A_PROGRESS: progress})
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not record its progress: %s", self.task_id, exc)
 
     def _record_timings(self) -> None:
         """Refresh ``c2d::timings`` after a step; advisory, so a failed write never fails the task."""

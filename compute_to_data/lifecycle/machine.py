@@ -271,7 +271,7 @@ class TaskStateMachine:
         the summary report (:class:`~.summary.TaskSummary`), which records ``succeeded``.
         Idempotent: two shards ending at once may both settle; the table refuses the second."""
         record = self.store.read(collection)
-        if not record.is_sharded or (record.state is not None and record.state.is_final):
+        if not record.is_sharded:
             return Settled(record)
         shards = shard_records(self.grid, collection)
         total = aggregate(shards)
@@ -280,11 +280,13 @@ class TaskStateMachine:
             values[names.A_PROGRESS] = total.progress
         if record.int_value(names.A_IMAGES_FAILED) != total.images_failed:
             values[names.A_IMAGES_FAILED] = total.images_failed
-        if values:
+        if values:  # also once the task ended: a shard stopped by a cancel, or reaped, counts what it tagged
             try:
                 self.store.write(collection, values)
             except GridError as exc:  # another shard's run wrote them at the same moment: advisory
                 log.info("task %s: progress not recorded this time (%s)", record.task_id, exc)
+        if record.state is not None and record.state.is_final:
+            return Settled(self.store.read(collection) if values else record)
         try:
             if not total.finished:
                 if record.state == TaskState.QUEUED and total.count(TaskState.QUEUED) < total.shards:

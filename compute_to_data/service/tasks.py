@@ -405,7 +405,8 @@ class TaskService:
                 outcome = self._stop(shard)
                 stopped = stopped or outcome.stopped
                 effects.extend(outcome.elsewhere_effects)
-        return Cancelled(cancelled, running, stopped, tuple(effects))
+        settled = self.machine.settle(cancelled.collection)  # its progress: what its shards tagged
+        return Cancelled(settled.record, running, stopped, tuple(effects))
 
     @dataclass(frozen=True)
     class _Stopped:
