@@ -519,3 +519,48 @@ def test_the_reaper_s_salvage_counts_in_the_progress(tmp_path, grid):
     assert record.state == TaskState.FAILED and "2 part(s) it had finished are tagged now" in record.get(names.A_ERROR)
     assert record.get(names.A_PROGRESS) == "8/12"
     assert_tagged_once_by(alice, submitted.task_id, expect=8)
+
+
+# --- issue 20 item 2: a resumed run checks what the task pinned --------------------------------------
+@pytest.mark.parametrize("what", ["labels", "model"])
+def test_a_resume_after_the_model_or_labels_changed_fails_naming_it(tmp_path, grid, what):
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner(part_size=4, fail_after=5))
+    task = create_task(make_config(), context)
+    assert task.run().state == TaskState.FAILED
+    path = {"model": task.config.model, "labels": task.config.labels}[what]
+    pinned = record_of(alice, task.collection).get(
+        {"model": names.A_MODEL_CHECKSUM, "labels": names.A_LABELS_CHECKSUM}[what])
+    assert pinned == alice.get_data_object(path).checksum
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(b"0\n1\n2\n3\n" if what == "labels" else b"another model")
+    alice.put_file(replacement, path, "lts_resc", overwrite=True)
+    lifecycle = TaskService(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    again = ScriptedRunner()
+    outcome = lifecycle.start(task.collection, context_for(tmp_path, alice, again))
+    now = alice.get_data_object(path).checksum
+    assert outcome.state == TaskState.FAILED and again.requests == []
+    assert outcome.error.startswith(f"the {what} {path} changed since the task was submitted ({pinned}, now {now})")
+    assert record_of(alice, task.collection).get(names.A_ERROR) == outcome.error
+
+
+def test_a_resume_after_the_notebook_changed_fails_naming_it(tmp_path, grid):
+    _, alice = grid
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    source = Path(__file__).resolve().parents[1] / "compute_to_data" / "notebooks" / "classify_images.ipynb"
+    (notebooks / "classify_images.ipynb").write_bytes(source.read_bytes())
+    context = context_for(tmp_path, alice, ScriptedRunner(fail_after=0), notebook_directory=str(notebooks))
+    task = create_task(make_config(), context)
+    assert task.run().state == TaskState.FAILED
+    pinned = record_of(alice, task.collection).get(names.A_NOTEBOOK_CHECKSUM)
+    assert pinned.startswith("sha2:")
+    (notebooks / "classify_images.ipynb").write_bytes(source.read_bytes() + b"\n")
+    lifecycle = TaskService(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    outcome = lifecycle.start(task.collection, context_for(tmp_path, alice, ScriptedRunner(),
+                                                             notebook_directory=str(notebooks)))
+    assert outcome.state == TaskState.FAILED
+    assert outcome.error.startswith("the notebook classify_images changed since the task was submitted "
+                                    f"({pinned}, now sha2:")

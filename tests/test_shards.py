@@ -496,3 +496,51 @@ def test_the_reaper_s_salvage_of_a_shard_counts_in_the_shard_and_its_task(tmp_pa
     assert reaped.get(names.A_PROGRESS) == f"4/{len(inputs)}"
     assert_tagged_once_by(alice, outcome.task_id, expect=4)
     assert status.record.get(names.A_PROGRESS) == "4/24"
+
+
+# --- issue 20 item 2: one model, one labels file, one notebook per task ------------------------------
+def test_a_model_replaced_between_shards_fails_the_later_shards_naming_it(tmp_path: Path, zone) -> None:
+    admin, alice = zone
+    runner = ScriptedRunner()
+    ctx = context(tmp_path, alice, runner)
+    lifecycle = TaskService(alice, ctx.settings)
+    outcome = lifecycle.submit(sharded_config(), ctx).outcome
+    task = lifecycle.read(outcome.collection)
+    model = f"{IMAGES.rsplit('/', 1)[0]}/models/model.pt"
+    pinned = task.get(names.A_MODEL_CHECKSUM)
+    assert pinned == alice.get_data_object(model).checksum and pinned.startswith("sha2:")
+    assert task.get(names.A_LABELS_CHECKSUM).startswith("sha2:") and task.get(names.A_NOTEBOOK_CHECKSUM).startswith("sha2:")
+    first, second, third = outcome.shard_collections
+    assert lifecycle.start(first, ctx).succeeded
+    replacement = tmp_path / "other-model.pt"
+    replacement.write_bytes(b"another model")
+    alice.put_file(replacement, model, "lts_resc", overwrite=True)
+    now = alice.get_data_object(model).checksum
+    for collection in (second, third):
+        failed = lifecycle.start(collection, ctx)
+        assert failed.state == TaskState.FAILED
+        assert failed.error.startswith(f"the model {model} changed since the task was submitted ({pinned}, now {now})")
+    assert len(runner.requests) == 1  # nothing classified with the other model
+    assert lifecycle.read(first).get(names.A_MODEL_CHECKSUM) == pinned
+    final = lifecycle.read(outcome.collection)
+    assert final.state == TaskState.FAILED and "changed since the task was submitted" in final.get(names.A_ERROR)
+    assert final.get(names.A_MODEL_CHECKSUM) == pinned  # the task still names the model it ran with
+    assert_tagged_once_by(alice, outcome.task_id, expect=8)
+
+
+def test_the_summary_report_shows_the_pinned_checksums(tmp_path: Path, zone) -> None:
+    admin, alice = zone
+    runner = ScriptedRunner()
+    outcome = run_now(sharded_config(), context(tmp_path, alice, runner))
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    task = TaskStateStore(alice).read(outcome.collection)
+    [summary] = [r for r in runner.requests if r.notebook_name == names.SUMMARY_NOTEBOOK]
+    shown = summary.parameters[names.REPORT_CONTEXT_PARAMETER]["provenance"]
+    assert shown["model_checksum"] == task.get(names.A_MODEL_CHECKSUM) != ""
+    assert shown["labels_checksum"] == task.get(names.A_LABELS_CHECKSUM) != ""
+    assert shown["shards_notebook_checksum"] == task.get(names.A_NOTEBOOK_CHECKSUM) != ""
+    from compute_to_data.notebook.execute import _provenance_cell
+
+    cell = _provenance_cell(shown, {}).source
+    assert task.get(names.A_MODEL_CHECKSUM) in cell and task.get(names.A_LABELS_CHECKSUM) in cell
+    assert "labels checksum" in cell and "notebook checksum of the shards" in cell

@@ -148,6 +148,11 @@ class TaskStateError(ComputeToDataError):
     """A task is unknown, or is in a state that does not allow the requested action."""
 
 
+class ChangedSinceSubmitError(ComputeToDataError):
+    """The model, labels or notebook a task pinned when it was created changed since: a run
+    (a shard, a resume) would classify with another one and mix two models in one task."""
+
+
 class TaskFailedError(ComputeToDataError):
     """The task ran but ended in the ``failed`` state; the message is the recorded error."""
 

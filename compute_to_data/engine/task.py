@@ -41,6 +41,7 @@ from compute_to_data.domain.catalog import AccessLevel, DataObject, Resource
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     AccessDeniedError,
+    ChangedSinceSubmitError,
     ComputeToDataError,
     ConfigError,
     NoEligibleInputsError,
@@ -452,6 +453,7 @@ class ComputeToDataTask(ABC):
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
+                **self._pins(),
                 **schedule.creation_values(self.config, self.task_id, self.context.series),
             },
         )
@@ -515,6 +517,7 @@ class ComputeToDataTask(ABC):
             placements[self.labels_object.path].path, self.labels_object.name, shown=self.labels_object.path
         )
         self.outcome.timings["stage.link"] = time.perf_counter() - linking
+        self._check_pins()
         staged = self.workdir.report
         summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
         self.outcome.staging = summary.as_dict()
@@ -529,6 +532,50 @@ class ComputeToDataTask(ABC):
         self.inputs = [fresh.get(o.path, o) for o in self.inputs]
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
+
+    # ------------------------------------------------------------------ what the task pinned
+    def _pins(self) -> dict[str, str]:
+        """The checksums a new task pins (``c2d::model_checksum``, ``c2d::labels_checksum``,
+        ``c2d::notebook_checksum``): the catalog's SHA-256 of the model and labels objects, and
+        the notebook file's. Every run of the task (each shard, each resume) checks them before
+        it classifies (:meth:`_check_pins`): a model replaced at the same path after two of six
+        shards ran would otherwise make one task of two models, silently. A catalog checksum that
+        is missing (an object put without one) or of another scheme is pinned instead by the
+        first run that stages the object."""
+        pins: dict[str, str] = {}
+        for attribute, obj in ((names.A_MODEL_CHECKSUM, self.model_object),
+                               (names.A_LABELS_CHECKSUM, self.labels_object)):
+            if obj is not None and obj.checksum.startswith("sha2:"):
+                pins[attribute] = obj.checksum
+        if self.notebook_file is not None and self.notebook_file.is_file():
+            pins[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
+        return pins
+
+    def _check_pins(self) -> None:
+        """Refuse to classify with a model, labels or notebook other than the task's (what it
+        pinned when it was created); pin what was not pinned yet (the first run to stage it)."""
+        record = self.store.read(self.collection)
+        staged = (
+            (names.A_MODEL_CHECKSUM, "model", self.config.model, getattr(self, "model_file", None)),
+            (names.A_LABELS_CHECKSUM, "labels", self.config.labels, getattr(self, "labels_file", None)),
+            (names.A_NOTEBOOK_CHECKSUM, "notebook", self.config.notebook, self.notebook_file),
+        )
+        unpinned: dict[str, object] = {}
+        for attribute, what, path, local in staged:
+            if local is None:
+                continue
+            now = file_checksum(local)
+            pinned = record.get(attribute)
+            if not pinned:
+                unpinned[attribute] = now
+            elif pinned != now:
+                raise ChangedSinceSubmitError(
+                    f"the {what} {path} changed since the task was submitted ({pinned}, now {now}); "
+                    f"this run would classify with another {what} than the task's other results: "
+                    f"put the original {what} back and resume the task, or submit a new task"
+                )
+        if unpinned:
+            self.store.write(self.collection, unpinned)
 
     def _staged_objects(self) -> list[DataObject]:
         assert self.model_object is not None and self.labels_object is not None
@@ -757,6 +804,7 @@ class ComputeToDataTask(ABC):
             names.A_SUBMITTED_BY: self.submitted_by,
             names.A_CREATED: names.iso_utc(),
             names.A_INPUT_COLLECTION: self.config.input_collection,
+            **self._pins(),  # every shard checks them before it classifies
         }
         self.lifecycle.create(self.collection, {
             **common,
@@ -1034,6 +1082,8 @@ class ComputeToDataTask(ABC):
         }
         if getattr(self, "model_file", None) is not None:
             values[names.A_MODEL_CHECKSUM] = file_checksum(self.model_file)
+        if getattr(self, "labels_file", None) is not None:
+            values[names.A_LABELS_CHECKSUM] = file_checksum(self.labels_file)
         if self.notebook_file is not None:
             values[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
         if self.run_result is not None:

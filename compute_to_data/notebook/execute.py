@@ -271,6 +271,8 @@ def _show(value: object) -> str:
 _PROVENANCE_ROWS = (
     ("task_type", "task type"), ("submitted_by", "submitted by"), ("input_collection", "input collection"),
     ("inputs", "inputs"), ("model", "model"), ("model_checksum", "model checksum"), ("labels", "labels"),
+    ("labels_checksum", "labels checksum"), ("shards_notebook", "notebook of the shards"),
+    ("shards_notebook_checksum", "notebook checksum of the shards"),
     ("notebook", "notebook"), ("notebook_checksum", "notebook checksum"), ("image", "container image"),
     ("image_digest", "image digest"), ("compute_resource", "compute resource"), ("runner", "runner"),
 )
