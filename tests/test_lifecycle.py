@@ -394,7 +394,8 @@ def test_status_on_the_compute_host_records_a_gone_run_failed_at_once(tmp_path, 
     status = lifecycle.status(submitted.task_id)
     assert status.record.state == TaskState.FAILED
     error = status.record.get(names.A_ERROR)
-    assert error.startswith("its run on localhost is gone (nothing holds its run lock") and error.endswith("; 4/12 images done")
+    assert error.startswith("no sign of life from localhost since ") and error.endswith(
+        " (its run is gone: nothing holds its run lock and none of its processes is left); 4/12 images done")
 
 
 def test_a_gone_run_whose_processes_live_waits_for_the_lease(tmp_path, grid):

@@ -431,7 +431,9 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
          "seconds": 1.5, "state": "succeeded", "report": f"shards/{n}/report.html"} for n, c in (("0001", 3), ("0002", 2))]}))
     params = {"task_id": "T", "notebook": "summarize_task", "input_dir": str(inputs), "output_dir": str(tmp_path / "outputs"),
               "shards_file": str(task / "shards.json"), "score_threshold": 0.0,
-              names.REPORT_CONTEXT_PARAMETER: {"provenance": {"task_id": "T", "shards": 2}, "paths": {}}}
+              names.REPORT_CONTEXT_PARAMETER: {"provenance": {
+                  "task_id": "T", "shards": 2, "model_checksum": "sha2:MODELPIN=", "labels_checksum": "sha2:LABELSPIN=",
+                  "shards_notebook": "classify_images", "shards_notebook_checksum": "sha2:NOTEBOOKPIN="}, "paths": {}}}
     params_path = task / names.PARAMS_FILE
     params_path.write_text(json.dumps(params))
     proc = run_entrypoint("--params", params_path, "--notebook", SUMMARY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
@@ -444,3 +446,6 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
     report = (out / names.REPORT_FILE).read_text()
     assert 'href="shards/0002/report.html"' in report and "host-0001" in report
     assert "Least certain predictions" in report and "Score distribution" in report and "<img" in report
+    # what every shard checked before it classified (issue 20 item 2): one model, labels, notebook
+    for pinned in ("sha2:MODELPIN=", "sha2:LABELSPIN=", "sha2:NOTEBOOKPIN="):
+        assert pinned in report

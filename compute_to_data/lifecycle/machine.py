@@ -369,10 +369,8 @@ class TaskStateMachine:
         since = record.get(names.A_HEARTBEAT) or record.get(names.A_STARTED) or "its start"
         progress = record.progress
         done = f"; {progress[0]:,}/{progress[1]:,} images done" if progress else ""
-        if gone:
-            return (f"its run on {host} is gone (nothing holds its run lock and none of its processes is left; "
-                    f"last sign of life {since}){done}")
-        return f"no sign of life from {host} since {since}{done}"
+        gone_now = " (its run is gone: nothing holds its run lock and none of its processes is left)" if gone else ""
+        return f"no sign of life from {host} since {since}{gone_now}{done}"
 
     def seen_dead_after(self, record: TaskRecord) -> str:
         """When a running task that stopped beating will be seen dead: its last sign of life plus
