@@ -206,6 +206,9 @@ class ComputeToDataTask(ABC):
             return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
+        # The lock before ``running`` (``_record_running``) and until the end is recorded: on
+        # its compute host a running task whose lock is free and whose processes are gone is
+        # dead at once (engine/reaper.py), so a run must never be ``running`` without its lock.
         self.run_lock = self.lifecycle.run_lock(self.resource, self.run_key)
         if not self.run_lock.acquire():
             what = f"shard {self.shard.label} of task {self.task_id}" if self.shard else f"task {self.task_id}"
