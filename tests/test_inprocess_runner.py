@@ -243,3 +243,34 @@ def test_stop_finds_processes_of_a_task_by_its_id_and_spares_others(tmp_path):
                 proc.wait()
     with pytest.raises(Exception, match="not a handle of the inprocess runner"):
         InProcessRunner().is_alive("container-id")
+
+
+def kernel_connection_file(kernel_pid: int) -> Path:
+    """The connection file a running kernel was started with (``ipykernel_launcher -f FILE``)."""
+    argv = Path(f"/proc/{kernel_pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(argv[argv.index("-f") + 1])
+
+
+@pytest.mark.slow
+def test_the_kernel_connection_file_lives_in_the_run_s_work_directory(tmp_path):
+    """Issue 20 item 7: a killed or cancelled run never cleans up its kernel's connection file
+    (with its HMAC key); it must lie in the work directory, removed with the staging directory,
+    not in the system's /tmp."""
+    runner = InProcessRunner(poll_interval=0.2)
+    workdir = tmp_path / "staging" / "t-conn"
+    req = request(workdir, SLEEP_NOTEBOOK, sleep_params(workdir, steps=1, step_seconds=300), task_id="t-conn")
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(runner.run(req)))
+    thread.start()
+    try:
+        assert wait_for(lambda: (workdir / "outputs" / "kernel.pid").exists(), 90), "the notebook never started"
+        connection = kernel_connection_file(int((workdir / "outputs" / "kernel.pid").read_text()))
+        assert connection.is_file()
+        assert connection.resolve().is_relative_to(workdir.resolve()), connection
+        assert (connection.parent.stat().st_mode & 0o077) == 0  # nobody else reads its key
+        assert runner.cancel("t-conn") is True
+    finally:
+        thread.join(90)
+    assert not thread.is_alive() and results[0].error == "cancelled on request"
+    shutil.rmtree(workdir)  # what the engine and the reaper do with a run's staging directory
+    assert not connection.exists()

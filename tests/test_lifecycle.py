@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -335,11 +336,232 @@ def test_resume_refuses_a_running_task_and_someone_elses(tmp_path, grid):
     admin.add_user("bob")
     lifecycle = TaskService(alice, settings_for(tmp_path))
     submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    run_lock = lifecycle.machine.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
+    assert run_lock.acquire()  # a live run holds its lock from before it is running
     lifecycle.machine.begin_run(submitted.collection, {})
     with pytest.raises(TaskStateError, match="is running; only a failed or cancelled task can be resumed"):
         lifecycle.resume(submitted.task_id, "alice")
     lifecycle.cancel(submitted.task_id, "alice")
+    run_lock.release()
     alice.set_acl("read", "bob", RESULTS, recursive=True)
     with pytest.raises(AccessDeniedError, match="bob may not change task"):
         TaskService(admin.as_user("bob"), settings_for(tmp_path)).resume(submitted.collection, "bob")
     assert record_of(alice, submitted.collection).state == TaskState.CANCELLED
+
+
+# --- issue 20 item 9: a run that is certainly gone is dead now, on its compute host ----------------
+LOCK_HOLDER = """
+import sys, time
+from compute_to_data.lifecycle.runlock import RunLock
+lock = RunLock(sys.argv[1], sys.argv[2])
+assert lock.acquire()
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_run_on_its_compute_host_is_resumable_at_once(tmp_path, grid):
+    """``kill -9`` of ``c2d run --local``: its lock is free and none of its processes is left, so
+    on its compute host ``resume`` (and ``status``) reap it there and then, not a lease later."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path / "locks"), submitted.task_id],
+                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUNNER: "inprocess"})
+        with pytest.raises(TaskStateError, match="its run is alive on this host"):
+            lifecycle.resume(submitted.task_id, "alice")  # it holds its lock: alive
+        assert lifecycle.status(submitted.task_id).record.state == TaskState.RUNNING
+    finally:
+        holder.kill()
+        holder.wait(10)
+    resumed = lifecycle.resume(submitted.task_id, "alice")  # right away, a lease of an hour notwithstanding
+    assert resumed.record.state == TaskState.QUEUED
+    history = [e for e in (tmp_path / "locks").iterdir() if e.name.startswith("task-")]
+    assert history == []  # the reaper removed the lock file it held
+    failed = alice.get_avus(EntityType.COLLECTION, submitted.collection)
+    assert any(a.attribute == names.A_RESUMED and a.value == "1" for a in failed)
+
+
+def test_status_on_the_compute_host_records_a_gone_run_failed_at_once(tmp_path, grid):
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "4/12", names.A_RUNNER: "inprocess",
+                                                       names.A_RUN_HANDLE: "1:nosuchtoken"})
+    status = lifecycle.status(submitted.task_id)
+    assert status.record.state == TaskState.FAILED
+    error = status.record.get(names.A_ERROR)
+    assert error.startswith("no sign of life from localhost since ") and error.endswith(
+        " (its run is gone: nothing holds its run lock and none of its processes is left); 4/12 images done")
+
+
+def test_a_gone_run_whose_processes_live_waits_for_the_lease(tmp_path, grid):
+    """Its lock is free, but a process of the task still runs (a notebook left by its engine):
+    not certainly gone, so only the lease says it is dead."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_RUNNER: "inprocess"})
+    leftover = marked_sleeper(submitted.task_id)
+    try:
+        assert lifecycle.status(submitted.task_id).record.state == TaskState.RUNNING
+        with pytest.raises(TaskStateError, match="is running"):
+            lifecycle.resume(submitted.task_id, "alice")
+    finally:
+        leftover.kill()
+        leftover.wait(10)
+
+
+def test_a_live_run_without_processes_is_never_reaped_while_it_runs(tmp_path, grid):
+    """The scripted runner runs no process: the run's lock alone (taken before ``running``) says it lives."""
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=3600.0))
+    seen = []
+
+    def look(request, i):
+        if i in (1, 12):
+            seen.append(lifecycle.status(request.task_id).record.state)
+
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(after_image=look),
+                                                  heartbeat_lease_seconds=3600.0))
+    assert task.run().succeeded
+    assert seen == [TaskState.RUNNING, TaskState.RUNNING]
+
+
+def test_elsewhere_resume_says_when_a_silent_task_will_be_seen_dead(tmp_path, grid, monkeypatch):
+    _, alice = grid
+    lifecycle = TaskService(alice, settings_for(tmp_path, heartbeat_lease_seconds=600.0))
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {})
+    monkeypatch.setattr(hosts, "is_local_host", lambda host, extra=(): False)
+    beat = record_of(alice, submitted.collection).get(names.A_HEARTBEAT)
+    until = names.iso_utc(names.parse_iso_utc(beat) + timedelta(seconds=600))
+    with pytest.raises(TaskStateError) as caught:
+        lifecycle.resume(submitted.task_id, "alice")
+    assert f"no sign of life since {beat}; resumable after {until}, or cancel it now" in str(caught.value)
+    assert record_of(alice, submitted.collection).state == TaskState.RUNNING
+
+
+# --- issue 20 item 7: no run lock file is left behind -----------------------------------------------
+def test_no_run_lock_file_is_left_after_a_run_or_a_reap(tmp_path, grid):
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner())
+    task = create_task(make_config(), context)
+    assert task.run().succeeded
+    locks = tmp_path / "locks"
+    assert sorted(p.name for p in locks.iterdir() if p.name.startswith("task-")) == []
+    lifecycle = TaskService(alice, context.settings)
+    again = make_config(inputs={"collection": IMAGES, "pattern": "*.png", "skip_tagged": False})
+    submitted = create_task(again, context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {})
+    time.sleep(1.2)  # a lease (1 s) without a heartbeat
+    assert lifecycle.status(submitted.task_id).record.state == TaskState.FAILED
+    assert sorted(p.name for p in locks.iterdir() if p.name.startswith("task-")) == []
+
+
+def test_a_run_lock_removed_under_an_acquirer_is_taken_again_not_shared(tmp_path, monkeypatch):
+    """The holder removes its lock file while holding it; an acquirer that opened the old file
+    just before must notice it locked a removed file, and lock the path's file instead."""
+    from compute_to_data.lifecycle import runlock
+
+    first, second, third = (runlock.RunLock(tmp_path, "t") for _ in range(3))
+    assert first.acquire() and not second.acquire()
+    real_flock = runlock.fcntl.flock
+    calls = []
+
+    def flock_after_the_holder_let_go(fd, operation):
+        if not calls:  # the holder releases (removing the file) between our open and our lock
+            first.release()
+        calls.append(fd)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(runlock.fcntl, "flock", flock_after_the_holder_let_go)
+    assert second.acquire() and len(calls) == 2  # the first lock was on a removed file: taken again
+    monkeypatch.setattr(runlock.fcntl, "flock", real_flock)
+    assert second.path.exists() and second.held
+    assert not third.acquire()  # one holder only
+    second.release()
+    assert not second.path.exists()
+    assert third.acquire()
+    third.release()
+
+
+# --- issue 20 item 4: progress counts what is tagged, after every salvage ---------------------------
+def test_a_failed_run_s_progress_counts_the_parts_it_tagged(tmp_path, grid):
+    _, alice = grid
+    task = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner(part_size=4, fail_after=7)))
+    assert task.run().state == TaskState.FAILED
+    assert_tagged_once_by(alice, task.task_id, expect=4)
+    assert record_of(alice, task.collection).get(names.A_PROGRESS) == "4/12"
+
+
+def test_the_reaper_s_salvage_counts_in_the_progress(tmp_path, grid):
+    """The agent was killed after its notebook finished two parts: the reaper tags them, and the
+    task's progress says 8/12, not the 0/12 of its last heartbeat."""
+    from compute_to_data.contract.parts import PartWriter
+    from compute_to_data.engine.predictions import store_selection
+
+    _, alice = grid
+    settings = settings_for(tmp_path)
+    lifecycle = TaskService(alice, settings)
+    submitted = create_task(make_config(), context_for(tmp_path, alice, ScriptedRunner())).submit()
+    lifecycle.machine.begin_run(submitted.collection, {names.A_PROGRESS: "0/12", names.A_RUN_HOST: "localhost"})
+    names_ = sorted(TWELVE)
+    store_selection(alice, submitted.collection, "gpu_resc", names_)
+    outputs = Path(settings.staging_directory) / submitted.task_id / "outputs"
+    writer = PartWriter(outputs, task_id=submitted.task_id, total=12, part_size=4, part_seconds=3600)
+    writer.add([{"file": n, "path": f"{IMAGES}/{n}",
+                 "classifications": [{"class": "1", "score": 0.9}, {"class": "2", "score": 0.1}]} for n in names_[:8]])
+    time.sleep(1.3)
+    record = lifecycle.status(submitted.task_id).record
+    assert record.state == TaskState.FAILED and "2 part(s) it had finished are tagged now" in record.get(names.A_ERROR)
+    assert record.get(names.A_PROGRESS) == "8/12"
+    assert_tagged_once_by(alice, submitted.task_id, expect=8)
+
+
+# --- issue 20 item 2: a resumed run checks what the task pinned --------------------------------------
+@pytest.mark.parametrize("what", ["labels", "model"])
+def test_a_resume_after_the_model_or_labels_changed_fails_naming_it(tmp_path, grid, what):
+    _, alice = grid
+    context = context_for(tmp_path, alice, ScriptedRunner(part_size=4, fail_after=5))
+    task = create_task(make_config(), context)
+    assert task.run().state == TaskState.FAILED
+    path = {"model": task.config.model, "labels": task.config.labels}[what]
+    pinned = record_of(alice, task.collection).get(
+        {"model": names.A_MODEL_CHECKSUM, "labels": names.A_LABELS_CHECKSUM}[what])
+    assert pinned == alice.get_data_object(path).checksum
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(b"0\n1\n2\n3\n" if what == "labels" else b"another model")
+    alice.put_file(replacement, path, "lts_resc", overwrite=True)
+    lifecycle = TaskService(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    again = ScriptedRunner()
+    outcome = lifecycle.start(task.collection, context_for(tmp_path, alice, again))
+    now = alice.get_data_object(path).checksum
+    assert outcome.state == TaskState.FAILED and again.requests == []
+    assert outcome.error.startswith(f"the {what} {path} changed since the task was submitted ({pinned}, now {now})")
+    assert record_of(alice, task.collection).get(names.A_ERROR) == outcome.error
+
+
+def test_a_resume_after_the_notebook_changed_fails_naming_it(tmp_path, grid):
+    _, alice = grid
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    source = Path(__file__).resolve().parents[1] / "compute_to_data" / "notebooks" / "classify_images.ipynb"
+    (notebooks / "classify_images.ipynb").write_bytes(source.read_bytes())
+    context = context_for(tmp_path, alice, ScriptedRunner(fail_after=0), notebook_directory=str(notebooks))
+    task = create_task(make_config(), context)
+    assert task.run().state == TaskState.FAILED
+    pinned = record_of(alice, task.collection).get(names.A_NOTEBOOK_CHECKSUM)
+    assert pinned.startswith("sha2:")
+    (notebooks / "classify_images.ipynb").write_bytes(source.read_bytes() + b"\n")
+    lifecycle = TaskService(alice, context.settings)
+    lifecycle.resume(task.task_id, "alice")
+    outcome = lifecycle.start(task.collection, context_for(tmp_path, alice, ScriptedRunner(),
+                                                             notebook_directory=str(notebooks)))
+    assert outcome.state == TaskState.FAILED
+    assert outcome.error.startswith("the notebook classify_images changed since the task was submitted "
+                                    f"({pinned}, now sha2:")

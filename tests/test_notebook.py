@@ -529,7 +529,9 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
         {"file": "s0001/1.png", "path": f"{LOGICAL_ROOT}/s0001/1.png", "thumbnail": "javascript:alert(1)"}]}))
     params = {"task_id": "T", "notebook": "summarize_task", "input_dir": str(inputs), "output_dir": str(tmp_path / "outputs"),
               "shards_file": str(task / "shards.json"), "score_threshold": 0.0,
-              names.REPORT_CONTEXT_PARAMETER: {"provenance": {"task_id": "T", "shards": 2}, "paths": {}}}
+              names.REPORT_CONTEXT_PARAMETER: {"provenance": {
+                  "task_id": "T", "shards": 2, "model_checksum": "sha2:MODELPIN=", "labels_checksum": "sha2:LABELSPIN=",
+                  "shards_notebook": "classify_images", "shards_notebook_checksum": "sha2:NOTEBOOKPIN="}, "paths": {}}}
     params_path = task / names.PARAMS_FILE
     params_path.write_text(json.dumps(params))
     proc = run_entrypoint("--params", params_path, "--notebook", SUMMARY_NOTEBOOK, "--output-dir", tmp_path / "outputs")
@@ -550,6 +552,9 @@ def test_the_summary_notebook_renders_one_report_from_every_shard(tmp_path):
     pictures = thumbnails_in(report)
     assert [alt for _, alt in pictures] == ["s0001/0.png"]  # the one shard file with a (valid) thumbnail
     assert "javascript:" not in report
+    # what every shard checked before it classified (issue 20 item 2): one model, labels, notebook
+    for pinned in ("sha2:MODELPIN=", "sha2:LABELSPIN=", "sha2:NOTEBOOKPIN="):
+        assert pinned in report
 
 
 def test_a_labels_file_naming_a_class_twice_fails_the_run_before_classifying(tmp_path, model):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import rules
+from compute_to_data.domain import conventions as names
 from compute_to_data.domain import irods_codes as irods_errors
 from compute_to_data.domain.errors import AccessDeniedError, ObjectNotFoundError
 from compute_to_data.engine import create_task
@@ -139,3 +140,31 @@ def test_a_rule_never_ends_with_CAT_NO_ROWS_FOUND(zone: Zone) -> None:
     run = zone.irule("c2d_probe")
     assert run.code == irods_errors.OBJ_PATH_DOES_NOT_EXIST, (run.code, run.error)
     assert run.error == "c2d_probe: data object /tempZone/home/alice/x does not exist"
+
+
+# --- issue 20 item 13: one code for "no such task", by id and by collection path -------------------
+@pytest.mark.parametrize("rule", ["c2d_status", "c2d_cancel", "c2d_resume"])
+def test_no_such_task_ends_with_CAT_UNKNOWN_COLLECTION_by_id_and_by_path(zone: Zone, rule: str) -> None:
+    """A task that does not exist and a task the caller cannot see end every rule with the same
+    code, whether named by id or by task collection; the other user still cannot act on it."""
+    zone.put_config(config_doc())
+    submitted = zone.irule("c2d_submit", CONFIG)
+    assert submitted.ok, submitted.error
+    task_id = next(line.split(": ", 1)[1] for line in submitted.stdout.splitlines() if line.startswith("task_id: "))
+    collection = f"{HOME}/results/{task_id}"
+    cases = [
+        ("alice", "20990101T000000Z-000000"),  # no such id
+        ("alice", f"{HOME}/results/20990101T000000Z-000000"),  # no such collection
+        ("alice", f"{HOME}/models"),  # a collection that is no task
+        ("bob", task_id),  # alice's task, invisible to bob
+        ("bob", collection),
+        ("bob", f"'{collection}'"),  # quotes stay inert
+    ]
+    for user, task in cases:
+        run = zone.irule(rule, task, user=user)
+        assert not run.ok
+        assert run.code == irods_errors.CAT_UNKNOWN_COLLECTION, (rule, user, task, run.code, run.error)
+        assert run.error_name == "CAT_UNKNOWN_COLLECTION"
+        assert "iRods__Error__Code" not in run.error and ".cpp" not in run.error
+    record = zone.record(collection)
+    assert record[names.A_STATE] == "queued" and names.A_RESUMED not in record  # bob changed nothing

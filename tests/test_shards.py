@@ -470,3 +470,107 @@ def test_a_summary_taken_on_by_another_run_is_left_to_it(tmp_path: Path, zone, m
     runner.requests.clear()
     assert second.run().state == TaskState.RUNNING and runner.requests == []  # the second leaves it alone
     assert lifecycle.read(outcome.collection).get(names.A_SUMMARY_RESOURCE) == "gpu_resc2"
+
+
+# --- issue 20 item 4: progress counts what is tagged, after every salvage ---------------------------
+def test_a_shard_stopped_by_a_cancel_counts_what_it_tagged_and_so_does_its_task(tmp_path: Path, zone) -> None:
+    """The task is cancelled while a shard runs: the shard stops at its next sign of life, having
+    tagged its first part; the shard's and the (cancelled) task's progress say so."""
+    admin, alice = zone
+    settings = {"heartbeat_interval_seconds": 0.0, "part_size": 4}
+    lifecycle = TaskService(alice, make_settings(tmp_path, max_shard_size=10, **settings))
+
+    def cancel_at_six(request, i):  # noqa: ANN001, ANN202
+        if i == 6:
+            lifecycle.cancel(request.task_id.rsplit("-", 1)[0], by="alice")
+
+    ctx = context(tmp_path, alice, ScriptedRunner(part_size=4, after_image=cancel_at_six), **settings)
+    ctx.progress_interval = 0.0
+    outcome = lifecycle.submit(sharded_config(), ctx).outcome
+    first = outcome.shard_collections[0]
+    assert lifecycle.start(first, ctx).state == TaskState.CANCELLED
+    assert lifecycle.read(first).state == TaskState.CANCELLED
+    assert_tagged_once_by(alice, outcome.task_id, expect=4)
+    assert lifecycle.read(first).get(names.A_PROGRESS) == "4/8"
+    task = lifecycle.read(outcome.collection)
+    assert task.state == TaskState.CANCELLED and task.get(names.A_PROGRESS) == "4/24"
+
+
+def test_the_reaper_s_salvage_of_a_shard_counts_in_the_shard_and_its_task(tmp_path: Path, zone) -> None:
+    """A shard's run died after its notebook finished a part: the reaper tags that part, and the
+    shard's and the task's progress count it."""
+    from compute_to_data.contract.parts import PartWriter
+    from compute_to_data.engine.predictions import store_selection
+
+    admin, alice = zone
+    settings = {"heartbeat_interval_seconds": 0.2, "heartbeat_lease_seconds": 1.0}
+    ctx = context(tmp_path, alice, **settings)
+    lifecycle = TaskService(alice, ctx.settings)
+    outcome = lifecycle.submit(sharded_config(), ctx).outcome
+    shard = lifecycle.read(outcome.shard_collections[0])
+    inputs = alice.read_data_object(f"{shard.collection}/{names.SHARD_INPUTS_FILE}").decode().splitlines()
+    resource = shard.get(names.A_COMPUTE_RESOURCE)
+    lifecycle.machine.begin_run(shard.collection, {names.A_PROGRESS: f"0/{len(inputs)}", names.A_RUN_HOST: "localhost"})
+    lifecycle.machine.settle(outcome.collection)
+    store_selection(alice, shard.collection, resource, inputs)
+    staging = Path(ctx.settings.staging_directory_for("localhost", resource)) / shard.run_key / "outputs"
+    writer = PartWriter(staging, task_id=shard.run_key, total=len(inputs), part_size=4, part_seconds=3600)
+    writer.add([{"file": name, "path": f"{IMAGES}/{name}",
+                 "classifications": [{"class": "1", "score": 0.9}, {"class": "2", "score": 0.1}]} for name in inputs[:4]])
+    import time
+
+    time.sleep(1.3)  # a lease without a sign of life
+    status = lifecycle.status(outcome.task_id)
+    reaped = lifecycle.read(shard.collection)
+    assert reaped.state == TaskState.FAILED and "1 part(s) it had finished are tagged now" in reaped.get(names.A_ERROR)
+    assert reaped.get(names.A_PROGRESS) == f"4/{len(inputs)}"
+    assert_tagged_once_by(alice, outcome.task_id, expect=4)
+    assert status.record.get(names.A_PROGRESS) == "4/24"
+
+
+# --- issue 20 item 2: one model, one labels file, one notebook per task ------------------------------
+def test_a_model_replaced_between_shards_fails_the_later_shards_naming_it(tmp_path: Path, zone) -> None:
+    admin, alice = zone
+    runner = ScriptedRunner()
+    ctx = context(tmp_path, alice, runner)
+    lifecycle = TaskService(alice, ctx.settings)
+    outcome = lifecycle.submit(sharded_config(), ctx).outcome
+    task = lifecycle.read(outcome.collection)
+    model = f"{IMAGES.rsplit('/', 1)[0]}/models/model.pt"
+    pinned = task.get(names.A_MODEL_CHECKSUM)
+    assert pinned == alice.get_data_object(model).checksum and pinned.startswith("sha2:")
+    assert task.get(names.A_LABELS_CHECKSUM).startswith("sha2:") and task.get(names.A_NOTEBOOK_CHECKSUM).startswith("sha2:")
+    first, second, third = outcome.shard_collections
+    assert lifecycle.start(first, ctx).succeeded
+    replacement = tmp_path / "other-model.pt"
+    replacement.write_bytes(b"another model")
+    alice.put_file(replacement, model, "lts_resc", overwrite=True)
+    now = alice.get_data_object(model).checksum
+    for collection in (second, third):
+        failed = lifecycle.start(collection, ctx)
+        assert failed.state == TaskState.FAILED
+        assert failed.error.startswith(f"the model {model} changed since the task was submitted ({pinned}, now {now})")
+    assert len(runner.requests) == 1  # nothing classified with the other model
+    assert lifecycle.read(first).get(names.A_MODEL_CHECKSUM) == pinned
+    final = lifecycle.read(outcome.collection)
+    assert final.state == TaskState.FAILED and "changed since the task was submitted" in final.get(names.A_ERROR)
+    assert final.get(names.A_MODEL_CHECKSUM) == pinned  # the task still names the model it ran with
+    assert_tagged_once_by(alice, outcome.task_id, expect=8)
+
+
+def test_the_summary_report_shows_the_pinned_checksums(tmp_path: Path, zone) -> None:
+    admin, alice = zone
+    runner = ScriptedRunner()
+    outcome = run_now(sharded_config(), context(tmp_path, alice, runner))
+    assert outcome.state == TaskState.SUCCEEDED, outcome.error
+    task = TaskStateStore(alice).read(outcome.collection)
+    [summary] = [r for r in runner.requests if r.notebook_name == names.SUMMARY_NOTEBOOK]
+    shown = summary.parameters[names.REPORT_CONTEXT_PARAMETER]["provenance"]
+    assert shown["model_checksum"] == task.get(names.A_MODEL_CHECKSUM) != ""
+    assert shown["labels_checksum"] == task.get(names.A_LABELS_CHECKSUM) != ""
+    assert shown["shards_notebook_checksum"] == task.get(names.A_NOTEBOOK_CHECKSUM) != ""
+    from compute_to_data.notebook.execute import _provenance_cell
+
+    cell = _provenance_cell(shown, {}).source
+    assert task.get(names.A_MODEL_CHECKSUM) in cell and task.get(names.A_LABELS_CHECKSUM) in cell
+    assert "labels checksum" in cell and "notebook checksum of the shards" in cell

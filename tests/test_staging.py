@@ -469,7 +469,7 @@ def test_a_cancelled_task_stops_streaming(tmp_path):
     admin, alice = survey(tmp_path, 60)
     original = alice.read_to_file
     done: list[str] = []
-    lifecycle = TaskLifecycle(alice, make_settings(tmp_path))
+    lifecycle = TaskService(alice, make_settings(tmp_path))
 
     def read_to_file(path: str, local_path: Path) -> int:
         done.append(path)

@@ -24,6 +24,11 @@ from compute_to_data.domain.errors import StagingError
 
 log = logging.getLogger(__name__)
 
+#: Set by a runner for the notebook entrypoint: the run's private scratch directory (0700, in its
+#: work directory), where the entrypoint has the kernel's connection file written (it holds the
+#: kernel's HMAC key); a killed run never removes that file, but it goes with the work directory.
+RUNTIME_DIR_ENV = "C2D_RUNTIME_DIR"
+
 
 class TaskWorkdir:
     """``<staging root>/<task id>/{inputs,task,outputs}`` on the compute resource's host."""
@@ -52,6 +57,11 @@ class TaskWorkdir:
     @property
     def output_dir(self) -> Path:
         return self.root / "outputs"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The notebook runner's private scratch (see :data:`RUNTIME_DIR_ENV`)."""
+        return self.root / "runtime"
 
     def create(self) -> None:
         try:

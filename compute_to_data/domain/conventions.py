@@ -50,6 +50,8 @@ A_REPLICATED_BYTES = PREFIX + "replicated_bytes"
 A_MODEL = PREFIX + "model"
 A_MODEL_CHECKSUM = PREFIX + "model_checksum"
 A_NOTEBOOK_CHECKSUM = PREFIX + "notebook_checksum"
+#: the labels file's checksum, pinned with the model's and the notebook's when the task is created
+A_LABELS_CHECKSUM = PREFIX + "labels_checksum"
 A_IMAGE = PREFIX + "image"
 A_IMAGE_DIGEST = PREFIX + "image_digest"
 A_PARAMETERS = PREFIX + "parameters"

@@ -148,6 +148,11 @@ class TaskStateError(ComputeToDataError):
     """A task is unknown, or is in a state that does not allow the requested action."""
 
 
+class ChangedSinceSubmitError(ComputeToDataError):
+    """The model, labels or notebook a task pinned when it was created changed since: a run
+    (a shard, a resume) would classify with another one and mix two models in one task."""
+
+
 class TaskFailedError(ComputeToDataError):
     """The task ran but ended in the ``failed`` state; the message is the recorded error."""
 
@@ -160,6 +165,17 @@ class TaskCancelled(ComputeToDataError):
 
 class TaskBusyError(TaskStateError):
     """Another process on this host is running the task right now (it holds the task's run lock)."""
+
+
+class TaskNotFoundError(ObjectNotFoundError):
+    """No task by that id or task collection, or none the caller may see: one code either way.
+
+    Scripts key on the code of "no such task", so every rule ends with CAT_UNKNOWN_COLLECTION
+    for it, whether the task was named by id or by collection, and whether it does not exist or
+    belongs to someone who did not share it (telling those apart would reveal other users' tasks).
+    """
+
+    irods_error = "CAT_UNKNOWN_COLLECTION"
 
 
 class TaskLostError(TaskStateError):

@@ -122,6 +122,7 @@ class ImageClassificationTask(ComputeToDataTask):
             "model": self.config.model,
             "model_checksum": provenance.get(names.A_MODEL_CHECKSUM),
             "labels": self.config.labels,
+            "labels_checksum": provenance.get(names.A_LABELS_CHECKSUM),
             "notebook": self.config.notebook,
             "notebook_checksum": provenance.get(names.A_NOTEBOOK_CHECKSUM),
             "image": self.image.name if self.image is not None else None,

@@ -49,10 +49,20 @@ class Reaper:
         self.settings = machine.settings
 
     def reap(self, record: TaskRecord) -> TaskRecord:
-        """On the task's compute host: a running task that is dead (no heartbeat for a lease, and
-        nobody holds its run lock) is stopped, cleaned up and recorded ``failed``. Else unchanged."""
-        if record.state != TaskState.RUNNING or not record.is_stale(self.machine.lease_seconds) or not self.machine.is_here(record):
+        """On the task's compute host: a running task that is dead is stopped, cleaned up and
+        recorded ``failed``. Else unchanged.
+
+        Dead is: nobody holds its run lock, and either no heartbeat for a lease, or none of its
+        run's processes is left here (``kill -9`` of ``c2d run --local``: the run is certainly
+        gone, and waiting a lease to say so only keeps its owner from resuming it). A live run
+        holds its lock from before it becomes ``running`` (``engine/task.py`` takes the lock,
+        then ``begin_run``) until it has recorded how it ended, so a free lock is never a run
+        that is only starting or finishing.
+        """
+        if record.state != TaskState.RUNNING or not self.machine.is_here(record):
             return record
+        if record.is_sharded and not record.is_stale(self.machine.lease_seconds):
+            return record  # its shards beat for it; only its summary run can be reaped, when silent
         if not self.grid.has_access(record.collection, AccessLevel.MODIFY):
             return record  # someone else's task: its owner's next status call reaps it
         resource = self.machine.compute_resource(record)
@@ -61,20 +71,25 @@ class Reaper:
             return record  # its run is alive here, only silent (a long catalog call...)
         try:
             current = self.machine.read(record.collection)
-            if current.state != TaskState.RUNNING or not current.is_stale(self.machine.lease_seconds):
+            if current.state != TaskState.RUNNING:
                 return current
+            silent = current.is_stale(self.machine.lease_seconds)
+            if not silent and self.run_lives(current):
+                return current  # its lock is free, yet something of it runs: the lease decides
             self.stop_run(current)
-            salvaged = self.salvage(current, resource)
+            salvaged, progress = self.salvage(current, resource)
             self.remove_staging(current, resource)
-            message = self.machine.death_message(current, resource)
+            message = self.machine.death_message(current, resource, gone=not silent)
             if current.is_sharded:
                 message = "its summary report was not made: " + message + "; resume the task to make it"
             if salvaged:
                 message += f"; {salvaged} part(s) it had finished are tagged now"
+            values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
+            if progress is not None:  # what is tagged now, the salvaged parts included
+                values[names.A_PROGRESS] = progress
             try:
                 reaped = self.machine.transition(
-                    current.collection, TaskState.FAILED,
-                    {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message},
+                    current.collection, TaskState.FAILED, values,
                     expect_started=None if current.is_sharded else current.get(names.A_STARTED),
                 )
             except TaskLostError:
@@ -84,6 +99,26 @@ class Reaper:
         if reaped.is_shard:
             self.machine.settle_after(ShardSpec.of(reaped))
         return reaped
+
+    def run_lives(self, record: TaskRecord) -> bool:
+        """Whether anything of the record's run may still run on this host: its handle alive for
+        the runner that ran it (a container, a Slurm job, the notebook's processes), or a process
+        marked with the task or the run. When that cannot be told (no runner here to ask, the
+        runner cannot be asked), it may: only the lease then says the run is dead."""
+        if processes_with_env(ENV_TASK_ID, record.run_key) or processes_with_env(
+                ENV_RUN_ID, run_id(record.run_key, record.get(names.A_STARTED))):
+            return True
+        handle = record.get(names.A_RUN_HANDLE)
+        if not handle:
+            return False
+        runner = self._runner_for(record.get(names.A_RUNNER))
+        if runner is None:
+            return True
+        try:
+            return bool(runner.is_alive(handle))
+        except Exception as exc:  # noqa: BLE001 - an unanswered question is no proof of death
+            log.info("task %s: cannot tell whether its run %s lives: %s", record.task_id, handle, exc)
+            return True
 
     def reap_resource(self, resource: Resource) -> int:
         """Reap the dead runs visible to the user on ``resource`` (before a new run starts there)."""
@@ -135,23 +170,30 @@ class Reaper:
             log.debug("no runner %r here to stop a run with: %s", name, exc)
             return None
 
-    def salvage(self, record: TaskRecord, resource: Resource) -> int:
+    def salvage(self, record: TaskRecord, resource: Resource) -> tuple[int, str | None]:
         """Store and tag the parts a dead run's notebook finished (nothing writes them any more):
-        a crash costs only the part it was working on. Best effort: the state is recorded anyway."""
+        a crash costs only the part it was working on. Returns how many parts, and the task's
+        progress counted from what is tagged now (None: not known; the record keeps its own).
+        Best effort: the state is recorded anyway."""
+        if record.is_sharded:
+            return 0, None  # its shards count for it
         output_dir = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key / "outputs"
-        if record.is_sharded or not (output_dir / names.PARTS_DIR).is_dir():
-            return 0
+        salvaged = 0
         try:
             config = self.machine.read_config(record)
             task_class: Any = task_types.get(config.task_type)
             task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
-            salvaged = task.salvage_parts(output_dir) if task is not None else 0
+            if task is None:
+                return 0, None
+            if (output_dir / names.PARTS_DIR).is_dir():
+                salvaged = task.salvage_parts(output_dir)
+            progress = task.tagged_progress()
         except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does
             log.warning("task %s: could not salvage the parts its dead run finished: %s", record.task_id, exc)
-            return 0
+            return salvaged, None
         if salvaged:
             log.info("task %s: stored and tagged %d part(s) its dead run had finished", record.task_id, salvaged)
-        return salvaged
+        return salvaged, progress
 
     def remove_staging(self, record: TaskRecord, resource: Resource) -> None:
         root = self.settings.staging_directory_for(resource.host, resource.name) / record.run_key

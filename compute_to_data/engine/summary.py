@@ -247,6 +247,11 @@ class TaskSummary:
                 "inputs": record.int_value(names.A_INPUTS), "shards": record.int_value(names.A_SHARDS),
                 "model": self.config.model, "labels": self.config.labels, "notebook": names.SUMMARY_NOTEBOOK,
                 "parameters": self.config.notebook_parameters(),
+                # what every shard checked before it classified: one model, one labels file, one notebook
+                "model_checksum": record.get(names.A_MODEL_CHECKSUM) or None,
+                "labels_checksum": record.get(names.A_LABELS_CHECKSUM) or None,
+                "shards_notebook": self.config.notebook,
+                "shards_notebook_checksum": record.get(names.A_NOTEBOOK_CHECKSUM) or None,
             }, "paths": {} if self.runner.uses_container_paths else {
                 str(workdir.input_dir): names.CONTAINER_INPUT_DIR, str(workdir.output_dir): names.CONTAINER_OUTPUT_DIR,
                 str(workdir.task_dir): names.CONTAINER_TASK_DIR}},

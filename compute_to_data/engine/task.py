@@ -41,6 +41,7 @@ from compute_to_data.domain.catalog import AccessLevel, DataObject, Resource
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     AccessDeniedError,
+    ChangedSinceSubmitError,
     ComputeToDataError,
     ConfigError,
     NoEligibleInputsError,
@@ -210,6 +211,9 @@ class ComputeToDataTask(ABC):
             return self.outcome
         self._step("check_permissions", self.check_permissions)
         self._step("select_inputs", self.select_inputs)
+        # The lock before ``running`` (``_record_running``) and until the end is recorded: on
+        # its compute host a running task whose lock is free and whose processes are gone is
+        # dead at once (engine/reaper.py), so a run must never be ``running`` without its lock.
         self.run_lock = self.lifecycle.run_lock(self.resource, self.run_key)
         if not self.run_lock.acquire():
             what = f"shard {self.shard.label} of task {self.task_id}" if self.shard else f"task {self.task_id}"
@@ -479,6 +483,7 @@ class ComputeToDataTask(ABC):
                 names.A_MODEL: self.config.model,
                 names.A_PARAMETERS: self.config.notebook_parameters(),
                 names.A_TIMINGS: timings_text(self.outcome.timings),
+                **self._pins(),
                 **schedule.creation_values(self.config, self.task_id, self.context.series),
                 **self._chain_values(),
             },
@@ -568,6 +573,7 @@ class ComputeToDataTask(ABC):
             summary.streamed, summary.streamed_bytes = streamed.streamed, streamed.streamed_bytes
             summary.readers, summary.checksums_checked = streamed.readers, streamed.checksums_checked
             self.outcome.timings["stage.stream"] = time.perf_counter() - streaming
+        self._check_pins()
         staged = self.workdir.report
         summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
         self.outcome.staging = summary.as_dict()
@@ -583,6 +589,50 @@ class ComputeToDataTask(ABC):
         self.inputs = [fresh.get(o.path, o) for o in self.inputs]
         self.model_object = self.grid.get_data_object(self.config.model)
         self.labels_object = self.grid.get_data_object(self.config.labels)
+
+    # ------------------------------------------------------------------ what the task pinned
+    def _pins(self) -> dict[str, str]:
+        """The checksums a new task pins (``c2d::model_checksum``, ``c2d::labels_checksum``,
+        ``c2d::notebook_checksum``): the catalog's SHA-256 of the model and labels objects, and
+        the notebook file's. Every run of the task (each shard, each resume) checks them before
+        it classifies (:meth:`_check_pins`): a model replaced at the same path after two of six
+        shards ran would otherwise make one task of two models, silently. A catalog checksum that
+        is missing (an object put without one) or of another scheme is pinned instead by the
+        first run that stages the object."""
+        pins: dict[str, str] = {}
+        for attribute, obj in ((names.A_MODEL_CHECKSUM, self.model_object),
+                               (names.A_LABELS_CHECKSUM, self.labels_object)):
+            if obj is not None and obj.checksum.startswith("sha2:"):
+                pins[attribute] = obj.checksum
+        if self.notebook_file is not None and self.notebook_file.is_file():
+            pins[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
+        return pins
+
+    def _check_pins(self) -> None:
+        """Refuse to classify with a model, labels or notebook other than the task's (what it
+        pinned when it was created); pin what was not pinned yet (the first run to stage it)."""
+        record = self.store.read(self.collection)
+        staged = (
+            (names.A_MODEL_CHECKSUM, "model", self.config.model, getattr(self, "model_file", None)),
+            (names.A_LABELS_CHECKSUM, "labels", self.config.labels, getattr(self, "labels_file", None)),
+            (names.A_NOTEBOOK_CHECKSUM, "notebook", self.config.notebook, self.notebook_file),
+        )
+        unpinned: dict[str, object] = {}
+        for attribute, what, path, local in staged:
+            if local is None:
+                continue
+            now = file_checksum(local)
+            pinned = record.get(attribute)
+            if not pinned:
+                unpinned[attribute] = now
+            elif pinned != now:
+                raise ChangedSinceSubmitError(
+                    f"the {what} {path} changed since the task was submitted ({pinned}, now {now}); "
+                    f"this run would classify with another {what} than the task's other results: "
+                    f"put the original {what} back and resume the task, or submit a new task"
+                )
+        if unpinned:
+            self.store.write(self.collection, unpinned)
 
     def _staged_objects(self) -> list[DataObject]:
         assert self.model_object is not None and self.labels_object is not None
@@ -660,6 +710,26 @@ class ComputeToDataTask(ABC):
         task.candidates = task._list_candidates()
         task.select_inputs()
         return task if task.selection is not None else None
+
+    def tagged_progress(self) -> str | None:
+        """``done/total`` as the catalog says now: of the inputs the task selected, those stored
+        in a part or carrying this task's complete prediction (what a resume would not redo).
+
+        Rewritten after every salvage (a failed run's, the reaper's, a cancelled run's): the
+        heartbeat's figure lags the parts tagged after it, and users decide from this number
+        whether to resume. None when the task never recorded its selection.
+        """
+        if self.selection is None:
+            return None
+        previous = task_parts.merge_entries(e for _, e in task_parts.stored_parts(self.grid, self.collection))
+        objects = {self.relative_path(o): o for o in self.current_objects().values()}
+        units = names.task_units(self.task_id)
+        done = sum(
+            1 for name in self.selection
+            if name in previous or (name in objects and task_parts.has_complete_prediction(
+                objects[name], self.config.class_attribute, self.config.score_attribute, units))
+        )
+        return f"{done}/{len(self.selection)}"
 
     def finalize(self) -> None:
         assert self.run_result is not None
@@ -794,6 +864,7 @@ class ComputeToDataTask(ABC):
             names.A_SUBMITTED_BY: self.submitted_by,
             names.A_CREATED: names.iso_utc(),
             names.A_INPUT_COLLECTION: self.config.input_collection,
+            **self._pins(),  # every shard checks them before it classifies
         }
         self.lifecycle.create(self.collection, {
             **common,
@@ -1079,6 +1150,8 @@ class ComputeToDataTask(ABC):
         }
         if getattr(self, "model_file", None) is not None:
             values[names.A_MODEL_CHECKSUM] = file_checksum(self.model_file)
+        if getattr(self, "labels_file", None) is not None:
+            values[names.A_LABELS_CHECKSUM] = file_checksum(self.labels_file)
         if self.notebook_file is not None:
             values[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
         if self.run_result is not None:
@@ -1123,6 +1196,8 @@ class ComputeToDataTask(ABC):
                 self.outcome.error = current.get(names.A_ERROR) or message
             log.warning("task %s: not recording %s over what was recorded meanwhile (%s)", self.task_id,
                         "cancelled" if cancelled else "failed", current.state.value if current and current.state else "?")
+            if current is not None and current.state is not None and current.state.is_final:
+                self._record_tagged_progress(current)  # a cancel stopped it: its figure, not its state
             return
         if not cancelled and self.workdir is not None and self.context.parts and self.started is not None:
             try:  # what the notebook finished before the failure is a valid result: keep it
@@ -1137,6 +1212,9 @@ class ComputeToDataTask(ABC):
         try:
             values: dict[str, object] = {names.A_FINISHED: names.iso_utc(), names.A_ERROR: message}
             values.update(self._provenance())
+            progress = self._safe_tagged_progress() if self.started is not None else None
+            if progress is not None:
+                values[names.A_PROGRESS] = progress
             if self.outcome.failed_images:
                 values[names.A_IMAGES_FAILED] = self.outcome.failed_images
             values[names.A_TIMINGS] = timings_text(self.outcome.timings)
@@ -1148,6 +1226,26 @@ class ComputeToDataTask(ABC):
             )
         except Exception as state_exc:
             log.error("could not record the state of task %s: %s", self.task_id, state_exc)
+
+    def _safe_tagged_progress(self) -> str | None:
+        """:meth:`tagged_progress`, or None (the progress stays as it is) if it cannot be read."""
+        try:
+            return self.tagged_progress()
+        except Exception as exc:  # noqa: BLE001 - never let a figure hide the run's own error
+            log.warning("task %s: could not count what is tagged: %s", self.task_id, exc)
+            return None
+
+    def _record_tagged_progress(self, current: TaskRecord) -> None:
+        """A run stopped by a cancel (which recorded the state) still says how far it got, while
+        the task is its own: not after a resume cleared its ``c2d::started``."""
+        if self.started is None or current.get(names.A_STARTED) != self.started:
+            return
+        progress = self._safe_tagged_progress()
+        if progress is not None and progress != current.get(names.A_PROGRESS):
+            try:
+                self.store.write(self.collection, {names.A_PROGRESS: progress})
+            except ComputeToDataError as exc:
+                log.warning("task %s: could not record its progress: %s", self.task_id, exc)
 
     def _record_timings(self) -> None:
         """Refresh ``c2d::timings`` after a step; advisory, so a failed write never fails the task."""

@@ -25,6 +25,7 @@ import logging
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import (
@@ -270,7 +271,7 @@ class TaskStateMachine:
         the summary report (:class:`~.summary.TaskSummary`), which records ``succeeded``.
         Idempotent: two shards ending at once may both settle; the table refuses the second."""
         record = self.store.read(collection)
-        if not record.is_sharded or (record.state is not None and record.state.is_final):
+        if not record.is_sharded:
             return Settled(record)
         shards = shard_records(self.grid, collection)
         total = aggregate(shards)
@@ -279,11 +280,13 @@ class TaskStateMachine:
             values[names.A_PROGRESS] = total.progress
         if record.int_value(names.A_IMAGES_FAILED) != total.images_failed:
             values[names.A_IMAGES_FAILED] = total.images_failed
-        if values:
+        if values:  # also once the task ended: a shard stopped by a cancel, or reaped, counts what it tagged
             try:
                 self.store.write(collection, values)
             except GridError as exc:  # another shard's run wrote them at the same moment: advisory
                 log.info("task %s: progress not recorded this time (%s)", record.task_id, exc)
+        if record.state is not None and record.state.is_final:
+            return Settled(self.store.read(collection) if values else record)
         try:
             if not total.finished:
                 if record.state == TaskState.QUEUED and total.count(TaskState.QUEUED) < total.shards:
@@ -360,10 +363,21 @@ class TaskStateMachine:
     def run_lock(self, resource: Resource, task_id: str) -> RunLock:
         return RunLock(self.settings.lock_directory_for(resource.host, resource.name), task_id)
 
-    def death_message(self, record: TaskRecord, resource: Resource) -> str:
+    def death_message(self, record: TaskRecord, resource: Resource, *, gone: bool = False) -> str:
+        """Why a run is recorded dead: silent for a lease, or (``gone``) certainly gone already."""
         host = record.get(names.A_RUN_HOST) or resource.host
         since = record.get(names.A_HEARTBEAT) or record.get(names.A_STARTED) or "its start"
         progress = record.progress
         done = f"; {progress[0]:,}/{progress[1]:,} images done" if progress else ""
-        return f"no sign of life from {host} since {since}{done}"
+        gone_now = " (its run is gone: nothing holds its run lock and none of its processes is left)" if gone else ""
+        return f"no sign of life from {host} since {since}{gone_now}{done}"
 
+    def seen_dead_after(self, record: TaskRecord) -> str:
+        """When a running task that stopped beating will be seen dead: its last sign of life plus
+        the lease, for a message that tells its owner how long a resume must wait."""
+        beat = record.heartbeat
+        if beat is None:
+            return "its compute host has not confirmed it is gone yet"
+        until = beat + timedelta(seconds=self.lease_seconds)
+        return (f"no sign of life since {names.iso_utc(beat)}; resumable after {names.iso_utc(until)}, "
+                "or cancel it now")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType
-from compute_to_data.domain.errors import ObjectNotFoundError, TaskStateError
+from compute_to_data.domain.errors import TaskNotFoundError, TaskStateError
 from compute_to_data.domain.records import TaskRecord, as_text
 from compute_to_data.grid.base import Grid
 
@@ -43,10 +43,10 @@ class TaskStateStore:
 
     def read(self, collection: str) -> TaskRecord:
         if not self.grid.collection_exists(collection):
-            raise ObjectNotFoundError(f"task collection {collection} does not exist (or you cannot see it)")
+            raise TaskNotFoundError(f"task collection {collection} does not exist (or you cannot see it)")
         record = TaskRecord.from_avus(collection, self.grid.get_avus(EntityType.COLLECTION, collection))
         if names.A_TASK_ID not in record.values:
-            raise TaskStateError(f"{collection} is not a compute_to_data task collection (no {names.A_TASK_ID} AVU)")
+            raise TaskNotFoundError(f"{collection} is not a compute_to_data task collection (no {names.A_TASK_ID} AVU)")
         return record
 
     def find(self, task: str) -> TaskRecord:
@@ -56,7 +56,7 @@ class TaskStateStore:
         found = [c for c in self.grid.find_collections_with_avu(names.A_TASK_ID, task)
                  if not TaskRecord.from_collection_avus(c).is_shard]
         if not found:
-            raise TaskStateError(
+            raise TaskNotFoundError(
                 f"no task with id {task!r} is visible to {self.grid.user}; "
                 "give the task collection path instead, or check the id"
             )

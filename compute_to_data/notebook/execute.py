@@ -32,6 +32,7 @@ import nbformat
 
 from compute_to_data.contract.files import write_text_atomic
 from compute_to_data.contract.results import read_progress
+from compute_to_data.contract.workdir import RUNTIME_DIR_ENV
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.timings import format_seconds, run_timing_name, timing_rows
 
@@ -149,6 +150,21 @@ def ensure_writable_runtime() -> None:
             os.environ[var] = str(scratch / sub)
 
 
+def use_private_runtime() -> None:
+    """Have the kernel's connection file written in the run's private scratch directory, when
+    the runner gave one (``C2D_RUNTIME_DIR``).
+
+    jupyter_client writes it with ``tempfile.mkstemp`` (``/tmp/tmpXXXX.json``) and removes it
+    when the kernel shuts down, which a killed or cancelled run never does: the file, with the
+    kernel's HMAC key, would stay. Only this process's ``tempfile.tempdir`` changes, not
+    ``TMPDIR``: the kernel inherits the environment, and a long ``TMPDIR`` breaks what binds
+    Unix sockets there (PyTorch's DataLoader workers, 108 bytes at most).
+    """
+    scratch = os.environ.get(RUNTIME_DIR_ENV)
+    if scratch and Path(scratch).is_dir():
+        tempfile.tempdir = scratch
+
+
 def choose_kernel(preferred: str | None = None) -> str:
     """``preferred`` (default python3) if Jupyter knows it, else another Python kernel.
 
@@ -263,6 +279,8 @@ def _show(value: object) -> str:
 _PROVENANCE_ROWS = (
     ("task_type", "task type"), ("submitted_by", "submitted by"), ("input_collection", "input collection"),
     ("inputs", "inputs"), ("model", "model"), ("model_checksum", "model checksum"), ("labels", "labels"),
+    ("labels_checksum", "labels checksum"), ("shards_notebook", "notebook of the shards"),
+    ("shards_notebook_checksum", "notebook checksum of the shards"),
     ("notebook", "notebook"), ("notebook_checksum", "notebook checksum"), ("image", "container image"),
     ("image_digest", "image digest"), ("compute_resource", "compute resource"), ("runner", "runner"),
 )
@@ -500,6 +518,7 @@ def execute(
             raise FileNotFoundError(f"notebook {notebook} does not exist")
         import papermill
 
+        use_private_runtime()
         ensure_writable_runtime()
         kernel = choose_kernel(kernel_name)
         log.info("executing %s with kernel %s into %s", notebook, kernel, output_dir)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compute_to_data.contract.workdir import RUNTIME_DIR_ENV, TaskWorkdir
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import RunnerError
 from compute_to_data.runners.base import (
@@ -137,6 +138,12 @@ class InProcessRunner(SupervisedRunner):
                    "--notebook", str(Path(request.notebook_path).resolve()), "--output-dir", str(output_dir)]
         token = secrets.token_hex(8)
         env = self._child_env()
+        # The kernel's connection file (with its HMAC key) goes into the run's own work
+        # directory, so a run that is killed or cancelled (which never gets to clean up) leaves
+        # nothing in /tmp: it goes with the staging directory (notebook/execute.py).
+        scratch = TaskWorkdir(workdir.parent, workdir.name).runtime_dir
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        env[RUNTIME_DIR_ENV] = str(scratch)
         env[ENV_TASK_ID] = request.task_id
         env[ENV_RUN_ID] = request.run_id or request.task_id
         env[ENV_RUN_TOKEN] = token

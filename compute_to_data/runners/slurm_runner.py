@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from compute_to_data.contract.workdir import RUNTIME_DIR_ENV
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import NotAllowedError, RunnerError
 from compute_to_data.domain.settings import Settings, SlurmResource
@@ -515,6 +516,8 @@ class SlurmRunner(SupervisedRunner):
         return [
             *(f"export {key}={q(value)}" for key, value in env.items()),
             'export HOME=$(mktemp -d "${TMPDIR:-/tmp}/c2d-home.XXXXXX")',
+            # the kernel's connection file (its HMAC key) there too: removed with it, not left in /tmp
+            f'export {RUNTIME_DIR_ENV}="$HOME"',
             'stop_payload() { [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; true; }',
             "trap on_term TERM INT",
             f'say "notebook {request.notebook_name} with {q(python)} on node $NODE"',

@@ -405,7 +405,8 @@ class TaskService:
                 outcome = self._stop(shard)
                 stopped = stopped or outcome.stopped
                 effects.extend(outcome.elsewhere_effects)
-        return Cancelled(cancelled, running, stopped, tuple(effects))
+        settled = self.machine.settle(cancelled.collection)  # its progress: what its shards tagged
+        return Cancelled(settled.record, running, stopped, tuple(effects))
 
     @dataclass(frozen=True)
     class _Stopped:
@@ -474,11 +475,13 @@ class TaskService:
         text = f"task {record.task_id} is {state_name(record.state)}; only a failed or cancelled task can be resumed"
         if record.state == TaskState.QUEUED:
             text += " (it is queued: a resume or a submit queued it already)"
+        elif record.state == TaskState.RUNNING and record.is_sharded:
+            text += " (its shards are still running: cancel it first to resume it)"
+        elif record.state == TaskState.RUNNING and self.machine.is_here(record):
+            text += " (its run is alive on this host, its compute host: cancel it first to resume it)"
         elif record.state == TaskState.RUNNING:
-            text += (
-                " (this one is still running" + (", or shows no sign of life: its compute host has not confirmed it "
-                                                 "is gone yet" if record.is_stale(self.lease_seconds) else "") + ")"
-            )
+            # Only its compute host can tell a silent run from a dead one: say when it will be seen dead.
+            text += f" ({self.machine.seen_dead_after(record)})"
         return text
 
     def _refuse_while_its_run_lives(self, record: TaskRecord) -> None:
