@@ -283,10 +283,10 @@ def costs_scenario(root: Path, name: str, *, images: int, folders: int, scale: f
     from compute_to_data import rules
     from compute_to_data.domain.registry import runners
     from compute_to_data.grid.rule_engine import RuleEngineGrid
-    from tests.engine_support import IMAGES, STORAGE_HOST, ScriptedRunner, make_grid
     from tests.fakes.costs import CatalogCosts
     from tests.fakes.delay_server import FakeDelayServer
     from tests.fakes.irods_server import FakeIrodsServer
+    from tests.support.engine_support import IMAGES, STORAGE_HOST, ScriptedRunner, make_grid
 
     root.mkdir(parents=True, exist_ok=True)
     admin, alice = make_grid(root, survey(images, folders, False), compute_host="localhost",

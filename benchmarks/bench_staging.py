@@ -50,10 +50,10 @@ from compute_to_data.domain import conventions as names  # noqa: E402
 from compute_to_data.domain.catalog import EntityType  # noqa: E402
 from compute_to_data.domain.registry import runners  # noqa: E402
 from compute_to_data.grid.rule_engine import RuleEngineGrid  # noqa: E402
-from tests.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
 from tests.fakes.costs import CatalogCosts  # noqa: E402
 from tests.fakes.delay_server import FakeDelayServer  # noqa: E402
 from tests.fakes.irods_server import FakeIrodsServer  # noqa: E402
+from tests.support.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
 
 #: the delay server's default poll period on a real zone (observed: 25-30 s from submit to start)
 DELAY_POLL_SECONDS = 30.0

@@ -58,11 +58,11 @@ from compute_to_data.domain import conventions as names  # noqa: E402
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation  # noqa: E402
 from compute_to_data.domain.registry import runners  # noqa: E402
 from compute_to_data.grid.rule_engine import RuleEngineGrid  # noqa: E402
-from tests.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
 from tests.fakes import irods_modules  # noqa: E402
 from tests.fakes.costs import MEASURED_CAPACITY, MEASURED_SECONDS, CatalogCosts  # noqa: E402
 from tests.fakes.delay_server import FakeDelayServer  # noqa: E402
 from tests.fakes.irods_server import FakeIrodsServer  # noqa: E402
+from tests.support.engine_support import HOME, IMAGES, RESULTS, STORAGE_HOST, ScriptedRunner, make_grid  # noqa: E402
 
 DELAY_POLL_SECONDS = 30.0
 CONFIG = f"{HOME}/task_config.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.setup_scripts import run_setup_script, unavailable
+from tests.support.setup_scripts import run_setup_script, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "server-env"

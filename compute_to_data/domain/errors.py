@@ -173,9 +173,13 @@ class TaskNotFoundError(ObjectNotFoundError):
     Scripts key on the code of "no such task", so every rule ends with CAT_UNKNOWN_COLLECTION
     for it, whether the task was named by id or by collection, and whether it does not exist or
     belongs to someone who did not share it (telling those apart would reveal other users' tasks).
+    (The code is the instance's, not a class default: the table turns CAT_UNKNOWN_COLLECTION into
+    the broader ObjectNotFoundError, as it must for any missing collection.)
     """
 
-    irods_error = "CAT_UNKNOWN_COLLECTION"
+    def __init__(self, message: str, *, irods_code: int | None = None, irods_name: str | None = None) -> None:
+        super().__init__(message, irods_code=code_of("CAT_UNKNOWN_COLLECTION") if irods_code is None else irods_code,
+                         irods_name=irods_name or "CAT_UNKNOWN_COLLECTION")
 
 
 class TaskLostError(TaskStateError):

@@ -18,7 +18,7 @@ import threading
 import time
 from types import TracebackType
 
-from .irods_server import DelayedRule, FakeIrodsServer, RuleRun
+from tests.fakes.irods_server import DelayedRule, FakeIrodsServer, RuleRun
 
 
 class FakeDelayServer:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .irods_genquery_parser import (
+from tests.fakes.irods_genquery_parser import (
     NO_COLUMN_NAME_FOUND,
     GenQueryError,
     compile_condition,

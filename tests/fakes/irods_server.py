@@ -3,7 +3,7 @@
 Backed by a LocalGrid catalog so state is real: every microservice acts through LocalGrid's
 public methods *as the client user* (permissions enforced by LocalGrid), and GenQuery reads the
 catalog (read-only) through :mod:`.irods_catalog`. Behaviour follows what a real iRODS 5.0.2
-server did (docs/irods-behaviour.md; tests/test_fake_server_facts.py holds the fake to it):
+server did (docs/irods-behaviour.md; tests/grid/test_fake_server_facts.py holds the fake to it):
 
 * ``callback.NAME(*args)`` returns ``{'status': True, 'code': 0, 'arguments': [...]}`` with the
   output slots updated; errors raise ``RuntimeError('[iRods__Error__Code:N] [-]\\t<C++ stack>')``
@@ -61,11 +61,10 @@ from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, Metadat
 from compute_to_data.domain.errors import ComputeToDataError, GridError, ObjectNotFoundError
 from compute_to_data.domain.irods_codes import code_of, error_name, parse_error_code
 from compute_to_data.grid.local import LocalGrid
-
-from . import irods_modules
-from .costs import CatalogCosts, charge_name
-from .irods_catalog import run_genquery
-from .irods_genquery_parser import GenQueryError
+from tests.fakes import irods_modules
+from tests.fakes.costs import CatalogCosts, charge_name
+from tests.fakes.irods_catalog import run_genquery
+from tests.fakes.irods_genquery_parser import GenQueryError
 
 CAT_NO_ROWS_FOUND = code_of("CAT_NO_ROWS_FOUND")
 SYS_INVALID_INPUT_PARAM = code_of("SYS_INVALID_INPUT_PARAM")

@@ -1,1 +1,1 @@
-from .support import fault_zone  # noqa: F401 - the fixture every fault test takes
+from tests.faults.support import fault_zone  # noqa: F401 - the fixture every fault test takes

@@ -23,8 +23,7 @@ from typing import Any
 
 from compute_to_data.domain.errors import ComputeToDataError
 from compute_to_data.engine.context import TaskContext
-
-from . import fault_runner
+from tests.faults import fault_runner
 
 
 def kill_points(context: TaskContext, spec: str | None, sig: int) -> TaskContext:
@@ -73,8 +72,7 @@ def run_local(args: argparse.Namespace, sig: int) -> int:
 
 def run_rules(args: argparse.Namespace, sig: int) -> int:
     from compute_to_data import rules
-
-    from ..fakes.irods_server import FakeIrodsServer
+    from tests.fakes.irods_server import FakeIrodsServer
 
     server = FakeIrodsServer(args.grid, host="irods-provider")
     server.load_rulebase(rules)

@@ -29,15 +29,14 @@ from compute_to_data.grid.local import LocalGrid
 from compute_to_data.lifecycle.store import TaskStateStore
 from compute_to_data.runners.processes import ENV_TASK_ID, processes_with_env
 from compute_to_data.service.tasks import TaskService
-
-from ..engine_support import (
+from tests.faults import fault_runner
+from tests.support.engine_support import (
     IMAGES,
     assert_no_half_pair,
     assert_tagged_once_by,
     make_config,
     make_grid,
 )
-from . import fault_runner
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = 1.5

@@ -1,6 +1,6 @@
 """Faults with the Docker runner: the engine killed while its container runs, and the container
 killed from outside. The test notebook ``tests/data/notebooks/parts.ipynb`` runs in the test
-image (the production image plus the test notebooks, tests/docker_env.py)."""
+image (the production image plus the test notebooks, tests/support/docker_env.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.registry import runners
 from compute_to_data.runners.docker_runner import LABEL_TASK_ID
-
-from ..docker_env import TEST_NOTEBOOKS, get_docker_env
-from . import fault_runner
-from .support import FaultZone, build
+from tests.faults import fault_runner
+from tests.faults.support import FaultZone, build
+from tests.support.docker_env import TEST_NOTEBOOKS, get_docker_env
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import pytest
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
-
-from ..engine_support import predictions_by_image
-from .support import PART_SIZE, FaultZone
+from tests.faults.support import PART_SIZE, FaultZone
+from tests.support.engine_support import predictions_by_image
 
 KILL_POINTS = [
     pytest.param("step:stage_inputs:start", id="stage"),
@@ -97,9 +96,8 @@ def test_a_full_staging_filesystem(tmp_path, monkeypatch) -> None:
     import subprocess
 
     from compute_to_data.domain.registry import runners
-
-    from . import fault_runner
-    from .support import build
+    from tests.faults import fault_runner
+    from tests.faults.support import build
 
     staging = tmp_path / "small"
     staging.mkdir()
@@ -130,10 +128,9 @@ def test_sigkill_during_a_real_notebook(tmp_path, monkeypatch) -> None:
     """papermill and a Jupyter kernel in its own session (the in-process runner as deployed):
     after the engine's death the kernel is no longer in the tree of the child it started."""
     from compute_to_data.domain.registry import runners
-
-    from ..docker_env import TEST_NOTEBOOKS
-    from . import fault_runner
-    from .support import build
+    from tests.faults import fault_runner
+    from tests.faults.support import build
+    from tests.support.docker_env import TEST_NOTEBOOKS
 
     monkeypatch.setitem(runners._items, fault_runner.NAME, fault_runner.FaultRunner)
     zone = build(tmp_path, allowed_runners=["inprocess"], notebook_directory=str(TEST_NOTEBOOKS))

@@ -11,11 +11,10 @@ import pytest
 from compute_to_data import rules
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
-
-from ..engine_support import HOME, make_config
-from ..fakes.irods_server import FakeIrodsServer
-from . import fault_runner
-from .support import LEASE, FaultZone
+from tests.fakes.irods_server import FakeIrodsServer
+from tests.faults import fault_runner
+from tests.faults.support import LEASE, FaultZone
+from tests.support.engine_support import HOME, make_config
 
 CONFIG = f"{HOME}/task_config.json"
 

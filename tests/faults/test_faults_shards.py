@@ -14,10 +14,9 @@ from compute_to_data.client.local_dispatcher import LocalDispatcher
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.lifecycle.shard_records import shard_records
-
-from ..engine_support import assert_no_half_pair, assert_tagged_once_by
-from . import fault_runner
-from .support import FILES, READABLE, REPO, FaultZone, build
+from tests.faults import fault_runner
+from tests.faults.support import FILES, READABLE, REPO, FaultZone, build
+from tests.support.engine_support import assert_no_half_pair, assert_tagged_once_by
 
 SHARD = 5  # 13 files in one collection: shards of 5, 5 and 3
 
