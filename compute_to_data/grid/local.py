@@ -1117,7 +1117,8 @@ class LocalGrid(LocalPredictionQueries, Grid):
                 )
             ]
 
-    def read_head(self, path: str, max_bytes: int) -> bytes:
+    def _replica_to_read(self, path: str) -> Replica:
+        """The first good replica of an object the caller may read (its file is the content)."""
         self._check_path(path)
         with self._transaction(write=False) as conn:
             _, data_id = self._require(conn, path, AccessLevel.READ, "d")
@@ -1125,22 +1126,18 @@ class LocalGrid(LocalPredictionQueries, Grid):
         good = [r for r in obj.replicas if r.good]
         if not good:
             raise GridError(f"data object {path} has no good replica to read")
+        return good[0]
+
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        replica = self._replica_to_read(path)
         try:
-            with open(good[0].physical_path, "rb") as handle:
+            with open(replica.physical_path, "rb") as handle:
                 return handle.read(max(0, max_bytes))
         except OSError as exc:
             raise GridError(f"cannot read the replica of {path}: {exc.strerror or exc}") from None
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
-        obj_replicas: list[Replica]
-        self._check_path(path)
-        with self._transaction(write=False) as conn:
-            _, data_id = self._require(conn, path, AccessLevel.READ, "d")
-            obj = self._objects(conn, "d.id = ?", (data_id,), ())[0]
-        obj_replicas = [r for r in obj.replicas if r.good]
-        if not obj_replicas:
-            raise GridError(f"data object {path} has no good replica to read")
-        replica = obj_replicas[0]
+        replica = self._replica_to_read(path)
         if replica.size > max_bytes:
             raise GridError(f"data object {path} is {replica.size} bytes, more than the {max_bytes} allowed here")
         try:
@@ -1154,14 +1151,7 @@ class LocalGrid(LocalPredictionQueries, Grid):
 
     def read_to_file(self, path: str, local_path: Path) -> int:
         """Copy the first good replica's file (the vault stands for the server's disk here)."""
-        self._check_path(path)
-        with self._transaction(write=False) as conn:
-            _, data_id = self._require(conn, path, AccessLevel.READ, "d")
-            obj = self._objects(conn, "d.id = ?", (data_id,), ())[0]
-        good = [r for r in obj.replicas if r.good]
-        if not good:
-            raise GridError(f"data object {path} has no good replica to read")
-        replica = good[0]
+        replica = self._replica_to_read(path)
         try:
             source = open(replica.physical_path, "rb")  # noqa: SIM115 - closed below, apart from the target's errors
         except OSError as exc:
