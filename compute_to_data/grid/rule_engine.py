@@ -576,12 +576,7 @@ class RuleEngineGrid(Grid):
             failure = exc
             raise
         finally:
-            try:
-                self._call("msiDataObjClose", fd, 0, what=f"closing {logical_path}")
-            except ComputeToDataError:
-                if failure is None:
-                    raise
-                log.warning("could not close %s after a failed write", logical_path)
+            self._close(fd, logical_path, failed=failure is not None)
             if failure is not None:
                 self._discard(logical_path)
         self._register_checksum(logical_path)
@@ -694,13 +689,18 @@ class RuleEngineGrid(Grid):
             failure = exc
             raise
         finally:
-            try:
-                self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
-            except ComputeToDataError:
-                if failure is None:
-                    raise
-                log.warning("could not close %s after a failed read", path)
+            self._close(fd, path, failed=failure is not None)
         return written
+
+    def _close(self, fd: object, path: str, *, failed: bool) -> None:
+        """``msiDataObjClose``; after a failure already raised, a failing close is only logged
+        (the first error is the one the caller must see)."""
+        try:
+            self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
+        except ComputeToDataError:
+            if not failed:
+                raise
+            log.warning("could not close %s after a failed transfer", path)
 
     # --- metadata ---------------------------------------------------------------------------------
     @staticmethod
