@@ -570,6 +570,6 @@ def test_the_summary_report_shows_the_pinned_checksums(tmp_path: Path, zone) -> 
     assert shown["shards_notebook_checksum"] == task.get(names.A_NOTEBOOK_CHECKSUM) != ""
     from compute_to_data.notebook.execute import _provenance_cell
 
-    cell = _provenance_cell(shown, {}).source
+    cell = _provenance_cell(shown).source
     assert task.get(names.A_MODEL_CHECKSUM) in cell and task.get(names.A_LABELS_CHECKSUM) in cell
     assert "labels checksum" in cell and "notebook checksum of the shards" in cell
