@@ -110,7 +110,7 @@ class ImageClassificationTask(ComputeToDataTask):
         ``c2d_report``, taken out by the entrypoint): the task's provenance, the step timings
         so far, and how to show this task's host staging paths (as the container sees them)."""
         assert self.workdir is not None and self.runner is not None
-        provenance = self._provenance()
+        pinned = self.store.read(self.collection)  # what every run of the task checked before it classified
         values: dict[str, Any] = {
             "task_id": self.task_id,
             "task_type": self.task_type,
@@ -120,11 +120,11 @@ class ImageClassificationTask(ComputeToDataTask):
             "compute_resource": self.resource.name if self.resource else None,
             "runner": self.runner.name,
             "model": self.config.model,
-            "model_checksum": provenance.get(names.A_MODEL_CHECKSUM),
+            "model_checksum": pinned.get(names.A_MODEL_CHECKSUM) or None,
             "labels": self.config.labels,
-            "labels_checksum": provenance.get(names.A_LABELS_CHECKSUM),
+            "labels_checksum": pinned.get(names.A_LABELS_CHECKSUM) or None,
             "notebook": self.config.notebook,
-            "notebook_checksum": provenance.get(names.A_NOTEBOOK_CHECKSUM),
+            "notebook_checksum": pinned.get(names.A_NOTEBOOK_CHECKSUM) or None,
             "image": self.image.name if self.image is not None else None,
             # The digest is known here only when the settings pin it; the runner records the
             # one it ran in c2d::image_digest.

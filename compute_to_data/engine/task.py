@@ -1148,12 +1148,10 @@ class ComputeToDataTask(ABC):
             names.A_MODEL: self.config.model,
             names.A_PARAMETERS: self.config.notebook_parameters(),
         }
-        if getattr(self, "model_file", None) is not None:
-            values[names.A_MODEL_CHECKSUM] = file_checksum(self.model_file)
-        if getattr(self, "labels_file", None) is not None:
-            values[names.A_LABELS_CHECKSUM] = file_checksum(self.labels_file)
-        if self.notebook_file is not None:
-            values[names.A_NOTEBOOK_CHECKSUM] = file_checksum(self.notebook_file)
+        # The model's, labels' and notebook's checksums are the task's pins (_pins, _check_pins),
+        # never rewritten at a run's end: a run that failed because one changed would otherwise
+        # pin the changed file, and the next resume would classify with it. (Nor is a staged file
+        # read here: a run that failed while staging may not have it.)
         if self.run_result is not None:
             if self.run_result.image:
                 values[names.A_IMAGE] = self.run_result.image

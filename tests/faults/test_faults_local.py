@@ -115,7 +115,7 @@ def test_a_full_staging_filesystem(tmp_path, monkeypatch) -> None:
         assert run.code == 1, run.log[-3000:]
         record = zone.record(task.collection)
         error = record.get(names.A_ERROR)
-        assert record.state == TaskState.FAILED and "No space left on device" in error, error
+        assert record.state == TaskState.FAILED and "No space left on device" in error, (error, run.log[-4000:])
         assert error.startswith("cannot stage /tempZone/home/alice/") and str(tmp_path) not in error
         zone.assert_nothing_left(task.task_id)
         subprocess.run(["mount", "-o", "remount,size=4m", str(staging)], check=True)

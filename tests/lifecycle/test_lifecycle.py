@@ -543,6 +543,13 @@ def test_a_resume_after_the_model_or_labels_changed_fails_naming_it(tmp_path, gr
     assert outcome.state == TaskState.FAILED and again.requests == []
     assert outcome.error.startswith(f"the {what} {path} changed since the task was submitted ({pinned}, now {now})")
     assert record_of(alice, task.collection).get(names.A_ERROR) == outcome.error
+    # the failed run kept the pin: a second resume is refused as well
+    attribute = {"model": names.A_MODEL_CHECKSUM, "labels": names.A_LABELS_CHECKSUM}[what]
+    assert record_of(alice, task.collection).get(attribute) == pinned
+    lifecycle.resume(task.task_id, "alice")
+    third = ScriptedRunner()
+    assert lifecycle.start(task.collection, context_for(tmp_path, alice, third)).state == TaskState.FAILED
+    assert third.requests == []
 
 
 def test_a_resume_after_the_notebook_changed_fails_naming_it(tmp_path, grid):
