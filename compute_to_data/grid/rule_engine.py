@@ -602,29 +602,40 @@ class RuleEngineGrid(Grid):
         except ComputeToDataError as exc:
             log.warning("could not remove the partially written %s: %s", logical_path, exc)
 
-    def read_head(self, path: str, max_bytes: int) -> bytes:
-        """``msiDataObjOpen`` and as many ``msiDataObjRead`` as the first ``max_bytes`` take."""
+    def _open(self, path: str) -> object:
+        """``msiDataObjOpen`` for reading; its descriptor."""
         self._check_path(path)
         if "++++" in path:
             raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
         opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
-        fd = opened["arguments"][1]
-        data = bytearray()
+        return opened["arguments"][1]
+
+    def _chunks(self, fd: object, path: str, limit: int | None) -> Iterator[bytes]:
+        """``msiDataObjRead`` until the end of the object, or ``limit`` bytes. The one read loop:
+        at the end of the object the server hands back no buffer at all (``None``, observed on
+        5.0.2), not an empty one."""
+        types = _irods_types()
+        read = 0
+        while limit is None or read < limit:
+            wanted = READ_CHUNK if limit is None else min(READ_CHUNK, limit - read)
+            result = self._call("msiDataObjRead", fd, wanted, types.BytesBuf(), what=f"reading {path}")
+            buffer = result["arguments"][2]
+            if buffer is None:
+                return
+            chunk = _as_bytes(buffer.get_bytes())
+            if not chunk:
+                return
+            read += len(chunk)
+            yield chunk
+
+    def read_head(self, path: str, max_bytes: int) -> bytes:
+        """``msiDataObjOpen`` and as many ``msiDataObjRead`` as the first ``max_bytes`` take."""
+        fd = self._open(path)
         try:
-            types = _irods_types()
-            while len(data) < max_bytes:
-                wanted = min(READ_CHUNK, max_bytes - len(data))
-                result = self._call("msiDataObjRead", fd, wanted, types.BytesBuf(), what=f"reading {path}")
-                buffer = result["arguments"][2]
-                if buffer is None:  # end of file (observed: None, not an empty buffer)
-                    break
-                chunk = _as_bytes(buffer.get_bytes())
-                if not chunk:
-                    break
-                data += chunk
+            data = b"".join(self._chunks(fd, path, max_bytes))
         finally:
             self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
-        return bytes(data[:max_bytes])
+        return data[:max_bytes]
 
     def read_data_object(self, path: str, max_bytes: int = 16 * 1024 * 1024) -> bytes:
         self._check_path(path)
@@ -637,49 +648,26 @@ class RuleEngineGrid(Grid):
             raise AccessDeniedError(
                 f"user {self._user!r} may not read {path}; ask its owner for: ichmod read {self._user} {path}"
             )
-        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
-        fd = opened["arguments"][1]
-        data = bytearray()
-        try:
-            types = _irods_types()
-            while len(data) <= max_bytes:
-                result = self._call("msiDataObjRead", fd, READ_CHUNK, types.BytesBuf(), what=f"reading {path}")
-                buffer = result["arguments"][2]
-                if buffer is None:  # end of file: no buffer at all (observed), not an empty one
-                    break
-                chunk = _as_bytes(buffer.get_bytes())
-                if not chunk:
-                    break
-                data += chunk
+        fd = self._open(path)
+        try:  # one byte more than allowed tells an object that grew since it was listed
+            data = b"".join(self._chunks(fd, path, max_bytes + 1))
         finally:
             self._call("msiDataObjClose", fd, 0, what=f"closing {path}")
         if len(data) > max_bytes:
             raise GridError(f"data object {path} is larger than the {max_bytes} bytes allowed here")
-        return bytes(data)
+        return data
 
     def read_to_file(self, path: str, local_path: Path) -> int:
         """``msiDataObjOpen`` + ``msiDataObjRead`` until it hands back no buffer (end of file,
         observed) + ``msiDataObjClose``, written to ``local_path`` chunk by chunk: 13.5 ms per
         small object on the measured zone, nothing registered. No listing or access check
         first (each a catalog query): the open itself refuses what the caller may not read."""
-        self._check_path(path)
-        if "++++" in path:
-            raise GridError(f"{path} cannot be opened by a rule: its name contains '++++'", irods_code=USER_INPUT_PATH_ERR)
-        opened = self._call("msiDataObjOpen", f"objPath={path}", 0, what=f"opening {path}")
-        fd = opened["arguments"][1]
+        fd = self._open(path)
         written = 0
         failure: BaseException | None = None
         try:
-            types = _irods_types()
             with open(local_path, "wb") as target:
-                while True:
-                    result = self._call("msiDataObjRead", fd, READ_CHUNK, types.BytesBuf(), what=f"reading {path}")
-                    buffer = result["arguments"][2]
-                    if buffer is None:  # end of file: no buffer at all (observed), not an empty one
-                        break
-                    chunk = _as_bytes(buffer.get_bytes())
-                    if not chunk:
-                        break
+                for chunk in self._chunks(fd, path, None):
                     target.write(chunk)
                     written += len(chunk)
         except OSError as exc:
