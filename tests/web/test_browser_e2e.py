@@ -209,13 +209,17 @@ def type_key(driver, key: str) -> None:  # noqa: ANN001
 
 def staleness(element) -> bool:  # noqa: ANN001
     """The element belongs to a page that was replaced (the form posted and the next page loaded)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         element.is_enabled()
         return False
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:  # asked while the old page is being replaced, Chromium may say this
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
 
 
 def test_review_queue_keyboard_burst_export_cancel_and_resume(browser, tmp_path):
