@@ -435,11 +435,11 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         service.machine.fail_queued(collection, f"cannot read the task's config: {exc}")
         raise
 
-    def stay_here(task: Any, chosen: Resource) -> bool:
+    def stay_here(runner: Runner, chosen: Resource) -> bool:
         if chosen.name != resource.name or not service.is_here(chosen):
             raise ComputeToDataError(f"task {record.task_id} was about to run on {chosen.name}, not on {resource.name}")
-        if isinstance(task.runner, DeferredRunner):
-            task.runner.resolve()  # on the compute host: the only place Docker is asked
+        if isinstance(runner, DeferredRunner):
+            runner.resolve()  # on the compute host: the only place Docker is asked
         return False
 
     try:

@@ -19,7 +19,9 @@ StepListener = Callable[[str, str, float], None]
 PartListener = Callable[[int, int], None]
 
 
-Dispatcher = Callable[[Any, Resource], bool]
+#: Given the runner and the compute resource a run chose, run it on that resource's host if this
+#: is not it; True when the run was handed over (this process then stops after the read-only steps).
+Dispatcher = Callable[[Runner, Resource], bool]
 
 
 @dataclass

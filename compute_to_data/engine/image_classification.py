@@ -30,8 +30,10 @@ from compute_to_data.domain.catalog import (
 )
 from compute_to_data.domain.errors import ComputeToDataError, ConfigError
 from compute_to_data.engine import predictions as task_parts
+from compute_to_data.engine.steps import Checked, Staged, Tagging, TaskRun
 from compute_to_data.engine.task import ComputeToDataTask
 from compute_to_data.engine.thumbnails import store_thumbnails
+from compute_to_data.runners.base import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -46,40 +48,40 @@ class ImageClassificationTask(ComputeToDataTask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: entries this run accepted (file -> entry), stored in the task collection and tagged
+        # What the run has tagged so far, kept while it runs (the task object runs once): the
+        # entries it accepted (file -> entry), stored in the task collection and tagged, and the
+        # reader of the notebook's parts (it knows which parts are new).
         self.processed: dict[str, Entry] = {}
         self._reader: PartReader | None = None
-        self._staged_by_name: dict[str, DataObject] | None = None
 
-    def validate(self) -> None:
+    def validate(self) -> Checked:
         """Also the labels file: a class named twice is refused before anything is written."""
-        super().validate()
-        assert self.labels_object is not None
-        if self.labels_object.size > MAX_LABELS_BYTES:
-            raise ConfigError(f"labels file {self.config.labels} is {self.labels_object.size:,} bytes; a labels file "
+        checked = super().validate()
+        if checked.labels.size > MAX_LABELS_BYTES:
+            raise ConfigError(f"labels file {self.config.labels} is {checked.labels.size:,} bytes; a labels file "
                               "holds one class name per line (at most 4 MB)")
         decode_labels(self.grid.read_data_object(self.config.labels, max_bytes=MAX_LABELS_BYTES), self.config.labels)
+        return checked
 
-    def build_parameters(self) -> dict[str, Any]:
-        assert self.workdir is not None and self.runner is not None
-        assert self.model_object is not None and self.labels_object is not None
-        if self.runner.uses_container_paths:
+    def build_parameters(self, run: TaskRun, staged: Staged) -> dict[str, Any]:
+        workdir = staged.workdir
+        if run.selection.runner.uses_container_paths:
             input_dir, output_dir = names.CONTAINER_INPUT_DIR, names.CONTAINER_OUTPUT_DIR
             model_dir, labels_dir = names.CONTAINER_TASK_DIR + "/model", names.CONTAINER_TASK_DIR + "/labels"
             task_dir = names.CONTAINER_TASK_DIR
         else:
-            input_dir, output_dir = str(self.workdir.input_dir), str(self.workdir.output_dir)
-            model_dir, labels_dir = str(self.workdir.model_dir), str(self.workdir.labels_dir)
-            task_dir = str(self.workdir.task_dir)
+            input_dir, output_dir = str(workdir.input_dir), str(workdir.output_dir)
+            model_dir, labels_dir = str(workdir.model_dir), str(workdir.labels_dir)
+            task_dir = str(workdir.task_dir)
         config = self.config
         return {
-            names.REPORT_CONTEXT_PARAMETER: self.report_context(),
+            names.REPORT_CONTEXT_PARAMETER: self.report_context(run, staged),
             "task_id": self.task_id,
             "notebook": config.notebook,
             "input_dir": input_dir,
             "output_dir": output_dir,
-            "model_path": posixpath.join(model_dir, self.model_object.name),
-            "labels_path": posixpath.join(labels_dir, self.labels_object.name),
+            "model_path": posixpath.join(model_dir, staged.model.name),
+            "labels_path": posixpath.join(labels_dir, staged.labels.name),
             "logical_root": config.input_collection,
             "batch_size": config.batch_size,
             "score_threshold": config.score_threshold,
@@ -92,73 +94,72 @@ class ImageClassificationTask(ComputeToDataTask):
             # parts off (measuring what they cost): one part, at the end
             "part_size": self.settings.part_size if self.context.parts else 10**9,
             "part_seconds": self.settings.part_seconds if self.context.parts else 10.0**9,
-            "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if self.previous else "",
+            "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if run.inputs.previous else "",
         }
 
-    def ingest_outputs(self) -> None:
+    def ingest_outputs(self, run: TaskRun, staged: Staged) -> None:
         """The task's files, then the thumbnails the run made (``parameters.thumbnail_size``)."""
-        super().ingest_outputs()
-        if self.config.thumbnail_size and self.workdir is not None and self.resource is not None:
-            report = store_thumbnails(self.grid, self.workdir.output_dir, self.config.input_collection,
-                                      self.resource.name, self.task_id)
+        super().ingest_outputs(run, staged)
+        if self.config.thumbnail_size:
+            report = store_thumbnails(self.grid, staged.workdir.output_dir, self.config.input_collection,
+                                      run.selection.resource.name, self.task_id)
             note = report.note()
             if note:
                 self.outcome.notes.append(note)
 
-    def report_context(self) -> dict[str, Any]:
+    def report_context(self, run: TaskRun, staged: Staged) -> dict[str, Any]:
         """What the report shows above the notebook's results (``params.json`` key
         ``c2d_report``, taken out by the entrypoint): the task's provenance, the step timings
         so far, and how to show this task's host staging paths (as the container sees them)."""
-        assert self.workdir is not None and self.runner is not None
+        selection, workdir, image = run.selection, staged.workdir, run.selection.image
         pinned = self.store.read(self.collection)  # what every run of the task checked before it classified
         values: dict[str, Any] = {
             "task_id": self.task_id,
             "task_type": self.task_type,
             "submitted_by": self.submitted_by,
             "input_collection": self.config.input_collection,
-            "inputs": self.total_inputs or len(self.inputs),
-            "compute_resource": self.resource.name if self.resource else None,
-            "runner": self.runner.name,
+            "inputs": run.inputs.total or len(run.inputs.inputs),
+            "compute_resource": selection.resource.name,
+            "runner": selection.runner.name,
             "model": self.config.model,
             "model_checksum": pinned.get(names.A_MODEL_CHECKSUM) or None,
             "labels": self.config.labels,
             "labels_checksum": pinned.get(names.A_LABELS_CHECKSUM) or None,
             "notebook": self.config.notebook,
             "notebook_checksum": pinned.get(names.A_NOTEBOOK_CHECKSUM) or None,
-            "image": self.image.name if self.image is not None else None,
+            "image": image.name if image is not None else None,
             # The digest is known here only when the settings pin it; the runner records the
             # one it ran in c2d::image_digest.
-            "image_digest": self.image.digest if self.image is not None else None,
+            "image_digest": image.digest if image is not None else None,
             "parameters": self.config.notebook_parameters(),
             "timings": {k: round(v, 3) for k, v in self.outcome.timings.items()},
         }
         paths: dict[str, str] = {}
-        if not self.runner.uses_container_paths:
+        if not selection.runner.uses_container_paths:
             paths = {
-                str(self.workdir.input_dir): names.CONTAINER_INPUT_DIR,
-                str(self.workdir.output_dir): names.CONTAINER_OUTPUT_DIR,
-                str(self.workdir.task_dir): names.CONTAINER_TASK_DIR,
+                str(workdir.input_dir): names.CONTAINER_INPUT_DIR,
+                str(workdir.output_dir): names.CONTAINER_OUTPUT_DIR,
+                str(workdir.task_dir): names.CONTAINER_TASK_DIR,
             }
         return {"provenance": {k: v for k, v in values.items() if v is not None}, "paths": paths}
 
     # ------------------------------------------------------------------ parts, while the notebook runs
-    def tag_finished_parts(self) -> None:
-        assert self.workdir is not None
-        self._tag_parts(self.workdir.output_dir, check=True)
+    def tag_finished_parts(self, run: TaskRun, staged: Staged) -> None:
+        self._tag_parts(run.tagging(staged.by_name, check=True), staged.workdir.output_dir)
 
-    def salvage_parts(self, output_dir: Path) -> int:
-        return self._tag_parts(output_dir, check=False)
+    def salvage_parts(self, tagging: Tagging, output_dir: Path) -> int:
+        return self._tag_parts(tagging, output_dir)
 
-    def _tag_parts(self, output_dir: Path, *, check: bool) -> int:
+    def _tag_parts(self, tagging: Tagging, output_dir: Path) -> int:
         if self._reader is None:
             self._reader = PartReader(output_dir)
         count = 0
         for part in self._reader.new_parts():
             started = time.perf_counter()
-            if check:
-                self._check_ours()  # a cancelled or reaped run tags nothing more
+            if tagging.check is not None:
+                tagging.check()  # a cancelled or reaped run tags nothing more
             known = len(self.processed)
-            tagged = self._store_and_tag(part.index, part.images)
+            tagged = self._store_and_tag(tagging, part.index, part.images)
             if len(self.processed) == known:
                 continue  # nothing new in it (stored and tagged already, by the run that died)
             count += 1
@@ -170,11 +171,10 @@ class ImageClassificationTask(ComputeToDataTask):
         return count
 
     # ------------------------------------------------------------------ the tag step
-    def tag_results(self) -> None:
-        assert self.workdir is not None
+    def tag_results(self, run: TaskRun, staged: Staged, result: RunResult) -> None:
         if self.context.parts:
-            self.tag_finished_parts()  # the last parts, written as the notebook ended
-        predictions_file = self.workdir.output_dir / names.PREDICTIONS_JSON
+            self.tag_finished_parts(run, staged)  # the last parts, written as the notebook ended
+        predictions_file = staged.workdir.output_dir / names.PREDICTIONS_JSON
         try:
             document = json.loads(predictions_file.read_text())
             images = document["images"]
@@ -184,25 +184,25 @@ class ImageClassificationTask(ComputeToDataTask):
             raise ComputeToDataError(
                 f"the notebook reported success but {names.PREDICTIONS_JSON} is missing or malformed: {exc}"
             ) from exc
-        self._check_ours()
-        self._store_and_tag(None, [e for e in images if isinstance(e, dict)])
-        self._tag_owed()
-        everything = {**self.previous, **self.processed}
+        tagging = run.tagging(staged.by_name, check=True)
+        run.running.check()
+        self._store_and_tag(tagging, None, [e for e in images if isinstance(e, dict)])
+        self._tag_owed(tagging)
+        everything = {**run.inputs.previous, **self.processed}
         self.outcome.images_done = len(everything)
         self.outcome.failed_images = sum(1 for e in everything.values() if _best(e) is None)
         self.outcome.class_counts = dict(sorted(Counter(
             best[0] for best in map(_best, everything.values()) if best is not None
         ).items()))
 
-    def _store_and_tag(self, index: int | None, images: Sequence[Entry]) -> int:
+    def _store_and_tag(self, tagging: Tagging, index: int | None, images: Sequence[Entry]) -> int:
         """Accept the entries for images this run staged and has not seen yet; store them in the
         task collection, then tag them. Returns how many images were tagged."""
-        assert self.resource is not None
-        staged = self._staged()
+        staged = tagging.staged
         accepted: list[Entry] = []
         for entry in images:
             name = str(entry.get("file", ""))
-            if name in self.processed or name in self.previous:
+            if name in self.processed or name in tagging.previous:
                 continue  # tagged from a part already; done by an earlier run (the notebook merged it)
             if name not in staged:
                 log.warning("ignoring a prediction for %r: not an input of this task", entry.get("file"))
@@ -210,41 +210,36 @@ class ImageClassificationTask(ComputeToDataTask):
             accepted.append({**entry, "file": name, "path": staged[name].path})
         if not accepted:
             return 0
-        task_parts.store_part(self.grid, self.collection, self.resource.name, self.task_id, self.run_index, index, accepted)
+        task_parts.store_part(self.grid, self.collection, tagging.resource.name, self.task_id, tagging.run_index, index,
+                              accepted)
         for entry in accepted:
             self.processed[entry["file"]] = entry
-        return self._tag([(staged[e["file"]], e) for e in accepted])
+        return self._tag(tagging, [(staged[e["file"]], e) for e in accepted])
 
-    def _tag_owed(self) -> None:
+    def _tag_owed(self, tagging: Tagging) -> None:
         """Earlier runs' stored entries whose images lack this task's tags (the run died between
         storing a part and tagging it): tag them now, so every image ends tagged once."""
-        if not self.previous:
+        if not tagging.previous:
             return
         units = names.task_units(self.task_id)
-        by_name = {self.relative_path(o): o for o in self.candidates}
+        by_name = {self.relative_path(o): o for o in tagging.candidates}
         owed = [
-            (by_name[name], entry) for name, entry in self.previous.items()
+            (by_name[name], entry) for name, entry in tagging.previous.items()
             if name in by_name and not task_parts.has_complete_prediction(
                 by_name[name], self.config.class_attribute, self.config.score_attribute, units)
         ]
         if owed:
             log.info("task %s: tagging %d image(s) an earlier run stored but did not tag", self.task_id, len(owed))
-            self.outcome.tagged += self._tag(owed)
+            self.outcome.tagged += self._tag(tagging, owed)
 
-    def _staged(self) -> dict[str, DataObject]:
-        """This run's inputs by their path relative to the input collection (as the notebook names them)."""
-        if self._staged_by_name is None:
-            self._staged_by_name = {self.relative_path(o): o for o in self.inputs}
-        return self._staged_by_name
-
-    def _tag(self, pairs: Sequence[tuple[DataObject, Entry]]) -> int:
+    def _tag(self, tagging: Tagging, pairs: Sequence[tuple[DataObject, Entry]]) -> int:
         """Tag images with their best prediction: add-only where an image carries none, an atomic
         replace where it carries an earlier or incomplete one (or a mark); whole images per batch.
         An image left without a prediction (unreadable, under the threshold) gets the
         ``c2d::unclassified`` mark, so a series does not take it again. Returns how many
         predictions were written."""
         # Re-read the images' predictions now: they may have changed while the notebook ran.
-        current = self._current_of([obj for obj, _ in pairs])
+        current = self._current_of(tagging, [obj for obj, _ in pairs])
         fresh: dict[str, list[AVU]] = {}  # no earlier prediction nor mark: the cheap add-only path
         # earlier or incomplete predictions, marks: remove what was read, then add (no query per image)
         replacing: dict[str, tuple[list[AVU], list[AVU]]] = {}
@@ -262,11 +257,12 @@ class ImageClassificationTask(ComputeToDataTask):
             if best is None:
                 continue
             tagged += self._collect(known, state, self._prediction_avus(*best), fresh, replacing)
-        self._write_tags(fresh, replacing)
+        self._write_tags(fresh, replacing, tagging.beat or _no_beat)
         self.outcome.tagged += tagged
         return tagged
 
-    def _write_tags(self, fresh: dict[str, list[AVU]], replacing: dict[str, tuple[list[AVU], list[AVU]]]) -> None:
+    def _write_tags(self, fresh: dict[str, list[AVU]], replacing: dict[str, tuple[list[AVU], list[AVU]]],
+                    beat: Callable[[], None]) -> None:
         """Write the tags in batches of whole images, by several taggers at once where the grid
         may be called from several threads (inside the iRODS server the run tags alone: its
         ``callback`` is never called from two threads). Tagging is bound by the catalog, not by
@@ -289,7 +285,7 @@ class ImageClassificationTask(ComputeToDataTask):
         if taggers == 1 or len(jobs) == 1:
             for job in jobs:
                 job()
-                self._beat()
+                beat()
             return
         with ThreadPoolExecutor(max_workers=min(taggers, len(jobs)), thread_name_prefix="c2d-tag") as pool:
             pending = {pool.submit(job) for job in jobs}
@@ -298,18 +294,18 @@ class ImageClassificationTask(ComputeToDataTask):
                     done, pending = wait(pending, timeout=TAG_BEAT_SECONDS, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()  # a failed batch fails the step (every image complete or untouched)
-                    self._beat()
+                    beat()
             finally:
                 for future in pending:
                     future.cancel()
 
-    def _current_of(self, objects: Sequence[DataObject]) -> dict[str, DataObject]:
+    def _current_of(self, tagging: Tagging, objects: Sequence[DataObject]) -> dict[str, DataObject]:
         """These objects as the catalog has them now: only the collections they lie in are listed
         (a part of a large task lies in a few), else the task's whole listing. A listing per
         part of the whole input collection cost seconds per part on a 20,000-image task."""
         parents = sorted({obj.collection for obj in objects})
         if len(parents) > MAX_PARENT_LISTINGS:
-            return self.current_objects()
+            return tagging.listing.current()
         found: dict[str, DataObject] = {}
         for parent in parents:
             found.update((o.path, o) for o in self.grid.list_data_objects(parent, avu_attributes=self.listed_attributes))
@@ -335,10 +331,6 @@ class ImageClassificationTask(ComputeToDataTask):
             replacing[known.path] = (old, added)
         return bool(old or added)
 
-    def _beat(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.beat()
-
     def _prediction_avus(self, label: str, score: float) -> list[AVU]:
         """The units point to this task, so every prediction says which task made it."""
         units = names.task_units(self.task_id)
@@ -349,6 +341,10 @@ class ImageClassificationTask(ComputeToDataTask):
         attributes = (self.config.class_attribute, self.config.score_attribute, names.A_UNCLASSIFIED)
         old = [a for a in obj.avus if a.attribute in attributes]
         return [a for a in old if a not in new], [a for a in new if a not in old]
+
+
+def _no_beat() -> None:
+    """A dead run's salvage: no signs of life to give."""
 
 
 def _best(entry: Entry) -> tuple[str, float] | None:

@@ -182,12 +182,13 @@ class Reaper:
         try:
             config = self.machine.read_config(record)
             task_class: Any = task_types.get(config.task_type)
-            task = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
-            if task is None:
+            found = task_class.for_salvage(config, TaskContext(grid=self.grid, settings=self.settings), record, resource)
+            if found is None:
                 return 0, None
+            task, tagging = found
             if (output_dir / names.PARTS_DIR).is_dir():
-                salvaged = task.salvage_parts(output_dir)
-            progress = task.tagged_progress()
+                salvaged = task.salvage_parts(tagging, output_dir)
+            progress = task.tagged_progress(tagging.selection, tagging.listing)
         except Exception as exc:  # noqa: BLE001 - the dead run's state must be recorded whatever this does
             log.warning("task %s: could not salvage the parts its dead run finished: %s", record.task_id, exc)
             return salvaged, None

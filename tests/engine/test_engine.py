@@ -622,7 +622,7 @@ def test_a_failed_task_shows_where_its_time_went(tmp_path, grid):
     from compute_to_data.engine.image_classification import ImageClassificationTask
 
     class FailingTagging(ImageClassificationTask):
-        def tag_results(self):
+        def tag_results(self, run, staged, result):
             time.sleep(0.05)
             raise RuntimeError("the catalog went away")
 

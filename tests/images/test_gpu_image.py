@@ -97,4 +97,4 @@ def test_an_image_off_the_allowlist_is_refused_in_validation(tmp_path):
                        TaskContext(grid=alice, settings=settings(tmp_path), runner=runner))
     with pytest.raises(NotAllowedError, match="'evil:latest' is not allowed"):
         task.validate()
-    assert task.resource is None and not runner.requests
+    assert task.outcome.compute_resource is None and not runner.requests  # refused before a resource was chosen

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,16 +117,17 @@ class Killed(Exception):
 
 def test_a_killed_shard_alone_is_rerun_by_resume(small_zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
     zone = small_zone
-    record_failure, settle = ComputeToDataTask._record_failure, ComputeToDataTask._settle_task
+    record_failure, settle = ComputeToDataTask._record_failure, ComputeToDataTask.settle_task
 
-    def dies_silently(self: ComputeToDataTask, exc: BaseException) -> None:
+    def dies_silently(self: ComputeToDataTask, exc: BaseException, **run: Any) -> None:
         if isinstance(exc, Killed):
             self.killed = True  # type: ignore[attr-defined]
             return
-        record_failure(self, exc)
+        record_failure(self, exc, **run)
 
     monkeypatch.setattr(ComputeToDataTask, "_record_failure", dies_silently)
-    monkeypatch.setattr(ComputeToDataTask, "_settle_task", lambda self: None if getattr(self, "killed", False) else settle(self))
+    monkeypatch.setattr(ComputeToDataTask, "settle_task",
+                        lambda self, shard: None if getattr(self, "killed", False) else settle(self, shard))
     kill = {"armed": True}
 
     def after_image(request, i):  # noqa: ANN001, ANN202
