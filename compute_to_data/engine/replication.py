@@ -440,22 +440,25 @@ class Replicator:
                 loose.append(path)
         chunks = split_chunks(loose, collections, agents)
         handles: list[AgentHandle] = []
+        pool = self.pool
         try:
-            own = chunks[:1]
-            for chunk in chunks[1:]:
-                assert self.pool is not None
-                try:
-                    handles.append(self.pool.launch(chunk))
-                except ComputeToDataError as exc:  # no agent for it: the run does it
-                    log.warning("could not start a replication agent (%s); the run replicates its chunk", exc)
-                    own.append(chunk)
+            own = list(chunks)  # without a pool, agents is 1: one chunk, the run's
+            if pool is not None:
+                own = chunks[:1]
+                for chunk in chunks[1:]:
+                    try:
+                        handles.append(pool.launch(chunk))
+                    except ComputeToDataError as exc:  # no agent for it: the run does it
+                        log.warning("could not start a replication agent (%s); the run replicates its chunk", exc)
+                        own.append(chunk)
             report.agents = 1 + len(handles)
             for chunk in own:
                 self._replicate_here(chunk)
-            self._supervise(handles)
+            if pool is not None:
+                self._supervise(pool, handles)
         finally:
-            if self.pool is not None:
-                self.pool.close()
+            if pool is not None:
+                pool.close()
         self._leftovers(paths)
         log.info(
             "replicated %d object(s), %d bytes, to %s: %d agent(s), %d collection call(s), %d chunk(s) taken over, "
@@ -491,12 +494,11 @@ class Replicator:
                     raise StagingError(f"replicating to {self.resource} keeps failing: {exc}") from exc
             self.keep_alive()
 
-    def _take_over(self, handle: AgentHandle, why: str) -> None:
+    def _take_over(self, pool: AgentPool, handle: AgentHandle, why: str) -> None:
         log.info("replication chunk %d (%d objects): %s; the run replicates what is left of it",
                  handle.chunk.index, handle.chunk.objects, why)
-        assert self.pool is not None
         try:
-            self.pool.take_over(handle)
+            pool.take_over(handle)
         except ComputeToDataError as exc:  # a late agent then replicates along: harmless, only slower
             log.warning("could not mark replication chunk %d as taken over: %s", handle.chunk.index, exc)
         self.report.taken_over += 1
@@ -507,12 +509,11 @@ class Replicator:
         covered = {p for c, _ in whole for p in self._members.get(c, ())}
         self._replicate_here(Chunk(handle.chunk.index, tuple(sorted(missing - covered)), whole))
 
-    def _supervise(self, handles: list[AgentHandle]) -> None:
+    def _supervise(self, pool: AgentPool, handles: list[AgentHandle]) -> None:
         """Wait for the agents, beating the heartbeat; take over what would not get done."""
         pending = list(handles)
         while pending:
-            assert self.pool is not None
-            self.pool.refresh(pending)
+            pool.refresh(pending)
             now = time.monotonic()
             for handle in list(pending):
                 allowance = self.stall_seconds + 2 * sum(n for _, n in handle.chunk.collections) / COLLECTION_OBJECTS_PER_SECOND
@@ -521,16 +522,16 @@ class Replicator:
                 elif handle.state == FAILED:
                     self.report.agent_failures += 1
                     pending.remove(handle)
-                    self._take_over(handle, f"its agent failed ({handle.error})")
+                    self._take_over(pool, handle, f"its agent failed ({handle.error})")
                 elif handle.state == PENDING:
                     pending.remove(handle)
-                    self._take_over(handle, "its agent had not started when the run was free")
+                    self._take_over(pool, handle, "its agent had not started when the run was free")
                 elif now - handle.changed > allowance:
                     pending.remove(handle)
-                    self._take_over(handle, f"its agent reported nothing for {allowance:.0f} s")
+                    self._take_over(pool, handle, f"its agent reported nothing for {allowance:.0f} s")
             self.keep_alive()
             if pending:
-                self.pool.wait(self.poll_seconds)
+                pool.wait(self.poll_seconds)
 
     def _chunk_paths(self, chunk: Chunk) -> list[str]:
         return list(chunk.paths) + [p for c, _ in chunk.collections for p in self._members.get(c, ())]
