@@ -32,6 +32,7 @@ from compute_to_data.domain.catalog import AccessLevel
 from compute_to_data.domain.errors import TaskBusyError, TaskStateError
 from compute_to_data.domain.shards import Refusals, ShardSpec
 from compute_to_data.domain.timings import timings_text
+from compute_to_data.engine import onhost
 from compute_to_data.engine.context import TaskOutcome
 from compute_to_data.engine.planning import Candidate, ShardDraft, ShardPlanner, place_shards
 from compute_to_data.engine.slots import ResourceSlot
@@ -205,8 +206,7 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
     finally:
         if slot is not None:
             slot.release()
-        if workdir is not None and not task.context.keep_workdir:
-            workdir.remove()
+        onhost.remove_workdir(workdir, keep=task.context.keep_workdir)
         lock.release()
         if shard is not None and owned:
             task.settle_task(shard)

@@ -62,6 +62,7 @@ from compute_to_data.domain.settings import AllowedImage, Settings, notebook_pat
 from compute_to_data.domain.shards import Refusals, ShardSpec, pages_of
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import run_timing_name, timings_text
+from compute_to_data.engine import onhost
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.context import TaskContext, TaskOutcome
 from compute_to_data.engine.planning import read_inputs_text
@@ -695,9 +696,7 @@ class TaskSteps(ABC):
     # ------------------------------------------------------------------ stage
     def new_workdir(self, resource: Resource) -> TaskWorkdir:
         """The run's staging directory, made empty (what a dead run left of it is gone)."""
-        workdir = TaskWorkdir(self.settings.staging_directory_for(resource.host, resource.name), self.scope.run_key)
-        workdir.create()
-        return workdir
+        return onhost.new_workdir(self.settings, resource, self.scope.run_key)
 
     def stage_inputs(self, run: TaskRun, workdir: TaskWorkdir) -> Staged:
         """Link each input from where this host can read it: its replica on the compute resource,
@@ -875,13 +874,9 @@ class TaskSteps(ABC):
             on_status=phase.record,
             on_poll=on_poll,
         )
-        result = selection.runner.run(request)
+        result = onhost.run_notebook(selection.runner, request, workdir)
         self.outcome.run_result = result
         self.outcome.runner = result.runner or selection.runner.name
-        if result.log:
-            log_file = workdir.output_dir / result.log_name
-            if not log_file.exists():
-                log_file.write_text(result.log)
         # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
         self.outcome.timings.update({run_timing_name(k): v for k, v in result.timings.items()})
         return result
@@ -988,14 +983,7 @@ class TaskSteps(ABC):
 
     def ingest_files(self, workdir: TaskWorkdir, resource: Resource) -> None:
         """The run's output files as data objects in the task collection; the report, if any, recorded."""
-        files = workdir.output_files()
-        for path in files:
-            relative = path.relative_to(workdir.output_dir).as_posix()
-            logical = posixpath.join(self.collection, relative)
-            parent = posixpath.dirname(logical)
-            if parent != self.collection:
-                self.grid.create_collection(parent)
-            self.grid.put_file(path, logical, resource.name, overwrite=True)
+        files = onhost.put_outputs(self.grid, workdir, self.collection, resource)
         report = posixpath.join(self.collection, names.REPORT_FILE)
         if any(p.name == names.REPORT_FILE and p.parent == workdir.output_dir for p in files):
             self.outcome.report_path = report

@@ -39,8 +39,8 @@ from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.settings import AllowedImage, notebook_path
 from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import timings_text
+from compute_to_data.engine import onhost
 from compute_to_data.lifecycle.machine import TaskStateMachine
-from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shard_records import shard_records
 from compute_to_data.lifecycle.store import Heartbeat
 from compute_to_data.runners import choose_runner
@@ -88,7 +88,7 @@ class TaskSummary:
     def run(self) -> TaskRecord:
         lifecycle, store = self.lifecycle, self.lifecycle.store
         record = store.read(self.collection)
-        lock = RunLock(self.settings.lock_directory_for(self.resource.host, self.resource.name), record.run_key)
+        lock = lifecycle.run_lock(self.resource, record.run_key)  # as every run on its host (engine/onhost.py)
         if not lock.acquire():
             log.info("task %s: its summary is being made by another run on this host", record.task_id)
             return record
@@ -107,15 +107,10 @@ class TaskSummary:
             heartbeat = Heartbeat(store, self.collection, interval=self.settings.heartbeat_interval_seconds,
                                   check=self._check_running)
             shards = shard_records(lifecycle.grid, self.collection)
-            workdir = TaskWorkdir(self.settings.staging_directory_for(self.resource.host, self.resource.name), record.run_key)
-            workdir.create()
+            workdir = onhost.new_workdir(self.settings, self.resource, record.run_key)
             table = self._stage(shards, workdir, heartbeat)
-            result = self.runner.run(self._request(record, workdir, heartbeat))
-            if result.log:
-                log_file = workdir.output_dir / result.log_name
-                if not log_file.exists():
-                    log_file.write_text(result.log)
-            self._ingest(workdir)
+            result = onhost.run_notebook(self.runner, self._request(record, workdir, heartbeat), workdir)
+            onhost.put_outputs(lifecycle.grid, workdir, self.collection, self.resource)
             if not result.succeeded:
                 raise ComputeToDataError(result.error or "the summary notebook failed")
             self._check_running()
@@ -144,8 +139,7 @@ class TaskSummary:
             except TaskStateError:
                 return store.read(self.collection)
         finally:
-            if workdir is not None and not self.keep_workdir:
-                workdir.remove()
+            onhost.remove_workdir(workdir, keep=self.keep_workdir)
             lock.release()
 
     def _claim(self, record: TaskRecord) -> bool:
@@ -279,13 +273,3 @@ class TaskSummary:
             on_started=lambda host, handle: store.write(self.collection, {names.A_RUN_HANDLE: handle}),
             on_poll=heartbeat.beat,
         )
-
-    def _ingest(self, workdir: TaskWorkdir) -> None:
-        grid = self.lifecycle.grid
-        for path in workdir.output_files():
-            relative = path.relative_to(workdir.output_dir).as_posix()
-            logical = posixpath.join(self.collection, relative)
-            parent = posixpath.dirname(logical)
-            if parent != self.collection:
-                grid.create_collection(parent)
-            grid.put_file(path, logical, self.resource.name, overwrite=True)
