@@ -1,7 +1,8 @@
 """The engine: one run of a task on one compute host, as a fixed sequence of steps (the Template
-Method in ``task.py``), its task types (``image_classification.py``), and what a run needs around
-it: staging, replication, planning of shards, tagging parts, the summary of a sharded task and
-the reaper of dead runs. :func:`create_task` picks a task type by name (``registry.task_types``)."""
+Method in ``task.py``; the steps and the values they return in ``steps.py``; the order each kind
+of run takes them in, ``plans.py``), its task types (``image_classification.py``), and what a run
+needs around it: staging, replication, planning of shards, tagging parts, what every run does on
+its host (``onhost.py``), the summary of a sharded task and the reaper of dead runs. :func:`create_task` picks a task type by name (``registry.task_types``)."""
 
 from __future__ import annotations
 

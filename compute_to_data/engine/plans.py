@@ -115,7 +115,7 @@ def submit_task(task: TaskSteps) -> TaskOutcome:
             owned = True
             task.record_new_task(checked, chosen, inputs)
     except BaseException as exc:
-        task._record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
+        task.record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
         raise
     return task.outcome
 
@@ -200,7 +200,7 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
         with task.step("finalize", owned=True):
             task.finalize(live, ran)
     except BaseException as exc:
-        task._record_failure(exc, owned=owned, run=run, workdir=workdir, result=result)
+        task.record_failure(exc, owned=owned, run=run, workdir=workdir, result=result)
         if not owned or not isinstance(exc, Exception):
             raise  # not ours to record (busy, cancelled before it ran) / Ctrl-C, SIGTERM: recorded
     finally:
@@ -246,7 +246,7 @@ class ShardedSubmit:
                     owned = True
                     self.create_shards(planner, layout)
             except BaseException as exc:
-                task._record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
+                task.record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
                 raise
         return task.outcome
 

@@ -1025,7 +1025,7 @@ class TaskSteps(ABC):
                     values[attribute] = value
         return values
 
-    def _record_failure(self, exc: BaseException, *, owned: bool, run: TaskRun | None = None,
+    def record_failure(self, exc: BaseException, *, owned: bool, run: TaskRun | None = None,
                         workdir: TaskWorkdir | None = None, result: RunResult | None = None) -> None:
         """Say truthfully how the task ended; never let bookkeeping hide the original error.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import threading
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
-from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation
+from compute_to_data.domain.catalog import AVU, AccessLevel, DataObject, EntityType, MetadataOperation, Resource
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import (
     AccessDeniedError,
@@ -23,8 +25,10 @@ from compute_to_data.domain.errors import (
 from compute_to_data.engine import create_task
 from compute_to_data.engine.context import TaskContext
 from compute_to_data.engine.slots import ResourceSlot
+from compute_to_data.engine.steps import Checked, Inputs, Placement, Running, Selection, Staged, Tagging, TaskRun
 from compute_to_data.engine.task import ComputeToDataTask
-from compute_to_data.lifecycle.store import TaskStateStore
+from compute_to_data.lifecycle.store import Heartbeat, TaskStateStore
+from compute_to_data.runners.base import Runner, RunResult
 from compute_to_data.service.tasks import TaskService
 from tests.support.engine_support import (
     HOME,
@@ -455,6 +459,25 @@ def test_template_method_order_is_fixed_and_steps_overridable(tmp_path, grid):
         "validate", "select_compute_resource", "check_permissions", "select_inputs",
         "prepare_task_collection", "stage_inputs", "execute", "ingest_outputs", "tag_results", "finalize",
     ]
+
+
+def test_steps_hand_on_values_and_leave_nothing_of_the_run_on_the_task(tmp_path, grid):
+    """What a step produced (the resource, the inputs, the staging directory, the runner's
+    result...) is a frozen value handed to the next steps, never left on the task for a later
+    step to find: after a run (and a resumed one), the task holds what it was made with."""
+    admin, alice = grid
+    context = TaskContext(grid=alice, settings=make_settings(tmp_path), runner=ScriptedRunner())
+    submitted = create_task(make_config(), context).submit()
+    for task in (create_task(make_config(), context, task_id=submitted.task_id),
+                 create_task(make_config(inputs__skip_tagged=False), context)):
+        before = dict(vars(task))
+        assert task.run().succeeded
+        step_products = (Resource, DataObject, TaskWorkdir, RunResult, Runner, Heartbeat)
+        left = {k: v for k, v in vars(task).items()
+                if isinstance(v, step_products) or (isinstance(v, list) and any(isinstance(i, step_products) for i in v))}
+        assert left == {} and set(vars(task)) == set(before)
+    for value in (Checked, Selection, Inputs, Placement, Running, Staged, TaskRun, Tagging):
+        assert dataclasses.fields(value) and value.__dataclass_params__.frozen  # type: ignore[attr-defined]
 
 
 def test_access_levels_enforced_for_owner_only_destinations(tmp_path, grid):

@@ -117,7 +117,7 @@ class Killed(Exception):
 
 def test_a_killed_shard_alone_is_rerun_by_resume(small_zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
     zone = small_zone
-    record_failure, settle = ComputeToDataTask._record_failure, ComputeToDataTask.settle_task
+    record_failure, settle = ComputeToDataTask.record_failure, ComputeToDataTask.settle_task
 
     def dies_silently(self: ComputeToDataTask, exc: BaseException, **run: Any) -> None:
         if isinstance(exc, Killed):
@@ -125,7 +125,7 @@ def test_a_killed_shard_alone_is_rerun_by_resume(small_zone: Zone, monkeypatch: 
             return
         record_failure(self, exc, **run)
 
-    monkeypatch.setattr(ComputeToDataTask, "_record_failure", dies_silently)
+    monkeypatch.setattr(ComputeToDataTask, "record_failure", dies_silently)
     monkeypatch.setattr(ComputeToDataTask, "settle_task",
                         lambda self, shard: None if getattr(self, "killed", False) else settle(self, shard))
     kill = {"armed": True}
