@@ -38,7 +38,7 @@ while the fake's own work (SQLite, the scripted notebook) stays small against th
 on a busy machine it does less and less below 0.1.
 
 Usage: python benchmarks/bench_vs_client.py [--images 2000,20000] [--scenarios in_place,elsewhere,tagged]
-       [--scale 1.0] [--workdir DIR]
+       [--scale 1.0] [--capacity 2] [--shard-size 5000] [--rule c2d_run|c2d_submit] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -111,10 +111,11 @@ def build(root: Path, scenario: Scenario, images: int) -> tuple[Any, Any]:
 
 
 def run_product(root: Path, scenario: Scenario, images: int, scale: float, capacity: int,
-                shard_size: int) -> dict[str, Any]:
-    """One task on a fresh zone: ``c2d_run`` when it fits one shard, else ``c2d_submit`` (its
-    shards queued with the delay server, several running at once, as a large task runs); what it
-    took and did."""
+                shard_size: int, rule: str = "c2d_run") -> dict[str, Any]:
+    """One task on a fresh zone through ``rule``, and what it took and did: ``c2d_run`` (the user
+    waits, as for the script; a task larger than one shard runs its shards in the rule and, once
+    the delay server polls, in delayed rules at once) or ``c2d_submit`` (every shard waits for the
+    delay server's poll)."""
     admin, alice = build(root, scenario, images)
     settings = {
         "allowed_runners": ["inprocess"],
@@ -151,12 +152,11 @@ def run_product(root: Path, scenario: Scenario, images: int, scale: float, capac
     costs.__post_init__()
     server = FakeIrodsServer(admin.root, host="irods-provider", costs=costs)
     server.load_rulebase(rules)
-    sharded = images > shard_size
     with FakeDelayServer(server, poll_seconds=DELAY_POLL_SECONDS * scale, executors=4):
         started = time.perf_counter()
-        run = server.irule("c2d_submit" if sharded else "c2d_run", CONFIG, user="alice")
+        run = server.irule(rule, CONFIG, user="alice")
         if not run.ok:
-            raise SystemExit(f"{scenario.name}: c2d_run failed: {run.error}")
+            raise SystemExit(f"{scenario.name}: {rule} failed: {run.error}")
         while True:
             [task] = [c for c in admin.find_collections_with_avu(names.A_TASK_ID, under=RESULTS) if not c.first(names.A_SHARD)]
             if task.first(names.A_STATE) in ("succeeded", "failed", "cancelled"):
@@ -179,7 +179,7 @@ def run_product(root: Path, scenario: Scenario, images: int, scale: float, capac
     if tagged != images:
         raise SystemExit(f"{scenario.name}: {tagged} of {images} images carry the task's prediction")
     return {"seconds": total, "timings": timings, "staging": staging, "runs": len(runs),
-            "calls": dict(costs.calls.most_common(8)), "charged": {k: round(v, 2) for k, v in costs.charged.most_common(6)},
+            "calls": dict(costs.calls.most_common(30)), "charged": {k: round(v, 2) for k, v in costs.charged.most_common(6)},
             "charged_all": dict(costs.charged)}
 
 
@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="catalog calls served at once (2: as replication and adds scaled on the zone; 1: as "
                              "the real script's fetch did, 70/s with 4 threads against 74/s from one rule)")
     parser.add_argument("--shard-size", type=int, default=5000, help="compute.shard_size of the product's task")
+    parser.add_argument("--rule", choices=("c2d_run", "c2d_submit"), default="c2d_run",
+                        help="how the product's task is started (c2d_submit: it waits for the delay server's poll)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="c2d-bench-vs-client-"))
@@ -267,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     for images in sizes:
         for scenario in chosen:
             where = root / f"{scenario.name}-{images}"
-            product = run_product(where / "product", scenario, images, args.scale, args.capacity, args.shard_size)
+            product = run_product(where / "product", scenario, images, args.scale, args.capacity, args.shard_size,
+                                  args.rule)
             script = run_script(where / "script", scenario, images, args.scale, args.capacity)
             timings = product["timings"]
             # the tagging calls' own time (one tagger: its calls never overlap), at x1 costs

@@ -456,9 +456,13 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         service.start(collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name)
     except TaskCancelled:
         pass
-    except TaskBusyError as exc:  # another agent runs it right now: that run records its state
-        log.warning("%s", exc)
-        raise
+    except (TaskBusyError, TaskStateError) as exc:
+        current = service.read(collection)
+        if current.state is None or current.state == TaskState.QUEUED:
+            raise
+        # another run took it between the look above and the start (the rule of a c2d_run and
+        # the delay server race for the same shard): that run records its state
+        log.info("%s; leaving it to the run that took it", exc)
     return service.read(collection)
 
 
