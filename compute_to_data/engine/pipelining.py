@@ -52,7 +52,7 @@ class InputStream:
 
     def __init__(self, grid: Grid, workdir: TaskWorkdir, first: Sequence[StreamItem], items: Sequence[StreamItem], *,
                  readers: int, keep_alive: Callable[[], None], pipelined: bool,
-                 slice_seconds: float = SLICE_SECONDS) -> None:
+                 slice_seconds: float | None = None) -> None:
         """``first`` (the model and the labels) are read by :meth:`start` before it returns;
         ``items`` (the inputs) too unless ``pipelined``: then the run starts while they arrive."""
         self.first = list(first)
@@ -65,7 +65,7 @@ class InputStream:
         # in their own thread the readers never beat the heartbeat: the run's thread does, at every poll
         self.streamer = Streamer(grid, workdir, readers=readers, keep_alive=_nothing if self.background else keep_alive)
         self.workdir = workdir
-        self.slice_seconds = slice_seconds
+        self.slice_seconds = SLICE_SECONDS if slice_seconds is None else slice_seconds
         self.error: StagingError | None = None
         self.started: float | None = None
         self.ended: float | None = None

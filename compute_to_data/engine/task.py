@@ -65,6 +65,7 @@ from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import run_timing_name, timings_text
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.context import TaskContext, TaskOutcome
+from compute_to_data.engine.pipelining import InputStream
 from compute_to_data.engine.planning import (
     Candidate,
     ShardDraft,
@@ -87,7 +88,6 @@ from compute_to_data.engine.staging import (
     StagingSummary,
     plan_staging,
 )
-from compute_to_data.engine.pipelining import InputStream
 from compute_to_data.engine.streaming import StreamItem
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.engine.where import WhereFilter
