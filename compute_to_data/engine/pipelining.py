@@ -146,6 +146,17 @@ class InputStream:
         if self.error is not None:
             raise self.error
 
+    def check_covered(self, images_total: int, inputs: int) -> None:
+        """A run that started while its inputs arrived and reports fewer images than it was
+        given listed ``inputs/`` at its start, ignoring the manifest (a container image older
+        than its notebook's parameters cell): its results would silently miss images."""
+        if self.pipelined and images_total < inputs:
+            raise StagingError(
+                f"the notebook took {images_total} of the run's {inputs} inputs: it started while they were being "
+                "staged and does not read the inputs manifest (task/inputs.json); rebuild the container image "
+                "with this notebook, or ask the administrator to"
+            )
+
     def stop(self, reason: str) -> StagingError | None:
         """The run ended before staging did: stop the readers, say ``failed`` (``reason``) to
         anyone still reading the contract. Returns the staging error that came first, if any."""

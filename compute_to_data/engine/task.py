@@ -609,6 +609,7 @@ class ComputeToDataTask(ABC):
         try:
             if run_error is None and self.run_result is not None and self.run_result.succeeded:
                 self.input_stream.finish()
+                self.input_stream.check_covered(self.run_result.images_total, len(self.inputs))
             else:
                 reason = _one_line(run_error) if run_error is not None else (
                     self.run_result.error if self.run_result is not None and self.run_result.error else "the run ended")
@@ -1071,9 +1072,12 @@ class ComputeToDataTask(ABC):
         )
 
     def _beat_while_waiting(self) -> bool:
-        """A running shard waiting for the GPU: signs of life (which raise if it was cancelled)."""
+        """A running shard waiting for the GPU: signs of life (which raise if it was cancelled),
+        and its inputs read meanwhile where only this thread may read them."""
         assert self.heartbeat is not None
         self.heartbeat.beat()
+        if self.input_stream is not None:
+            self.input_stream.pump()
         return False
 
     def _reap_dead_runs(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import re
 import threading
 from pathlib import Path
 
@@ -147,3 +148,33 @@ def test_the_failed_marker_reaches_a_notebook_waiting_for_its_file(tmp_path):
     assert outcome.state == TaskState.FAILED and outcome.error.startswith(f"could not read 1 input(s) through iRODS: {LAST}")
     assert TaskStateStore(alice).read(task.collection).get(names.A_ERROR) == outcome.error
     assert not (tmp_path / "staging" / task.run_key).exists()
+
+
+def test_a_notebook_that_ignores_the_manifest_is_not_taken_at_its_word(tmp_path):
+    """A container image older than its notebook's parameters cell lists /inputs at its start:
+    it reports fewer images than the run was given, and the task fails saying why."""
+    admin, alice = make_grid(tmp_path)
+    started, listed = threading.Event(), threading.Event()
+
+    class Unaware(ScriptedRunner):
+        def run(self, request: RunRequest) -> RunResult:
+            started.set()
+            parameters = {k: v for k, v in request.parameters.items()
+                          if k not in (contract.MANIFEST_PARAMETER, contract.STATUS_PARAMETER)}
+            try:
+                return super().run(dataclasses.replace(request, parameters=parameters, on_poll=None))
+            finally:
+                listed.set()
+
+    original = alice.read_to_file
+
+    def read_to_file(source: str, local_path: Path) -> int:
+        if source == LAST:
+            started.wait(timeout=60)
+            listed.wait(timeout=60)  # the run has listed what was there
+        return original(source, local_path)
+
+    alice.read_to_file = read_to_file
+    task, outcome = run(tmp_path, alice, Unaware())
+    assert outcome.state == TaskState.FAILED
+    assert re.match(r"the notebook took [0-5] of the run's 6 inputs: .* does not read the inputs manifest", outcome.error)
