@@ -28,6 +28,7 @@ is the task's error, never the notebook's consequent one.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ from compute_to_data.contract import inputs as contract
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain.errors import StagingError
 from compute_to_data.engine.staging import StagingSummary
-from compute_to_data.engine.streaming import Streamer, StreamItem
+from compute_to_data.engine.streaming import StagingStopped, Streamer, StreamItem
 from compute_to_data.grid.base import Grid
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,12 @@ class InputStream:
                 "with this notebook, or ask the administrator to"
             )
 
+    def settle(self, error: BaseException) -> None:
+        """The run could not start because the staging disk is full (``error``): the readers
+        fail at their next write, and that staging error (which names the input) is the task's."""
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC and not self.finished:
+            self.finish()
+
     def stop(self, reason: str) -> StagingError | None:
         """The run ended before staging did: stop the readers, say ``failed`` (``reason``) to
         anyone still reading the contract. Returns the staging error that came first, if any."""
@@ -173,9 +180,10 @@ class InputStream:
     def _read_all(self) -> None:
         try:
             self.streamer.stream(self.items)
-        except StagingError as exc:
-            if not self._stopping:
-                self._fail(exc)
+        except StagingStopped:
+            return  # stop() says why
+        except StagingError as exc:  # also while stopping: a full staging disk may be why the run ended
+            self._fail(exc)
             return
         except Exception as exc:  # noqa: BLE001 - a reader's bug must still end staging, with its reason
             log.exception("streaming the inputs failed")

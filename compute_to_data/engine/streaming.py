@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 BEAT_EVERY_SECONDS = 2.0
 
 
+class StagingStopped(StagingError):
+    """The stream was aborted (:meth:`Streamer.abort`): not a failure of its own."""
+
+
 @dataclass(frozen=True)
 class StreamItem:
     """One object to read, and where it goes: ``base/<relative>`` of the task's working directory."""
@@ -149,7 +153,7 @@ class Streamer:
     def _end_pass(self) -> bool:
         """A pass over the work ended: True when the failed ones are to be read once more."""
         if self._aborted.is_set():
-            raise StagingError("staging was stopped before every input was read")
+            raise StagingStopped("staging was stopped before every input was read")
         failed = self._failed
         if failed and not self._retrying:
             self._retrying = True

@@ -607,6 +607,8 @@ class ComputeToDataTask(ABC):
         the notebook's consequent one); a run that ended early stops the readers."""
         assert self.input_stream is not None
         try:
+            if run_error is not None:
+                self.input_stream.settle(run_error)
             if run_error is None and self.run_result is not None and self.run_result.succeeded:
                 self.input_stream.finish()
                 self.input_stream.check_covered(self.run_result.images_total, len(self.inputs))
@@ -679,6 +681,25 @@ class ComputeToDataTask(ABC):
         return [*self.inputs, self.model_object, self.labels_object]
 
     def execute(self) -> None:
+        # the inputs may still arrive while the notebook runs (engine/pipelining.py): a staging
+        # error, not what the notebook or the run made of it, is the task's error
+        try:
+            self._run_notebook()
+        except BaseException as exc:
+            self._end_streaming(exc)
+            raise
+        self._end_streaming(None)
+        assert self.run_result is not None and self.workdir is not None and self.runner is not None
+        self.outcome.run_result = self.run_result
+        self.outcome.runner = self.run_result.runner or self.runner.name
+        if self.run_result.log:
+            log_file = self.workdir.output_dir / self.run_result.log_name
+            if not log_file.exists():
+                log_file.write_text(self.run_result.log)
+        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
+        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
+
+    def _run_notebook(self) -> None:
         assert self.runner is not None and self.workdir is not None and self.notebook_file is not None
         assert self.heartbeat is not None
         parameters = self.build_parameters()
@@ -706,20 +727,7 @@ class ComputeToDataTask(ABC):
             on_status=self._record_run_phase,
             on_poll=self._on_poll,
         )
-        try:
-            self.run_result = self.runner.run(request)
-        except BaseException as exc:
-            self._end_streaming(exc)
-            raise
-        self._end_streaming(None)
-        self.outcome.run_result = self.run_result
-        self.outcome.runner = self.run_result.runner or self.runner.name
-        if self.run_result.log:
-            log_file = self.workdir.output_dir / self.run_result.log_name
-            if not log_file.exists():
-                log_file.write_text(self.run_result.log)
-        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
-        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
+        self.run_result = self.runner.run(request)
 
     def ingest_outputs(self) -> None:
         """Every file the run produced becomes a data object in the task collection."""
