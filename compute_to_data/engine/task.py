@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, final
 
+from compute_to_data.contract.inputs import reads_inputs_manifest, write_manifest
 from compute_to_data.contract.parts import Entry
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
@@ -64,6 +65,7 @@ from compute_to_data.domain.taskconfig import TaskConfig
 from compute_to_data.domain.timings import run_timing_name, timings_text
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.context import TaskContext, TaskOutcome
+from compute_to_data.engine.pipelining import InputStream
 from compute_to_data.engine.planning import (
     Candidate,
     ShardDraft,
@@ -86,7 +88,7 @@ from compute_to_data.engine.staging import (
     StagingSummary,
     plan_staging,
 )
-from compute_to_data.engine.streaming import Streamer, StreamItem
+from compute_to_data.engine.streaming import StreamItem
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
@@ -175,6 +177,9 @@ class ComputeToDataTask(ABC):
         self.model_object: DataObject | None = None
         self.labels_object: DataObject | None = None
         self.workdir: TaskWorkdir | None = None
+        #: what is read through iRODS, possibly while the notebook runs, and what c2d::staging says
+        self.input_stream: InputStream | None = None
+        self.staging_summary: StagingSummary | None = None
         self.replicated_bytes = 0
         self.run_result: RunResult | None = None
         self.collection_created = False
@@ -251,6 +256,8 @@ class ComputeToDataTask(ABC):
         finally:
             if slot is not None:
                 slot.release()
+            if self.input_stream is not None:
+                self.input_stream.stop("the run ended before staging did")  # no reader outlives the run
             if self.workdir is not None and not self.context.keep_workdir:
                 self.workdir.remove()
             self.run_lock.release()
@@ -538,20 +545,23 @@ class ComputeToDataTask(ABC):
         self.workdir.create()
         placements = plan.placements
         # what is read through iRODS rather than linked: the model and labels first (the
-        # notebook needs them before any image), then the inputs in their order
+        # notebook needs them before any image), then the inputs in the manifest's order
         to_stream = {o.path: o for o in plan.to_stream}
-        stream: list[StreamItem] = []
+        first: list[StreamItem] = []
         assert self.model_object is not None and self.labels_object is not None
         for obj, base in ((self.model_object, self.workdir.model_dir), (self.labels_object, self.workdir.labels_dir)):
             if obj.path in to_stream:
-                stream.append(StreamItem(to_stream[obj.path], base, obj.name))
-        for i, obj in enumerate(self.inputs, 1):
+                first.append(StreamItem(to_stream[obj.path], base, obj.name))
+        ordered = sorted(self.inputs, key=self.relative_path)
+        stream: list[StreamItem] = []
+        for i, obj in enumerate(ordered, 1):
             if obj.path in to_stream:
                 stream.append(StreamItem(to_stream[obj.path], self.workdir.input_dir, self.relative_path(obj)))
                 continue
             self.workdir.stage_input(placements[obj.path].path, self.relative_path(obj), shown=obj.path)
             if i % 200 == 0:
                 self.heartbeat.beat()
+        write_manifest(self.workdir.manifest_file, [self.relative_path(o) for o in ordered])
         if self.model_object.path in to_stream:
             self.model_file = self.workdir.model_dir / self.model_object.name
         else:
@@ -565,23 +575,55 @@ class ComputeToDataTask(ABC):
                 placements[self.labels_object.path].path, self.labels_object.name, shown=self.labels_object.path
             )
         self.outcome.timings["stage.link"] = time.perf_counter() - linking
-        if stream:
-            streaming = time.perf_counter()
-            streamer = Streamer(self.grid, self.workdir, readers=self.settings.replication.agents_for(resource.name),
-                                keep_alive=self.heartbeat.beat)
-            streamed = streamer.stream(stream)
-            summary.streamed, summary.streamed_bytes = streamed.streamed, streamed.streamed_bytes
-            summary.readers, summary.checksums_checked = streamed.readers, streamed.checksums_checked
-            self.outcome.timings["stage.stream"] = time.perf_counter() - streaming
+        # the inputs arrive while the notebook runs where it reads the manifest (engine/pipelining.py)
+        self.input_stream = InputStream(
+            self.grid, self.workdir, first, stream, readers=self.settings.replication.agents_for(resource.name),
+            keep_alive=self.heartbeat.beat,
+            pipelined=self.notebook_file is not None and reads_inputs_manifest(self.notebook_file),
+        )
+        self.input_stream.start()
         self._check_pins()
         staged = self.workdir.report
         summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
-        self.outcome.staging = summary.as_dict()
-        self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
-        if summary.in_place or summary.streamed:
-            log.info("task %s: %d object(s) staged in place, %d streamed, %d replicated", self.task_id,
-                     summary.in_place, summary.streamed, summary.replicated)
+        self.staging_summary = summary
+        self._record_streamed()
+        if summary.in_place or stream or first:
+            log.info("task %s: %d object(s) staged in place, %d streamed%s, %d replicated", self.task_id,
+                     summary.in_place, len(first) + len(stream),
+                     " (the inputs while the notebook runs)" if self.input_stream.pipelined else "", summary.replicated)
         self.outcome.notes.extend(locality.notes + staged.notes)
+
+    def _record_streamed(self) -> None:
+        """``c2d::staging`` and ``stage.stream`` as streaming stands (again once it ended while
+        the notebook ran: ``stage.stream`` then overlaps ``execute``)."""
+        assert self.input_stream is not None and self.staging_summary is not None
+        if self.input_stream.started is not None and (self.input_stream.first or self.input_stream.items):
+            self.outcome.timings["stage.stream"] = self.input_stream.seconds
+        self.outcome.staging = self.input_stream.summarize(self.staging_summary).as_dict()
+        self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
+
+    def _end_streaming(self, run_error: BaseException | None) -> None:
+        """After the run: every input read (or the staging error, which is the task's error, not
+        the notebook's consequent one); a run that ended early stops the readers."""
+        assert self.input_stream is not None
+        try:
+            if run_error is not None:
+                self.input_stream.settle(run_error)
+            if run_error is None and self.run_result is not None and self.run_result.succeeded:
+                self.input_stream.finish()
+                self.input_stream.check_covered(self.run_result.images_total, len(self.inputs))
+            else:
+                reason = _one_line(run_error) if run_error is not None else (
+                    self.run_result.error if self.run_result is not None and self.run_result.error else "the run ended")
+                staging_error = self.input_stream.stop(reason)
+                if staging_error is not None and staging_error is not run_error:
+                    raise staging_error
+        finally:
+            if self.input_stream.pipelined:
+                try:
+                    self._record_streamed()
+                except ComputeToDataError as exc:  # advisory: never hide how the run ended
+                    log.warning("could not record the staging of task %s: %s", self.task_id, exc)
 
     def _refresh_staged_objects(self) -> None:
         """The inputs, model and labels as the catalog lists them now (their replicas)."""
@@ -639,6 +681,25 @@ class ComputeToDataTask(ABC):
         return [*self.inputs, self.model_object, self.labels_object]
 
     def execute(self) -> None:
+        # the inputs may still arrive while the notebook runs (engine/pipelining.py): a staging
+        # error, not what the notebook or the run made of it, is the task's error
+        try:
+            self._run_notebook()
+        except BaseException as exc:
+            self._end_streaming(exc)
+            raise
+        self._end_streaming(None)
+        assert self.run_result is not None and self.workdir is not None and self.runner is not None
+        self.outcome.run_result = self.run_result
+        self.outcome.runner = self.run_result.runner or self.runner.name
+        if self.run_result.log:
+            log_file = self.workdir.output_dir / self.run_result.log_name
+            if not log_file.exists():
+                log_file.write_text(self.run_result.log)
+        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
+        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
+
+    def _run_notebook(self) -> None:
         assert self.runner is not None and self.workdir is not None and self.notebook_file is not None
         assert self.heartbeat is not None
         parameters = self.build_parameters()
@@ -667,14 +728,6 @@ class ComputeToDataTask(ABC):
             on_poll=self._on_poll,
         )
         self.run_result = self.runner.run(request)
-        self.outcome.run_result = self.run_result
-        self.outcome.runner = self.run_result.runner or self.runner.name
-        if self.run_result.log:
-            log_file = self.workdir.output_dir / self.run_result.log_name
-            if not log_file.exists():
-                log_file.write_text(self.run_result.log)
-        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
-        self.outcome.timings.update({run_timing_name(k): v for k, v in self.run_result.timings.items()})
 
     def ingest_outputs(self) -> None:
         """Every file the run produced becomes a data object in the task collection."""
@@ -1027,9 +1080,12 @@ class ComputeToDataTask(ABC):
         )
 
     def _beat_while_waiting(self) -> bool:
-        """A running shard waiting for the GPU: signs of life (which raise if it was cancelled)."""
+        """A running shard waiting for the GPU: signs of life (which raise if it was cancelled),
+        and its inputs read meanwhile where only this thread may read them."""
         assert self.heartbeat is not None
         self.heartbeat.beat()
+        if self.input_stream is not None:
+            self.input_stream.pump()
         return False
 
     def _reap_dead_runs(self) -> None:
@@ -1097,12 +1153,14 @@ class ComputeToDataTask(ABC):
         self.store.write(self.collection, {names.A_QUEUE_REASON: value})
         self._queue_reason_written = waiting
 
-    def _on_poll(self) -> None:
-        """The runner's poll loop (our main thread): a sign of life, then the finished parts."""
+    def _on_poll(self) -> bool:
+        """The runner's poll loop (our main thread): a sign of life, the finished parts, and the
+        next inputs where only this thread may read them (True while some are left)."""
         assert self.heartbeat is not None
         self.heartbeat.beat()
         if self.context.parts:
             self.tag_finished_parts()
+        return self.input_stream is not None and self.input_stream.pump()
 
     def _is_cancelled(self) -> bool:
         try:
