@@ -52,6 +52,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ def run_product(root: Path, scenario: Scenario, images: int, scale: float, capac
     server.load_rulebase(rules)
     with FakeDelayServer(server, poll_seconds=DELAY_POLL_SECONDS * scale, executors=4):
         started = time.perf_counter()
+        wall_start = time.time()
         run = server.irule(rule, CONFIG, user="alice")
         if not run.ok:
             raise SystemExit(f"{scenario.name}: {rule} failed: {run.error}")
@@ -178,9 +180,18 @@ def run_product(root: Path, scenario: Scenario, images: int, scale: float, capac
                  if [a.units for a in o.avus] == [names.task_units(record[names.A_TASK_ID])])
     if tagged != images:
         raise SystemExit(f"{scenario.name}: {tagged} of {images} images carry the task's prediction")
-    return {"seconds": total, "timings": timings, "staging": staging, "runs": len(runs),
+    # when each run started and ended (seconds after the rule was called; the AVUs hold whole seconds)
+    timeline = sorted(
+        (round(_epoch(one.first(names.A_STARTED)) - wall_start), round(_epoch(one.first(names.A_FINISHED)) - wall_start))
+        for one in runs if one.first(names.A_STARTED) and one.first(names.A_FINISHED)
+    )
+    return {"seconds": total, "timings": timings, "staging": staging, "runs": len(runs), "timeline": timeline,
             "calls": dict(costs.calls.most_common(30)), "charged": {k: round(v, 2) for k, v in costs.charged.most_common(6)},
             "charged_all": dict(costs.charged)}
+
+
+def _epoch(iso: str | None) -> float:
+    return datetime.strptime(iso or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def run_script(root: Path, scenario: Scenario, images: int, scale: float, capacity: int) -> dict[str, Any]:
@@ -297,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"{'':33s} product ({product['runs']} run(s)): stage_inputs {timings.get('stage_inputs', 0):.1f} s (streamed {staging['streamed']}, "
                   f"in place {staging['in_place']}, replicated {staging['replicated']}), execute "
-                  f"{timings.get('execute', 0):.1f} s, tag_results {timings.get('tag_results', 0):.1f} s; charged "
+                  f"{timings.get('execute', 0):.1f} s, tag_results {timings.get('tag_results', 0):.1f} s; "
+                  + (f"runs (start, end) s: {product['timeline']}; " if product["runs"] > 1 else "") + "charged "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in product["charged"].items()), flush=True)
             print(f"{'':33s} script:  charged " + ", ".join(f"{k} {v:.1f} s" for k, v in script["charged"].items()), flush=True)
             if not scenario.tagged:  # the model against what the script took on the zone, at the same scale
