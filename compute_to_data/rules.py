@@ -91,7 +91,7 @@ from compute_to_data.runners import auto_candidates, choose_runner
 from compute_to_data.runners.base import Runner, RunRequest, RunResult
 from compute_to_data.service.scheduler import SeriesScheduler, submit_and_queue
 from compute_to_data.service.scheduler import cancel as cancel_with_series
-from compute_to_data.service.tasks import Cancelled, TaskService
+from compute_to_data.service.tasks import Cancelled, SharedRuns, TaskService
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +373,11 @@ class _DelayServerRuns:
         self.session.callback.remoteExec(host, "", f'{rule}("{payload}")', "")
 
     def run_queued(self, collections: Sequence[str]) -> list[TaskOutcome]:
-        for collection in collections:
-            _execute_queued(self.session, collection, hops=0)
-        return []
+        """``c2d_run``: a task's run here; a task's shards here and through the delay server at
+        once (service/tasks.py ``SharedRuns``), the rule returning once all of them and the
+        task's summary have ended."""
+        return SharedRuns(self.session.service, self, lambda c: _execute_queued(self.session, c, hops=0)
+                          ).run_queued(collections)
 
 
 def _delay(session: _Session, hints: str, body: str, what: str, collection: str) -> None:
@@ -411,6 +413,14 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
     except TaskCancelled as exc:
         log.info("%s", exc)
         return service.read(collection)
+    except TaskStateError as exc:
+        current = service.read(collection)
+        if current.state is None or current.state == TaskState.QUEUED:
+            raise
+        # started meanwhile by another run (the rule of a c2d_run takes the shards it gave the
+        # delay server too): that run records its state; this one leaves it alone
+        log.info("%s; leaving it to the run that took it", exc)
+        return current
     if not service.is_here(resource):
         if hops >= 1:
             message = (
@@ -446,9 +456,13 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         service.start(collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name)
     except TaskCancelled:
         pass
-    except TaskBusyError as exc:  # another agent runs it right now: that run records its state
-        log.warning("%s", exc)
-        raise
+    except (TaskBusyError, TaskStateError) as exc:
+        current = service.read(collection)
+        if current.state is None or current.state == TaskState.QUEUED:
+            raise
+        # another run took it between the look above and the start (the rule of a c2d_run and
+        # the delay server race for the same shard): that run records its state
+        log.info("%s; leaving it to the run that took it", exc)
     return service.read(collection)
 
 
@@ -519,8 +533,7 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
     """Run a task now: c2d_run(*config) with the logical path of a task config (JSON)."""
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
-    # a task larger than one shard: its shards one after the other, each on its host (c2d_submit
-    # runs them at once, through the delay server)
+    # a task larger than one shard: its shards run here and through the delay server at once
     outcome = session.service.run_now(config, _context(session, config), _DelayServerRuns(session), session.user)
     record = session.service.read(outcome.collection)
     if record.state != TaskState.SUCCEEDED:

@@ -6,7 +6,8 @@ model and the labels) and ``outputs/`` (the container's ``/outputs``). Inputs ar
 hard links to replicas (:meth:`TaskWorkdir.stage_input`) or read through iRODS
 (:meth:`TaskWorkdir.incoming_file` then :meth:`TaskWorkdir.place_streamed`): a streamed file is
 written outside ``inputs/`` and renamed into place once complete and checked, so whoever lists
-``inputs/`` never sees half a file. Everything goes with the directory (:meth:`TaskWorkdir.remove`).
+``inputs/`` never sees half a file; ``task/inputs.json`` and ``task/staging.json`` say which
+inputs the run will have and when they have all arrived (:mod:`.inputs`). Everything goes with the directory (:meth:`TaskWorkdir.remove`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compute_to_data.contract.files import is_temporary
+from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import StagingError
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,16 @@ class TaskWorkdir:
     @property
     def output_dir(self) -> Path:
         return self.root / "outputs"
+
+    @property
+    def manifest_file(self) -> Path:
+        """Every input the run will have, written before it starts (:mod:`.inputs`)."""
+        return self.task_dir / names.INPUTS_MANIFEST_FILE
+
+    @property
+    def status_file(self) -> Path:
+        """How staging ended (:mod:`.inputs`); absent while inputs still arrive."""
+        return self.task_dir / names.STAGING_STATUS_FILE
 
     @property
     def runtime_dir(self) -> Path:

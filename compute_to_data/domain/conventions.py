@@ -252,6 +252,11 @@ PROGRESS_FILE = ".progress"
 #: a resumed run's notebook gets the earlier runs' predictions here (read-only, in /task) and
 #: covers them in its predictions.json/.csv and report.
 PREVIOUS_PREDICTIONS_FILE = "previous_predictions.json"
+#: in /task, written before the run starts: every input the run will have, in order (paths
+#: relative to /inputs); the notebook starts on the first while the rest are still being staged
+INPUTS_MANIFEST_FILE = "inputs.json"
+#: in /task, written when staging ends: ``done``, or ``failed`` with the reason (absent: still staging)
+STAGING_STATUS_FILE = "staging.json"
 #: every process of a run carries this environment variable (value: the task id), inherited by
 #: all its descendants, so what is left of a dead run can be found and stopped.
 TASK_ID_ENV = "C2D_TASK_ID"

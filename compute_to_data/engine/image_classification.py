@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from compute_to_data.contract.inputs import MANIFEST_PARAMETER, STATUS_PARAMETER
 from compute_to_data.contract.labels import MAX_LABELS_BYTES, decode_labels
 from compute_to_data.contract.parts import Entry, PartReader
 from compute_to_data.domain import conventions as names
@@ -95,6 +96,9 @@ class ImageClassificationTask(ComputeToDataTask):
             "part_size": self.settings.part_size if self.context.parts else 10**9,
             "part_seconds": self.settings.part_seconds if self.context.parts else 10.0**9,
             "previous_predictions": posixpath.join(task_dir, names.PREVIOUS_PREDICTIONS_FILE) if run.inputs.previous else "",
+            # the container contract's inputs list and staging status (contract/inputs.py)
+            MANIFEST_PARAMETER: posixpath.join(task_dir, names.INPUTS_MANIFEST_FILE),
+            STATUS_PARAMETER: posixpath.join(task_dir, names.STAGING_STATUS_FILE),
         }
 
     def ingest_outputs(self, run: TaskRun, staged: Staged) -> None:

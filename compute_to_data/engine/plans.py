@@ -45,6 +45,7 @@ from compute_to_data.engine.steps import (
     Selection,
     ShardedSelection,
     ShardListing,
+    Staged,
     TaskRun,
     TaskSteps,
     one_line,
@@ -163,6 +164,7 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
     run: TaskRun | None = None
     workdir: TaskWorkdir | None = None
     result: RunResult | None = None
+    staged: Staged | None = None
     slot: ResourceSlot | None = None
     try:
         with task.step("prepare_task_collection", owned=True):
@@ -181,22 +183,23 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
         live = run = TaskRun(task.scope, listing, checked, selection, inputs, placement, running)
         with task.step("stage_inputs", owned=True):
             workdir = task.new_workdir(resource)
-            staged = task.stage_inputs(live, workdir)
+            on_host = staged = task.stage_inputs(live, workdir)
         if shard is not None:
             # A shard stages before it takes the resource's slot and tags after it gave it
             # back, so the next shard replicates while this one computes (pipelining).
-            slot = task.wait_for_slot(resource, running)
+            slot = task.wait_for_slot(resource, running, on_host)
         with task.step("execute", owned=True):
-            ran = result = task.execute(live, staged)
+            ran = result = task.execute(live, on_host)
+            task.end_execute(live, on_host, ran)
         if shard is not None and slot is not None:
             slot.release()
         with task.step("ingest_outputs", owned=True):
-            task.ingest_outputs(live, staged)
+            task.ingest_outputs(live, on_host)
         task.raise_if_cancelled()
         if not ran.succeeded:
             raise RunFailed(ran.error or "the notebook run failed")
         with task.step("tag_results", owned=True):
-            task.tag_results(live, staged, ran)
+            task.tag_results(live, on_host, ran)
         with task.step("finalize", owned=True):
             task.finalize(live, ran)
     except BaseException as exc:
@@ -206,6 +209,8 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
     finally:
         if slot is not None:
             slot.release()
+        if staged is not None:
+            staged.stream.stop("the run ended before staging did")  # no reader outlives the run
         onhost.remove_workdir(workdir, keep=task.context.keep_workdir)
         lock.release()
         if shard is not None and owned:

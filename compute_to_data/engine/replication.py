@@ -186,16 +186,22 @@ class AgentPool:
 class ThreadAgents(AgentPool):
     """Agents as threads of this process, for a grid that may be called from several threads."""
 
+    #: how long closing waits for an agent to finish the object it is replicating
+    CLOSE_TIMEOUT_SECONDS = 120.0
+
     def __init__(self, grid: Grid, resource: str) -> None:
         self.grid = grid
         self.resource = resource
         self.handles: list[AgentHandle] = []
+        self._threads: list[threading.Thread] = []
         self._changed = threading.Event()
 
     def launch(self, chunk: Chunk) -> AgentHandle:
         handle = AgentHandle(chunk)
         self.handles.append(handle)
-        threading.Thread(target=self._work, args=(handle,), name=f"c2d-replicate-{chunk.index}", daemon=True).start()
+        thread = threading.Thread(target=self._work, args=(handle,), name=f"c2d-replicate-{chunk.index}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
         return handle
 
     def _work(self, handle: AgentHandle) -> None:
@@ -226,8 +232,15 @@ class ThreadAgents(AgentPool):
         self._changed.clear()
 
     def close(self) -> None:
+        """Stop every agent and wait for it: a run that ended (a cancel, a failure) leaves no
+        thread replicating behind it, each finishes at most the object it was on."""
         for handle in self.handles:
             handle.stop.set()
+        for thread in self._threads:
+            thread.join(self.CLOSE_TIMEOUT_SECONDS)
+            if thread.is_alive():
+                log.warning("replication agent %s still replicating after %.0f s; leaving it", thread.name,
+                            self.CLOSE_TIMEOUT_SECONDS)
 
 
 class ManifestAgents(AgentPool):

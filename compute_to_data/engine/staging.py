@@ -214,6 +214,8 @@ class StagingSummary:
     streamed_bytes: int = 0
     readers: int = 0
     checksums_checked: int = 0
+    #: the inputs were streamed while the notebook ran (it started on the first ones)
+    pipelined: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

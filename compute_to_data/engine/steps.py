@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from compute_to_data.contract.inputs import reads_inputs_manifest, write_manifest
 from compute_to_data.contract.parts import Entry
 from compute_to_data.contract.workdir import TaskWorkdir
 from compute_to_data.domain import conventions as names
@@ -65,6 +66,7 @@ from compute_to_data.domain.timings import run_timing_name, timings_text
 from compute_to_data.engine import onhost
 from compute_to_data.engine import predictions as task_parts
 from compute_to_data.engine.context import TaskContext, TaskOutcome
+from compute_to_data.engine.pipelining import InputStream
 from compute_to_data.engine.planning import read_inputs_text
 from compute_to_data.engine.reaper import Reaper
 from compute_to_data.engine.replication import (
@@ -81,7 +83,7 @@ from compute_to_data.engine.staging import (
     StagingSummary,
     plan_staging,
 )
-from compute_to_data.engine.streaming import Streamer, StreamItem
+from compute_to_data.engine.streaming import StreamItem
 from compute_to_data.engine.termination import Terminated
 from compute_to_data.engine.where import WhereFilter
 from compute_to_data.grid.base import Grid
@@ -205,8 +207,10 @@ class Running:
 @dataclass(frozen=True)
 class Staged:
     """What staging made on the compute host: the work directory, the inputs, model and labels as
-    the catalog lists them now, the local model and labels files, and how it was done
-    (``c2d::staging``)."""
+    the catalog lists them now, the local model and labels files, how it was done
+    (``c2d::staging``), and what is read through iRODS, possibly while the notebook runs
+    (:mod:`.pipelining`: pumped by the run's thread where only it may call the grid, ended
+    after the run)."""
 
     workdir: TaskWorkdir
     inputs: Sequence[DataObject]
@@ -216,7 +220,8 @@ class Staged:
     labels: DataObject
     model_file: Path
     labels_file: Path
-    summary: Mapping[str, Any]
+    summary: StagingSummary
+    stream: InputStream
 
 
 class InputListing(Protocol):
@@ -633,14 +638,16 @@ class TaskSteps(ABC):
         except ComputeToDataError as exc:  # never keep a healthy task from running for it
             log.warning("could not look for dead runs on %s: %s", resource.name, exc)
 
-    def wait_for_slot(self, resource: Resource, running: Running | None) -> ResourceSlot:
+    def wait_for_slot(self, resource: Resource, running: Running | None, staged: Staged | None = None) -> ResourceSlot:
         """One of the resource's slots (COMPUTE_RESOURCE_MAX_TASKS); a run already ``running``
-        that waits keeps beating (staged, waiting for the GPU), a queued one just waits."""
+        that waits keeps beating (staged, waiting for the GPU) and reads its inputs meanwhile, a
+        queued one just waits."""
         slot = ResourceSlot(
             self.settings.lock_directory_for(resource.host, resource.name),
             resource.name,
             self._capacity(resource),
-            should_stop=self._is_cancelled if running is None else _beating(running.heartbeat),
+            should_stop=self._is_cancelled if running is None else _beating(
+                running.heartbeat, staged.stream if staged is not None else None),
         )
         waiting = time.perf_counter()
         acquired = slot.acquire()
@@ -743,14 +750,16 @@ class TaskSteps(ABC):
         linking = time.perf_counter()
         placements = plan.placements
         # what is read through iRODS rather than linked: the model and labels first (the
-        # notebook needs them before any image), then the inputs in their order
+        # notebook needs them before any image), then the inputs in the manifest's order
         to_stream = {o.path: o for o in plan.to_stream}
-        stream: list[StreamItem] = []
+        first: list[StreamItem] = []
         by_name: dict[str, DataObject] = {}
         for obj, base in ((model, workdir.model_dir), (labels, workdir.labels_dir)):
             if obj.path in to_stream:
-                stream.append(StreamItem(to_stream[obj.path], base, obj.name))
-        for i, obj in enumerate(inputs, 1):
+                first.append(StreamItem(to_stream[obj.path], base, obj.name))
+        ordered = sorted(inputs, key=self.relative_path)
+        stream: list[StreamItem] = []
+        for i, obj in enumerate(ordered, 1):
             relative = self.relative_path(obj)
             by_name[relative] = obj
             if obj.path in to_stream:
@@ -759,6 +768,7 @@ class TaskSteps(ABC):
             workdir.stage_input(placements[obj.path].path, relative, shown=obj.path)
             if i % 200 == 0:
                 heartbeat.beat()
+        write_manifest(workdir.manifest_file, list(by_name))
         if model.path in to_stream:
             model_file = workdir.model_dir / model.name
         else:
@@ -768,24 +778,59 @@ class TaskSteps(ABC):
         else:
             labels_file = workdir.stage_labels_file(placements[labels.path].path, labels.name, shown=labels.path)
         self.outcome.timings["stage.link"] = time.perf_counter() - linking
-        if stream:
-            streaming = time.perf_counter()
-            streamer = Streamer(self.grid, workdir, readers=self.settings.replication.agents_for(resource.name),
-                                keep_alive=heartbeat.beat)
-            streamed = streamer.stream(stream)
-            summary.streamed, summary.streamed_bytes = streamed.streamed, streamed.streamed_bytes
-            summary.readers, summary.checksums_checked = streamed.readers, streamed.checksums_checked
-            self.outcome.timings["stage.stream"] = time.perf_counter() - streaming
-        self.check_pins(model_file, labels_file, run.checked.notebook_file)
-        staged = workdir.report
-        summary.linked, summary.copied, summary.copied_bytes = staged.linked, staged.copied, staged.copied_bytes
-        self.outcome.staging = summary.as_dict()
+        # the inputs arrive while the notebook runs where it reads the manifest (engine/pipelining.py)
+        input_stream = InputStream(
+            self.grid, workdir, first, stream, readers=self.settings.replication.agents_for(resource.name),
+            keep_alive=heartbeat.beat, pipelined=reads_inputs_manifest(run.checked.notebook_file),
+        )
+        input_stream.start()
+        try:
+            self.check_pins(model_file, labels_file, run.checked.notebook_file)
+            made = workdir.report
+            summary.linked, summary.copied, summary.copied_bytes = made.linked, made.copied, made.copied_bytes
+            staged = Staged(workdir, inputs, by_name, model, labels, model_file, labels_file, summary, input_stream)
+            self._record_streamed(staged)
+        except BaseException:
+            input_stream.stop("the run ended before staging did")  # no reader outlives the run
+            raise
+        if summary.in_place or stream or first:
+            log.info("task %s: %d object(s) staged in place, %d streamed%s, %d replicated", self.task_id,
+                     summary.in_place, len(first) + len(stream),
+                     " (the inputs while the notebook runs)" if input_stream.pipelined else "", summary.replicated)
+        self.outcome.notes.extend(locality.notes + made.notes)
+        return staged
+
+    def _record_streamed(self, staged: Staged) -> None:
+        """``c2d::staging`` and ``stage.stream`` as streaming stands (again once it ended while
+        the notebook ran: ``stage.stream`` then overlaps ``execute``)."""
+        stream = staged.stream
+        if stream.started is not None and (stream.first or stream.items):
+            self.outcome.timings["stage.stream"] = stream.seconds
+        self.outcome.staging = stream.summarize(staged.summary).as_dict()
         self.store.write(self.collection, {names.A_STAGING: self.outcome.staging})
-        if summary.in_place or summary.streamed:
-            log.info("task %s: %d object(s) staged in place, %d streamed, %d replicated", self.task_id,
-                     summary.in_place, summary.streamed, summary.replicated)
-        self.outcome.notes.extend(locality.notes + staged.notes)
-        return Staged(workdir, inputs, by_name, model, labels, model_file, labels_file, dict(self.outcome.staging))
+
+    def end_streaming(self, staged: Staged, result: RunResult | None, run_error: BaseException | None) -> None:
+        """After the run: every input read (or the staging error, which is the task's error, not
+        the notebook's consequent one); a run that ended early stops the readers."""
+        stream = staged.stream
+        try:
+            if run_error is not None:
+                stream.settle(run_error)
+            if run_error is None and result is not None and result.succeeded:
+                stream.finish()
+                stream.check_covered(result.images_total, len(staged.inputs))
+            else:
+                reason = one_line(run_error) if run_error is not None else (
+                    result.error if result is not None and result.error else "the run ended")
+                staging_error = stream.stop(reason)
+                if staging_error is not None and staging_error is not run_error:
+                    raise staging_error
+        finally:
+            if stream.pipelined:
+                try:
+                    self._record_streamed(staged)
+                except ComputeToDataError as exc:  # advisory: never hide how the run ended
+                    log.warning("could not record the staging of task %s: %s", self.task_id, exc)
 
     def _refreshed(self, listing: InputListing, inputs: Sequence[DataObject]
                    ) -> tuple[list[DataObject], DataObject, DataObject]:
@@ -837,7 +882,24 @@ class TaskSteps(ABC):
 
     # ------------------------------------------------------------------ execute
     def execute(self, run: TaskRun, staged: Staged) -> RunResult:
-        """``params.json`` (and what earlier runs classified), then the notebook, by the runner."""
+        """``params.json`` (and what earlier runs classified), then the notebook, by the runner;
+        the inputs may still arrive while it runs (:mod:`.pipelining`): a staging error, not what
+        the notebook or the run made of it, is the task's error (:meth:`end_execute`)."""
+        try:
+            return self._run_notebook(run, staged)
+        except BaseException as exc:
+            self.end_streaming(staged, None, exc)
+            raise
+
+    def end_execute(self, run: TaskRun, staged: Staged, result: RunResult) -> None:
+        """The run ended: streaming ends (or its error is raised), then what the runner reported."""
+        self.end_streaming(staged, result, None)
+        self.outcome.run_result = result
+        self.outcome.runner = result.runner or run.selection.runner.name
+        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
+        self.outcome.timings.update({run_timing_name(k): v for k, v in result.timings.items()})
+
+    def _run_notebook(self, run: TaskRun, staged: Staged) -> RunResult:
         parameters = self.build_parameters(run, staged)
         workdir = staged.workdir
         params_file = workdir.task_dir / names.PARAMS_FILE
@@ -851,11 +913,13 @@ class TaskSteps(ABC):
         phase = _RunPhase(self.store, self.collection)
         run_key = self.scope.run_key
 
-        def on_poll() -> None:
-            """The runner's poll loop (our main thread): a sign of life, then the finished parts."""
+        def on_poll() -> bool:
+            """The runner's poll loop (our main thread): a sign of life, the finished parts, and the
+            next inputs where only this thread may read them (True while some are left)."""
             heartbeat.beat()
             if self.context.parts:
                 self.tag_finished_parts(run, staged)
+            return staged.stream.pump()
 
         request = RunRequest(
             task_id=run_key,
@@ -874,12 +938,7 @@ class TaskSteps(ABC):
             on_status=phase.record,
             on_poll=on_poll,
         )
-        result = onhost.run_notebook(selection.runner, request, workdir)
-        self.outcome.run_result = result
-        self.outcome.runner = result.runner or selection.runner.name
-        # The runner's own sub-timings (``kernel_start_seconds`` ...) as ``run.kernel_start``.
-        self.outcome.timings.update({run_timing_name(k): v for k, v in result.timings.items()})
-        return result
+        return onhost.run_notebook(selection.runner, request, workdir)
 
     def _record_handle(self, host: str, handle: str) -> None:
         """The run exists: where it is supervised, and the handle that finds it from elsewhere."""
@@ -1229,10 +1288,13 @@ class _RunPhase:
         self.reason_written = waiting
 
 
-def _beating(heartbeat: Heartbeat) -> Callable[[], bool]:
-    """A running run waiting for the GPU: signs of life (which raise if it was cancelled)."""
+def _beating(heartbeat: Heartbeat, stream: InputStream | None) -> Callable[[], bool]:
+    """A running run waiting for the GPU: signs of life (which raise if it was cancelled), and its
+    inputs read meanwhile where only this thread may read them."""
     def should_stop() -> bool:
         heartbeat.beat()
+        if stream is not None:
+            stream.pump()
         return False
     return should_stop
 

@@ -17,7 +17,7 @@ task's staging directory and goes with it when the run ends.
   more at the end, and the task fails naming the inputs that still fail (by logical path). A
   file the compute host cannot write (a full staging disk) fails the task at once.
 * ``keep_alive`` (the heartbeat, which raises when the task was cancelled or lost) is called
-  from the run's thread only, between objects: a cancelled task stops reading.
+  from the thread that streams, between objects: a cancelled task stops reading.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -40,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: the run beats the heartbeat at least this often while readers work (seconds)
 BEAT_EVERY_SECONDS = 2.0
+
+
+class StagingStopped(StagingError):
+    """The stream was aborted (:meth:`Streamer.abort`): not a failure of its own."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,13 @@ def checksum_matches(path: Path, checksum: str) -> bool | None:
 
 
 class Streamer:
-    """Reads objects through ``grid`` into ``workdir``, ``readers`` at once where the grid allows."""
+    """Reads objects through ``grid`` into ``workdir``, ``readers`` at once where the grid allows.
+
+    Either all at once (:meth:`stream`), or, on a grid that must be called from one thread only,
+    a slice at a time from the run's own loop (:meth:`begin`, then :meth:`step` until it says
+    nothing is left): the notebook then runs while the inputs arrive (:mod:`.pipelining`).
+    Either way every object is read once, and those that failed once more at the end.
+    """
 
     def __init__(self, grid: Grid, workdir: TaskWorkdir, *, readers: int, keep_alive: Callable[[], None]) -> None:
         self.grid = grid
@@ -87,40 +100,85 @@ class Streamer:
         self.keep_alive = keep_alive
         self.report = StreamReport(readers=self.readers)
         self._stop = threading.Event()
+        self._aborted = threading.Event()
         self._lock = threading.Lock()
+        self._items: list[StreamItem] = []
+        self._todo: deque[int] = deque()
+        self._failed: dict[int, str] = {}
+        self._retrying = False
 
     def stream(self, items: Sequence[StreamItem]) -> StreamReport:
         """Stage every item, or raise StagingError naming the inputs that could not be read."""
-        if not items:
-            self.report.readers = 0
+        self.begin(items)
+        if self.readers == 1:
+            while self.step(math.inf):
+                pass
             return self.report
-        failed = self._pass(list(enumerate(items)))
-        if failed:
+        while True:
+            work = list(self._todo)
+            self._todo.clear()
+            self._failed.update(self._pass(work))
+            if not self._end_pass():
+                return self.report
+
+    def begin(self, items: Sequence[StreamItem]) -> None:
+        """What to read; nothing is read yet."""
+        self._items = list(items)
+        self._todo = deque(range(len(self._items)))
+        self._failed = {}
+        self._retrying = False
+        if not self._items:
+            self.report.readers = 0
+
+    def step(self, seconds: float) -> bool:
+        """Read objects on this thread for about ``seconds`` (at least one); False once all are
+        read. Raises StagingError when some still fail after the second try."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if not self._todo and not self._end_pass():
+                return False
+            index = self._todo.popleft()
+            error = self._read(index, self._items[index])
+            if error is not None:
+                self._failed[index] = error
+            self.keep_alive()
+            if time.monotonic() >= deadline:
+                return True
+
+    def abort(self) -> None:
+        """Stop reading (from any thread): readers stop at their next object, and the stream
+        ends with a StagingError."""
+        self._aborted.set()
+
+    def _end_pass(self) -> bool:
+        """A pass over the work ended: True when the failed ones are to be read once more."""
+        if self._aborted.is_set():
+            raise StagingStopped("staging was stopped before every input was read")
+        failed = self._failed
+        if failed and not self._retrying:
+            self._retrying = True
             self.report.retried = len(failed)
             log.info("%d object(s) could not be read at the first try; reading them once more", len(failed))
-            failed = self._pass([(i, items[i]) for i in sorted(failed)])
+            self._todo = deque(sorted(failed))
+            self._failed = {}
+            return True
         if failed:
+            items = self._items
             shown = "; ".join(f"{items[i].obj.path}: {failed[i]}" for i in sorted(failed)[:3])
             more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
             raise StagingError(f"could not read {len(failed)} input(s) through iRODS: {shown}{more}")
-        log.info("streamed %d object(s), %d bytes, %d reader(s), %d checked against the catalog's checksum",
-                 self.report.streamed, self.report.streamed_bytes, self.readers, self.report.checksums_checked)
-        return self.report
+        if self._items:
+            log.info("streamed %d object(s), %d bytes, %d reader(s), %d checked against the catalog's checksum",
+                     self.report.streamed, self.report.streamed_bytes, self.readers, self.report.checksums_checked)
+        return False
 
-    def _pass(self, work: list[tuple[int, StreamItem]]) -> dict[int, str]:
-        """Read ``work``; index -> why, for what failed."""
+    def _pass(self, work: list[int]) -> dict[int, str]:
+        """Read ``work`` with the readers; index -> why, for what failed."""
         failed: dict[int, str] = {}
-        if self.readers == 1:
-            for index, item in work:
-                error = self._read(index, item)
-                if error is not None:
-                    failed[index] = error
-                self.keep_alive()
-            return failed
         pool = ThreadPoolExecutor(max_workers=self.readers, thread_name_prefix="c2d-stream")
         try:
-            pending: dict[Future[str | None], int] = {pool.submit(self._read, i, item): i for i, item in work}
-            while pending:
+            pending: dict[Future[str | None], int] = {pool.submit(self._read, i, self._items[i]): i for i in work}
+            while pending and not self._aborted.is_set():
                 done, _ = wait(pending, timeout=BEAT_EVERY_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     index = pending.pop(future)
@@ -136,7 +194,7 @@ class Streamer:
 
     def _read(self, index: int, item: StreamItem) -> str | None:
         """Read one object and put it in place; None when done, else why it failed."""
-        if self._stop.is_set():
+        if self._stop.is_set() or self._aborted.is_set():
             return "stopped"
         incoming = self.workdir.incoming_file(f"{index:09d}")
         try:

@@ -821,8 +821,16 @@ class RuleEngineGrid(Grid):
             parent, base = posixpath.split(name)
             where = [gq.equals("COLL_NAME", parent), gq.equals("DATA_NAME", base)]
         elif kind == EntityType.COLLECTION:
-            self._require_collection(name)
-            where = [gq.equals("COLL_NAME", name)]
+            # the AVUs first: a collection that carries some exists (a task's state is read this
+            # way tens of times a run, and each GenQuery costs ~10 ms on a real catalog)
+            self._check_path(name)
+            rows = self._query(list(meta), [gq.equals("COLL_NAME", name)])
+            if not rows:
+                self._require_collection(name)
+            elif not self._visible(name):
+                raise ObjectNotFoundError(f"collection {name} does not exist or user {self._user!r} has no access to it",
+                                          irods_code=CAT_UNKNOWN_COLLECTION)
+            return [AVU(r[meta[0]], r[meta[1]], r[meta[2]]) for r in sorted(rows, key=lambda r: _avu_sort_key(r, meta))]
         elif kind == EntityType.RESOURCE:
             self.get_resource(name)
             where = [gq.equals("RESC_NAME", name)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType
-from compute_to_data.domain.errors import TaskNotFoundError, TaskStateError
+from compute_to_data.domain.errors import ObjectNotFoundError, TaskNotFoundError, TaskStateError
 from compute_to_data.domain.records import TaskRecord, as_text
 from compute_to_data.grid.base import Grid
 
@@ -42,9 +42,11 @@ class TaskStateStore:
         self.grid.set_avus(EntityType.COLLECTION, collection, to_set, clear=to_clear)
 
     def read(self, collection: str) -> TaskRecord:
-        if not self.grid.collection_exists(collection):
-            raise TaskNotFoundError(f"task collection {collection} does not exist (or you cannot see it)")
-        record = TaskRecord.from_avus(collection, self.grid.get_avus(EntityType.COLLECTION, collection))
+        try:  # one catalog query where the collection carries AVUs (a task's always does)
+            avus = self.grid.get_avus(EntityType.COLLECTION, collection)
+        except ObjectNotFoundError:
+            raise TaskNotFoundError(f"task collection {collection} does not exist (or you cannot see it)") from None
+        record = TaskRecord.from_avus(collection, avus)
         if names.A_TASK_ID not in record.values:
             raise TaskNotFoundError(f"{collection} is not a compute_to_data task collection (no {names.A_TASK_ID} AVU)")
         return record

@@ -36,6 +36,11 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from compute_to_data.contract.inputs import (  # noqa: F401 - the notebook's pipeline.*
+    NOT_STAGED,
+    StagedInputs,
+    StagingFailedError,
+)
 from compute_to_data.contract.parts import (  # noqa: F401 - the notebook's pipeline.*
     PartWriter,
     check_part_settings,
@@ -383,19 +388,27 @@ def thumbnail_plan(files: Sequence[Path], input_root: Path, output_dir: Path, si
 
 
 class ImageFiles(Dataset):
-    """Files to uint8 HWC tensors; an unreadable file yields its error instead of raising."""
+    """Files to uint8 HWC tensors; an unreadable file yields its error instead of raising.
+
+    With ``staged`` (the container contract's :class:`StagedInputs`) a file still being staged is
+    waited for where it is loaded, in the DataLoader worker: the run classifies the first files
+    while the rest arrive. A file staging ended without is an error entry; staging that failed
+    raises :class:`StagingFailedError` (the run fails with the engine's reason)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], mode: str, size: int,
-                 thumbnails: Sequence[Thumbnail | None] | None = None) -> None:
+                 thumbnails: Sequence[Thumbnail | None] | None = None, staged: StagedInputs | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"c2d_meta.json: mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.paths, self.mode, self.size = list(paths), mode, size
         self.thumbnails = list(thumbnails) if thumbnails is not None else [None] * len(self.paths)
+        self.staged = staged
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        if self.staged is not None and not self.staged.wait(self.paths[index]):  # raises StagingFailedError
+            return index, None, NOT_STAGED
         try:
             image = load_image(self.paths[index], self.mode, self.size, self.thumbnails[index])
             return index, torch.from_numpy(image), None

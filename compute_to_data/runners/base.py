@@ -44,10 +44,12 @@ StatusCallback = Callable[[str, "str | None"], None]
 for a GPU (Slurm job 42: Resources)")`` while a scheduler holds it back, ``("running", None)``
 once it runs. A task stays ``queued`` while its run is queued."""
 
-PollCallback = Callable[[], None]
+PollCallback = Callable[[], "bool | None"]
 """Called at every poll while the run goes on, from the supervising loop (the caller's thread):
-the task writes its heartbeat and tags the parts the notebook finished there. An exception it
-raises stops the run (it is killed like an interrupted one) and propagates to the caller."""
+the task writes its heartbeat, tags the parts the notebook finished and, where the grid must be
+called from one thread only, reads the next inputs there. It returns True while it has work left
+(the loop then polls again without waiting). An exception it raises stops the run (it is killed
+like an interrupted one) and propagates to the caller; TaskCancelled stops it as a cancel does."""
 
 StartedCallback = Callable[[str, str], None]
 """Called once with (host, handle) as soon as the run exists: the host whose runner can act on
@@ -308,6 +310,7 @@ class SupervisedRunner(Runner):
         last: tuple[int, int] | None = None
         deadline: float | None = None
         kill_deadline: float | None = None
+        busy = False  # the poll callback has work left: poll without waiting
         while True:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -324,7 +327,7 @@ class SupervisedRunner(Runner):
                               run.handle, self.stop_timeout)
                     run.status = RunStatus(Phase.EXITED, exit_code=None)
                     return
-            wait = self.poll_interval
+            wait = 0.0 if busy else self.poll_interval
             if deadline is not None and kill_deadline is None:
                 wait = min(wait, max(0.0, deadline - now))
             status = self.poll(run, wait)
@@ -342,9 +345,10 @@ class SupervisedRunner(Runner):
                 deadline = time.monotonic() + request.timeout_seconds + self.timeout_grace
             if previous is None or (previous.phase, previous.reason) != (status.phase, status.reason):
                 self._notify_status(run, status)
+            busy = False
             if request.on_poll is not None and run.stop_reason is None:
                 try:
-                    request.on_poll()
+                    busy = bool(request.on_poll())
                 except TaskCancelled:
                     # c2d_cancel: stop the run as a cancel does and let it end, so that its partial
                     # report is rendered and the task keeps it; the engine then ends cancelled

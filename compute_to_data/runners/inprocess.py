@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compute_to_data.contract.inputs import MANIFEST_PARAMETER, STATUS_PARAMETER
 from compute_to_data.contract.workdir import RUNTIME_DIR_ENV, TaskWorkdir
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.errors import RunnerError
@@ -78,7 +79,8 @@ def to_host_parameters(parameters: dict[str, Any], request: RunRequest) -> dict[
         names.CONTAINER_TASK_DIR: request.task_dir,
     }
     translated = dict(parameters)
-    for key in ("input_dir", "output_dir", "model_path", "labels_path", "previous_predictions"):
+    for key in ("input_dir", "output_dir", "model_path", "labels_path", "previous_predictions",
+                MANIFEST_PARAMETER, STATUS_PARAMETER):
         value = translated.get(key)
         if not isinstance(value, str):
             continue

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -151,6 +152,75 @@ class InProcessRuns:
             except ComputeToDataError as exc:  # recorded on the run by the service
                 log.error("%s could not start: %s", collection, exc)
         return self.outcomes
+
+
+@dataclass
+class SharedRuns:
+    """Runs a task's shards here *and* through ``runs`` (the delay server) at once, and waits.
+
+    Every shard is queued first; then this process takes the shards still queued, one after the
+    other, while the delay server starts others: whoever starts a queued run first runs it (the
+    run's start is claimed, engine and lifecycle), the other finds it not queued and leaves it
+    alone. Once none is left queued, it waits for the shards running elsewhere and for the task's
+    summary, checking their signs of life as ``c2d_status`` does (a dead run is reaped, so the
+    wait ends). A synchronous run of a large task so spreads over every resource its shards were
+    placed on, as a submitted one does, instead of running them one after the other; and if the
+    delay server never starts one, this process runs them all itself."""
+
+    service: "TaskService"
+    runs: Runs
+    run_here: Callable[[str], object]
+    poll_seconds: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def run_queued(self, collections: Sequence[str]) -> list[TaskOutcome]:
+        if len(collections) <= 1:  # one run: here, as it comes
+            for collection in collections:
+                self.run_here(collection)
+            return []
+        try:
+            for collection in collections:
+                self.runs.queue_run(collection)
+        except ComputeToDataError as exc:  # the ones not queued run here, as the others would
+            log.warning("could not queue every shard with the delay server (%s); running them here", exc)
+        owners: set[str] = set()
+        while True:
+            records = [self.service.read(c) for c in collections]
+            owners.update(ShardSpec.of(r).task_collection for r in records if r.is_shard)
+            waiting = [r.collection for r in records if r.state == TaskState.QUEUED]
+            if waiting:
+                self._start(waiting[0])
+                continue
+            if all(_has_ended(r) for r in records):
+                break
+            self._wait(owners or set(collections))
+        # the summary, made by the run that ended the last shard (here, or a delayed run)
+        while not all(_has_ended(self.service.read(owner)) for owner in owners):
+            self._wait(owners)
+        return []
+
+    def _start(self, collection: str) -> None:
+        try:
+            self.run_here(collection)
+        except (TaskCancelled, TaskStateError, TaskBusyError) as exc:  # taken by another run meanwhile
+            log.info("%s not run here: %s", collection, exc)
+        except ComputeToDataError as exc:  # recorded on the run
+            log.error("%s could not start: %s", collection, exc)
+
+    def _wait(self, tasks: set[str]) -> None:
+        """A pause, then the runs' signs of life checked as ``c2d_status`` checks them: a dead
+        run is recorded failed (here, or by its host), so the wait always ends."""
+        self.sleep(self.poll_seconds)
+        for collection in sorted(tasks):
+            try:
+                status = self.service.status(collection)
+                self.service.carry_out(status.effects, self.runs)
+            except ComputeToDataError as exc:
+                log.warning("could not check %s: %s", collection, exc)
+
+
+def _has_ended(record: TaskRecord) -> bool:
+    return record.state is not None and record.state.is_final
 
 
 class TaskService:

@@ -208,6 +208,8 @@ class FakeIrodsServer:
         #: -154000, as a catalog hiccup would answer), the calls around it succeed
         self.faults: dict[str, int] = {}
         self.queries: list[tuple[str, str]] = []
+        #: microservices a callback was asked for from another thread than its rule's (must stay empty)
+        self.cross_thread_calls: list[str] = []
         self._ids = itertools.count(10001)
         self._fds = itertools.count(3)
         self._open: dict[int, _Open] = {}
@@ -368,6 +370,8 @@ class FakeCallback:
         self._rei = rei
         self._user = rei.session["client_user"]["user_name"]
         self._grid: LocalGrid | None = None
+        #: the thread of this rule's agent: the real server's callback must never be called from another
+        self._thread: int | None = None
 
     @property
     def grid(self) -> LocalGrid:
@@ -383,6 +387,7 @@ class FakeCallback:
         method = getattr(type(self), "msi_" + name, None)
         if method is not None:
             def call(*args: Any) -> dict:
+                self._check_thread(name)
                 self._check_args(name, args)
                 count = self._server.count_call(name)
                 if name in self._server.faults and count == self._server.faults[name] + 1:
@@ -396,6 +401,17 @@ class FakeCallback:
         def missing(*args: Any) -> dict:
             raise irods_error(code_of("NO_RULE_OR_MSI_FUNCTION_FOUND_ERR"), f"no rule or microservice named {name}")
         return missing
+
+    def _check_thread(self, name: str) -> None:
+        """The rule engine's callback belongs to the agent's thread: a call from another thread
+        (a reader, a tagger started by the rule) would crash the real server's agent."""
+        current = threading.get_ident()
+        if self._thread is None:
+            self._thread = current
+        elif self._thread != current:
+            self._server.cross_thread_calls.append(name)
+            raise RuntimeError(f"fake callback: {name} called from a second thread; the rule engine's callback "
+                               "must only be called from the rule's own thread")
 
     def _charge_name(self, name: str, args: tuple) -> str:
         """What a call is charged as: closing a written object registers a replica, closing a

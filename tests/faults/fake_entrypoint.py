@@ -22,6 +22,13 @@ import sys
 import time
 from pathlib import Path
 
+from compute_to_data.contract.inputs import (
+    MANIFEST_PARAMETER,
+    NOT_STAGED,
+    STATUS_PARAMETER,
+    StagedInputs,
+    StagingFailedError,
+)
 from compute_to_data.contract.parts import PartWriter, merged_with_previous
 from compute_to_data.domain import conventions as names
 
@@ -52,7 +59,8 @@ def kernel(params_path: Path, out: Path) -> int:
         _write(out / names.REPORT_FILE, summary.text_report(result))
         return 0
     inputs = Path(params["input_dir"])
-    files = sorted(p for p in inputs.rglob("*") if p.is_file())
+    staged = StagedInputs.from_parameters(inputs, params.get(MANIFEST_PARAMETER), params.get(STATUS_PARAMETER))
+    files = staged.files
     delay = float(os.environ.get("C2D_FAULT_IMAGE_SECONDS", "0.05"))
     fail_after = int(os.environ.get("C2D_FAULT_FAIL_AFTER", "-1"))
     log = os.environ.get("C2D_FAULT_LOG")
@@ -68,8 +76,15 @@ def kernel(params_path: Path, out: Path) -> int:
         time.sleep(delay)
         rel = path.relative_to(inputs).as_posix()
         entry = {"file": rel, "path": f"{params.get('logical_root', '')}/{rel}"}
-        first = path.read_bytes()[:1].decode(errors="replace")
-        if first.isdigit():
+        try:
+            present = staged.wait(path)
+        except StagingFailedError as exc:
+            finish(out, "failed", str(exc), len(files), i - 1)
+            return 1
+        first = path.read_bytes()[:1].decode(errors="replace") if present else ""
+        if not present:
+            entry["error"] = NOT_STAGED
+        elif first.isdigit():
             entry["classifications"] = [{"class": first, "score": 0.9}, {"class": "other", "score": 0.1}]
             entry["below_threshold"] = False
         else:

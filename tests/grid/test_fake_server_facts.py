@@ -30,7 +30,14 @@ from compute_to_data.grid.client import NATIVE_RULE_ENGINE, IrodsClientGrid
 from compute_to_data.grid.local import LocalGrid
 from compute_to_data.grid.rule_engine import RuleEngineGrid
 from tests.fakes import irods_modules
-from tests.fakes.costs import MEASURED_CAPACITY, MEASURED_SECONDS, READ_PATH_SECONDS, CatalogCosts
+from tests.fakes.costs import (
+    CLIENT_OUTSIDE_CATALOG_SECONDS,
+    MEASURED_CAPACITY,
+    MEASURED_SECONDS,
+    READ_PATH_SECONDS,
+    SCRIPT_MEASURED,
+    CatalogCosts,
+)
 from tests.fakes.delay_server import FakeDelayServer
 from tests.fakes.irods_server import FakeIrodsServer
 from tests.fakes.prc_fake import FakeCatalog, FakeRule, FakeSession
@@ -489,6 +496,25 @@ def test_reading_a_small_object_costs_the_measured_read_path(zone, tmp_path) -> 
     assert sum(server.costs.charged.values()) == pytest.approx(READ_PATH_SECONDS) == pytest.approx(0.0135)
     assert "msiDataObjClose read" in server.costs.charged and "msiDataObjClose write" not in server.costs.charged
     assert MEASURED_SECONDS["msiDataObjRepl"] / READ_PATH_SECONDS == pytest.approx(5.9, abs=0.1)
+
+
+def test_the_users_script_waits_outside_the_catalog() -> None:
+    """The measured script (4 threads, 2,000 images: fetch 28.4 s, tag 38.9 s): what each call
+    waits outside the catalog plus its catalog cost gives back the measured time per image and
+    thread, and four threads sharing the measured two catalog workers are then bound by that
+    wait, not by the workers, at the measured rates (70 and 51 objects/s)."""
+    threads, images = SCRIPT_MEASURED["threads"], SCRIPT_MEASURED["images"]
+    fetch = READ_PATH_SECONDS + CLIENT_OUTSIDE_CATALOG_SECONDS["fetch"]
+    tag = MEASURED_SECONDS["msi_atomic_apply_metadata_operations"] + CLIENT_OUTSIDE_CATALOG_SECONDS["tag"]
+    assert images * fetch / threads == pytest.approx(SCRIPT_MEASURED["fetch_seconds"])
+    assert images * tag / threads == pytest.approx(SCRIPT_MEASURED["tag_seconds"])
+    for per_image, catalog in ((fetch, READ_PATH_SECONDS), (tag, MEASURED_SECONDS["msi_atomic_apply_metadata_operations"])):
+        by_threads, by_workers = threads / per_image, MEASURED_CAPACITY / catalog
+        assert by_threads < by_workers  # the threads' own waiting sets the pace
+    assert threads / fetch == pytest.approx(70.4, abs=0.5) and threads / tag == pytest.approx(51.4, abs=0.5)
+    assert all(seconds > 0 for seconds in CLIENT_OUTSIDE_CATALOG_SECONDS.values())
+    total = SCRIPT_MEASURED["fetch_seconds"] + SCRIPT_MEASURED["tag_seconds"]
+    assert total + 0.7 == pytest.approx(SCRIPT_MEASURED["total_seconds"], abs=0.05)
 
 
 def test_msiCollCreate_creates_parents_and_refuses_an_existing_collection_without_them(zone) -> None:

@@ -213,7 +213,8 @@ def marked_sleeper(task_id: str) -> subprocess.Popen:
 
 def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
     _, alice = grid
-    settings = settings_for(tmp_path)
+    # a lease long enough that the first look, however loaded the machine, finds the heartbeat fresh
+    settings = settings_for(tmp_path, heartbeat_lease_seconds=3.0)
     lifecycle = TaskService(alice, settings)
     context = context_for(tmp_path, alice, ScriptedRunner())
     submitted = create_task(make_config(), context).submit()
@@ -226,7 +227,7 @@ def test_the_reaper_stops_what_a_dead_run_left_and_records_why(tmp_path, grid):
         assert lifecycle.status(submitted.task_id).display_state == "running"  # alive: a fresh heartbeat
         lock = lifecycle.machine.run_lock(alice.get_resource("gpu_resc"), submitted.task_id)
         assert lock.acquire()
-        time.sleep(2.1)
+        time.sleep(3.1)
         held = lifecycle.status(submitted.task_id)  # silent, but its lock is held: alive, only slow
         assert held.display_state == names.STALE and held.record.state == TaskState.RUNNING
         lock.release()

@@ -183,14 +183,50 @@ def test_cancel_stops_the_shards_on_every_host(small_zone: Zone) -> None:
     assert_no_half_pair(zone.alice)
 
 
-def test_c2d_run_runs_the_shards_one_after_the_other(small_zone: Zone) -> None:
+def test_c2d_run_runs_the_shards_here_and_the_delayed_runs_leave_them_alone(small_zone: Zone) -> None:
+    """With no delay server polling meanwhile, the rule runs every shard itself; the delayed runs
+    it queued too, started later, find their shards ended and leave them alone."""
     zone = small_zone
     run = zone.irule("c2d_run", CONFIG)
     assert run.ok, run.error
     out = fields(run.stdout)
     assert out["state"] == "succeeded" and out["shards"] == "3 shards: 3 succeeded"
-    assert zone.server.delay_queue == []
+    assert len(zone.server.delay_queue) == 3  # each shard was given to the delay server too
     assert [r.task_id.rsplit("-", 1)[1] for r in zone.runner.requests] == ["0001", "0002", "0003", "summary"]
+    delayed = zone.server.run_delay_queue()
+    assert len(delayed) == 3 and all(r.ok for r in delayed), [r.error for r in delayed]
+    assert len(zone.runner.requests) == 4  # nothing ran twice
+    assert zone.record(out["collection"])[names.A_STATE] == "succeeded"
+    assert_tagged_once_by(zone.alice, out["task_id"], expect=18)
+
+
+def test_c2d_run_shares_its_shards_with_the_delay_server(small_zone: Zone) -> None:
+    """While the rule runs its first shard, the delay server starts the others: they run at the
+    same time, each exactly once, and the rule returns once all and the summary have ended."""
+    zone = small_zone
+    others_started = threading.Event()
+    delayed: list = []
+
+    def after_image(request, i):  # noqa: ANN001, ANN202
+        shard = request.task_id.rsplit("-", 1)[1]
+        if shard != "0001" and shard != "summary":
+            others_started.set()
+        elif shard == "0001" and i == 1:  # the delay server polls now, while shard 0001 runs here
+            poller = threading.Thread(target=lambda: delayed.extend(zone.server.run_delay_queue(concurrency=4)))
+            poller.start()
+            assert others_started.wait(30), "no other shard started while the first ran"
+            delayed.append(poller)
+
+    zone.runner.after_image = after_image
+    run = zone.irule("c2d_run", CONFIG)
+    assert run.ok, run.error
+    delayed.pop(0).join(30)
+    out = fields(run.stdout)
+    assert out["state"] == "succeeded" and out["shards"] == "3 shards: 3 succeeded"
+    assert all(r.ok for r in delayed), [r.error for r in delayed]
+    ran = sorted(r.task_id.rsplit("-", 1)[1] for r in zone.runner.requests)
+    assert ran == ["0001", "0002", "0003", "summary"]  # each once, and one summary
+    assert_tagged_once_by(zone.alice, out["task_id"], expect=18)
 
 
 def test_a_task_smaller_than_a_shard_is_one_run_as_today(small_zone: Zone) -> None:

@@ -244,3 +244,30 @@ def test_an_agent_that_cannot_be_queued_leaves_its_chunk_to_the_run(tmp_path: Pa
     staging = staging_of(record)
     assert (staging["agents"], staging["taken_over"], staging["replicated"]) == (1, 0, 32)
     assert zone.server.calls["msiDataObjRepl"] == 32 and zone.server.delay_queue == []
+
+
+def test_inside_the_server_the_rules_thread_streams_while_the_notebook_runs(tmp_path: Path, monkeypatch) -> None:
+    """The rule engine's callback is never called from a second thread (the fake refuses it), so
+    the run reads the inputs itself at each poll of its runner, a slice at a time (here one
+    object a slice): the notebook classifies the first images before the last one is read."""
+    from compute_to_data.engine import pipelining
+
+    monkeypatch.setattr(pipelining, "SLICE_SECONDS", 0.0)  # at least one object per poll: one
+    zone = build_zone(tmp_path, monkeypatch)
+    events: list[str] = []
+    original = FakeCallback.msi_msiDataObjOpen
+
+    def msiDataObjOpen(self, spec, fd):  # noqa: N802, ANN001, ANN202
+        events.append(f"open {getattr(spec, 'objPath', spec)}")
+        return original(self, spec, fd)
+
+    monkeypatch.setattr(FakeCallback, "msi_msiDataObjOpen", msiDataObjOpen)
+    zone.runner.after_image = lambda request, done: events.append(f"classified {done}")
+    record = run_task(zone)
+    assert record[names.A_STATE] == "succeeded", record.get(names.A_ERROR)
+    assert zone.server.cross_thread_calls == []
+    images = sorted(o.path for o in zone.admin.list_data_objects(IMAGES))
+    opened = [e for e in events if e.startswith("open ") and images[-1] in e]
+    assert opened and events.index("classified 1") < events.index(opened[-1])
+    staging = staging_of(record)
+    assert (staging["streamed"], staging["readers"], staging["pipelined"]) == (len(images) + 2, 1, True)

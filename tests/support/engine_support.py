@@ -14,6 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compute_to_data.contract.inputs import (
+    MANIFEST_PARAMETER,
+    NOT_STAGED,
+    STATUS_PARAMETER,
+    StagedInputs,
+    StagingFailedError,
+)
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.domain.settings import Settings
@@ -55,7 +62,10 @@ class ScriptedRunner(Runner):
         out = Path(params["output_dir"])
         if request.notebook_name == names.SUMMARY_NOTEBOOK:
             return self._summarize(request, out)
-        files = sorted(p for p in Path(params["input_dir"]).rglob("*") if p.is_file())
+        # the container contract: the manifest's inputs, each waited for (they may still arrive)
+        staged = StagedInputs.from_parameters(params["input_dir"], params.get(MANIFEST_PARAMETER),
+                                              params.get(STATUS_PARAMETER))
+        files = staged.files
         if request.on_started:
             request.on_started("localhost", f"scripted:{len(self.requests)}")
         writer = PartWriter(out, task_id=request.task_id, total=len(files), part_size=self.part_size,
@@ -68,8 +78,15 @@ class ScriptedRunner(Runner):
                 break
             rel = path.relative_to(params["input_dir"]).as_posix()
             entry = {"file": rel, "path": posixpath.join(params["logical_root"], rel)}
-            content = path.read_bytes()[:1].decode(errors="replace")
-            if content.isdigit():
+            try:
+                present = staged.wait(path, on_wait=request.on_poll)
+            except StagingFailedError as exc:
+                fail = str(exc)
+                break
+            content = path.read_bytes()[:1].decode(errors="replace") if present else ""
+            if not present:
+                entry["error"] = NOT_STAGED
+            elif content.isdigit():
                 entry["classifications"] = [{"class": content, "score": 0.9}, {"class": "other", "score": 0.1}]
             else:
                 entry["error"] = "cannot identify image file"

@@ -23,7 +23,7 @@ LOGICAL_ROOT = "/tempZone/home/alice/digits"
 CONTRACT_KEYS = {
     "task_id", "notebook", "input_dir", "output_dir", "model_path", "labels_path", "logical_root",
     "batch_size", "score_threshold", "top_k", "image_size", "num_workers", "device", "precision",
-    "part_size", "part_seconds", "previous_predictions", "thumbnail_size",
+    "part_size", "part_seconds", "previous_predictions", "thumbnail_size", "inputs_manifest", "staging_status",
 }
 
 
