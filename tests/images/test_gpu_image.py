@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from compute_to_data.contract.inputs import MANIFEST_PARAMETER, STATUS_PARAMETER
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, EntityType, MetadataOperation
 from compute_to_data.domain.conventions import TaskState
@@ -38,7 +39,9 @@ class ContainerRunner(ScriptedRunner):
     uses_container_paths = True
 
     def run(self, request: RunRequest) -> RunResult:
-        params = dict(request.parameters, input_dir=str(request.input_dir), output_dir=str(request.output_dir))
+        params = dict(request.parameters, input_dir=str(request.input_dir), output_dir=str(request.output_dir), **{
+            MANIFEST_PARAMETER: str(request.task_dir / names.INPUTS_MANIFEST_FILE),  # the container's /task, on the host
+            STATUS_PARAMETER: str(request.task_dir / names.STAGING_STATUS_FILE)})
         return super().run(replace(request, parameters=params))
 
 
