@@ -276,7 +276,8 @@ def test_a_series_run_larger_than_one_shard_runs_as_shards(small_zone: Zone, tmp
     task_id, collection = submit(zone)
     assert len([e for e in zone.server.delay_queue if "c2d_run_task" in e.body]) == 3  # the first task's shards
     runs = zone.server.run_delay_queue(concurrency=4)  # the series' next step is not due yet
-    assert all(r.ok for r in runs) and zone.record(collection)[names.A_STATE] == "succeeded"
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    assert zone.record(collection)[names.A_STATE] == "succeeded"
     folder = tmp_path / "new"
     folder.mkdir()
     for i in range(12):  # a new site: 12 images, two shards of 6
