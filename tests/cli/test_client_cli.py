@@ -22,6 +22,7 @@ from compute_to_data.client import connect as connect_module
 from compute_to_data.client.local_worker import run_queued_task
 from compute_to_data.client.submitters import LocalSubmitter
 from compute_to_data.client.tasks import TaskClient, parse_since
+from compute_to_data.contract.inputs import MANIFEST_PARAMETER, STATUS_PARAMETER, StagedInputs
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import ConfigError
@@ -38,7 +39,9 @@ class SlowRunner(ScriptedRunner):
     """Reports progress image by image with a pause, so `wait` can watch it move."""
 
     def run(self, request):  # noqa: ANN001, ANN201
-        files = sorted(p for p in Path(request.parameters["input_dir"]).rglob("*") if p.is_file())
+        params = request.parameters  # the manifest's inputs: streamed ones may not have arrived yet
+        files = StagedInputs.from_parameters(params["input_dir"], params.get(MANIFEST_PARAMETER),
+                                             params.get(STATUS_PARAMETER)).files
         for i in range(1, len(files) + 1):
             if request.progress:
                 request.progress(i, len(files))
