@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import posixpath
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def demo_settings(directory: Path) -> Settings:
         # Containers never run as root; as root here, hand them an unprivileged uid.
         document["container_user"] = "65534:65534"
     path = directory / "settings.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    # whole or not at all: a second demo run in the same directory reads it while this one writes
+    partial = path.with_name(f".settings.json.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(partial, path)
     return Settings.load(path)
 
 

@@ -105,3 +105,32 @@ def test_a_notebook_that_raises_fails_the_task_registers_the_report_and_tags_not
     assert "Error" in report or "error" in report
     for obj in alice.list_data_objects(IMAGES, avu_attributes=("predictedclass", "predictedscore")):
         assert obj.avus == ()
+
+
+def test_demo_settings_are_written_whole_while_another_run_reads_them(tmp_path):
+    """Two demo runs in one directory (the Docker turn-taking test starts two at once): one reads
+    settings.json while the other rewrites it, and must never find it empty or half written."""
+    import threading
+
+    from compute_to_data.demo.run import demo_settings
+    from compute_to_data.domain.settings import Settings
+
+    demo_settings(tmp_path)
+    failures: list[Exception] = []
+    done = threading.Event()
+
+    def write() -> None:
+        for _ in range(300):
+            demo_settings(tmp_path)
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not done.is_set():
+        try:
+            Settings.load(tmp_path / "settings.json")
+        except Exception as exc:  # noqa: BLE001 - any failure to read is the bug
+            failures.append(exc)
+    writer.join()
+    assert failures == []
+    assert not list(tmp_path.glob(".settings.json.*"))
