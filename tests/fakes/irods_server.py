@@ -386,6 +386,10 @@ class FakeCallback:
             raise AttributeError(name)
         method = getattr(type(self), "msi_" + name, None)
         if method is not None:
+            # a call's time on the fake starts here: its handling of the call is part of what
+            # the measured call cost (tests/fakes/costs.py, ``serve``)
+            arrived = self._server.costs.clock() if self._server.costs is not None else 0.0
+
             def call(*args: Any) -> dict:
                 self._check_thread(name)
                 self._check_args(name, args)
@@ -393,7 +397,8 @@ class FakeCallback:
                 if name in self._server.faults and count == self._server.faults[name] + 1:
                     raise irods_error(-154000, f"{name} failed (injected fault)")
                 if self._server.costs is not None and name not in _CHARGED_PER_OBJECT:
-                    return self._server.costs.serve(self._charge_name(name, args), lambda: method(self, *args))
+                    return self._server.costs.serve(self._charge_name(name, args), lambda: method(self, *args),
+                                                    started=arrived)
                 return method(self, *args)
             return call
         if name in self._server.rules:
