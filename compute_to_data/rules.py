@@ -456,7 +456,12 @@ def _execute_queued(session: _Session, collection: str, hops: int) -> TaskRecord
         service.start(collection, _context(session, config, dispatch=stay_here), compute_resource=resource.name)
     except TaskCancelled:
         pass
-    except (TaskBusyError, TaskStateError) as exc:
+    except TaskBusyError as exc:
+        # another run on this host holds its run lock (the rule of a c2d_run and the delay
+        # server raced for the same shard, and that one is past the lock but has not recorded
+        # ``running`` yet): that run records its state
+        log.info("%s; leaving it to the run that holds it", exc)
+    except TaskStateError as exc:
         current = service.read(collection)
         if current.state is None or current.state == TaskState.QUEUED:
             raise

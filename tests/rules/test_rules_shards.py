@@ -19,6 +19,7 @@ import pytest
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.engine.task import ComputeToDataTask
+from compute_to_data.lifecycle.runlock import RunLock
 from compute_to_data.lifecycle.shard_records import shard_records
 from tests.support.engine_support import assert_no_half_pair, assert_tagged_once_by
 from tests.support.rules_support import (
@@ -291,3 +292,22 @@ def test_a_series_run_larger_than_one_shard_runs_as_shards(small_zone: Zone, tmp
     record = zone.record(second)
     assert record[names.A_STATE] == "succeeded" and record[names.A_SHARDS] == "2" and record[names.A_SERIES] == task_id
     assert record[names.A_INPUTS] == "12"
+
+
+def test_a_delayed_run_leaves_a_shard_whose_run_lock_another_run_holds(small_zone: Zone) -> None:
+    """The rule of a c2d_run and the delay server race for a shard: the loser can find the run
+    lock held while the winner has not recorded ``running`` yet (the shard still says
+    ``queued``). The loser leaves it to the winner quietly; it used to fail the delayed rule."""
+    zone = small_zone
+    _, collection = submit(zone)
+    first = shard_records(zone.alice, collection)[0]
+    resource = zone.alice.get_resource(first.get(names.A_COMPUTE_RESOURCE))
+    lock = RunLock(zone.root / f"locks-{resource.host}", first.run_key)  # that host's lock directory
+    assert lock.acquire()  # the winner, past its lock, not yet running
+    try:
+        runs = zone.server.run_delay_queue(limit=1)
+    finally:
+        lock.release()
+    assert len(runs) == 1 and runs[0].ok, runs[0].error
+    assert zone.record(first.collection)[names.A_STATE] == "queued"  # the winner's to record
+    assert zone.runner.requests == []
