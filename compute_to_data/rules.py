@@ -539,7 +539,10 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
     config_path = _argument(args, "task config path", "*config='/tempZone/home/alice/task_config.json'")
     config = _read_config(session, config_path)
     # a task larger than one shard: its shards run here and through the delay server at once
-    outcome = session.service.run_now(config, _context(session, config), _DelayServerRuns(session), session.user)
+    # one run whose compute resource is here runs in this rule at once; a task whose resource is
+    # another host's is queued and handed to that host (remoteExec), as a submitted one
+    outcome = session.service.run_now(config, _context(session, config, dispatch=_elsewhere(session)),
+                                      _DelayServerRuns(session), session.user)
     record = session.service.read(outcome.collection)
     if record.state != TaskState.SUCCEEDED:
         details = [f"task {record.task_id} ended {record.state.value if record.state else 'in no known state'}"]
@@ -550,6 +553,18 @@ def _c2d_run(session: _Session, args: list[str]) -> None:
             details.append(f"report: {record.get(names.A_REPORT)}")
         raise TaskFailedError("; ".join(details), irods_code=ACTION_FAILED_ERR)
     _print_record(session, record)
+
+
+def _elsewhere(session: _Session) -> Callable[[Runner, Resource], bool]:
+    """Whether a run chosen for ``resource`` runs on another host (then it is queued and handed
+    over); a run here resolves its runner (Docker is asked only on the compute host)."""
+    def elsewhere(runner: Runner, resource: Resource) -> bool:
+        if not session.service.is_here(resource):
+            return True
+        if isinstance(runner, DeferredRunner):
+            runner.resolve()
+        return False
+    return elsewhere
 
 
 def _c2d_submit(session: _Session, args: list[str]) -> None:

@@ -627,6 +627,7 @@ class TaskSteps(ABC):
                 **self.chain_values(),
             },
         )
+        self.outcome.state = TaskState.QUEUED
         self.put_text(selection.resource, names.TASK_CONFIG_FILE, self.config.to_json())
         return Placement(self.collection, 0)
 

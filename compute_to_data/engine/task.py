@@ -44,6 +44,12 @@ class ComputeToDataTask(TaskSteps):
         return plans.run_new_task(self)
 
     @final
+    def run_now(self) -> TaskOutcome:
+        """A new task run now: here at once when it is one run whose compute resource is here,
+        else submitted (``queued``) for the caller to run its queued runs (:func:`.plans.run_or_submit`)."""
+        return plans.run_or_submit(self)
+
+    @final
     def submit(self) -> TaskOutcome:
         """Check everything a run would check, then record ``queued``; the caller queues the run
         (one per shard, ``outcome.shard_collections``, for a task larger than one shard)."""

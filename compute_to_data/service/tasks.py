@@ -256,16 +256,21 @@ class TaskService:
 
     def run_now(self, config: TaskConfig, context: TaskContext, runs: RunNow | None = None,
                 submitted_by: str | None = None) -> TaskOutcome:
-        """Submit, then run its queued runs through ``runs`` (here, one after the other, by
-        default) and wait for them: the outcome of the task as a whole."""
-        submitted = self.submit(config, context, submitted_by)
-        collections = [e.collection for e in submitted.effects if isinstance(e, QueueRun)]
+        """Run a task now and wait for it: the outcome of the task as a whole. One run whose
+        compute resource is here runs at once (checked once, ``plans.run_or_submit``); a task
+        larger than one shard, or one whose resource is another host's (the context's
+        ``dispatch`` says so), is submitted and its queued runs run through ``runs`` (here, one
+        after the other, by default)."""
+        first = create_task(config, context, submitted_by=submitted_by or self.grid.user).run_now()
+        if first.state != TaskState.QUEUED:
+            return first  # it ran here
+        collections = self.machine.queued_runs(self.machine.read(first.collection))
         outcomes = (runs or InProcessRuns(self, context)).run_queued(collections)
-        if not submitted.outcome.shard_collections:
+        if not first.shard_collections:
             if outcomes:
                 return outcomes[-1]
-            return self._outcome_of(submitted.outcome, [])
-        return self._outcome_of(submitted.outcome, outcomes)
+            return self._outcome_of(first, [])
+        return self._outcome_of(first, outcomes)
 
     def _outcome_of(self, first: TaskOutcome, outcomes: Sequence[TaskOutcome]) -> TaskOutcome:
         """What a task became, from its record (a sharded task: with its shards' figures added)."""
