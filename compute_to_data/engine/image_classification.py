@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: the run beats the heartbeat at least this often while several taggers work (seconds)
 TAG_BEAT_SECONDS = 2.0
-#: a part whose images lie in more collections than this is checked with the task's whole listing
+#: a part whose images lie in more collections than this is checked with one read of the input collection's AVUs
 MAX_PARENT_LISTINGS = 16
 
 
@@ -304,16 +305,21 @@ class ImageClassificationTask(ComputeToDataTask):
                     future.cancel()
 
     def _current_of(self, tagging: Tagging, objects: Sequence[DataObject]) -> dict[str, DataObject]:
-        """These objects as the catalog has them now: only the collections they lie in are listed
-        (a part of a large task lies in a few), else the task's whole listing. A listing per
-        part of the whole input collection cost seconds per part on a 20,000-image task."""
+        """These objects with the predictions and marks the catalog says they carry now: only
+        those AVUs are read (``Grid.object_avus_in``: on a zone a query whose rows are the AVUs
+        alone), of the collections the objects lie in (a part of a large task lies in a few;
+        a shard's inputs are never read as a whole), else of the input collection as a whole.
+        Listing the objects instead cost a page per 256 objects and their access rows: about
+        0.4 s of a 2,000-image task's tagging on the measured costs."""
         parents = sorted({obj.collection for obj in objects})
-        if len(parents) > MAX_PARENT_LISTINGS:
-            return tagging.listing.current()
-        found: dict[str, DataObject] = {}
-        for parent in parents:
-            found.update((o.path, o) for o in self.grid.list_data_objects(parent, avu_attributes=self.listed_attributes))
-        return found
+        found: dict[str, list[AVU]] = {}
+        if len(parents) > MAX_PARENT_LISTINGS and tagging.listing.whole_collection:
+            found = self.grid.object_avus_in(self.config.input_collection, self.listed_attributes,
+                                             recursive=self.config.recursive)
+        else:
+            for parent in parents:
+                found.update(self.grid.object_avus_in(parent, self.listed_attributes))
+        return {obj.path: replace(obj, avus=tuple(found.get(obj.path, ()))) for obj in objects}
 
     def _unclassified_reason(self, entry: Entry, best: tuple[str, float] | None) -> str | None:
         """Why an image gets no prediction, if it gets none for a reason worth remembering."""

@@ -106,6 +106,17 @@ class Grid(ABC):
         adapters fetch them in bulk, never with one query per object.
         """
 
+    def object_avus_in(self, collection: str, attributes: Sequence[str], recursive: bool = False) -> dict[str, list[AVU]]:
+        """The AVUs named in ``attributes`` of the data objects in ``collection`` (below it too
+        with ``recursive``), by path; an object carrying none of them is absent.
+
+        What a run re-reads just before it tags (another task may have tagged its images while
+        the notebook ran): on a zone one catalog query whose rows are only the AVUs, where a
+        listing pages through every object, its replicas and the caller's access. This default
+        lists; adapters with a cheaper query override it."""
+        objects = self.list_data_objects(collection, recursive=recursive, avu_attributes=attributes)
+        return {o.path: list(o.avus) for o in objects if o.avus}
+
     @abstractmethod
     def list_collections(self, parent: str) -> list[str]:
         """Direct sub-collections of ``parent`` (paths, sorted)."""

@@ -397,6 +397,12 @@ class RuleEngineGrid(Grid):
         avus = self._object_avus(avu_attributes, (), where) if rows else {}
         return self._build_objects(rows, avus)
 
+    def object_avus_in(self, collection: str, attributes: Sequence[str], recursive: bool = False) -> dict[str, list[AVU]]:
+        """One GenQuery of the AVUs alone (rows only for the objects that carry them)."""
+        self._check_path(collection)
+        where = gq.under_collection("COLL_NAME", collection) if recursive else [gq.equals("COLL_NAME", collection)]
+        return self._object_avus(attributes, (), where)
+
     def iter_data_objects(
         self,
         collection: str,

@@ -74,6 +74,22 @@ def test_a_listing_costs_a_few_queries_whatever_the_number_of_objects(setup: Gri
     assert counts[0] == counts[1] <= 6
 
 
+def test_the_avus_of_a_collections_objects_cost_one_query_of_the_avus_alone(setup: GridSetup) -> None:
+    """What a run re-reads before it tags: 600 untagged objects and one tagged cost one GenQuery
+    and no further page (a listing pages through every object, its replicas and access)."""
+    s, g = setup, setup.grid
+    server = server_of(s)
+    collection = f"{s.home}/many"
+    for i in range(600):
+        s.put(f"{collection}/{i:04d}.png", b"x")
+    s.admin.apply_metadata([MetadataOperation("add", EntityType.DATA_OBJECT, f"{collection}/0007.png",
+                                              AVU("predictedclass", "3", "c2d:t"))])
+    before_q, before_pages = g.query_count, server.calls["msiGetMoreRows"]
+    found = g.object_avus_in(collection, ["predictedclass", "predictedscore"])
+    assert found == {f"{collection}/0007.png": [AVU("predictedclass", "3", "c2d:t")]}
+    assert (g.query_count - before_q, server.calls["msiGetMoreRows"] - before_pages) == (1, 0)
+
+
 def test_microservices_and_argument_forms(setup: GridSetup, tmp_path: Path) -> None:
     s, g = setup, setup.grid
     server = server_of(s)

@@ -148,6 +148,25 @@ def test_list_data_objects(contract_grid: GridSetup) -> None:
         g.list_data_objects(f"{s.home}/missing")
 
 
+def test_object_avus_in_gives_the_named_avus_of_the_objects_carrying_them(contract_grid: GridSetup) -> None:
+    s, g = contract_grid, contract_grid.grid
+    root = f"{s.home}/imgs"
+    for rel in ("a.png", "b.png", "sub/c.png"):
+        s.put(f"{root}/{rel}", rel.encode())
+    s.put(f"{s.home}/imgs_2/x.png", b"sibling")  # shares the prefix "imgs"
+    pair = (AVU("predictedclass", "1", "c2d:t"), AVU("predictedscore", "0.9000", "c2d:t"))
+    s.tag(EntityType.DATA_OBJECT, f"{root}/a.png", *pair, AVU("ignored", "z"))
+    s.tag(EntityType.DATA_OBJECT, f"{root}/sub/c.png", AVU("predictedclass", "2", "c2d:t"))
+    s.tag(EntityType.DATA_OBJECT, f"{s.home}/imgs_2/x.png", AVU("predictedclass", "3", "c2d:t"))
+    wanted = ["predictedclass", "predictedscore"]
+    flat = g.object_avus_in(root, wanted)
+    assert {path: set(avus) for path, avus in flat.items()} == {f"{root}/a.png": set(pair)}  # b.png carries none
+    deep = g.object_avus_in(root, wanted, recursive=True)
+    assert {path: set(avus) for path, avus in deep.items()} == {
+        f"{root}/a.png": set(pair), f"{root}/sub/c.png": {AVU("predictedclass", "2", "c2d:t")}}
+    assert g.object_avus_in(f"{root}/sub", ["elsewhere"]) == {}
+
+
 def test_iter_data_objects_pages_collection_by_collection(contract_grid: GridSetup) -> None:
     """Pages never exceed page_size, hold only readable objects, and a collection's objects come
     together (shard planning groups by sub-collection as the pages come)."""
