@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -80,6 +80,37 @@ CLIENT_OUTSIDE_CATALOG_SECONDS: dict[str, float] = {
 }
 
 
+class FairWorkers:
+    """``n`` catalog workers handed out in the order they were asked for.
+
+    The measured zone shared its two cores among the agents about evenly (four rules tagging at
+    once each finished 75 objects in 0.60-0.85 s). A plain semaphore does not: a thread that
+    releases a worker and asks again at once takes it back before a woken waiter runs, so of
+    four shards tagging at once one starved (at 20,000 images it ended 10-16 s after the others),
+    which no server scheduler would do."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._queue: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> "FairWorkers":
+        me = object()
+        with self._changed:
+            self._queue.append(me)
+            while self._queue[0] is not me or self._free == 0:
+                self._changed.wait()
+            self._queue.popleft()
+            self._free -= 1
+            self._changed.notify_all()  # the next in line may find a worker free too
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
+
+
 @dataclass
 class CatalogCosts:
     """Seconds charged per call name (``units`` of it, e.g. objects of a collection call)."""
@@ -96,7 +127,7 @@ class CatalogCosts:
     calls: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self._workers = threading.BoundedSemaphore(max(1, self.capacity))
+        self._workers = FairWorkers(max(1, self.capacity))
         self._lock = threading.Lock()
         self._overslept = threading.local()
 

@@ -8,6 +8,10 @@ scripted clock, so they check the arithmetic, never the machine's speed.
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
+
 import pytest
 
 from tests.fakes.costs import CatalogCosts
@@ -77,3 +81,29 @@ def test_charge_holds_a_worker_for_the_cost_of_each_unit() -> None:
     costs.charge("repl", units=1)
     assert costs.charged["repl"] == pytest.approx(0.2)
     assert clock() - started == pytest.approx(0.2 + 0.001)
+
+
+def test_catalog_workers_go_to_whoever_asked_first() -> None:
+    """Three agents tagging at once on one catalog worker take turns (the measured zone shared its
+    cores about evenly): none takes the worker back while another waits for it, as a thread
+    releasing a plain semaphore and asking again at once did."""
+    costs = CatalogCosts({"add": 0.002}, capacity=1)
+    order: list[int] = []
+    started = threading.Barrier(3)
+
+    def agent(number: int) -> None:
+        started.wait()
+        for _ in range(30):
+            with costs._workers:
+                order.append(number)
+                time.sleep(0.002)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(order) == sorted([0, 1, 2] * 30)
+    middle = order[3:-6]  # all three are asking by now, and none has finished
+    longest = max(len(list(run)) for _, run in itertools.groupby(middle))
+    assert longest <= 2, order
