@@ -7,9 +7,10 @@ task's own collection: ``report.html`` (class counts, score distribution, least 
 across the task, a table of the shards linking to each shard's report), ``predictions.json``
 and ``predictions.csv`` of the whole task. Only then is the task recorded ``succeeded``.
 
-A run takes the summary on by swapping the task's ``c2d::summary_resource`` from ``pending`` to
-its resource in one atomic batch: two runs ending the last shards at once both try, and the
-batch of the second fails (what it removes is gone), so one summary is made. While it runs, the
+A run takes the summary on by removing the task's ``c2d::summary_resource=pending`` (one AVU: of
+two runs ending the last shards at once, the second removal fails, also on a real server, where
+an atomic batch removing what is gone would succeed), then recording its resource; a run that
+finds no value at all reads between another's two writes and leaves it. One summary is made. While it runs, the
 task carries ``c2d::run_host`` and a heartbeat, and the summary holds a run lock on that host,
 so a summary that dies is found and recorded like any dead run (the task ``failed``; resuming
 it makes the summary again, nothing else).
@@ -145,19 +146,20 @@ class TaskSummary:
     def _claim(self, record: TaskRecord) -> bool:
         """Take the summary on: remove ``c2d::summary_resource=pending`` (one AVU: of two runs
         ending the last shards at once, exactly one removal succeeds, also on a real server),
-        then record this resource. A run that dies in between leaves no value: the status of the
-        task then says its summary never started, once its shards ended a lease ago."""
+        then record this resource. A task without the value is between another run's removal
+        and its record (or that run died there: the status of the task then says its summary
+        never started, once its shards ended a lease ago, and a resume sets ``pending`` again):
+        it is not this run's to take."""
         current = record.get(names.A_SUMMARY_RESOURCE)
-        if current and current != names.SUMMARY_PENDING:
-            log.info("task %s: its summary is taken on by a run on %s", record.task_id, current)
+        if current != names.SUMMARY_PENDING:
+            log.info("task %s: its summary is taken on by a run on %s", record.task_id, current or "another host")
             return False
         grid = self.lifecycle.grid
-        if current:
-            try:
-                grid.remove_avu(EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING))
-            except NothingToRemoveError:
-                log.info("task %s: another run took its summary on first", record.task_id)
-                return False
+        try:
+            grid.remove_avu(EntityType.COLLECTION, self.collection, AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING))
+        except NothingToRemoveError:
+            log.info("task %s: another run took its summary on first", record.task_id)
+            return False
         grid.apply_metadata([MetadataOperation("add", EntityType.COLLECTION, self.collection,
                                                AVU(names.A_SUMMARY_RESOURCE, self.resource.name))])
         return True

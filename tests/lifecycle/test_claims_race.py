@@ -170,6 +170,22 @@ def test_one_summary_claim_wins(server, monkeypatch) -> None:
         assert values == ["gpu_resc"]
 
 
+def test_a_run_reading_between_anothers_summary_claim_and_its_record_does_not_claim(server) -> None:
+    """The claim is two writes (remove ``pending``, add the resource): a run that reads the
+    task between them sees no ``c2d::summary_resource`` at all. It used to take that for "no
+    claim needed" and made a second summary (seen in the shared-shards test under load)."""
+    from compute_to_data.engine.summary import TaskSummary
+
+    collection = new_task(server, "summary-between")
+    machine = machine_of(server)
+    machine.store.write(collection, {names.A_SUMMARY_RESOURCE: names.SUMMARY_PENDING})
+    server.admin.remove_avu(EntityType.COLLECTION, collection, AVU(names.A_SUMMARY_RESOURCE, names.SUMMARY_PENDING))
+    between = machine.read(collection)  # the first run removed pending and has not added its resource yet
+    late = TaskSummary(machine, collection, None, server.admin.get_resource("cpu_resc"), None, None)  # type: ignore[arg-type]
+    assert late._claim(between) is False
+    assert [a for a in server.admin.get_avus(EntityType.COLLECTION, collection) if a.attribute == names.A_SUMMARY_RESOURCE] == []
+
+
 def test_one_series_step_takes_its_turn(server, monkeypatch) -> None:
     for round_ in range(ROUNDS):
         head = new_task(server, f"series-{round_}", TaskState.QUEUED)
