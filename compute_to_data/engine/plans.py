@@ -219,7 +219,9 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
         live = run = TaskRun(task.scope, listing, checked, selection, inputs, placement, running)
         with task.step("stage_inputs", owned=True):
             workdir = task.new_workdir(resource)
-            on_host = staged = task.stage_inputs(live, workdir)
+            # listed moments ago and no other run on the resource meanwhile: no second listing
+            relist = selection.listed_long_ago() or (slot is not None and slot.had_to_wait)
+            on_host = staged = task.stage_inputs(live, workdir, relist=relist)
         if shard is not None:
             # A shard stages before it takes the resource's slot and tags after it gave it
             # back, so the next shard replicates while this one computes (pipelining).

@@ -36,6 +36,8 @@ class ResourceSlot:
         self.should_stop = should_stop
         self._held: FileLock | None = None
         self.waited_seconds = 0.0
+        #: every slot was busy when it was first asked for (another run used the resource meanwhile)
+        self.had_to_wait = False
 
     def acquire(self) -> bool:
         """Block until a slot is free; False if ``should_stop`` said to give up while waiting."""
@@ -55,6 +57,7 @@ class ResourceSlot:
                 self.waited_seconds = time.monotonic() - started
                 return True
             if not told:
+                self.had_to_wait = True
                 log.info("all %d slot(s) of %s are busy; waiting", self.capacity, self.resource_name)
                 if self.on_wait:
                     self.on_wait()
