@@ -102,15 +102,7 @@ def run_shard(task: TaskSteps, shard: ShardSpec) -> TaskOutcome:
 def submit_task(task: TaskSteps) -> TaskOutcome:
     """Check everything a run would check, then record ``queued``; the caller queues the run
     (one per shard, ``outcome.shard_collections``, for a task larger than one shard)."""
-    if task.scope.takes_over:
-        raise TaskStateError(f"task {task.task_id} exists: it is started or resumed, not submitted again")
-    with task.step("validate"):
-        checked = _validate_new(task)
-    with task.step("select_compute_resource"):
-        chosen = _select_new(task, checked)
-    if isinstance(chosen, ShardedSelection):
-        return ShardedSubmit(task, checked, chosen).submit()
-    return _record_queued(task, checked, chosen)
+    return _new_task(task, may_run_here=False)
 
 
 def run_or_submit(task: TaskSteps) -> TaskOutcome:
@@ -120,8 +112,13 @@ def run_or_submit(task: TaskSteps) -> TaskOutcome:
     larger than one shard), for the caller to run its queued runs. A run here so checks
     everything once: submitting it first and starting the queued run would check it all again
     (on a real zone about 0.6 s of a 2,000-image task's 15)."""
+    return _new_task(task, may_run_here=True)
+
+
+def _new_task(task: TaskSteps, *, may_run_here: bool) -> TaskOutcome:
     if task.scope.takes_over:
-        raise TaskStateError(f"task {task.task_id} exists: it is started or resumed, not run as a new task")
+        done_as = "run as a new task" if may_run_here else "submitted again"
+        raise TaskStateError(f"task {task.task_id} exists: it is started or resumed, not {done_as}")
     with task.step("validate"):
         checked = _validate_new(task)
     with task.step("select_compute_resource"):
@@ -129,9 +126,9 @@ def run_or_submit(task: TaskSteps) -> TaskOutcome:
     if isinstance(chosen, ShardedSelection):
         return ShardedSubmit(task, checked, chosen).submit()
     dispatch = task.context.dispatch
-    if dispatch is not None and dispatch(chosen.runner, chosen.resource):
-        return _record_queued(task, checked, chosen)  # its host runs it
-    return _run_here(task, checked, chosen, CollectionListing(task), recorded=None, shard=None, dispatched=False)
+    if may_run_here and not (dispatch is not None and dispatch(chosen.runner, chosen.resource)):
+        return _run_here(task, checked, chosen, CollectionListing(task), recorded=None, shard=None, dispatched=False)
+    return _record_queued(task, checked, chosen)  # queued, for its host (or the delay server) to run
 
 
 def _record_queued(task: TaskSteps, checked: Checked, chosen: Selection) -> TaskOutcome:
