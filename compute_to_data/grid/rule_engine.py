@@ -737,6 +737,24 @@ class RuleEngineGrid(Grid):
                                               irods_code=CAT_UNKNOWN_FILE) from None
                 raise
 
+    def set_avus(
+        self, entity_type: EntityType, name: str, avus: Sequence[AVU], clear: Iterable[str] = ()
+    ) -> None:
+        """One attribute's one value: ``msiModAVUMetadata set`` (it replaces every value of the
+        attribute, ``F:msiModAVUMetadata_set_replaces_value_and_units``): one call of 7 ms on the
+        measured zone, where reading the attribute and an atomic batch cost 35 ms. A task's
+        advisory values (progress, timings, heartbeat) are written so, tens of times a run.
+        Several attributes, or attributes to clear, take the read and the atomic batch."""
+        clear = list(clear)
+        if len(avus) == 1 and not clear and _mod_avu_can_take(avus[0]):
+            kind, avu = EntityType(entity_type), avus[0]
+            self._call(
+                "msiModAVUMetadata", kind.imeta_flag, name, "set", avu.attribute, avu.value, avu.units,
+                what=f"setting AVU {avu.attribute}={avu.value} on {kind.value} {name}",
+            )
+            return
+        super().set_avus(entity_type, name, avus, clear)
+
     def add_new_avus(self, entity_type: EntityType, avus_by_entity: Mapping[str, Sequence[AVU]]) -> None:
         """Fast path for tagging entities known to carry none of these AVUs: ``msiModAVUMetadata add``.
 
