@@ -55,6 +55,7 @@ from compute_to_data.engine.steps import (
     TaskSteps,
     one_line,
 )
+from compute_to_data.engine.termination import deferred_termination
 from compute_to_data.lifecycle import series as schedule
 from compute_to_data.lifecycle.shard_records import resource_load
 from compute_to_data.runners.base import RunResult
@@ -140,8 +141,9 @@ def _record_queued(task: TaskSteps, checked: Checked, chosen: Selection) -> Task
     owned = False
     try:
         with task.step("prepare_task_collection", owned=True):
-            task.create_collection()
-            owned = True
+            with deferred_termination():  # made, and known to be this submit's to record
+                task.create_collection()
+                owned = True
             task.record_new_task(checked, chosen, inputs)
     except BaseException as exc:
         task.record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
@@ -203,17 +205,19 @@ def _run_here(task: TaskSteps, checked: Checked, selection: Selection, listing: 
         with task.step("prepare_task_collection", owned=True):
             placement = task.take_over_task_collection() if recorded is not None else None
             if placement is None:
-                task.create_collection()
-                owned = True
+                with deferred_termination():  # made, and known to be this run's to record
+                    task.create_collection()
+                    owned = True
                 placement = task.record_new_task(checked, selection, inputs)
             owned = True
         task.reap_dead_runs(resource)
         if shard is None:
             slot = task.wait_for_slot(resource, None)
-        running = task.record_running(selection, inputs)
+        with deferred_termination():  # ``running`` written, and the run knows it is the one running
+            running = task.record_running(selection, inputs)
+            live = run = TaskRun(task.scope, listing, checked, selection, inputs, placement, running)
         if shard is not None:
             task.lifecycle.shard_started(shard.task_collection)
-        live = run = TaskRun(task.scope, listing, checked, selection, inputs, placement, running)
         with task.step("stage_inputs", owned=True):
             workdir = task.new_workdir(resource)
             # listed moments ago and no other run on the resource meanwhile: no second listing
@@ -282,8 +286,9 @@ class ShardedSubmit:
             owned = False
             try:
                 with task.step("prepare_task_collection", owned=True):
-                    task.create_collection()
-                    owned = True
+                    with deferred_termination():  # made, and known to be this submit's to record
+                        task.create_collection()
+                        owned = True
                     self.create_shards(planner, layout)
             except BaseException as exc:
                 task.record_failure(exc, owned=owned)  # a task collection that exists never stays queued for nothing
