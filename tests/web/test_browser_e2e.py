@@ -54,6 +54,16 @@ def by_css(driver, selector: str):  # noqa: ANN001, ANN201
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def flashes_saying(driver, word: str) -> list[str]:  # noqa: ANN001
+    """The page's messages that say ``word``; none while the page is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [text for text in (e.text for e in by_css(driver, ".flash")) if word in text]
+    except StaleElementReferenceException:
+        return []
+
+
 def submit_sign_in(driver, user: str, password: str) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
@@ -321,11 +331,12 @@ def test_review_queue_keyboard_burst_export_cancel_and_resume(browser, tmp_path)
     with live_server(app2) as url, chrome(*browser) as driver:
         driver.get(f"{url}/tasks/{queued.task_id}")
         driver.find_element(By.ID, "cancel").click()
-        flash = wait_for(lambda: by_css(driver, ".flash"), what="the cancellation")[0].text
-        assert "cancelled" in flash and state() == "cancelled"
+        wait_for(lambda: flashes_saying(driver, "cancelled"), what="the cancellation")
+        assert state() == "cancelled"
         driver.find_element(By.ID, "resume").click()
-        flash = wait_for(lambda: by_css(driver, ".flash"), what="the resumption")[0].text
-        assert "resumed" in flash
+        # the page that said "cancelled" stays until the resume's answer replaces it: wait for
+        # that answer, not for any message (the old one went stale under the reader once)
+        wait_for(lambda: flashes_saying(driver, "resumed"), what="the resumption")
         # The worker the resume started runs it (and fails it: this task's model is not there).
         wait_for(lambda: state() in ("running", "failed", "succeeded"), timeout=120, what="the resumed run")
 
