@@ -124,9 +124,15 @@ def test_a_signalled_dispatcher_ends_the_task_failed_and_resumable(
 
     dispatcher = DriverDispatcher(zone.root / "grid", "alice", workers=1)
     runs = DispatchedRuns(service, TaskContext(grid=zone.alice, settings=zone.settings), dispatcher)
-    threading.Thread(target=signal_once_the_first_shard_runs, daemon=True).start()
-    with pytest.raises((Terminated, KeyboardInterrupt)):
-        runs.run_queued(shards)
+    # Ctrl-C as in a terminal: a parent that started the suite in the background (nohup, ``&``
+    # without job control) leaves SIGINT ignored, and Python then keeps it ignored
+    interrupt_as_before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=signal_once_the_first_shard_runs, daemon=True).start()
+        with pytest.raises((Terminated, KeyboardInterrupt)):
+            runs.run_queued(shards)
+    finally:
+        signal.signal(signal.SIGINT, interrupt_as_before)
     states = [s.state for s in shard_records(zone.alice, task.collection)]
     assert TaskState.QUEUED not in states and TaskState.RUNNING not in states, states
     record = zone.record(task.collection)
