@@ -35,7 +35,9 @@ MEASURED_SECONDS: dict[str, float] = {
     "msiCollRepl": 1 / 15,  # measured: 15 objects/s for a 300-object collection; charged per object
     "msiModAVUMetadata add": 0.0051 / 2,  # measured: two adds per object 5.1 ms (196 objects/s)
     "msiModAVUMetadata set": 0.0139 / 2,  # measured: two sets per object 13.9 ms (72 objects/s)
-    "msiModAVUMetadata rm": 0.0051 / 2,  # estimated: one catalog row deleted, as an add inserts one
+    # not timed; the server's source: an rm is one access check, one DELETE and a commit, an add the
+    # check, a lookup and one or two INSERTs: charged as an add, an upper bound
+    "msiModAVUMetadata rm": 0.0051 / 2,
     "msi_atomic_apply_metadata_operations": 0.0247,  # measured: one batch of two adds 24.7 ms (40/s)
     "msiExecGenQuery": 0.0103,  # derived: GenQuery + atomic replace 35 ms, minus the batch 24.7 ms
     "msiGetMoreRows": 0.004,  # estimated: per further page
