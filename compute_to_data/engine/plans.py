@@ -1,7 +1,7 @@
 """The plans: the order in which a run takes the steps (:mod:`.steps`), one plan per kind of run.
 
 - :func:`run_new_task`: a new task run at once (the demo, a config run in-process): it checks
-  what a submit checks, makes the task collection and runs.
+  what a submit checks, makes the task collection and runs (one run: a larger task is refused).
 - :func:`run_queued`: a queued run of a task that exists (submitted, or resumed) takes its task
   collection over and runs; a resumed task classifies only what its earlier runs left.
 - :func:`run_shard`: one shard of a larger task: its planned inputs, in its shard's collection;
@@ -65,17 +65,9 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------- the plans
 def run_new_task(task: TaskSteps) -> TaskOutcome:
-    """A new task, run here and now."""
-    with task.step("validate"):
-        checked = _validate_new(task)
-    with task.step("select_compute_resource"):
-        chosen = _select_new(task, checked)
-    if isinstance(chosen, ShardedSelection):  # its shards are queued runs of their own
-        raise TaskStateError(
-            f"this task is larger than one shard ({task.shard_size():,} images): submit it, and its shards run "
-            "as queued runs (c2d submit, c2d run, c2d_submit and c2d_run do)"
-        )
-    return _run_here(task, checked, chosen, CollectionListing(task), recorded=None, shard=None)
+    """A new task, run here and now: one run (a task larger than one shard is refused, its
+    shards being queued runs of their own); the same plan as :func:`run_or_submit`."""
+    return _new_task(task, may_run_here=True, shards_allowed=False)
 
 
 def run_queued(task: TaskSteps) -> TaskOutcome:
@@ -116,7 +108,10 @@ def run_or_submit(task: TaskSteps) -> TaskOutcome:
     return _new_task(task, may_run_here=True)
 
 
-def _new_task(task: TaskSteps, *, may_run_here: bool) -> TaskOutcome:
+def _new_task(task: TaskSteps, *, may_run_here: bool, shards_allowed: bool = True) -> TaskOutcome:
+    """Every check once, then the task runs here (``may_run_here``, one run whose resource is
+    here), or is recorded ``queued`` (a task larger than one shard: as shards, each a queued
+    run, unless ``shards_allowed`` is false: refused before anything is written)."""
     if task.scope.takes_over:
         done_as = "run as a new task" if may_run_here else "submitted again"
         raise TaskStateError(f"task {task.task_id} exists: it is started or resumed, not {done_as}")
@@ -125,6 +120,11 @@ def _new_task(task: TaskSteps, *, may_run_here: bool) -> TaskOutcome:
     with task.step("select_compute_resource"):
         chosen = _select_new(task, checked)
     if isinstance(chosen, ShardedSelection):
+        if not shards_allowed:
+            raise TaskStateError(
+                f"this task is larger than one shard ({task.shard_size():,} images): submit it, and its shards run "
+                "as queued runs (c2d submit, c2d run, c2d_submit and c2d_run do)"
+            )
         return ShardedSubmit(task, checked, chosen).submit()
     dispatch = task.context.dispatch
     if may_run_here and not (dispatch is not None and dispatch(chosen.runner, chosen.resource)):

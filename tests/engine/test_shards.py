@@ -14,7 +14,7 @@ import pytest
 from compute_to_data.domain import conventions as names
 from compute_to_data.domain.catalog import AVU, AccessLevel, EntityType, MetadataOperation, Resource
 from compute_to_data.domain.conventions import TaskState
-from compute_to_data.domain.errors import AccessDeniedError, ConfigError
+from compute_to_data.domain.errors import AccessDeniedError, ConfigError, TaskStateError
 from compute_to_data.domain.records import TaskRecord
 from compute_to_data.domain.shards import aggregate
 from compute_to_data.engine import create_task
@@ -217,6 +217,15 @@ def test_a_task_smaller_than_one_shard_runs_as_today(tmp_path: Path, zone) -> No
     assert not record.is_sharded and names.A_SHARD not in record.values
     assert not alice.collection_exists(f"{outcome.collection}/{names.SHARDS_COLLECTION}")
     assert outcome.compute_resource == "gpu_resc"
+
+
+def test_a_task_larger_than_one_shard_run_in_one_go_is_refused_before_anything_is_written(tmp_path: Path, zone) -> None:
+    """``task.run()`` (the demo, a config run in-process) runs one run; a larger task is
+    refused with what to do instead, and the catalog is left as it was."""
+    admin, alice = zone
+    with pytest.raises(TaskStateError, match=r"larger than one shard \(10 images\): submit it"):
+        create_task(sharded_config(), context(tmp_path, alice)).run()
+    assert not alice.collection_exists(RESULTS) or alice.list_collections(RESULTS) == []
 
 
 def test_already_tagged_images_do_not_count_towards_sharding(tmp_path: Path, zone) -> None:
