@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from compute_to_data.domain import conventions as names
+from compute_to_data.domain.catalog import DataObject
 from compute_to_data.domain.conventions import TaskState
 from compute_to_data.domain.errors import GridError, SettingsError
 from compute_to_data.domain.settings import ReplicationSettings, Settings, SharedVault
@@ -502,3 +503,13 @@ def test_checksums_of_both_schemes_are_checked(tmp_path):
     assert checksum_matches(path, hashlib.md5(b"content").hexdigest()) is True
     assert checksum_matches(path, "sha2:" + base64.b64encode(hashlib.sha256(b"other").digest()).decode()) is False
     assert checksum_matches(path, "") is None and checksum_matches(path, "sha512:xyz") is None
+
+
+def test_an_input_s_relative_path_is_its_path_below_the_input_collection(tmp_path: Path) -> None:
+    """The name an input is staged and recorded under (a prefix cut, as relpath gave it)."""
+    admin, alice = make_grid(tmp_path)
+    task = create_task(make_config(inputs={"collection": IMAGES, "pattern": "*.png"}),
+                       TaskContext(grid=alice, settings=make_settings(tmp_path), runner=ScriptedRunner()))
+    assert task.relative_path(DataObject(f"{IMAGES}/site1/a.png", 3)) == "site1/a.png"
+    assert task.relative_path(DataObject(f"{IMAGES}/a.png", 3)) == "a.png"
+    assert task.relative_path(DataObject(f"{IMAGES}-old/a.png", 3)) == "../images-old/a.png"  # not below it
