@@ -1237,7 +1237,7 @@ class TaskSteps(ABC):
     def relative_path(self, obj: DataObject) -> str:
         """The object's path below the input collection. A run asks it several times per image
         (20,000 images: over 100,000 times): a prefix is cut where it can be, rather than
-        ``relpath`` normalizing both paths each time (a tenth of a run's own CPU in a shard)."""
+        ``relpath`` normalizing both paths each time."""
         prefix = self.config.input_collection.rstrip("/") + "/"
         if obj.path.startswith(prefix):
             return obj.path[len(prefix):]
