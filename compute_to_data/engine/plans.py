@@ -301,9 +301,9 @@ class ShardedSubmit:
         unreadable, unwritable = Refusals(), Refusals()
         skipped = 0
         for page in chosen.pages:
-            paths = [o.path for o in page]
-            unreadable.add(task.grid.paths_lacking_access(paths, AccessLevel.READ))
-            unwritable.add(task.grid.paths_lacking_access(paths, AccessLevel.MODIFY))
+            found = task.grid.paths_lacking_levels([o.path for o in page], [AccessLevel.READ, AccessLevel.MODIFY])
+            unreadable.add(found[AccessLevel.READ])
+            unwritable.add(found[AccessLevel.MODIFY])
             for obj in page:
                 if task.is_eligible(obj):
                     planner.add(Candidate.of(obj, task.relative_path(obj)))

@@ -504,16 +504,19 @@ class TaskSteps(ABC):
     def check_permissions(self, candidates: Sequence[DataObject], *, creates_collection: bool) -> None:
         """Read on every input, the model and the labels; write where the results go (a new task)
         and on the images (their predictions are AVUs)."""
-        readable = [o.path for o in candidates] + [self.config.model, self.config.labels]
+        inputs = [o.path for o in candidates]
+        found = self.grid.paths_lacking_levels(inputs + [self.config.model, self.config.labels],
+                                               [AccessLevel.READ, AccessLevel.MODIFY])  # one look for both
         lacking = Refusals()
-        lacking.add(self.grid.paths_lacking_access(readable, AccessLevel.READ))
+        lacking.add(found[AccessLevel.READ])
         if lacking.count:
             raise self.cannot_read(lacking)
         if creates_collection:
             self.check_can_create(self.config.output_collection)
         if candidates:
+            tagged = set(inputs)  # the model and labels are only read
             unwritable = Refusals()
-            unwritable.add(self.grid.paths_lacking_access([o.path for o in candidates], AccessLevel.MODIFY))
+            unwritable.add([path for path in found[AccessLevel.MODIFY] if path in tagged])
             if unwritable.count:
                 raise self.cannot_tag(unwritable)
 

@@ -149,6 +149,13 @@ class Grid(ABC):
         """Paths on which the caller lacks ``level``; adapters may answer with one bulk query."""
         return [p for p in paths if not self.has_access(p, level)]
 
+    def paths_lacking_levels(self, paths: Sequence[str], levels: Sequence[AccessLevel]) -> dict[AccessLevel, list[str]]:
+        """For each of ``levels``, the paths (in the given order) the caller lacks it on: a run
+        checks read and modify on the same inputs. An adapter that reads what the caller holds in
+        one look answers every level from it (the rule engine: one access query per collection
+        where two levels asked apart cost two); this default asks level by level."""
+        return {level: self.paths_lacking_access(paths, level) for level in levels}
+
     # --- changes ---------------------------------------------------------------------------------
     @abstractmethod
     def replicate(self, path: str, resource: str) -> None:

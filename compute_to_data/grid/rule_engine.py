@@ -474,16 +474,13 @@ class RuleEngineGrid(Grid):
         costs one access query per parent collection, or one recursive query under their common
         ancestor when they spread over many collections.
         """
+        return self.paths_lacking_levels(list(paths), [level])[level]
+
+    def paths_lacking_levels(self, paths: Sequence[str], levels: Sequence[AccessLevel]) -> dict[AccessLevel, list[str]]:
+        """:meth:`paths_lacking_access` for several levels from one look at what is held."""
         wanted = [self._check_path(p) for p in paths]
         if len(wanted) <= _SMALL_ACCESS_CHECK:
-            lacking = []
-            for path in wanted:
-                try:
-                    if not self.has_access(path, level):
-                        lacking.append(path)
-                except ObjectNotFoundError:
-                    lacking.append(path)
-            return lacking
+            return {level: self._lacking_one_by_one(wanted, level) for level in levels}
         parents = sorted({posixpath.dirname(p) for p in wanted})
         if len(parents) <= _MAX_PARENT_QUERIES:
             alternatives = [gq.equals("COLL_NAME", parent) for parent in parents]
@@ -491,11 +488,25 @@ class RuleEngineGrid(Grid):
             ancestor = posixpath.commonpath(parents)
             alternatives = gq.under_collection("COLL_NAME", ancestor)
         held = self._readable_objects(AccessLevel.NONE, alternatives)
-        lacking = [p for p in wanted if held.get(p, 0) < int(level)]
         # A path the caller holds nothing on as a data object may be a collection: find those
         # in one query per 20 paths, and ask the server about them (few in practice).
-        unknown = [p for p in lacking if p not in held]
+        unknown = [p for p in wanted if p not in held]
         collections = {r["COLL_NAME"] for r in self._query(["COLL_NAME"], (), gq.one_of("COLL_NAME", unknown))} if unknown else set()
+        return {level: self._still_lacking([p for p in wanted if held.get(p, 0) < int(level)], collections, level)
+                for level in levels}
+
+    def _lacking_one_by_one(self, wanted: Sequence[str], level: AccessLevel) -> list[str]:
+        lacking = []
+        for path in wanted:
+            try:
+                if not self.has_access(path, level):
+                    lacking.append(path)
+            except ObjectNotFoundError:
+                lacking.append(path)
+        return lacking
+
+    def _still_lacking(self, lacking: Sequence[str], collections: set[str], level: AccessLevel) -> list[str]:
+        """``lacking`` less the collections among them the server says the caller holds ``level`` on."""
         still = []
         for path in lacking:
             if path in collections:

@@ -314,6 +314,30 @@ def test_bulk_access_check_over_many_collections(setup: GridSetup) -> None:
     assert g.paths_lacking_access(paths + [f"{s.home}/none.png"], AccessLevel.READ) == [f"{s.home}/none.png"]
 
 
+def test_read_and_modify_on_the_same_inputs_are_one_look_at_what_is_held(setup: GridSetup) -> None:
+    """A run checks read and modify on every input: asked together, the levels come from one
+    access query per collection, not one per level (the same answers as asked apart)."""
+    s, g = setup, setup.grid
+    paths = []
+    for i in range(12):
+        p = f"{s.bob_home()}/data/x{i:02d}.png"
+        s.put(p, b"x", owner=BOB)
+        paths.append(p)
+    s.chmod("read", ALICE, f"{s.bob_home()}/data", recursive=True)
+    s.chmod("modify_object", ALICE, paths[3])
+    asked = paths + [f"{s.home}/none.png"]
+    before = g.query_count
+    apart = {level: g.paths_lacking_access(asked, level) for level in (AccessLevel.READ, AccessLevel.MODIFY)}
+    asked_apart = g.query_count - before
+    before = g.query_count
+    together = g.paths_lacking_levels(asked, [AccessLevel.READ, AccessLevel.MODIFY])
+    assert together == apart
+    assert together[AccessLevel.READ] == [f"{s.home}/none.png"]
+    assert together[AccessLevel.MODIFY] == [p for i, p in enumerate(paths) if i != 3] + [f"{s.home}/none.png"]
+    # the access rows of each of the two parent collections, and whether none.png is a collection
+    assert g.query_count - before == 3 and asked_apart > 2 * 3
+
+
 def test_module_imports_without_the_plugin_modules() -> None:
     import subprocess
     import sys

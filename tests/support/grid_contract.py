@@ -275,6 +275,25 @@ def test_paths_lacking_access(contract_grid: GridSetup) -> None:
     assert g.paths_lacking_access([], AccessLevel.READ) == []
 
 
+def test_paths_lacking_levels_answers_each_level_as_asked_apart(contract_grid: GridSetup) -> None:
+    """Several levels asked at once: per level, what :meth:`paths_lacking_access` says (in order),
+    over few paths (asked one by one) and over many (a bulk query)."""
+    s, g = contract_grid, contract_grid.grid
+    readable = []
+    for i in range(10):
+        path = f"{s.bob_home()}/shared/r{i}.png"
+        s.put(path, b"r", owner=BOB)
+        s.chmod("modify_object" if i == 2 else "read", ALICE, path)
+        readable.append(path)
+    mine = f"{s.home}/mine.png"
+    s.put(mine, b"m")
+    levels = [AccessLevel.READ, AccessLevel.MODIFY, AccessLevel.OWN]
+    for asked in ([mine, readable[0], readable[2]], [*readable, mine, f"{s.home}/none.png"]):
+        together = g.paths_lacking_levels(asked, levels)
+        assert together == {level: g.paths_lacking_access(asked, level) for level in levels}
+    assert together[AccessLevel.MODIFY] == [p for i, p in enumerate(readable) if i != 2] + [f"{s.home}/none.png"]
+
+
 # --- replicate ---------------------------------------------------------------------------------------------
 def test_replicate_copies_into_target_vault_and_is_idempotent(contract_grid: GridSetup) -> None:
     s, g = contract_grid, contract_grid.grid
