@@ -298,15 +298,19 @@ def test_strict_acl_policy_gives_the_same_answers(tmp_path: Path) -> None:
     ]
 
 
-def test_bulk_access_check_over_many_collections(setup: GridSetup) -> None:
-    s, g = setup, setup.grid
-    paths = []
-    for i in range(12):
-        p = f"{s.bob_home()}/data/d{i:02d}/x.png"
-        s.put(p, b"x", owner=BOB)
-        paths.append(p)
+def bobs_images_alice_reads(s: GridSetup, names: list[str]) -> list[str]:
+    """Bob's images under data/ (``names`` below it), alice holding read on all, modify on the fourth."""
+    paths = [f"{s.bob_home()}/data/{name}" for name in names]
+    for path in paths:
+        s.put(path, b"x", owner=BOB)
     s.chmod("read", ALICE, f"{s.bob_home()}/data", recursive=True)
     s.chmod("modify_object", ALICE, paths[3])
+    return paths
+
+
+def test_bulk_access_check_over_many_collections(setup: GridSetup) -> None:
+    s, g = setup, setup.grid
+    paths = bobs_images_alice_reads(s, [f"d{i:02d}/x.png" for i in range(12)])
     before = g.query_count
     assert g.paths_lacking_access(paths, AccessLevel.READ) == []
     assert g.paths_lacking_access(paths, AccessLevel.MODIFY) == [p for i, p in enumerate(paths) if i != 3]
@@ -318,13 +322,7 @@ def test_read_and_modify_on_the_same_inputs_are_one_look_at_what_is_held(setup: 
     """A run checks read and modify on every input: asked together, the levels come from one
     access query per collection, not one per level (the same answers as asked apart)."""
     s, g = setup, setup.grid
-    paths = []
-    for i in range(12):
-        p = f"{s.bob_home()}/data/x{i:02d}.png"
-        s.put(p, b"x", owner=BOB)
-        paths.append(p)
-    s.chmod("read", ALICE, f"{s.bob_home()}/data", recursive=True)
-    s.chmod("modify_object", ALICE, paths[3])
+    paths = bobs_images_alice_reads(s, [f"x{i:02d}.png" for i in range(12)])
     asked = paths + [f"{s.home}/none.png"]
     before = g.query_count
     apart = {level: g.paths_lacking_access(asked, level) for level in (AccessLevel.READ, AccessLevel.MODIFY)}
